@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what the sandbox and the tests need on a fresh Debian 12 machine (root):
+# Debian packages and the AWS emulator (moto server) in a Python venv at .venv.
+# Idempotent: a second run only checks.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv="$root/.venv"
+moto_version="5.2.1"
+
+apt_packages=(shellcheck openssh-server openssh-client iproute2 pkg-config libssl-dev curl)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [[ ! -x "$venv/bin/moto_server" ]] || ! "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$moto_version')" 2>/dev/null; then
+  echo "setup: installing the AWS emulator (moto $moto_version) into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$moto_version"
+fi
+
+command -v cargo >/dev/null || { echo "setup: cargo not found; install the Rust toolchain" >&2; exit 1; }
+rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt >/dev/null 2>&1 || true
+echo "setup: ok" >&2

@@ -1,0 +1,793 @@
+//! Discovery: what exists of a stack, found by its tags. AWS is the state.
+
+use super::tags::{self, Role};
+use super::Aws;
+use crate::error::Result;
+use crate::spec::StackId;
+use aws_sdk_ec2::types::{InstanceAttributeName, IpPermission};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Vpc {
+    pub id: String,
+    pub cidr: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Igw {
+    pub id: String,
+    pub attached_vpc: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Subnet {
+    pub id: String,
+    pub cidr: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteTable {
+    pub id: String,
+    /// Target of the 0.0.0.0/0 route, if there is one.
+    pub default_gateway: Option<String>,
+    /// (association id, subnet id)
+    pub associations: Vec<(String, String)>,
+}
+
+/// One permission for one CIDR, e.g. tcp 22-22 from 203.0.113.0/24.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Rule {
+    pub protocol: String,
+    pub from_port: Option<i32>,
+    pub to_port: Option<i32>,
+    pub cidr: String,
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let proto = if self.protocol == "-1" {
+            "all"
+        } else {
+            &self.protocol
+        };
+        match (self.from_port, self.to_port) {
+            (Some(a), Some(b)) if a == b => write!(f, "{proto}/{a} {}", self.cidr),
+            (Some(a), Some(b)) if a >= 0 => write!(f, "{proto}/{a}-{b} {}", self.cidr),
+            _ => write!(f, "{proto} {}", self.cidr),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SecurityGroup {
+    pub id: String,
+    pub role: Role,
+    pub ingress: Vec<Rule>,
+    pub egress: Vec<Rule>,
+    /// Rules that name other groups, prefix lists or IPv6 ranges (poscloud never makes them).
+    pub other_rules: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Eni {
+    pub id: String,
+    pub role: Option<Role>,
+    pub private_ip: Option<String>,
+    pub groups: Vec<String>,
+    pub attached_to: Option<String>,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Volume {
+    pub id: String,
+    pub size_gb: i32,
+    pub volume_type: String,
+    pub encrypted: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Instance {
+    pub id: String,
+    pub state: String,
+    pub instance_type: String,
+    pub image_id: String,
+    pub launch_time: Option<String>,
+    /// (device index, ENI id, private IP)
+    pub interfaces: Vec<(i32, String, String)>,
+    pub profile_arn: Option<String>,
+    pub http_tokens: Option<String>,
+    pub hop_limit: Option<i32>,
+    pub root_volume: Option<Volume>,
+    pub termination_protection: bool,
+}
+
+impl Instance {
+    pub fn eni(&self, device_index: i32) -> Option<&str> {
+        self.interfaces
+            .iter()
+            .find(|(d, _, _)| *d == device_index)
+            .map(|(_, id, _)| id.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Eip {
+    pub allocation_id: String,
+    pub role: Option<Role>,
+    pub public_ip: String,
+    pub association_id: Option<String>,
+    pub eni_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IamRole {
+    pub name: String,
+    pub policies: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceProfile {
+    pub name: String,
+    pub arn: String,
+    pub roles: Vec<String>,
+}
+
+/// Everything found of one stack. Lists, because a broken stack may hold duplicates that
+/// teardown must still find; provision refuses to work on a stack with duplicates.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Discovered {
+    pub vpcs: Vec<Vpc>,
+    pub igws: Vec<Igw>,
+    pub subnets: Vec<Subnet>,
+    pub route_tables: Vec<RouteTable>,
+    pub security_groups: Vec<SecurityGroup>,
+    /// Tagged ENIs, plus untagged ones left in the stack's VPC (e.g. an inline eth0).
+    pub enis: Vec<Eni>,
+    pub instances: Vec<Instance>,
+    pub eips: Vec<Eip>,
+    pub iam_role: Option<IamRole>,
+    pub instance_profile: Option<InstanceProfile>,
+    pub parameters: Vec<String>,
+}
+
+impl Discovered {
+    pub fn vpc(&self) -> Option<&Vpc> {
+        self.vpcs.first()
+    }
+    pub fn igw(&self) -> Option<&Igw> {
+        self.igws.first()
+    }
+    pub fn subnet(&self) -> Option<&Subnet> {
+        self.subnets.first()
+    }
+    pub fn route_table(&self) -> Option<&RouteTable> {
+        self.route_tables.first()
+    }
+    pub fn sg(&self, role: Role) -> Option<&SecurityGroup> {
+        self.security_groups.iter().find(|g| g.role == role)
+    }
+    pub fn eni_pos(&self) -> Option<&Eni> {
+        self.enis.iter().find(|e| e.role == Some(Role::EniPos))
+    }
+    pub fn instance(&self) -> Option<&Instance> {
+        self.instances.first()
+    }
+    pub fn eip(&self, role: Role) -> Option<&Eip> {
+        self.eips.iter().find(|e| e.role == Some(role))
+    }
+
+    /// Is anything of the stack left (parameters aside, which a lock alone can explain)?
+    pub fn is_empty(&self) -> bool {
+        self.remaining().is_empty()
+    }
+
+    /// One line per resource still present, for "nothing may remain" checks.
+    pub fn remaining(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        out.extend(self.vpcs.iter().map(|v| format!("VPC {}", v.id)));
+        out.extend(self.igws.iter().map(|v| format!("internet gateway {}", v.id)));
+        out.extend(self.subnets.iter().map(|v| format!("subnet {}", v.id)));
+        out.extend(self.route_tables.iter().map(|v| format!("route table {}", v.id)));
+        out.extend(
+            self.security_groups
+                .iter()
+                .map(|v| format!("security group {}", v.id)),
+        );
+        out.extend(self.enis.iter().map(|v| format!("network interface {}", v.id)));
+        out.extend(
+            self.instances
+                .iter()
+                .map(|v| format!("instance {} ({})", v.id, v.state)),
+        );
+        out.extend(
+            self.eips
+                .iter()
+                .map(|v| format!("Elastic IP {} ({})", v.public_ip, v.allocation_id)),
+        );
+        out.extend(self.iam_role.iter().map(|v| format!("IAM role {}", v.name)));
+        out.extend(
+            self.instance_profile
+                .iter()
+                .map(|v| format!("instance profile {}", v.name)),
+        );
+        out.extend(
+            self.parameters
+                .iter()
+                .map(|p| format!("SSM parameter {p}")),
+        );
+        out
+    }
+
+    /// Duplicates that should never exist; provision stops on them.
+    pub fn duplicates(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut dup = |what: &str, ids: Vec<&str>| {
+            if ids.len() > 1 {
+                out.push(format!("{} {what}: {}", ids.len(), ids.join(", ")));
+            }
+        };
+        dup("VPCs", self.vpcs.iter().map(|v| v.id.as_str()).collect());
+        dup("internet gateways", self.igws.iter().map(|v| v.id.as_str()).collect());
+        dup("subnets", self.subnets.iter().map(|v| v.id.as_str()).collect());
+        dup(
+            "route tables",
+            self.route_tables.iter().map(|v| v.id.as_str()).collect(),
+        );
+        for role in [Role::SgHost, Role::SgPos] {
+            dup(
+                &format!("{} security groups", role.as_str()),
+                self.security_groups
+                    .iter()
+                    .filter(|g| g.role == role)
+                    .map(|g| g.id.as_str())
+                    .collect(),
+            );
+        }
+        dup(
+            "POS network interfaces",
+            self.enis
+                .iter()
+                .filter(|e| e.role == Some(Role::EniPos))
+                .map(|e| e.id.as_str())
+                .collect(),
+        );
+        dup("instances", self.instances.iter().map(|v| v.id.as_str()).collect());
+        for role in [Role::EipHost, Role::EipPos] {
+            dup(
+                &format!("{} Elastic IPs", role.as_str()),
+                self.eips
+                    .iter()
+                    .filter(|e| e.role == Some(role))
+                    .map(|e| e.allocation_id.as_str())
+                    .collect(),
+            );
+        }
+        out
+    }
+}
+
+/// IAM names are global per account: one role and one instance profile per stack.
+pub fn iam_name(id: &StackId) -> String {
+    id.name()
+}
+pub const IAM_PATH: &str = "/poscloud/";
+
+fn rules(perms: &[IpPermission]) -> (Vec<Rule>, usize) {
+    let mut out = Vec::new();
+    let mut other = 0;
+    for p in perms {
+        for r in p.ip_ranges() {
+            out.push(Rule {
+                protocol: p.ip_protocol().unwrap_or("-1").to_string(),
+                from_port: p.from_port(),
+                to_port: p.to_port(),
+                cidr: r.cidr_ip().unwrap_or_default().to_string(),
+            });
+        }
+        other += p.ipv6_ranges().len() + p.user_id_group_pairs().len() + p.prefix_list_ids().len();
+    }
+    out.sort();
+    (out, other)
+}
+
+impl Aws {
+    /// Finds every resource of one stack. Reads only.
+    pub async fn discover(&self, id: &StackId) -> Result<Discovered> {
+        let (vpcs, igws, subnets, rtbs, sgs, instances, eips, iam, params) = tokio::try_join!(
+            self.find_vpcs(id),
+            self.find_igws(id),
+            self.find_subnets(id),
+            self.find_route_tables(id),
+            self.find_security_groups(id),
+            self.find_instances(id),
+            self.find_eips(id),
+            self.find_iam(id),
+            self.find_parameters(id),
+        )?;
+        let enis = self.find_enis(id, &vpcs).await?;
+        Ok(Discovered {
+            vpcs,
+            igws,
+            subnets,
+            route_tables: rtbs,
+            security_groups: sgs,
+            enis,
+            instances,
+            eips,
+            iam_role: iam.0,
+            instance_profile: iam.1,
+            parameters: params,
+        })
+    }
+
+    async fn find_vpcs(&self, id: &StackId) -> Result<Vec<Vpc>> {
+        let vpcs = self
+            .ec2
+            .describe_vpcs()
+            .set_filters(Some(tags::filters(id)))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| self.err("DescribeVpcs", None, e))?;
+        Ok(vpcs
+            .into_iter()
+            .map(|v| Vpc {
+                id: v.vpc_id().unwrap_or_default().to_string(),
+                cidr: v.cidr_block().unwrap_or_default().to_string(),
+            })
+            .collect())
+    }
+
+    async fn find_igws(&self, id: &StackId) -> Result<Vec<Igw>> {
+        let igws = self
+            .ec2
+            .describe_internet_gateways()
+            .set_filters(Some(tags::filters(id)))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| self.err("DescribeInternetGateways", None, e))?;
+        Ok(igws
+            .into_iter()
+            .map(|g| Igw {
+                id: g.internet_gateway_id().unwrap_or_default().to_string(),
+                attached_vpc: g
+                    .attachments()
+                    .iter()
+                    .find_map(|a| a.vpc_id().map(str::to_string)),
+            })
+            .collect())
+    }
+
+    async fn find_subnets(&self, id: &StackId) -> Result<Vec<Subnet>> {
+        let subnets = self
+            .ec2
+            .describe_subnets()
+            .set_filters(Some(tags::filters(id)))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| self.err("DescribeSubnets", None, e))?;
+        Ok(subnets
+            .into_iter()
+            .map(|s| Subnet {
+                id: s.subnet_id().unwrap_or_default().to_string(),
+                cidr: s.cidr_block().unwrap_or_default().to_string(),
+            })
+            .collect())
+    }
+
+    async fn find_route_tables(&self, id: &StackId) -> Result<Vec<RouteTable>> {
+        let rtbs = self
+            .ec2
+            .describe_route_tables()
+            .set_filters(Some(tags::filters(id)))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| self.err("DescribeRouteTables", None, e))?;
+        Ok(rtbs
+            .into_iter()
+            .map(|t| RouteTable {
+                id: t.route_table_id().unwrap_or_default().to_string(),
+                default_gateway: t
+                    .routes()
+                    .iter()
+                    .find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
+                    .and_then(|r| r.gateway_id().map(str::to_string)),
+                associations: t
+                    .associations()
+                    .iter()
+                    .filter_map(|a| {
+                        Some((
+                            a.route_table_association_id()?.to_string(),
+                            a.subnet_id()?.to_string(),
+                        ))
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    async fn find_security_groups(&self, id: &StackId) -> Result<Vec<SecurityGroup>> {
+        let sgs = self
+            .ec2
+            .describe_security_groups()
+            .set_filters(Some(tags::filters(id)))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| self.err("DescribeSecurityGroups", None, e))?;
+        Ok(sgs
+            .into_iter()
+            .filter_map(|g| {
+                let role = tags::stack_of(g.tags())?.1?;
+                let (ingress, o1) = rules(g.ip_permissions());
+                let (egress, o2) = rules(g.ip_permissions_egress());
+                Some(SecurityGroup {
+                    id: g.group_id().unwrap_or_default().to_string(),
+                    role,
+                    ingress,
+                    egress,
+                    other_rules: o1 + o2,
+                })
+            })
+            .collect())
+    }
+
+    /// Tagged ENIs, and any other ENI in the stack's VPCs (AWS deletes an instance's inline
+    /// eth0 with it; a leftover must still go before the VPC can).
+    async fn find_enis(&self, id: &StackId, vpcs: &[Vpc]) -> Result<Vec<Eni>> {
+        let mut found = BTreeMap::new();
+        let mut queries = vec![tags::filters(id)];
+        for v in vpcs {
+            queries.push(vec![tags::filter("vpc-id", &v.id)]);
+        }
+        for filters in queries {
+            let enis = self
+                .ec2
+                .describe_network_interfaces()
+                .set_filters(Some(filters))
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| self.err("DescribeNetworkInterfaces", None, e))?;
+            for n in enis {
+                let eni = Eni {
+                    id: n.network_interface_id().unwrap_or_default().to_string(),
+                    role: tags::stack_of(n.tag_set()).and_then(|(_, r)| r),
+                    private_ip: n.private_ip_address().map(str::to_string),
+                    groups: n
+                        .groups()
+                        .iter()
+                        .filter_map(|g| g.group_id().map(str::to_string))
+                        .collect(),
+                    attached_to: n
+                        .attachment()
+                        .and_then(|a| a.instance_id().map(str::to_string)),
+                    status: n.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                };
+                found.insert(eni.id.clone(), eni);
+            }
+        }
+        Ok(found.into_values().collect())
+    }
+
+    /// Instances that are not (yet) terminated.
+    pub(crate) async fn find_instances(&self, id: &StackId) -> Result<Vec<Instance>> {
+        let mut filters = tags::filters(id);
+        filters.push(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("instance-state-name")
+                .set_values(Some(
+                    ["pending", "running", "stopping", "stopped", "shutting-down"]
+                        .map(String::from)
+                        .to_vec(),
+                ))
+                .build(),
+        );
+        let reservations = self
+            .ec2
+            .describe_instances()
+            .set_filters(Some(filters))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| self.err("DescribeInstances", None, e))?;
+        let mut out = Vec::new();
+        for i in reservations.iter().flat_map(|r| r.instances()) {
+            let iid = i.instance_id().unwrap_or_default().to_string();
+            let protection = self
+                .ec2
+                .describe_instance_attribute()
+                .instance_id(&iid)
+                .attribute(InstanceAttributeName::DisableApiTermination)
+                .send()
+                .await
+                .map_err(|e| self.err("DescribeInstanceAttribute", Some(&iid), e))?
+                .disable_api_termination()
+                .and_then(|v| v.value())
+                .unwrap_or(false);
+            let root_name = i.root_device_name();
+            let root_volume_id = i
+                .block_device_mappings()
+                .iter()
+                .find(|b| b.device_name() == root_name)
+                .and_then(|b| b.ebs())
+                .and_then(|e| e.volume_id())
+                .map(str::to_string);
+            let root_volume = match root_volume_id {
+                Some(vid) => self.describe_volume(&vid).await?,
+                None => None,
+            };
+            let mut interfaces: Vec<(i32, String, String)> = i
+                .network_interfaces()
+                .iter()
+                .map(|n| {
+                    (
+                        n.attachment().and_then(|a| a.device_index()).unwrap_or(-1),
+                        n.network_interface_id().unwrap_or_default().to_string(),
+                        n.private_ip_address().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect();
+            interfaces.sort();
+            out.push(Instance {
+                id: iid,
+                state: i
+                    .state()
+                    .and_then(|s| s.name())
+                    .map(|n| n.as_str().to_string())
+                    .unwrap_or_default(),
+                instance_type: i
+                    .instance_type()
+                    .map(|t| t.as_str().to_string())
+                    .unwrap_or_default(),
+                image_id: i.image_id().unwrap_or_default().to_string(),
+                launch_time: i.launch_time().map(|t| t.to_string()),
+                interfaces,
+                profile_arn: i
+                    .iam_instance_profile()
+                    .and_then(|p| p.arn().map(str::to_string)),
+                http_tokens: i
+                    .metadata_options()
+                    .and_then(|m| m.http_tokens())
+                    .map(|t| t.as_str().to_string()),
+                hop_limit: i
+                    .metadata_options()
+                    .and_then(|m| m.http_put_response_hop_limit()),
+                root_volume,
+                termination_protection: protection,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn describe_volume(&self, volume_id: &str) -> Result<Option<Volume>> {
+        let out = self
+            .ec2
+            .describe_volumes()
+            .volume_ids(volume_id)
+            .send()
+            .await
+            .map_err(|e| self.err("DescribeVolumes", Some(volume_id), e))?;
+        Ok(out.volumes().first().map(|v| Volume {
+            id: volume_id.to_string(),
+            size_gb: v.size().unwrap_or(0),
+            volume_type: v
+                .volume_type()
+                .map(|t| t.as_str().to_string())
+                .unwrap_or_default(),
+            encrypted: v.encrypted().unwrap_or(false),
+        }))
+    }
+
+    async fn find_eips(&self, id: &StackId) -> Result<Vec<Eip>> {
+        let out = self
+            .ec2
+            .describe_addresses()
+            .set_filters(Some(tags::filters(id)))
+            .send()
+            .await
+            .map_err(|e| self.err("DescribeAddresses", None, e))?;
+        Ok(out
+            .addresses()
+            .iter()
+            .map(|a| Eip {
+                allocation_id: a.allocation_id().unwrap_or_default().to_string(),
+                role: tags::stack_of(a.tags()).and_then(|(_, r)| r),
+                public_ip: a.public_ip().unwrap_or_default().to_string(),
+                association_id: a.association_id().map(str::to_string),
+                eni_id: a.network_interface_id().map(str::to_string),
+            })
+            .collect())
+    }
+
+    async fn find_iam(&self, id: &StackId) -> Result<(Option<IamRole>, Option<InstanceProfile>)> {
+        let name = iam_name(id);
+        let role = match self.iam.get_role().role_name(&name).send().await {
+            Ok(_) => {
+                let policies = self
+                    .iam
+                    .list_attached_role_policies()
+                    .role_name(&name)
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .try_collect()
+                    .await
+                    .map_err(|e| self.err("ListAttachedRolePolicies", Some(&name), e))?
+                    .into_iter()
+                    .filter_map(|p| p.policy_arn().map(str::to_string))
+                    .collect();
+                Some(IamRole {
+                    name: name.clone(),
+                    policies,
+                })
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => None,
+            Err(e) => return Err(self.err("GetRole", Some(&name), e)),
+        };
+        let profile = match self
+            .iam
+            .get_instance_profile()
+            .instance_profile_name(&name)
+            .send()
+            .await
+        {
+            Ok(out) => out.instance_profile().map(|p| InstanceProfile {
+                name: name.clone(),
+                arn: p.arn().to_string(),
+                roles: p.roles().iter().map(|r| r.role_name().to_string()).collect(),
+            }),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => None,
+            Err(e) => return Err(self.err("GetInstanceProfile", Some(&name), e)),
+        };
+        Ok((role, profile))
+    }
+
+    async fn find_parameters(&self, id: &StackId) -> Result<Vec<String>> {
+        let params = self
+            .ssm
+            .get_parameters_by_path()
+            .path(id.param_path().trim_end_matches('/'))
+            .recursive(true)
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| self.err("GetParametersByPath", Some(&id.param_path()), e))?;
+        Ok(params
+            .iter()
+            .flat_map(|page| page.parameters())
+            .filter_map(|p| p.name().map(str::to_string))
+            .collect())
+    }
+}
+
+/// One stack as seen region-wide by `list`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StackSummary {
+    pub vpc: Option<String>,
+    pub instance: Option<String>,
+    pub state: Option<String>,
+    pub instance_type: Option<String>,
+    pub launch_time: Option<String>,
+    pub public_ips: Vec<String>,
+    pub iam_role: bool,
+    pub parameters: usize,
+}
+
+impl Aws {
+    /// Every stack with anything tagged in this region (or an IAM role under our path).
+    pub async fn list_stacks(&self) -> Result<BTreeMap<StackId, StackSummary>> {
+        let mut out: BTreeMap<StackId, StackSummary> = BTreeMap::new();
+        let vpcs = self
+            .ec2
+            .describe_vpcs()
+            .filters(tags::any_stack())
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| self.err("DescribeVpcs", None, e))?;
+        for v in vpcs {
+            if let Some((id, _)) = tags::stack_of(v.tags()) {
+                out.entry(id).or_default().vpc = v.vpc_id().map(str::to_string);
+            }
+        }
+        let reservations = self
+            .ec2
+            .describe_instances()
+            .filters(tags::any_stack())
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| self.err("DescribeInstances", None, e))?;
+        for i in reservations.iter().flat_map(|r| r.instances()) {
+            let state = i.state().and_then(|s| s.name()).map(|n| n.as_str());
+            if state == Some("terminated") {
+                continue;
+            }
+            if let Some((id, _)) = tags::stack_of(i.tags()) {
+                let s = out.entry(id).or_default();
+                s.instance = i.instance_id().map(str::to_string);
+                s.state = state.map(str::to_string);
+                s.instance_type = i.instance_type().map(|t| t.as_str().to_string());
+                s.launch_time = i.launch_time().map(|t| t.to_string());
+            }
+        }
+        let addrs = self
+            .ec2
+            .describe_addresses()
+            .filters(tags::any_stack())
+            .send()
+            .await
+            .map_err(|e| self.err("DescribeAddresses", None, e))?;
+        for a in addrs.addresses() {
+            if let Some((id, _)) = tags::stack_of(a.tags()) {
+                out.entry(id)
+                    .or_default()
+                    .public_ips
+                    .push(a.public_ip().unwrap_or_default().to_string());
+            }
+        }
+        let roles = self
+            .iam
+            .list_roles()
+            .path_prefix(IAM_PATH)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| self.err("ListRoles", None, e))?;
+        for r in roles {
+            // Names are poscloud-<shop>-<env>.
+            let mut parts = r.role_name().splitn(3, '-').skip(1);
+            if let (Some(shop), Some(env)) = (parts.next(), parts.next()) {
+                if let (Ok(shop), Ok(env)) = (shop.parse(), env.parse()) {
+                    out.entry(StackId { shop, env }).or_default().iam_role = true;
+                }
+            }
+        }
+        let params = self
+            .ssm
+            .get_parameters_by_path()
+            .path("/poscloud")
+            .recursive(true)
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| self.err("GetParametersByPath", Some("/poscloud/"), e))?;
+        for p in params.iter().flat_map(|page| page.parameters()) {
+            let mut parts = p.name().unwrap_or_default().split('/').skip(2);
+            if let (Some(shop), Some(env)) = (parts.next(), parts.next()) {
+                if let (Ok(shop), Ok(env)) = (shop.parse(), env.parse()) {
+                    out.entry(StackId { shop, env }).or_default().parameters += 1;
+                }
+            }
+        }
+        Ok(out)
+    }
+}

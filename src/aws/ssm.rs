@@ -1,0 +1,100 @@
+//! SSM parameters of a stack, and the shop+env lock built on PutParameter without overwrite.
+
+use super::tags::{self, Role};
+use super::Aws;
+use crate::error::{Error, Result};
+use crate::spec::StackId;
+use aws_sdk_ssm::types::ParameterType;
+use serde::{Deserialize, Serialize};
+
+/// Who holds a lock, stored as the lock parameter's JSON value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockHolder {
+    pub user: String,
+    pub host: String,
+    pub pid: u32,
+    pub command: String,
+    pub since: String,
+}
+
+impl std::fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}@{} (pid {}, `{}`, since {})",
+            self.user, self.host, self.pid, self.command, self.since
+        )
+    }
+}
+
+pub fn lock_name(id: &StackId) -> String {
+    format!("{}lock", id.param_path())
+}
+
+impl Aws {
+    /// Takes the lock: a create-if-absent, so of two racing runs exactly one wins.
+    /// Returns the current holder when someone else has it.
+    pub async fn try_lock(&self, id: &StackId, me: &LockHolder) -> Result<Option<LockHolder>> {
+        let name = lock_name(id);
+        let value = serde_json::to_string(me).expect("lock holder serialises");
+        let ssm_tags = tags::pairs(id, Role::Parameter)
+            .into_iter()
+            .filter_map(|(k, v)| aws_sdk_ssm::types::Tag::builder().key(k).value(v).build().ok())
+            .collect();
+        match self
+            .ssm
+            .put_parameter()
+            .name(&name)
+            .value(value)
+            .r#type(ParameterType::String)
+            .description("poscloud lock: the run that is changing this stack")
+            .set_tags(Some(ssm_tags))
+            .send()
+            .await
+        {
+            Ok(_) => {
+                self.wrote("PutParameter", &name);
+                Ok(None)
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_parameter_already_exists()) =>
+            {
+                Ok(Some(self.lock_holder(id).await?.unwrap_or(LockHolder {
+                    user: "?".into(),
+                    host: "?".into(),
+                    pid: 0,
+                    command: "?".into(),
+                    since: "just now".into(),
+                })))
+            }
+            Err(e) => Err(self.err("PutParameter", Some(&name), e)),
+        }
+    }
+
+    pub async fn lock_holder(&self, id: &StackId) -> Result<Option<LockHolder>> {
+        let name = lock_name(id);
+        match self.ssm.get_parameter().name(&name).send().await {
+            Ok(out) => {
+                let value = out.parameter().and_then(|p| p.value()).unwrap_or_default();
+                Ok(Some(serde_json::from_str(value).map_err(|e| {
+                    Error::failed(format!("lock {name} holds unreadable value: {e}"))
+                })?))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_not_found()) => Ok(None),
+            Err(e) => Err(self.err("GetParameter", Some(&name), e)),
+        }
+    }
+
+    /// Deletes a parameter; one that is already gone is fine.
+    pub async fn delete_parameter(&self, name: &str) -> Result<()> {
+        match self.ssm.delete_parameter().name(name).send().await {
+            Ok(_) => {
+                self.wrote("DeleteParameter", name);
+                Ok(())
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_not_found()) => Ok(()),
+            Err(e) => Err(self.err("DeleteParameter", Some(name), e)),
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Command-line definitions only (clap). Parsing validates shop codes, envs and regions.
+
+use crate::spec::{Env, ShopCode, Size};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "poscloud",
+    version,
+    about = "Provision, operate and remove a florist's point-of-sale server on AWS",
+    long_about = "poscloud builds a shop's whole POS server on AWS from one command, discovers it again by its tags, \
+                  and removes it without leftovers. AWS is the state: no local state file is kept."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// AWS region (default: the profile's or AWS_REGION)
+    #[arg(long, global = true, env = "AWS_REGION")]
+    pub region: Option<String>,
+    /// AWS named profile from ~/.aws/config
+    #[arg(long, global = true, env = "AWS_PROFILE")]
+    pub profile: Option<String>,
+    /// Send every AWS call to this endpoint (an emulator, a VPC endpoint)
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+    /// Output format: human text (progress on stderr) or one JSON document on stdout
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Run journal (JSON lines); default: $XDG_STATE_HOME/poscloud/journal.jsonl
+    #[arg(long, global = true, env = "POSCLOUD_JOURNAL")]
+    pub journal: Option<PathBuf>,
+    /// More detail (-v: AWS calls, -vv: SDK internals)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors and the final result
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create what is missing of a shop's stack (resumable, idempotent)
+    Provision(ProvisionArgs),
+    /// Show what provision would do and the monthly cost; changes nothing
+    Plan(PlanArgs),
+    /// Every resource of a stack, its state, and any drift
+    Status(StackArgs),
+    /// Every shop and env found in the region
+    List,
+    /// Remove everything of a stack, then verify nothing is left
+    Teardown(TeardownArgs),
+    /// Print shell completions to stdout
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout
+    Man,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StackArgs {
+    /// Shop code: exactly 8 digits
+    #[arg(long)]
+    pub shop: ShopCode,
+    /// Environment [default: prod]
+    #[arg(long, value_enum)]
+    pub env: Option<Env>,
+    /// Stack profile: prod, qa, dev or a path to a .toml file (default: the env's name)
+    #[arg(long, value_name = "NAME|FILE")]
+    pub stack: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// Server size from the stack profile (default: the profile's `size`)
+    #[arg(long, value_enum)]
+    pub size: Option<Size>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum Until {
+    /// Stop after the AWS resources
+    Infra,
+}
+
+#[derive(Debug, Args)]
+pub struct ProvisionArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// Server size from the stack profile (default: the profile's `size`)
+    #[arg(long, value_enum)]
+    pub size: Option<Size>,
+    /// Stop after this phase
+    #[arg(long, value_enum, default_value_t = Until::Infra)]
+    pub until: Until,
+    /// Print the plan and the cost; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Remove a lock left by a run that is gone (prints whose it was)
+    #[arg(long)]
+    pub break_lock: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TeardownArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// List what would be removed; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// With --yes: allow removing a prod stack without typing the shop code back
+    #[arg(long)]
+    pub allow_prod: bool,
+    /// Remove a lock left by a run that is gone (prints whose it was)
+    #[arg(long)]
+    pub break_lock: bool,
+}

@@ -1,0 +1,126 @@
+//! One function per subcommand: build options, call the library, render the result.
+
+pub mod list;
+pub mod plan;
+pub mod provision;
+pub mod status;
+pub mod teardown;
+
+use crate::aws::{Aws, Connect};
+use crate::cli::{Global, Output, StackArgs};
+use crate::error::{Error, Result};
+use crate::journal::Journal;
+use crate::plan::{resource_label, Action, Plan};
+use crate::spec::{Env, Price, StackId};
+use crate::ui::Ui;
+use std::fmt::Write;
+use std::future::Future;
+
+pub struct Ctx {
+    pub global: Global,
+    pub ui: Ui,
+}
+
+impl Ctx {
+    pub fn new(global: Global) -> Ctx {
+        let ui = Ui::new(global.output == Output::Json, global.quiet);
+        Ctx { global, ui }
+    }
+
+    /// Opens the journal and connects; both fail before any AWS call on bad input.
+    pub async fn connect(&self, command: &str) -> Result<Aws> {
+        let journal = Journal::open(self.global.journal.as_deref(), command)?;
+        Aws::connect(
+            &Connect {
+                region: self.global.region.clone(),
+                profile: self.global.profile.clone(),
+                endpoint_url: self.global.endpoint_url.clone(),
+            },
+            journal,
+        )
+        .await
+    }
+
+    /// Prints the command's result: the JSON document, or the text.
+    pub fn result(&self, json: serde_json::Value, text: &str) {
+        if self.ui.json {
+            println!("{}", serde_json::to_string_pretty(&json).expect("json"));
+        } else if !text.is_empty() {
+            print!("{text}");
+        }
+    }
+}
+
+impl StackArgs {
+    pub fn id(&self) -> StackId {
+        StackId {
+            shop: self.shop.clone(),
+            env: self.env.unwrap_or(Env::Prod),
+        }
+    }
+}
+
+pub fn command_line(name: &str, id: &StackId) -> String {
+    format!("{name} --shop {} --env {}", id.shop, id.env)
+}
+
+/// Runs `work` while holding the stack's lock; releases it after, also on failure or Ctrl-C.
+pub async fn locked<T>(
+    aws: &Aws,
+    ui: &Ui,
+    id: &StackId,
+    break_lock: bool,
+    work: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    crate::lock::acquire(aws, ui, id, aws.journal().command(), break_lock).await?;
+    let result = tokio::select! {
+        r = work => r,
+        _ = tokio::signal::ctrl_c() => Err(Error::failed(
+            "interrupted; what was done so far stays, and the same command resumes from there",
+        )),
+    };
+    if let Err(e) = crate::lock::release(aws, id).await {
+        ui.warn(format!("could not release the lock of {id}: {e}"));
+    }
+    result
+}
+
+pub fn render_plan(plan: &Plan, note: Option<&str>) -> String {
+    let mut s = String::new();
+    for st in &plan.steps {
+        let mark = match st.action {
+            Action::Create => '+',
+            Action::Update => '~',
+            Action::Exists => ' ',
+        };
+        let id = st.id.as_deref().unwrap_or("");
+        let _ = writeln!(
+            s,
+            "{mark} {:<20} {:<8} {id}",
+            resource_label(st.resource),
+            st.action.as_str()
+        );
+        for c in &st.changes {
+            let _ = writeln!(s, "      - {c}");
+        }
+        for d in &st.drift {
+            let _ = writeln!(s, "      ! drift: {d} (not changed by provision)");
+        }
+    }
+    if let Some(n) = note {
+        let _ = writeln!(s, "  {n}");
+    }
+    let _ = writeln!(
+        s,
+        "{} change(s) to make",
+        plan.writes()
+    );
+    s
+}
+
+pub fn render_price(p: &Price) -> String {
+    format!(
+        "monthly cost (USD, on-demand): instance {:.2} + disk {:.2} + 2 public IPv4 {:.2} = {:.2}\n",
+        p.instance_month, p.disk_month, p.public_ipv4_month, p.total_month
+    )
+}

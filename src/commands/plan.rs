@@ -1,0 +1,39 @@
+use super::{render_plan, render_price, Ctx};
+use crate::cli::PlanArgs;
+use crate::error::Result;
+use crate::plan::{self, Change};
+use crate::spec::StackSpec;
+use serde_json::json;
+
+/// `plan`: discovery and a plan, reads only.
+pub async fn run(ctx: &Ctx, args: &PlanArgs) -> Result<()> {
+    let id = args.stack.id();
+    let spec = StackSpec::load(id.clone(), args.stack.stack.as_deref(), args.size)?;
+    let aws = ctx.connect(&super::command_line("plan", &id)).await?;
+    let d = aws.discover(&id).await?;
+    let plan = plan::build(&spec, &d);
+    let image = if plan.count(|c| matches!(c, Change::Launch { .. })) > 0 {
+        Some(aws.find_image(&spec.ami).await?)
+    } else {
+        None
+    };
+    let note = image
+        .as_ref()
+        .map(|i| format!("image: {} ({})", i.id, i.name));
+    let text = format!(
+        "plan for {id} in {} (stack {}):\n{}{}",
+        aws.region,
+        spec.source,
+        render_plan(&plan, note.as_deref()),
+        render_price(&spec.price)
+    );
+    ctx.result(
+        json!({
+            "shop": id.shop.as_str(), "env": id.env.as_str(), "region": aws.region,
+            "stack": spec.source, "image": image, "plan": plan,
+            "writes": plan.writes(), "monthly_cost_usd": spec.price,
+        }),
+        &text,
+    );
+    Ok(())
+}

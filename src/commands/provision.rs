@@ -1,0 +1,145 @@
+use super::{locked, render_plan, render_price, Ctx};
+use crate::aws::discover::Discovered;
+use crate::aws::tags::Role;
+use crate::aws::Aws;
+use crate::cli::ProvisionArgs;
+use crate::error::{Error, Result};
+use crate::plan::{self, resource_label, Change};
+use crate::spec::StackSpec;
+use serde::Serialize;
+use serde_json::json;
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub shop: String,
+    pub env: String,
+    pub region: String,
+    pub instance_id: Option<String>,
+    pub instance_state: Option<String>,
+    pub host_public_ip: Option<String>,
+    pub pos_public_ip: Option<String>,
+    pub pos_private_ip: Option<String>,
+    pub monthly_cost_usd: f64,
+}
+
+fn summary(aws: &Aws, spec: &StackSpec, d: &Discovered) -> Summary {
+    Summary {
+        shop: spec.id.shop.to_string(),
+        env: spec.id.env.to_string(),
+        region: aws.region.clone(),
+        instance_id: d.instance().map(|i| i.id.clone()),
+        instance_state: d.instance().map(|i| i.state.clone()),
+        host_public_ip: d.eip(Role::EipHost).map(|e| e.public_ip.clone()),
+        pos_public_ip: d.eip(Role::EipPos).map(|e| e.public_ip.clone()),
+        pos_private_ip: d.eni_pos().and_then(|e| e.private_ip.clone()),
+        monthly_cost_usd: (spec.price.total_month * 100.0).round() / 100.0,
+    }
+}
+
+/// `provision`: discover, plan, preflight, lock, create what is missing, summarise.
+pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
+    let ui = &ctx.ui;
+    let id = args.stack.id();
+    let spec = StackSpec::load(id.clone(), args.stack.stack.as_deref(), args.size)?;
+    let aws = ctx.connect(&super::command_line("provision", &id)).await?;
+    ui.info(format!(
+        "provision {id} in {} (stack {})",
+        aws.region, spec.source
+    ));
+
+    let d = aws.discover(&id).await?;
+    let plan = plan::build(&spec, &d);
+    if plan.writes() == 0 {
+        if let Some(h) = crate::lock::holder(&aws, &id).await? {
+            ui.warn(format!("{id} is locked by {h}"));
+        }
+        ui.info(render_plan(&plan, None));
+        let s = summary(&aws, &spec, &d);
+        ctx.result(
+            json!({"converged": true, "writes": 0, "summary": s}),
+            &render_summary(&s, "nothing to do: the stack matches its profile"),
+        );
+        return Ok(());
+    }
+    if args.dry_run {
+        let text = format!(
+            "dry run: nothing changed\n{}{}",
+            render_plan(&plan, None),
+            render_price(&spec.price)
+        );
+        ctx.result(
+            json!({"dry_run": true, "plan": plan, "writes": plan.writes(), "monthly_cost_usd": spec.price}),
+            &text,
+        );
+        return Ok(());
+    }
+
+    locked(&aws, ui, &id, args.break_lock, async {
+        // The stack may have changed while we waited for the lock: look again.
+        let mut d = aws.discover(&id).await?;
+        let dups = d.duplicates();
+        if !dups.is_empty() {
+            return Err(Error::failed(format!(
+                "{id} holds duplicates, which provision will not guess between: {}\n  next: `poscloud teardown` the stack and provision again",
+                dups.join("; ")
+            )));
+        }
+        let plan = plan::build(&spec, &d);
+        ui.info(render_plan(&plan, None));
+
+        let step = ui.step("preflight: image and quotas");
+        let launches = plan.count(|c| matches!(c, Change::Launch { .. }));
+        let image = if launches > 0 {
+            Some(aws.find_image(&spec.ami).await?)
+        } else {
+            None
+        };
+        aws.check_quotas(
+            plan.count(|c| matches!(c, Change::CreateVpc { .. })),
+            plan.count(|c| matches!(c, Change::AllocateEip { .. })),
+            spec.vpc_quota,
+        )
+        .await?;
+        step.done(image.as_ref().map(|i| i.id.as_str()).unwrap_or(""));
+
+        let mut applied = Vec::new();
+        for st in &plan.steps {
+            for change in &st.changes {
+                let step = ui.step(format!("{}: {change}", resource_label(st.resource)));
+                match crate::apply::apply(&aws, &spec, image.as_ref(), &mut d, change).await {
+                    Ok(rid) => {
+                        step.done(&rid);
+                        applied.push(json!({"resource": st.resource, "change": change, "id": rid}));
+                    }
+                    Err(e) => {
+                        step.failed();
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        let s = summary(&aws, &spec, &d);
+        ctx.result(
+            json!({"converged": true, "writes": applied.len(), "applied": applied, "summary": s}),
+            &render_summary(&s, "provisioned"),
+        );
+        Ok(())
+    })
+    .await
+}
+
+fn render_summary(s: &Summary, headline: &str) -> String {
+    let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    format!(
+        "{headline}\n  shop            {}\n  env             {}\n  region          {}\n  instance        {} ({})\n  host public IP  {}\n  POS public IP   {}\n  POS private IP  {}\n  monthly cost    ${:.2}\n",
+        s.shop,
+        s.env,
+        s.region,
+        o(&s.instance_id),
+        o(&s.instance_state),
+        o(&s.host_public_ip),
+        o(&s.pos_public_ip),
+        o(&s.pos_private_ip),
+        s.monthly_cost_usd
+    )
+}

@@ -1,0 +1,145 @@
+//! The run journal: JSON lines appended per event (start, each write, end). Audit trail and
+//! input for later reports. Never holds secrets: only operation names and resource ids.
+
+use crate::error::{Error, Result};
+use serde_json::{json, Value};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+pub struct Journal {
+    file: Option<Mutex<File>>,
+    path: Option<PathBuf>,
+    run: String,
+    user: String,
+    host: String,
+    command: String,
+}
+
+/// $POSCLOUD_JOURNAL, else $XDG_STATE_HOME/poscloud/journal.jsonl, else ~/.local/state/….
+pub fn default_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
+    Some(base.join("poscloud").join("journal.jsonl"))
+}
+
+pub fn local_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| {
+            // No login variables (cron, systemd): name the numeric uid.
+            std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("Uid:"))
+                        .and_then(|l| l.split_whitespace().next().map(|u| format!("uid {u}")))
+                })
+                .unwrap_or_else(|| "unknown".into())
+        })
+}
+
+pub fn local_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+impl Journal {
+    /// Opens (creating) the journal for appending. Fails before any AWS call if it cannot.
+    pub fn open(path: Option<&Path>, command: &str) -> Result<Journal> {
+        let path = path.map(Path::to_path_buf).or_else(default_path);
+        let file = match &path {
+            Some(p) => {
+                if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        Error::usage(format!("cannot create journal directory {}: {e}", dir.display()))
+                    })?;
+                }
+                let f = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| {
+                        Error::usage(format!(
+                            "cannot open journal {}: {e} (choose another with --journal)",
+                            p.display()
+                        ))
+                    })?;
+                Some(Mutex::new(f))
+            }
+            None => None,
+        };
+        let run = format!(
+            "{}-{}",
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0),
+            std::process::id()
+        );
+        Ok(Journal {
+            file,
+            path,
+            run,
+            user: local_user(),
+            host: local_host(),
+            command: command.to_string(),
+        })
+    }
+
+    /// A journal that records nothing (for commands that never write, like `man`).
+    pub fn none() -> Journal {
+        Journal {
+            file: None,
+            path: None,
+            run: String::new(),
+            user: local_user(),
+            host: local_host(),
+            command: String::new(),
+        }
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    pub fn command(&self) -> &str {
+        &self.command
+    }
+
+    pub fn event(&self, event: &str, fields: Value) {
+        let Some(file) = &self.file else { return };
+        let mut line = json!({
+            "time": now(),
+            "run": self.run,
+            "user": self.user,
+            "host": self.host,
+            "command": self.command,
+            "event": event,
+        });
+        if let (Value::Object(l), Value::Object(f)) = (&mut line, fields) {
+            l.extend(f);
+        }
+        let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+        // The audit trail must not stop the run; a failed append is reported once per line.
+        if let Err(e) = writeln!(f, "{line}") {
+            tracing::warn!("journal write failed: {e}");
+        }
+    }
+
+    pub fn write(&self, op: &str, resource: &str, result: &str) {
+        self.event(
+            "write",
+            json!({"op": op, "resource": resource, "result": result}),
+        );
+    }
+}

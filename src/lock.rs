@@ -1,0 +1,65 @@
+//! The shop+env lock: one run changes a stack at a time, across operators and machines.
+
+use crate::aws::ssm::{lock_name, LockHolder};
+use crate::aws::Aws;
+use crate::error::{Error, Result};
+use crate::journal::{local_host, local_user, now};
+use crate::spec::StackId;
+use crate::ui::Ui;
+use serde_json::json;
+
+fn me(command: &str) -> LockHolder {
+    LockHolder {
+        user: local_user(),
+        host: local_host(),
+        pid: std::process::id(),
+        command: command.to_string(),
+        since: now(),
+    }
+}
+
+/// A holder on this machine whose process is gone left a stale lock.
+fn stale_note(h: &LockHolder) -> String {
+    if h.host == local_host() && !std::path::Path::new(&format!("/proc/{}", h.pid)).exists() {
+        "\n  that process no longer runs on this machine: the lock is stale".into()
+    } else {
+        String::new()
+    }
+}
+
+pub async fn acquire(aws: &Aws, ui: &Ui, id: &StackId, command: &str, break_lock: bool) -> Result<()> {
+    if break_lock {
+        if let Some(h) = aws.lock_holder(id).await? {
+            ui.warn(format!("breaking the lock of {id} held by {h}"));
+            aws.journal()
+                .event("lock-broken", json!({"stack": id.name(), "holder": h}));
+            aws.delete_parameter(&lock_name(id)).await?;
+        }
+    }
+    match aws.try_lock(id, &me(command)).await? {
+        None => Ok(()),
+        Some(h) => Err(Error::Locked {
+            stack: id.to_string(),
+            stale: stale_note(&h),
+            holder: h.to_string(),
+        }),
+    }
+}
+
+/// Releases the lock if this process still holds it (it may have been broken by someone).
+pub async fn release(aws: &Aws, id: &StackId) -> Result<()> {
+    match aws.lock_holder(id).await? {
+        Some(h) if h.pid == std::process::id() && h.host == local_host() => {
+            aws.delete_parameter(&lock_name(id)).await
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Describes a held lock for status output, if any.
+pub async fn holder(aws: &Aws, id: &StackId) -> Result<Option<String>> {
+    Ok(aws
+        .lock_holder(id)
+        .await?
+        .map(|h| format!("{h}{}", stale_note(&h))))
+}

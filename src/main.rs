@@ -1,0 +1,55 @@
+use clap::{CommandFactory, Parser};
+use poscloud::cli::{Cli, Command};
+use poscloud::commands::{self, Ctx};
+use poscloud::error::Error;
+use tracing_subscriber::EnvFilter;
+
+fn main() {
+    let cli = Cli::parse();
+    let level = match (cli.global.quiet, cli.global.verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "poscloud=debug,warn",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("POSCLOUD_LOG").unwrap_or_else(|_| EnvFilter::new(level)))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+
+    let json = cli.global.output == poscloud::cli::Output::Json;
+    let ctx = Ctx::new(cli.global);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result: Result<(), Error> = runtime.block_on(async {
+        match &cli.command {
+            Command::Provision(a) => commands::provision::run(&ctx, a).await,
+            Command::Plan(a) => commands::plan::run(&ctx, a).await,
+            Command::Status(a) => commands::status::run(&ctx, a).await,
+            Command::List => commands::list::run(&ctx).await,
+            Command::Teardown(a) => commands::teardown::run(&ctx, a).await,
+            Command::Completions { shell } => {
+                clap_complete::generate(*shell, &mut Cli::command(), "poscloud", &mut std::io::stdout());
+                Ok(())
+            }
+            Command::Man => clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .map_err(|e| Error::failed(e.to_string())),
+        }
+    });
+    if let Err(e) = result {
+        let code = e.exit_code();
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"error": e.to_string(), "exit_code": code})
+            );
+        }
+        eprintln!("error: {e}");
+        std::process::exit(code);
+    }
+}

@@ -1,0 +1,418 @@
+//! Stack profiles (`stacks/*.toml`): parsed strictly, validated into a [`StackSpec`].
+
+use super::{Size, StackId};
+use crate::error::{Error, Result};
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+/// The profiles shipped with poscloud, built into the binary so it runs from anywhere.
+const BUILTIN: &[(&str, &str)] = &[
+    ("prod", include_str!("../../stacks/prod.toml")),
+    ("qa", include_str!("../../stacks/qa.toml")),
+    ("dev", include_str!("../../stacks/dev.toml")),
+];
+
+/// Smallest root disk that holds CentOS 7, Docker images and the POS data.
+pub const MIN_DISK_GB: i64 = 30;
+/// gp3 maximum volume size.
+pub const MAX_DISK_GB: i64 = 16_384;
+const HOURS_PER_MONTH: f64 = 730.0;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    size: String,
+    disk_gb: i64,
+    #[serde(default)]
+    admin_cidrs: Vec<String>,
+    network: String,
+    pos_ip: String,
+    pos_egress_cidrs: Vec<String>,
+    termination_protection: bool,
+    sizes: BTreeMap<String, String>,
+    ami: RawAmi,
+    quotas: RawQuotas,
+    price: RawPrice,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAmi {
+    id: Option<String>,
+    owner: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuotas {
+    vpcs_per_region: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrice {
+    gp3_gb_month: f64,
+    public_ipv4_hour: f64,
+    instance_hour: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AmiSpec {
+    /// An exact image id.
+    Pinned(String),
+    /// The newest available image of this owner whose name matches the pattern.
+    Newest { owner: String, name: String },
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Price {
+    pub instance_month: f64,
+    pub disk_month: f64,
+    pub public_ipv4_month: f64,
+    pub total_month: f64,
+}
+
+/// A stack profile resolved for one shop and env: every value valid.
+#[derive(Debug, Clone)]
+pub struct StackSpec {
+    pub id: StackId,
+    /// Where the profile came from (built-in name or file path), for messages.
+    pub source: String,
+    pub instance_type: String,
+    pub disk_gb: i32,
+    pub admin_cidrs: Vec<Ipv4Net>,
+    pub network: Ipv4Net,
+    pub pos_ip: Ipv4Addr,
+    pub pos_egress_cidrs: Vec<Ipv4Net>,
+    pub termination_protection: bool,
+    pub ami: AmiSpec,
+    pub vpc_quota: u32,
+    pub price: Price,
+}
+
+impl StackSpec {
+    /// Loads `stack` (a built-in profile name or a path to a .toml file; default: the env's
+    /// name) and validates it for `id`.
+    pub fn load(id: StackId, stack: Option<&str>, size: Option<Size>) -> Result<Self> {
+        let stack = stack.unwrap_or(id.env.as_str());
+        let (source, text) = if stack.ends_with(".toml") || stack.contains('/') {
+            let text = std::fs::read_to_string(Path::new(stack))
+                .map_err(|e| Error::usage(format!("cannot read stack file {stack}: {e}")))?;
+            (stack.to_string(), text)
+        } else {
+            let (_, text) = BUILTIN.iter().find(|(n, _)| *n == stack).ok_or_else(|| {
+                Error::usage(format!(
+                    "unknown stack {stack:?}: use prod, qa, dev or a path to a .toml file"
+                ))
+            })?;
+            (format!("stacks/{stack}.toml"), text.to_string())
+        };
+        Self::parse(id, &source, &text, size)
+    }
+
+    pub fn parse(id: StackId, source: &str, text: &str, size: Option<Size>) -> Result<Self> {
+        let bad = |key: &str, reason: String| Error::Profile {
+            file: source.to_string(),
+            key: key.to_string(),
+            reason,
+        };
+        let raw: RawProfile = toml::from_str(text).map_err(|e| Error::Profile {
+            file: source.to_string(),
+            key: e
+                .span()
+                .map(|s| format!("at byte {}", s.start))
+                .unwrap_or_default(),
+            reason: e.message().to_string(),
+        })?;
+
+        let size_name = match size {
+            Some(Size::Small) => "small".to_string(),
+            Some(Size::Large) => "large".to_string(),
+            None => raw.size.clone(),
+        };
+        for required in ["small", "large"] {
+            if !raw.sizes.contains_key(required) {
+                return Err(bad("sizes", format!("must define `{required}`")));
+            }
+        }
+        for (name, ty) in &raw.sizes {
+            validate_instance_type(ty).map_err(|r| bad(&format!("sizes.{name}"), r))?;
+        }
+        let instance_type = raw.sizes.get(&size_name).cloned().ok_or_else(|| {
+            bad(
+                "size",
+                format!("{size_name:?} is not one of the sizes ({})", keys(&raw.sizes)),
+            )
+        })?;
+
+        if !(MIN_DISK_GB..=MAX_DISK_GB).contains(&raw.disk_gb) {
+            return Err(bad(
+                "disk_gb",
+                format!(
+                    "{} GB is outside {MIN_DISK_GB}..={MAX_DISK_GB} GB (the OS, Docker images and POS data need at least {MIN_DISK_GB})",
+                    raw.disk_gb
+                ),
+            ));
+        }
+
+        let network = parse_cidr(&raw.network).map_err(|r| bad("network", r))?;
+        if !(16..=28).contains(&network.prefix_len()) {
+            return Err(bad(
+                "network",
+                format!("{network}: AWS allows VPC prefixes /16 to /28"),
+            ));
+        }
+        if !network.network().is_private() {
+            return Err(bad(
+                "network",
+                format!("{network} is not a private (RFC 1918) range"),
+            ));
+        }
+
+        let pos_ip: Ipv4Addr = raw
+            .pos_ip
+            .parse()
+            .map_err(|_| bad("pos_ip", format!("{:?} is not an IPv4 address", raw.pos_ip)))?;
+        if !network.contains(&pos_ip) {
+            return Err(bad(
+                "pos_ip",
+                format!("{pos_ip} is outside the network {network}"),
+            ));
+        }
+        let offset = u32::from(pos_ip) - u32::from(network.network());
+        let last = u32::from(network.broadcast()) - u32::from(network.network());
+        if offset <= 3 || offset == last {
+            return Err(bad(
+                "pos_ip",
+                format!("{pos_ip} is reserved by AWS in {network} (the first four addresses and the last one are)"),
+            ));
+        }
+
+        let mut admin_cidrs = Vec::new();
+        for (i, c) in raw.admin_cidrs.iter().enumerate() {
+            let key = format!("admin_cidrs[{i}]");
+            let net = parse_cidr(c).map_err(|r| bad(&key, r))?;
+            if net.prefix_len() == 0 {
+                return Err(bad(
+                    &key,
+                    "0.0.0.0/0 would open SSH to the whole internet; list your office's addresses"
+                        .into(),
+                ));
+            }
+            admin_cidrs.push(net);
+        }
+        let mut pos_egress_cidrs = Vec::new();
+        for (i, c) in raw.pos_egress_cidrs.iter().enumerate() {
+            pos_egress_cidrs
+                .push(parse_cidr(c).map_err(|r| bad(&format!("pos_egress_cidrs[{i}]"), r))?);
+        }
+
+        let ami = match (&raw.ami.id, &raw.ami.owner, &raw.ami.name) {
+            (Some(id), _, _) => {
+                let hex = id.strip_prefix("ami-").unwrap_or("");
+                if !(hex.len() == 8 || hex.len() == 17)
+                    || !hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+                {
+                    return Err(bad(
+                        "ami.id",
+                        format!("{id:?} is not an AMI id (ami- and 8 or 17 hex digits)"),
+                    ));
+                }
+                AmiSpec::Pinned(id.clone())
+            }
+            (None, Some(owner), Some(name)) => {
+                if owner.len() != 12 || !owner.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(bad(
+                        "ami.owner",
+                        format!("{owner:?} is not an AWS account id (12 digits)"),
+                    ));
+                }
+                if name.trim().is_empty() {
+                    return Err(bad("ami.name", "empty name pattern".into()));
+                }
+                AmiSpec::Newest {
+                    owner: owner.clone(),
+                    name: name.clone(),
+                }
+            }
+            _ => {
+                return Err(bad(
+                    "ami",
+                    "give either `id`, or both `owner` and `name`".into(),
+                ))
+            }
+        };
+
+        if raw.quotas.vpcs_per_region == 0 {
+            return Err(bad("quotas.vpcs_per_region", "must be at least 1".into()));
+        }
+
+        let p = &raw.price;
+        for (key, v) in [
+            ("price.gp3_gb_month", p.gp3_gb_month),
+            ("price.public_ipv4_hour", p.public_ipv4_hour),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(bad(key, format!("{v} is not a price")));
+            }
+        }
+        let instance_hour = *p.instance_hour.get(&instance_type).ok_or_else(|| {
+            bad(
+                "price.instance_hour",
+                format!("no price for instance type {instance_type:?}"),
+            )
+        })?;
+        if !(instance_hour.is_finite() && instance_hour >= 0.0) {
+            return Err(bad(
+                &format!("price.instance_hour.{instance_type}"),
+                format!("{instance_hour} is not a price"),
+            ));
+        }
+        let instance_month = instance_hour * HOURS_PER_MONTH;
+        let disk_month = raw.disk_gb as f64 * p.gp3_gb_month;
+        let public_ipv4_month = 2.0 * p.public_ipv4_hour * HOURS_PER_MONTH;
+        let price = Price {
+            instance_month,
+            disk_month,
+            public_ipv4_month,
+            total_month: instance_month + disk_month + public_ipv4_month,
+        };
+
+        Ok(StackSpec {
+            id,
+            source: source.to_string(),
+            instance_type,
+            disk_gb: raw.disk_gb as i32,
+            admin_cidrs,
+            network,
+            pos_ip,
+            pos_egress_cidrs,
+            termination_protection: raw.termination_protection,
+            ami,
+            vpc_quota: raw.quotas.vpcs_per_region,
+            price,
+        })
+    }
+}
+
+fn keys(m: &BTreeMap<String, String>) -> String {
+    m.keys().cloned().collect::<Vec<_>>().join(", ")
+}
+
+/// A CIDR with no host bits set (so `10.0.0.5/24` is refused rather than guessed at).
+fn parse_cidr(s: &str) -> std::result::Result<Ipv4Net, String> {
+    let net: Ipv4Net = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not an IPv4 CIDR like 203.0.113.0/24"))?;
+    if net.network() != net.addr() {
+        return Err(format!(
+            "{s} has host bits set; did you mean {}?",
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
+/// Instance types look like `t3.large`, `m5.xlarge`, `c6i.2xlarge`, `u-6tb1.metal`.
+fn validate_instance_type(t: &str) -> std::result::Result<(), String> {
+    let ok = match t.split_once('.') {
+        Some((family, size)) => {
+            family.starts_with(|c: char| c.is_ascii_lowercase())
+                && family
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !size.is_empty()
+                && size
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        }
+        None => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{t:?} is not an EC2 instance type (family.size, like t3.large)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Env;
+
+    fn id() -> StackId {
+        StackId {
+            shop: "12345678".parse().unwrap(),
+            env: Env::Qa,
+        }
+    }
+
+    fn with(key_line: &str, replacement: &str) -> String {
+        let base = BUILTIN[1].1;
+        assert!(base.contains(key_line), "{key_line} not in qa.toml");
+        base.replace(key_line, replacement)
+    }
+
+    #[test]
+    fn builtin_profiles_are_valid() {
+        for (name, _) in BUILTIN {
+            let s = StackSpec::load(id(), Some(name), None).unwrap();
+            assert_eq!(s.disk_gb, 100);
+            assert_eq!(s.pos_ip, Ipv4Addr::new(192, 168, 222, 233));
+            assert_eq!(s.termination_protection, *name == "prod");
+            assert!(s.admin_cidrs.is_empty());
+        }
+        let large = StackSpec::load(id(), Some("qa"), Some(Size::Large)).unwrap();
+        assert_eq!(large.instance_type, "m5.xlarge");
+    }
+
+    #[test]
+    fn monthly_price() {
+        let s = StackSpec::load(id(), Some("qa"), None).unwrap();
+        // 730 h * 0.0832 + 100 GB * 0.08 + 2 * 730 h * 0.005
+        assert!((s.price.total_month - (60.736 + 8.0 + 7.3)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let cases = [
+            ("network = \"192.168.222.0/24\"", "network = \"192.168.222.0/33\"", "network"),
+            ("network = \"192.168.222.0/24\"", "network = \"192.168.222.5/24\"", "network"),
+            ("network = \"192.168.222.0/24\"", "network = \"8.8.8.0/24\"", "network"),
+            ("pos_ip = \"192.168.222.233\"", "pos_ip = \"10.0.0.233\"", "pos_ip"),
+            ("pos_ip = \"192.168.222.233\"", "pos_ip = \"192.168.222.1\"", "pos_ip"),
+            ("pos_ip = \"192.168.222.233\"", "pos_ip = \"192.168.222.255\"", "pos_ip"),
+            ("disk_gb = 100", "disk_gb = 8", "disk_gb"),
+            ("small = \"t3.large\"", "small = \"t3large\"", "sizes.small"),
+            ("admin_cidrs = []", "admin_cidrs = [\"0.0.0.0/0\"]", "admin_cidrs[0]"),
+            ("admin_cidrs = []", "admin_cidrs = [\"office\"]", "admin_cidrs[0]"),
+            ("owner = \"125523088429\"", "owner = \"centos\"", "ami.owner"),
+            ("size = \"small\"", "size = \"huge\"", "size"),
+            ("gp3_gb_month = 0.08", "gp3_gb_month = -1.0", "price.gp3_gb_month"),
+        ];
+        for (from, to, key) in cases {
+            let err = StackSpec::parse(id(), "x.toml", &with(from, to), None).unwrap_err();
+            match &err {
+                Error::Profile { key: k, file, .. } => {
+                    assert_eq!(k, key, "{to}: {err}");
+                    assert_eq!(file, "x.toml");
+                }
+                other => panic!("{to}: unexpected {other:?}"),
+            }
+            assert_eq!(err.exit_code(), crate::error::EXIT_USAGE);
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let text = format!("surprise = 1\n{}", BUILTIN[1].1);
+        let err = StackSpec::parse(id(), "x.toml", &text, None).unwrap_err();
+        assert!(err.to_string().contains("surprise"), "{err}");
+    }
+}

@@ -1,0 +1,109 @@
+//! What the user sees: progress and messages on stderr, results on stdout.
+//! With `--output json` nothing but the one JSON document is printed (errors aside).
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+#[derive(Clone)]
+pub struct Ui {
+    pub json: bool,
+    quiet: bool,
+    color: bool,
+    tty: bool,
+}
+
+impl Ui {
+    pub fn new(json: bool, quiet: bool) -> Ui {
+        let tty = std::io::stderr().is_terminal();
+        Ui {
+            json,
+            quiet,
+            color: tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            tty,
+        }
+    }
+
+    fn chatty(&self) -> bool {
+        !self.json && !self.quiet
+    }
+
+    /// A line of progress on stderr.
+    pub fn info(&self, msg: impl AsRef<str>) {
+        if self.chatty() {
+            eprintln!("{}", msg.as_ref());
+        }
+    }
+
+    /// A warning on stderr (shown even with -q, not in JSON mode).
+    pub fn warn(&self, msg: impl AsRef<str>) {
+        if !self.json {
+            eprintln!("{} {}", self.paint("33", "warning:"), msg.as_ref());
+        }
+    }
+
+    pub fn paint(&self, code: &str, s: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+
+    /// Starts a step: a spinner with elapsed time while it runs (on a terminal).
+    pub fn step(&self, label: impl Into<String>) -> Step {
+        let label = label.into();
+        let bar = if self.chatty() && self.tty {
+            let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            b.set_style(
+                ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+                    .expect("valid template"),
+            );
+            b.set_message(label.clone());
+            b.enable_steady_tick(Duration::from_millis(120));
+            Some(b)
+        } else {
+            None
+        };
+        Step {
+            ui: self.clone(),
+            label,
+            start: Instant::now(),
+            bar,
+        }
+    }
+}
+
+pub struct Step {
+    ui: Ui,
+    label: String,
+    start: Instant,
+    bar: Option<ProgressBar>,
+}
+
+impl Step {
+    fn end(self, mark: String, detail: &str) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+        if self.ui.chatty() {
+            let secs = self.start.elapsed().as_secs_f64();
+            let detail = if detail.is_empty() {
+                String::new()
+            } else {
+                format!(" {detail}")
+            };
+            eprintln!("{mark} {}{detail} ({secs:.1}s)", self.label);
+        }
+    }
+
+    pub fn done(self, detail: &str) {
+        let mark = self.ui.paint("32", "✓");
+        self.end(mark, detail);
+    }
+
+    pub fn failed(self) {
+        let mark = self.ui.paint("31", "✗");
+        self.end(mark, "failed");
+    }
+}
