@@ -176,6 +176,15 @@ pub async fn apply(
             let instance_id = aws.run_instance(id, &launch).await?;
             aws.wait_running(&instance_id).await?;
             d.instances = aws.find_instances(id).await?;
+            // Check what we asked for: emulators (moto) ignore DisableApiTermination on
+            // RunInstances; on AWS this finds it set and writes nothing.
+            if let Some(i) = d.instances.iter_mut().find(|i| i.id == instance_id) {
+                if i.termination_protection != spec.termination_protection {
+                    aws.set_termination_protection(&i.id, spec.termination_protection)
+                        .await?;
+                    i.termination_protection = spec.termination_protection;
+                }
+            }
             instance_id
         }
         Change::SetTerminationProtection { on } => {

@@ -613,8 +613,15 @@ impl Aws {
                 allocation_id: a.allocation_id().unwrap_or_default().to_string(),
                 role: tags::stack_of(a.tags()).and_then(|(_, r)| r),
                 public_ip: a.public_ip().unwrap_or_default().to_string(),
-                association_id: a.association_id().map(str::to_string),
-                eni_id: a.network_interface_id().map(str::to_string),
+                // Some implementations return "" rather than nothing once disassociated.
+                association_id: a
+                    .association_id()
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
+                eni_id: a
+                    .network_interface_id()
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
             })
             .collect())
     }

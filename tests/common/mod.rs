@@ -1,0 +1,548 @@
+//! Test rig: a real AWS emulator (moto server) per test, a recording HTTP proxy between
+//! poscloud and the emulator, and helpers to run the real binary.
+//!
+//! Write calls are counted from the HTTP requests the proxy sees, never from poscloud's own
+//! log. The proxy can also kill poscloud (SIGKILL, by PID) right after a chosen write has
+//! reached the emulator, before poscloud sees the answer: the harshest crash point.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::convert::Infallible;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const REGION: &str = "us-east-1";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn moto_server() -> PathBuf {
+    let p = std::env::var_os("POSCLOUD_MOTO_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv/bin/moto_server"));
+    assert!(
+        p.exists(),
+        "{} not found: run scripts/setup.sh first (it installs the emulator)",
+        p.display()
+    );
+    p
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One moto server on a free loopback port; stopped (by PID) when dropped.
+pub struct Emulator {
+    child: Child,
+    pub port: u16,
+}
+
+impl Emulator {
+    pub fn start() -> Emulator {
+        let port = free_port();
+        let log = std::fs::File::create(
+            std::env::temp_dir().join(format!("poscloud-moto-{port}.log")),
+        )
+        .unwrap();
+        let child = Command::new(moto_server())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_AMIS_PATH", repo().join("tests/fixtures/amis.json"))
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start moto_server");
+        let emu = Emulator { child, port };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        emu
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request poscloud made, as the proxy saw it.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub action: String,
+    pub status: u16,
+}
+
+/// Reads are Describe*, Get*, List*; every other API action changes something. Written here
+/// independently of poscloud's own notion, so the tests do not trust the code they test.
+pub fn is_write(action: &str) -> bool {
+    !(action.starts_with("Describe") || action.starts_with("Get") || action.starts_with("List"))
+}
+
+#[derive(Default)]
+struct ProxyState {
+    calls: Vec<Call>,
+    writes: usize,
+    /// Kill this PID right after the n-th write (1-based) reached the emulator.
+    kill_after_write: Option<(usize, u32)>,
+    /// Extra delay before each write is forwarded (to widen race windows).
+    write_delay: Duration,
+}
+
+/// Recording proxy in front of the emulator.
+pub struct Proxy {
+    state: Arc<Mutex<ProxyState>>,
+    pub port: u16,
+    _rt: tokio::runtime::Runtime,
+}
+
+/// The API action of an AWS request: JSON protocols name it in X-Amz-Target, query
+/// protocols (EC2, IAM) in the form body.
+fn action_of(req: &hyper::http::request::Parts, body: &[u8]) -> String {
+    if let Some(t) = req.headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        return t.rsplit('.').next().unwrap_or(t).to_string();
+    }
+    let body = String::from_utf8_lossy(body);
+    body.split('&')
+        .find_map(|kv| kv.strip_prefix("Action="))
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{} {}", req.method, req.uri.path()))
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    state: Arc<Mutex<ProxyState>>,
+    client: Client<HttpConnector, Full<Bytes>>,
+    upstream: u16,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let action = action_of(&parts, &body);
+    let delay = if is_write(&action) {
+        state.lock().unwrap().write_delay
+    } else {
+        Duration::ZERO
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let uri = format!(
+        "http://127.0.0.1:{upstream}{}",
+        parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+    );
+    let mut b = Request::builder().method(parts.method.clone()).uri(uri);
+    for (k, v) in parts.headers.iter() {
+        b = b.header(k, v);
+    }
+    let resp = client.request(b.body(Full::new(body)).unwrap()).await;
+    let (status, resp) = match resp {
+        Ok(r) => {
+            let (p, body) = r.into_parts();
+            let bytes = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            (p.status.as_u16(), Response::from_parts(p, Full::new(bytes)))
+        }
+        Err(e) => (
+            502,
+            Response::builder()
+                .status(502)
+                .body(Full::new(Bytes::from(e.to_string())))
+                .unwrap(),
+        ),
+    };
+    let kill = {
+        let mut s = state.lock().unwrap();
+        let mut kill = None;
+        if is_write(&action) {
+            s.writes += 1;
+            if let Some((n, pid)) = s.kill_after_write {
+                if s.writes == n {
+                    kill = Some(pid);
+                }
+            }
+        }
+        s.calls.push(Call { action, status });
+        kill
+    };
+    if let Some(pid) = kill {
+        // The write happened; poscloud dies before it learns the result.
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    Ok(resp)
+}
+
+impl Proxy {
+    pub fn start(upstream: u16) -> Proxy {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let state = Arc::new(Mutex::new(ProxyState::default()));
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let st = state.clone();
+        rt.spawn(async move {
+            let client: Client<HttpConnector, Full<Bytes>> =
+                Client::builder(TokioExecutor::new()).build_http();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let st = st.clone();
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        handle(req, st.clone(), client.clone(), upstream)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Proxy {
+            state,
+            port,
+            _rt: rt,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    /// Write actions seen since the last reset.
+    pub fn writes(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter(|c| is_write(&c.action))
+            .map(|c| c.action)
+            .collect()
+    }
+
+    pub fn reset(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.calls.clear();
+        s.writes = 0;
+        s.kill_after_write = None;
+    }
+
+    pub fn kill_after_write(&self, n: usize, pid: u32) {
+        let mut s = self.state.lock().unwrap();
+        s.writes = 0;
+        s.kill_after_write = Some((n, pid));
+    }
+
+    pub fn set_write_delay(&self, d: Duration) {
+        self.state.lock().unwrap().write_delay = d;
+    }
+}
+
+/// Emulator + proxy + a scratch home for one test; SDK clients that bypass the proxy.
+pub struct Rig {
+    pub emu: Emulator,
+    pub proxy: Proxy,
+    pub home: tempfile::TempDir,
+    pub rt: tokio::runtime::Runtime,
+    pub ec2: aws_sdk_ec2::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub ssm: aws_sdk_ssm::Client,
+}
+
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Run {
+        use std::os::unix::process::ExitStatusExt;
+        Run {
+            code: o
+                .status
+                .code()
+                .unwrap_or_else(|| 128 + o.status.signal().unwrap_or(0)),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    pub fn ok(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "failed:\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!("stdout is not one JSON document ({e}):\n{}", self.stdout)
+        })
+    }
+}
+
+impl Rig {
+    pub fn new() -> Rig {
+        let emu = Emulator::start();
+        let proxy = Proxy::start(emu.port);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let conf = rt.block_on(
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new(REGION))
+                .endpoint_url(emu.url())
+                .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                    "testing", "testing", None, None, "tests",
+                ))
+                .load(),
+        );
+        Rig {
+            ec2: aws_sdk_ec2::Client::new(&conf),
+            iam: aws_sdk_iam::Client::new(&conf),
+            ssm: aws_sdk_ssm::Client::new(&conf),
+            emu,
+            proxy,
+            home: tempfile::tempdir().unwrap(),
+            rt,
+        }
+    }
+
+    pub fn journal(&self) -> PathBuf {
+        self.home.path().join("journal.jsonl")
+    }
+
+    /// The poscloud binary with dummy credentials, the proxy as endpoint, and a scratch HOME
+    /// (so no real ~/.aws configuration is read and no instance metadata is asked).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_poscloud"));
+        c.args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.home.path())
+            .env("USER", "tester")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", REGION)
+            .env("AWS_ENDPOINT_URL", self.proxy.url())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("POSCLOUD_JOURNAL", self.journal())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().expect("run poscloud"))
+    }
+
+    /// Runs with extra (Some) or removed (None) environment variables.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, Option<&str>)]) -> Run {
+        let mut c = self.command(args);
+        for (k, v) in env {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        Run::from(c.output().expect("run poscloud"))
+    }
+
+    /// Starts poscloud; the proxy kills it right after its n-th write.
+    pub fn run_killed_after_write(&self, args: &[&str], n: usize) -> Run {
+        let child = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        self.proxy.kill_after_write(n, child.id());
+        let out = child.wait_with_output().unwrap();
+        self.proxy.reset();
+        Run::from(out)
+    }
+
+    pub fn block<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// A stack file in the scratch dir: stacks/qa.toml with `from` replaced by `to`.
+    pub fn stack_file(&self, name: &str, from: &str, to: &str) -> String {
+        let base = std::fs::read_to_string(repo().join("stacks/qa.toml")).unwrap();
+        assert!(base.contains(from), "{from} not in stacks/qa.toml");
+        let p = self.home.path().join(name);
+        std::fs::write(&p, base.replace(from, to)).unwrap();
+        p.to_string_lossy().into_owned()
+    }
+}
+
+/// Counts of what exists in the emulator's region, read directly through the SDK.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inventory {
+    pub vpcs: usize,
+    pub eips: usize,
+    pub enis: usize,
+    pub live_instances: usize,
+    pub security_groups: usize,
+    pub roles: usize,
+    pub instance_profiles: usize,
+}
+
+fn f(name: &str, value: &str) -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder()
+        .name(name)
+        .values(value)
+        .build()
+}
+
+impl Rig {
+    pub fn inventory(&self) -> Inventory {
+        self.block(async {
+            let live = self
+                .ec2
+                .describe_instances()
+                .send()
+                .await
+                .unwrap()
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
+                .count();
+            Inventory {
+                vpcs: self.ec2.describe_vpcs().send().await.unwrap().vpcs().len(),
+                eips: self.ec2.describe_addresses().send().await.unwrap().addresses().len(),
+                enis: self
+                    .ec2
+                    .describe_network_interfaces()
+                    .send()
+                    .await
+                    .unwrap()
+                    .network_interfaces()
+                    .len(),
+                live_instances: live,
+                security_groups: self
+                    .ec2
+                    .describe_security_groups()
+                    .send()
+                    .await
+                    .unwrap()
+                    .security_groups()
+                    .len(),
+                roles: self.iam.list_roles().send().await.unwrap().roles().len(),
+                instance_profiles: self
+                    .iam
+                    .list_instance_profiles()
+                    .send()
+                    .await
+                    .unwrap()
+                    .instance_profiles()
+                    .len(),
+            }
+        })
+    }
+
+    /// Every resource carrying this stack's tags (instances: unless terminated), the IAM
+    /// role/profile of its name and its SSM parameters. Empty means nothing is left.
+    pub fn tagged(&self, shop: &str, env: &str) -> Vec<String> {
+        let fs = vec![f("tag:poscloud:shop", shop), f("tag:poscloud:env", env)];
+        let name = format!("poscloud-{shop}-{env}");
+        self.block(async {
+            let mut out = Vec::new();
+            for v in self.ec2.describe_vpcs().set_filters(Some(fs.clone())).send().await.unwrap().vpcs() {
+                out.push(format!("vpc {}", v.vpc_id().unwrap()));
+            }
+            for s in self.ec2.describe_subnets().set_filters(Some(fs.clone())).send().await.unwrap().subnets() {
+                out.push(format!("subnet {}", s.subnet_id().unwrap()));
+            }
+            for g in self.ec2.describe_internet_gateways().set_filters(Some(fs.clone())).send().await.unwrap().internet_gateways() {
+                out.push(format!("igw {}", g.internet_gateway_id().unwrap()));
+            }
+            for t in self.ec2.describe_route_tables().set_filters(Some(fs.clone())).send().await.unwrap().route_tables() {
+                out.push(format!("rtb {}", t.route_table_id().unwrap()));
+            }
+            for g in self.ec2.describe_security_groups().set_filters(Some(fs.clone())).send().await.unwrap().security_groups() {
+                out.push(format!("sg {}", g.group_id().unwrap()));
+            }
+            for n in self.ec2.describe_network_interfaces().set_filters(Some(fs.clone())).send().await.unwrap().network_interfaces() {
+                out.push(format!("eni {}", n.network_interface_id().unwrap()));
+            }
+            for a in self.ec2.describe_addresses().set_filters(Some(fs.clone())).send().await.unwrap().addresses() {
+                out.push(format!("eip {}", a.allocation_id().unwrap()));
+            }
+            for r in self.ec2.describe_instances().set_filters(Some(fs.clone())).send().await.unwrap().reservations() {
+                for i in r.instances() {
+                    if i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated") {
+                        out.push(format!("instance {}", i.instance_id().unwrap()));
+                    }
+                }
+            }
+            if self.iam.get_role().role_name(&name).send().await.is_ok() {
+                out.push(format!("role {name}"));
+            }
+            if self.iam.get_instance_profile().instance_profile_name(&name).send().await.is_ok() {
+                out.push(format!("profile {name}"));
+            }
+            let params = self
+                .ssm
+                .get_parameters_by_path()
+                .path(format!("/poscloud/{shop}/{env}"))
+                .recursive(true)
+                .send()
+                .await
+                .unwrap();
+            for p in params.parameters() {
+                out.push(format!("parameter {}", p.name().unwrap()));
+            }
+            out
+        })
+    }
+
+    /// How many of each kind the stack has (tagged, instances not terminated).
+    pub fn count_tagged(&self, shop: &str, env: &str, kind: &str) -> usize {
+        self.tagged(shop, env)
+            .iter()
+            .filter(|l| l.split(' ').next() == Some(kind))
+            .count()
+    }
+}
