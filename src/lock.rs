@@ -27,14 +27,26 @@ fn stale_note(h: &LockHolder) -> String {
     }
 }
 
-pub async fn acquire(aws: &Aws, ui: &Ui, id: &StackId, command: &str, break_lock: bool) -> Result<()> {
+/// Removes whatever lock the stack has, saying whose it was (`--break-lock`).
+pub async fn break_lock(aws: &Aws, ui: &Ui, id: &StackId) -> Result<()> {
+    if let Some(h) = aws.lock_holder(id).await? {
+        ui.warn(format!("breaking the lock of {id} held by {h}"));
+        aws.journal()
+            .event("lock-broken", json!({"stack": id.name(), "holder": h}));
+        aws.delete_parameter(&lock_name(id)).await?;
+    }
+    Ok(())
+}
+
+pub async fn acquire(
+    aws: &Aws,
+    ui: &Ui,
+    id: &StackId,
+    command: &str,
+    break_lock: bool,
+) -> Result<()> {
     if break_lock {
-        if let Some(h) = aws.lock_holder(id).await? {
-            ui.warn(format!("breaking the lock of {id} held by {h}"));
-            aws.journal()
-                .event("lock-broken", json!({"stack": id.name(), "holder": h}));
-            aws.delete_parameter(&lock_name(id)).await?;
-        }
+        self::break_lock(aws, ui, id).await?;
     }
     match aws.try_lock(id, &me(command)).await? {
         None => Ok(()),

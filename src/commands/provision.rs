@@ -50,7 +50,9 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
     let d = aws.discover(&id).await?;
     let plan = plan::build(&spec, &d);
     if plan.writes() == 0 {
-        if let Some(h) = crate::lock::holder(&aws, &id).await? {
+        if args.break_lock {
+            crate::lock::break_lock(&aws, ui, &id).await?;
+        } else if let Some(h) = crate::lock::holder(&aws, &id).await? {
             ui.warn(format!("{id} is locked by {h}"));
         }
         ui.info(render_plan(&plan, None));
@@ -74,6 +76,21 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
         return Ok(());
     }
 
+    // Preflight, before any write (the lock included): the image and the region's quotas.
+    let step = ui.step("preflight: image and quotas");
+    let image = if plan.count(|c| matches!(c, Change::Launch { .. })) > 0 {
+        Some(aws.find_image(&spec.ami).await?)
+    } else {
+        None
+    };
+    aws.check_quotas(
+        plan.count(|c| matches!(c, Change::CreateVpc { .. })),
+        plan.count(|c| matches!(c, Change::AllocateEip { .. })),
+        spec.vpc_quota,
+    )
+    .await?;
+    step.done(image.as_ref().map(|i| i.id.as_str()).unwrap_or(""));
+
     locked(&aws, ui, &id, args.break_lock, async {
         // The stack may have changed while we waited for the lock: look again.
         let mut d = aws.discover(&id).await?;
@@ -86,21 +103,12 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
         }
         let plan = plan::build(&spec, &d);
         ui.info(render_plan(&plan, None));
-
-        let step = ui.step("preflight: image and quotas");
-        let launches = plan.count(|c| matches!(c, Change::Launch { .. }));
-        let image = if launches > 0 {
-            Some(aws.find_image(&spec.ami).await?)
-        } else {
-            None
+        let image = match image {
+            None if plan.count(|c| matches!(c, Change::Launch { .. })) > 0 => {
+                Some(aws.find_image(&spec.ami).await?)
+            }
+            image => image,
         };
-        aws.check_quotas(
-            plan.count(|c| matches!(c, Change::CreateVpc { .. })),
-            plan.count(|c| matches!(c, Change::AllocateEip { .. })),
-            spec.vpc_quota,
-        )
-        .await?;
-        step.done(image.as_ref().map(|i| i.id.as_str()).unwrap_or(""));
 
         let mut applied = Vec::new();
         for st in &plan.steps {

@@ -537,12 +537,5 @@ impl Rig {
             out
         })
     }
-
-    /// How many of each kind the stack has (tagged, instances not terminated).
-    pub fn count_tagged(&self, shop: &str, env: &str, kind: &str) -> usize {
-        self.tagged(shop, env)
-            .iter()
-            .filter(|l| l.split(' ').next() == Some(kind))
-            .count()
-    }
 }
+
