@@ -52,7 +52,10 @@ pub async fn apply(
         }
         Change::AttachIgw => {
             let vpc = vpc()?;
-            let g = d.igws.first_mut().ok_or_else(|| Error::failed("internet gateway is missing"))?;
+            let g = d
+                .igws
+                .first_mut()
+                .ok_or_else(|| Error::failed("internet gateway is missing"))?;
             aws.attach_igw(&g.id, vpc).await?;
             g.attached_vpc = Some(vpc.to_string());
             g.id.clone()
@@ -71,14 +74,20 @@ pub async fn apply(
         }
         Change::AddDefaultRoute => {
             let igw = need("internet gateway", d.igw().map(|g| g.id.as_str()))?.to_string();
-            let t = d.route_tables.first_mut().ok_or_else(|| Error::failed("route table is missing"))?;
+            let t = d
+                .route_tables
+                .first_mut()
+                .ok_or_else(|| Error::failed("route table is missing"))?;
             aws.create_default_route(&t.id, &igw).await?;
             t.default_gateway = Some(igw);
             t.id.clone()
         }
         Change::AssociateRouteTable => {
             let subnet = need("subnet", d.subnet().map(|s| s.id.as_str()))?.to_string();
-            let t = d.route_tables.first_mut().ok_or_else(|| Error::failed("route table is missing"))?;
+            let t = d
+                .route_tables
+                .first_mut()
+                .ok_or_else(|| Error::failed("route table is missing"))?;
             let assoc = aws.associate_route_table(&t.id, &subnet).await?;
             t.associations.push((assoc, subnet));
             t.id.clone()
@@ -88,18 +97,35 @@ pub async fn apply(
                 Role::SgHost => "poscloud Docker host (eth0): SSH from admin CIDRs only",
                 _ => "poscloud POS container (eth1): no inbound",
             };
-            let g = aws.create_security_group(id, *role, vpc()?, description).await?;
+            let g = aws
+                .create_security_group(id, *role, vpc()?, description)
+                .await?;
             let out = g.id.clone();
             d.security_groups.push(g);
             out
         }
-        Change::Authorize { role, ingress, rules } | Change::Revoke { role, ingress, rules } => {
+        Change::Authorize {
+            role,
+            ingress,
+            rules,
+        }
+        | Change::Revoke {
+            role,
+            ingress,
+            rules,
+        } => {
             let g = d
                 .security_groups
                 .iter_mut()
                 .find(|g| g.role == *role)
-                .ok_or_else(|| Error::failed(format!("security group {} is missing", role.as_str())))?;
-            let list = if *ingress { &mut g.ingress } else { &mut g.egress };
+                .ok_or_else(|| {
+                    Error::failed(format!("security group {} is missing", role.as_str()))
+                })?;
+            let list = if *ingress {
+                &mut g.ingress
+            } else {
+                &mut g.egress
+            };
             match (matches!(change, Change::Authorize { .. }), *ingress) {
                 (true, true) => aws.authorize_ingress(&g.id, rules).await?,
                 (true, false) => aws.authorize_egress(&g.id, rules).await?,
@@ -120,7 +146,10 @@ pub async fn apply(
             out
         }
         Change::AttachPolicy { arn } => {
-            let r = d.iam_role.as_mut().ok_or_else(|| Error::failed("IAM role is missing"))?;
+            let r = d
+                .iam_role
+                .as_mut()
+                .ok_or_else(|| Error::failed("IAM role is missing"))?;
             aws.attach_role_policy(&r.name, arn).await?;
             r.policies.push(arn.clone());
             r.name.clone()
@@ -143,7 +172,10 @@ pub async fn apply(
         }
         Change::CreatePosEni { ip } => {
             let subnet = need("subnet", d.subnet().map(|s| s.id.as_str()))?;
-            let sg = need("security group pos", d.sg(Role::SgPos).map(|g| g.id.as_str()))?;
+            let sg = need(
+                "security group pos",
+                d.sg(Role::SgPos).map(|g| g.id.as_str()),
+            )?;
             let e = aws.create_pos_eni(id, subnet, ip, sg).await?;
             let out = e.id.clone();
             d.enis.push(e);
@@ -161,7 +193,10 @@ pub async fn apply(
                 instance_type,
                 disk_gb: *disk_gb,
                 subnet_id: need("subnet", d.subnet().map(|s| s.id.as_str()))?,
-                host_sg: need("security group host", d.sg(Role::SgHost).map(|g| g.id.as_str()))?,
+                host_sg: need(
+                    "security group host",
+                    d.sg(Role::SgHost).map(|g| g.id.as_str()),
+                )?,
                 pos_eni: need("eth1", d.eni_pos().map(|e| e.id.as_str()))?,
                 profile_arn: need(
                     "instance profile",
@@ -188,7 +223,10 @@ pub async fn apply(
             instance_id
         }
         Change::SetTerminationProtection { on } => {
-            let i = d.instances.first_mut().ok_or_else(|| Error::failed("instance is missing"))?;
+            let i = d
+                .instances
+                .first_mut()
+                .ok_or_else(|| Error::failed("instance is missing"))?;
             aws.set_termination_protection(&i.id, *on).await?;
             i.termination_protection = *on;
             i.id.clone()

@@ -36,16 +36,9 @@ pub enum Error {
     #[error("{0}")]
     Protected(String),
 
-    /// An AWS call failed.
-    #[error("{op} failed in {region}{resource}: {code}: {message}{hint}")]
-    Aws {
-        op: &'static str,
-        region: String,
-        resource: Resource,
-        code: String,
-        message: String,
-        hint: &'static str,
-    },
+    /// An AWS call failed (boxed: it is the largest variant).
+    #[error("{0}")]
+    Aws(Box<AwsFailure>),
 
     /// The AWS endpoint could not be reached at all.
     #[error("cannot reach AWS in {region} ({endpoint}) during {op}: {detail}\n  next: check the network, --region and --endpoint-url")]
@@ -59,6 +52,27 @@ pub enum Error {
     /// Anything else that went wrong, already phrased for the user.
     #[error("{0}")]
     Failed(String),
+}
+
+/// An AWS API error with where it happened and what to do next.
+#[derive(Debug)]
+pub struct AwsFailure {
+    pub op: &'static str,
+    pub region: String,
+    pub resource: Resource,
+    pub code: String,
+    pub message: String,
+    pub hint: &'static str,
+}
+
+impl fmt::Display for AwsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} failed in {}{}: {}: {}{}",
+            self.op, self.region, self.resource, self.code, self.message, self.hint
+        )
+    }
 }
 
 /// The resource an AWS error is about, printed as " for <id>" (or nothing).

@@ -61,7 +61,10 @@ impl Journal {
             Some(p) => {
                 if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| {
-                        Error::usage(format!("cannot create journal directory {}: {e}", dir.display()))
+                        Error::usage(format!(
+                            "cannot create journal directory {}: {e}",
+                            dir.display()
+                        ))
                     })?;
                 }
                 let f = OpenOptions::new()

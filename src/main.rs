@@ -13,7 +13,9 @@ fn main() {
         _ => "debug",
     };
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("POSCLOUD_LOG").unwrap_or_else(|_| EnvFilter::new(level)))
+        .with_env_filter(
+            EnvFilter::try_from_env("POSCLOUD_LOG").unwrap_or_else(|_| EnvFilter::new(level)),
+        )
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()
@@ -33,7 +35,12 @@ fn main() {
             Command::List => commands::list::run(&ctx).await,
             Command::Teardown(a) => commands::teardown::run(&ctx, a).await,
             Command::Completions { shell } => {
-                clap_complete::generate(*shell, &mut Cli::command(), "poscloud", &mut std::io::stdout());
+                clap_complete::generate(
+                    *shell,
+                    &mut Cli::command(),
+                    "poscloud",
+                    &mut std::io::stdout(),
+                );
                 Ok(())
             }
             Command::Man => clap_mangen::Man::new(Cli::command())

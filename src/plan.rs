@@ -12,25 +12,52 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "change", rename_all = "kebab-case")]
 pub enum Change {
-    CreateVpc { cidr: String },
+    CreateVpc {
+        cidr: String,
+    },
     CreateIgw,
     AttachIgw,
-    CreateSubnet { cidr: String },
+    CreateSubnet {
+        cidr: String,
+    },
     CreateRouteTable,
     AddDefaultRoute,
     AssociateRouteTable,
-    CreateSecurityGroup { role: Role },
-    Authorize { role: Role, ingress: bool, rules: Vec<Rule> },
-    Revoke { role: Role, ingress: bool, rules: Vec<Rule> },
+    CreateSecurityGroup {
+        role: Role,
+    },
+    Authorize {
+        role: Role,
+        ingress: bool,
+        rules: Vec<Rule>,
+    },
+    Revoke {
+        role: Role,
+        ingress: bool,
+        rules: Vec<Rule>,
+    },
     CreateRole,
-    AttachPolicy { arn: String },
+    AttachPolicy {
+        arn: String,
+    },
     CreateInstanceProfile,
     AddRoleToProfile,
-    CreatePosEni { ip: String },
-    Launch { instance_type: String, disk_gb: i32 },
-    SetTerminationProtection { on: bool },
-    AllocateEip { role: Role },
-    AssociateEip { role: Role },
+    CreatePosEni {
+        ip: String,
+    },
+    Launch {
+        instance_type: String,
+        disk_gb: i32,
+    },
+    SetTerminationProtection {
+        on: bool,
+    },
+    AllocateEip {
+        role: Role,
+    },
+    AssociateEip {
+        role: Role,
+    },
 }
 
 impl fmt::Display for Change {
@@ -54,18 +81,16 @@ impl fmt::Display for Change {
             Change::CreateSecurityGroup { role } => {
                 write!(f, "create security group {}", role.as_str())
             }
-            Change::Authorize {
-                ingress, rules, ..
-            } => write!(f, "allow {} {}", dir(ingress), list(rules)),
+            Change::Authorize { ingress, rules, .. } => {
+                write!(f, "allow {} {}", dir(ingress), list(rules))
+            }
             Change::Revoke { ingress, rules, .. } => {
                 write!(f, "revoke {} {}", dir(ingress), list(rules))
             }
             Change::CreateRole => write!(f, "create IAM role"),
-            Change::AttachPolicy { arn } => write!(
-                f,
-                "attach policy {}",
-                arn.rsplit('/').next().unwrap_or(arn)
-            ),
+            Change::AttachPolicy { arn } => {
+                write!(f, "attach policy {}", arn.rsplit('/').next().unwrap_or(arn))
+            }
             Change::CreateInstanceProfile => write!(f, "create instance profile"),
             Change::AddRoleToProfile => write!(f, "put the role in the instance profile"),
             Change::CreatePosEni { ip } => write!(f, "create eth1 with {ip}"),
@@ -85,7 +110,11 @@ impl fmt::Display for Change {
             Change::AssociateEip { role } => write!(
                 f,
                 "associate Elastic IP with {}",
-                if *role == Role::EipHost { "eth0" } else { "eth1" }
+                if *role == Role::EipHost {
+                    "eth0"
+                } else {
+                    "eth1"
+                }
             ),
         }
     }
@@ -268,7 +297,12 @@ pub fn build(spec: &StackSpec, d: &Discovered) -> Plan {
     } else {
         vec![]
     };
-    steps.push(step(Role::Subnet, subnet.map(|s| s.id.as_str()), changes, drift));
+    steps.push(step(
+        Role::Subnet,
+        subnet.map(|s| s.id.as_str()),
+        changes,
+        drift,
+    ));
 
     // Route table: default route to the IGW, associated with the subnet
     let rtb = d.route_table();
@@ -297,7 +331,12 @@ pub fn build(spec: &StackSpec, d: &Discovered) -> Plan {
     if !assoc_ok {
         changes.push(Change::AssociateRouteTable);
     }
-    steps.push(step(Role::RouteTable, rtb.map(|t| t.id.as_str()), changes, drift));
+    steps.push(step(
+        Role::RouteTable,
+        rtb.map(|t| t.id.as_str()),
+        changes,
+        drift,
+    ));
 
     // Security groups
     for (role, _) in [(Role::SgHost, ()), (Role::SgPos, ())] {
@@ -343,14 +382,19 @@ pub fn build(spec: &StackSpec, d: &Discovered) -> Plan {
                 .collect()
         })
         .unwrap_or_default();
-    steps.push(step(Role::IamRole, role.map(|r| r.name.as_str()), changes, drift));
+    steps.push(step(
+        Role::IamRole,
+        role.map(|r| r.name.as_str()),
+        changes,
+        drift,
+    ));
 
     let profile = d.instance_profile.as_ref();
     let mut changes = Vec::new();
     if profile.is_none() {
         changes.push(Change::CreateInstanceProfile);
     }
-    if !profile.is_some_and(|p| !p.roles.is_empty()) {
+    if profile.is_none_or(|p| p.roles.is_empty()) {
         changes.push(Change::AddRoleToProfile);
     }
     steps.push(step(
@@ -377,7 +421,12 @@ pub fn build(spec: &StackSpec, d: &Discovered) -> Plan {
     } else {
         vec![]
     };
-    steps.push(step(Role::EniPos, eni.map(|e| e.id.as_str()), changes, drift));
+    steps.push(step(
+        Role::EniPos,
+        eni.map(|e| e.id.as_str()),
+        changes,
+        drift,
+    ));
 
     // The host
     let inst = d.instance();
@@ -433,7 +482,12 @@ pub fn build(spec: &StackSpec, d: &Discovered) -> Plan {
             }
         }
     }
-    steps.push(step(Role::Host, inst.map(|i| i.id.as_str()), changes, drift));
+    steps.push(step(
+        Role::Host,
+        inst.map(|i| i.id.as_str()),
+        changes,
+        drift,
+    ));
 
     // Elastic IPs: #1 on eth0 (Docker host), #2 on eth1 (POS)
     for (role, device) in [(Role::EipHost, 0), (Role::EipPos, 1)] {

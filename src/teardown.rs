@@ -25,8 +25,7 @@ where
             .with_max_times(8),
     )
     .when(|e| {
-        matches!(e, Error::Aws { code, .. }
-            if code == "DependencyViolation" || code.ends_with(".InUse") || code == "InvalidNetworkInterface.InUse")
+        matches!(e, Error::Aws(f) if f.code == "DependencyViolation" || f.code.ends_with(".InUse"))
     })
     .await
 }
@@ -53,7 +52,7 @@ impl<'a> Teardown<'a> {
         match fut.await {
             Ok(()) => step.done(""),
             // Deletes are idempotent: what is already gone counts as removed.
-            Err(Error::Aws { code, .. }) if code.ends_with(".NotFound") || code == "NoSuchEntity" => {
+            Err(Error::Aws(f)) if f.code.ends_with(".NotFound") || f.code == "NoSuchEntity" => {
                 step.done("already gone")
             }
             Err(e) => {
@@ -157,11 +156,8 @@ impl<'a> Teardown<'a> {
         }
         let lock = lock_name(self.id);
         for p in d.parameters.iter().filter(|p| **p != lock) {
-            self.one(
-                format!("delete SSM parameter {p}"),
-                aws.delete_parameter(p),
-            )
-            .await;
+            self.one(format!("delete SSM parameter {p}"), aws.delete_parameter(p))
+                .await;
         }
         self.failures
     }

@@ -27,12 +27,19 @@ fn assert_converged(rig: &Rig, k: usize) {
         ("profile", 1),
         ("parameter", 0),
     ] {
-        let found = tagged.iter().filter(|l| l.split(' ').next() == Some(kind)).count();
+        let found = tagged
+            .iter()
+            .filter(|l| l.split(' ').next() == Some(kind))
+            .count();
         assert_eq!(found, n, "after a crash at write {k}: {kind}: {tagged:?}");
     }
     rig.proxy.reset();
     let again = rig.run(UP).ok();
-    assert!(again.stdout.contains("nothing to do"), "crash at {k}: {}", again.stdout);
+    assert!(
+        again.stdout.contains("nothing to do"),
+        "crash at {k}: {}",
+        again.stdout
+    );
     assert_eq!(rig.proxy.writes(), Vec::<String>::new(), "crash at {k}");
 }
 
@@ -51,17 +58,30 @@ fn provision_resumes_after_a_crash_at_every_write() {
         assert_eq!(rig.tagged(SHOP, "qa"), Vec::<String>::new());
         rig.proxy.reset();
         let crashed = rig.run_killed_after_write(UP, k);
-        assert_eq!(crashed.code, 128 + 9, "write {k} ({}) should have been the last", writes[k - 1]);
+        assert_eq!(
+            crashed.code,
+            128 + 9,
+            "write {k} ({}) should have been the last",
+            writes[k - 1]
+        );
 
         // The lock the dead run left is reported as stale, with its holder. With work left
         // the run stops (exit 3); after the last change there is nothing to do but warn.
         let locked = rig.run(UP);
         let expected = if k == writes.len() - 1 { 0 } else { 3 };
         assert_eq!(locked.code, expected, "crash at {k}: {locked:?}");
-        assert!(locked.stderr.contains("tester@") && locked.stderr.contains("stale"), "{}", locked.stderr);
+        assert!(
+            locked.stderr.contains("tester@") && locked.stderr.contains("stale"),
+            "{}",
+            locked.stderr
+        );
 
         let resumed = rig.run(&[UP, &["--break-lock"]].concat()).ok();
-        assert!(resumed.stderr.contains("breaking the lock"), "{}", resumed.stderr);
+        assert!(
+            resumed.stderr.contains("breaking the lock"),
+            "{}",
+            resumed.stderr
+        );
         assert_converged(&rig, k);
     }
 }
@@ -80,8 +100,16 @@ fn teardown_resumes_after_a_crash() {
         let crashed = rig.run_killed_after_write(DOWN, k);
         assert_eq!(crashed.code, 128 + 9, "teardown crash at {k}");
         let again = rig.run(&[DOWN, &["--break-lock"]].concat()).ok();
-        assert!(again.stdout.contains("nothing tagged remains"), "{}", again.stdout);
-        assert_eq!(rig.tagged(SHOP, "qa"), Vec::<String>::new(), "teardown crash at {k}");
+        assert!(
+            again.stdout.contains("nothing tagged remains"),
+            "{}",
+            again.stdout
+        );
+        assert_eq!(
+            rig.tagged(SHOP, "qa"),
+            Vec::<String>::new(),
+            "teardown crash at {k}"
+        );
         assert_eq!(rig.inventory(), before, "teardown crash at {k}: leftovers");
     }
 }

@@ -7,7 +7,15 @@ use common::{Rig, Run};
 const SHOP: &str = "12345678";
 
 fn provision(rig: &Rig, env: &str) -> Run {
-    rig.run(&["provision", "--shop", SHOP, "--env", env, "--until", "infra"])
+    rig.run(&[
+        "provision",
+        "--shop",
+        SHOP,
+        "--env",
+        env,
+        "--until",
+        "infra",
+    ])
 }
 
 #[test]
@@ -16,69 +24,163 @@ fn qa_stack_lifecycle() {
     let before = rig.inventory();
 
     let out = provision(&rig, "qa").ok();
-    assert!(out.stdout.contains("POS private IP  192.168.222.233"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("POS private IP  192.168.222.233"),
+        "{}",
+        out.stdout
+    );
     let first_writes = rig.proxy.writes();
-    assert!(first_writes.contains(&"RunInstances".to_string()), "{first_writes:?}");
+    assert!(
+        first_writes.contains(&"RunInstances".to_string()),
+        "{first_writes:?}"
+    );
     // Exactly the writes a fresh stack needs: lock + 19 changes + unlock.
     assert_eq!(first_writes.len(), 21, "{first_writes:?}");
 
     // Every property, read back through the SDK (not through poscloud).
     rig.block(async {
         let fs = vec![
-            aws_sdk_ec2::types::Filter::builder().name("tag:poscloud:shop").values(SHOP).build(),
-            aws_sdk_ec2::types::Filter::builder().name("tag:poscloud:env").values("qa").build(),
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:poscloud:shop")
+                .values(SHOP)
+                .build(),
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:poscloud:env")
+                .values("qa")
+                .build(),
         ];
-        let vpcs = rig.ec2.describe_vpcs().set_filters(Some(fs.clone())).send().await.unwrap();
+        let vpcs = rig
+            .ec2
+            .describe_vpcs()
+            .set_filters(Some(fs.clone()))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(vpcs.vpcs().len(), 1);
         let vpc = &vpcs.vpcs()[0];
         assert_eq!(vpc.cidr_block(), Some("192.168.222.0/24"));
         let tag = |tags: &[aws_sdk_ec2::types::Tag], k: &str| {
-            tags.iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(str::to_string)
+            tags.iter()
+                .find(|t| t.key() == Some(k))
+                .and_then(|t| t.value())
+                .map(str::to_string)
         };
         assert_eq!(tag(vpc.tags(), "poscloud:shop").as_deref(), Some(SHOP));
         assert_eq!(tag(vpc.tags(), "poscloud:env").as_deref(), Some("qa"));
         assert_eq!(tag(vpc.tags(), "poscloud:role").as_deref(), Some("vpc"));
-        assert_eq!(tag(vpc.tags(), "Name").as_deref(), Some("poscloud-12345678-qa-vpc"));
+        assert_eq!(
+            tag(vpc.tags(), "Name").as_deref(),
+            Some("poscloud-12345678-qa-vpc")
+        );
 
-        let subnets = rig.ec2.describe_subnets().set_filters(Some(fs.clone())).send().await.unwrap();
+        let subnets = rig
+            .ec2
+            .describe_subnets()
+            .set_filters(Some(fs.clone()))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(subnets.subnets().len(), 1);
         assert_eq!(subnets.subnets()[0].cidr_block(), Some("192.168.222.0/24"));
 
-        let rtbs = rig.ec2.describe_route_tables().set_filters(Some(fs.clone())).send().await.unwrap();
+        let rtbs = rig
+            .ec2
+            .describe_route_tables()
+            .set_filters(Some(fs.clone()))
+            .send()
+            .await
+            .unwrap();
         let rtb = &rtbs.route_tables()[0];
-        let igws = rig.ec2.describe_internet_gateways().set_filters(Some(fs.clone())).send().await.unwrap();
+        let igws = rig
+            .ec2
+            .describe_internet_gateways()
+            .set_filters(Some(fs.clone()))
+            .send()
+            .await
+            .unwrap();
         let igw = &igws.internet_gateways()[0];
         assert_eq!(igw.attachments()[0].vpc_id(), vpc.vpc_id());
-        assert!(rtb.routes().iter().any(|r| r.destination_cidr_block() == Some("0.0.0.0/0")
-            && r.gateway_id() == igw.internet_gateway_id()));
-        assert!(rtb.associations().iter().any(|a| a.subnet_id() == subnets.subnets()[0].subnet_id()));
+        assert!(rtb
+            .routes()
+            .iter()
+            .any(|r| r.destination_cidr_block() == Some("0.0.0.0/0")
+                && r.gateway_id() == igw.internet_gateway_id()));
+        assert!(rtb
+            .associations()
+            .iter()
+            .any(|a| a.subnet_id() == subnets.subnets()[0].subnet_id()));
 
         // Security groups: host has no inbound (no admin CIDRs in qa.toml), pos none either.
-        let sgs = rig.ec2.describe_security_groups().set_filters(Some(fs.clone())).send().await.unwrap();
+        let sgs = rig
+            .ec2
+            .describe_security_groups()
+            .set_filters(Some(fs.clone()))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(sgs.security_groups().len(), 2);
         for g in sgs.security_groups() {
-            assert!(g.ip_permissions().is_empty(), "{:?} has inbound rules", g.group_id());
+            assert!(
+                g.ip_permissions().is_empty(),
+                "{:?} has inbound rules",
+                g.group_id()
+            );
             assert_eq!(g.vpc_id(), vpc.vpc_id());
         }
         let sg_of = |role: &str| {
-            sgs.security_groups().iter().find(|g| tag(g.tags(), "poscloud:role").as_deref() == Some(role))
-                .and_then(|g| g.group_id()).unwrap().to_string()
+            sgs.security_groups()
+                .iter()
+                .find(|g| tag(g.tags(), "poscloud:role").as_deref() == Some(role))
+                .and_then(|g| g.group_id())
+                .unwrap()
+                .to_string()
         };
         let (sg_host, sg_pos) = (sg_of("sg-host"), sg_of("sg-pos"));
 
         // The instance: two ENIs, eth1 = 192.168.222.233 in SG pos, eth0 in SG host.
-        let res = rig.ec2.describe_instances().set_filters(Some(fs.clone())).send().await.unwrap();
-        let insts: Vec<_> = res.reservations().iter().flat_map(|r| r.instances()).collect();
+        let res = rig
+            .ec2
+            .describe_instances()
+            .set_filters(Some(fs.clone()))
+            .send()
+            .await
+            .unwrap();
+        let insts: Vec<_> = res
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .collect();
         assert_eq!(insts.len(), 1);
         let i = insts[0];
-        assert_eq!(i.image_id(), Some("ami-0c7b6d5a1e2f3a4b5"), "newest CentOS 7 fixture");
+        assert_eq!(
+            i.image_id(),
+            Some("ami-0c7b6d5a1e2f3a4b5"),
+            "newest CentOS 7 fixture"
+        );
         assert_eq!(i.instance_type().map(|t| t.as_str()), Some("t3.large"));
-        assert_eq!(i.metadata_options().and_then(|m| m.http_tokens()).map(|t| t.as_str()), Some("required"));
-        assert_eq!(i.metadata_options().and_then(|m| m.http_put_response_hop_limit()), Some(1));
-        assert!(i.iam_instance_profile().and_then(|p| p.arn()).unwrap().ends_with("/poscloud/poscloud-12345678-qa"));
+        assert_eq!(
+            i.metadata_options()
+                .and_then(|m| m.http_tokens())
+                .map(|t| t.as_str()),
+            Some("required")
+        );
+        assert_eq!(
+            i.metadata_options()
+                .and_then(|m| m.http_put_response_hop_limit()),
+            Some(1)
+        );
+        assert!(i
+            .iam_instance_profile()
+            .and_then(|p| p.arn())
+            .unwrap()
+            .ends_with("/poscloud/poscloud-12345678-qa"));
         let nics = i.network_interfaces();
         assert_eq!(nics.len(), 2);
-        let by_index = |idx: i32| nics.iter().find(|n| n.attachment().and_then(|a| a.device_index()) == Some(idx)).unwrap();
+        let by_index = |idx: i32| {
+            nics.iter()
+                .find(|n| n.attachment().and_then(|a| a.device_index()) == Some(idx))
+                .unwrap()
+        };
         let (eth0, eth1) = (by_index(0), by_index(1));
         assert_eq!(eth1.private_ip_address(), Some("192.168.222.233"));
         assert_eq!(eth1.groups()[0].group_id(), Some(sg_pos.as_str()));
@@ -86,39 +188,91 @@ fn qa_stack_lifecycle() {
         assert_ne!(eth0.private_ip_address(), Some("192.168.222.233"));
 
         // Root volume: 100 GB gp3 encrypted.
-        let vol_id = i.block_device_mappings()[0].ebs().unwrap().volume_id().unwrap();
-        let vols = rig.ec2.describe_volumes().volume_ids(vol_id).send().await.unwrap();
+        let vol_id = i.block_device_mappings()[0]
+            .ebs()
+            .unwrap()
+            .volume_id()
+            .unwrap();
+        let vols = rig
+            .ec2
+            .describe_volumes()
+            .volume_ids(vol_id)
+            .send()
+            .await
+            .unwrap();
         let v = &vols.volumes()[0];
         assert_eq!(v.size(), Some(100));
         assert_eq!(v.volume_type().map(|t| t.as_str()), Some("gp3"));
         assert_eq!(v.encrypted(), Some(true));
 
         // Termination protection: off for qa.
-        let attr = rig.ec2.describe_instance_attribute().instance_id(i.instance_id().unwrap())
-            .attribute(aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination).send().await.unwrap();
-        assert_eq!(attr.disable_api_termination().and_then(|a| a.value()), Some(false));
+        let attr = rig
+            .ec2
+            .describe_instance_attribute()
+            .instance_id(i.instance_id().unwrap())
+            .attribute(aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            attr.disable_api_termination().and_then(|a| a.value()),
+            Some(false)
+        );
 
         // Two Elastic IPs, one on each ENI.
-        let eips = rig.ec2.describe_addresses().set_filters(Some(fs.clone())).send().await.unwrap();
+        let eips = rig
+            .ec2
+            .describe_addresses()
+            .set_filters(Some(fs.clone()))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(eips.addresses().len(), 2);
-        let on = |eni: Option<&str>| eips.addresses().iter().filter(|a| a.network_interface_id() == eni).count();
+        let on = |eni: Option<&str>| {
+            eips.addresses()
+                .iter()
+                .filter(|a| a.network_interface_id() == eni)
+                .count()
+        };
         assert_eq!(on(eth0.network_interface_id()), 1);
         assert_eq!(on(eth1.network_interface_id()), 1);
 
         // The role has the SSM core policy; user-data is there and holds no private key.
-        let pol = rig.iam.list_attached_role_policies().role_name("poscloud-12345678-qa").send().await.unwrap();
-        assert!(pol.attached_policies().iter().any(|p| p.policy_name() == Some("AmazonSSMManagedInstanceCore")));
-        let ud = rig.ec2.describe_instance_attribute().instance_id(i.instance_id().unwrap())
-            .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData).send().await.unwrap();
+        let pol = rig
+            .iam
+            .list_attached_role_policies()
+            .role_name("poscloud-12345678-qa")
+            .send()
+            .await
+            .unwrap();
+        assert!(pol
+            .attached_policies()
+            .iter()
+            .any(|p| p.policy_name() == Some("AmazonSSMManagedInstanceCore")));
+        let ud = rig
+            .ec2
+            .describe_instance_attribute()
+            .instance_id(i.instance_id().unwrap())
+            .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+            .send()
+            .await
+            .unwrap();
         use base64::Engine;
         let ud = base64::engine::general_purpose::STANDARD
-            .decode(ud.user_data().and_then(|u| u.value()).unwrap()).unwrap();
+            .decode(ud.user_data().and_then(|u| u.value()).unwrap())
+            .unwrap();
         let ud = String::from_utf8(ud).unwrap();
         assert!(ud.starts_with("#cloud-config\n"));
         assert!(!ud.contains("PRIVATE KEY") && !ud.contains("testing"));
 
         // The lock was released.
-        assert!(rig.ssm.get_parameter().name("/poscloud/12345678/qa/lock").send().await.is_err());
+        assert!(rig
+            .ssm
+            .get_parameter()
+            .name("/poscloud/12345678/qa/lock")
+            .send()
+            .await
+            .is_err());
     });
 
     // A converged stack: provision and plan make no write call at all.
@@ -126,10 +280,14 @@ fn qa_stack_lifecycle() {
     let again = provision(&rig, "qa").ok();
     assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
     assert_eq!(rig.proxy.writes(), Vec::<String>::new());
-    let plan = rig.run(&["plan", "--shop", SHOP, "--env", "qa", "--output", "json"]).ok();
+    let plan = rig
+        .run(&["plan", "--shop", SHOP, "--env", "qa", "--output", "json"])
+        .ok();
     assert_eq!(plan.json()["writes"], 0);
     assert_eq!(rig.proxy.writes(), Vec::<String>::new());
-    let status = rig.run(&["status", "--shop", SHOP, "--env", "qa", "--output", "json"]).ok();
+    let status = rig
+        .run(&["status", "--shop", SHOP, "--env", "qa", "--output", "json"])
+        .ok();
     assert_eq!(status.json()["drifted"], 0, "{}", status.stdout);
     assert_eq!(status.json()["exists"], true);
     assert_eq!(rig.proxy.writes(), Vec::<String>::new());
@@ -142,15 +300,31 @@ fn qa_stack_lifecycle() {
         .filter(|v: &serde_json::Value| v["event"] == "write")
         .collect();
     assert_eq!(writes.len(), 21);
-    assert!(writes.iter().all(|w| w["user"] == "tester" && w["result"] == "ok"));
-    assert!(writes.iter().any(|w| w["op"] == "RunInstances" && w["resource"].as_str().unwrap().starts_with("i-")));
+    assert!(writes
+        .iter()
+        .all(|w| w["user"] == "tester" && w["result"] == "ok"));
+    assert!(writes
+        .iter()
+        .any(|w| w["op"] == "RunInstances" && w["resource"].as_str().unwrap().starts_with("i-")));
 
     // Teardown removes everything, verified independently; a second teardown is fine.
-    let down = rig.run(&["teardown", "--shop", SHOP, "--env", "qa", "--yes"]).ok();
-    assert!(down.stdout.contains("nothing tagged remains"), "{}", down.stdout);
+    let down = rig
+        .run(&["teardown", "--shop", SHOP, "--env", "qa", "--yes"])
+        .ok();
+    assert!(
+        down.stdout.contains("nothing tagged remains"),
+        "{}",
+        down.stdout
+    );
     assert_eq!(rig.tagged(SHOP, "qa"), Vec::<String>::new());
-    assert_eq!(rig.inventory(), before, "no VPC, EIP, ENI, instance, SG or IAM object more than before");
-    let again = rig.run(&["teardown", "--shop", SHOP, "--env", "qa", "--yes"]).ok();
+    assert_eq!(
+        rig.inventory(),
+        before,
+        "no VPC, EIP, ENI, instance, SG or IAM object more than before"
+    );
+    let again = rig
+        .run(&["teardown", "--shop", SHOP, "--env", "qa", "--yes"])
+        .ok();
     assert!(again.stdout.contains("does not exist"), "{}", again.stdout);
 }
 
@@ -159,16 +333,36 @@ fn prod_has_termination_protection_and_guarded_teardown() {
     let rig = Rig::new();
     provision(&rig, "prod").ok();
     let iid = rig.block(async {
-        let res = rig.ec2.describe_instances()
-            .filters(aws_sdk_ec2::types::Filter::builder().name("tag:poscloud:env").values("prod").build())
-            .send().await.unwrap();
-        res.reservations()[0].instances()[0].instance_id().unwrap().to_string()
+        let res = rig
+            .ec2
+            .describe_instances()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("tag:poscloud:env")
+                    .values("prod")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        res.reservations()[0].instances()[0]
+            .instance_id()
+            .unwrap()
+            .to_string()
     });
-    let protected = |rig: &Rig| rig.block(async {
-        rig.ec2.describe_instance_attribute().instance_id(&iid)
-            .attribute(aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination)
-            .send().await.unwrap().disable_api_termination().and_then(|a| a.value())
-    });
+    let protected = |rig: &Rig| {
+        rig.block(async {
+            rig.ec2
+                .describe_instance_attribute()
+                .instance_id(&iid)
+                .attribute(aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination)
+                .send()
+                .await
+                .unwrap()
+                .disable_api_termination()
+                .and_then(|a| a.value())
+        })
+    };
     assert_eq!(protected(&rig), Some(true));
 
     rig.proxy.reset();
@@ -181,10 +375,28 @@ fn prod_has_termination_protection_and_guarded_teardown() {
     assert_eq!(r.code, 4, "{r:?}");
     assert!(r.stderr.contains("--allow-prod"), "{}", r.stderr);
     assert_eq!(rig.proxy.writes(), Vec::<String>::new());
-    assert_eq!(protected(&rig), Some(true), "protection untouched by refused teardowns");
+    assert_eq!(
+        protected(&rig),
+        Some(true),
+        "protection untouched by refused teardowns"
+    );
 
-    let down = rig.run(&["teardown", "--shop", SHOP, "--env", "prod", "--yes", "--allow-prod"]).ok();
-    assert!(down.stderr.contains("lift termination protection"), "{}", down.stderr);
+    let down = rig
+        .run(&[
+            "teardown",
+            "--shop",
+            SHOP,
+            "--env",
+            "prod",
+            "--yes",
+            "--allow-prod",
+        ])
+        .ok();
+    assert!(
+        down.stderr.contains("lift termination protection"),
+        "{}",
+        down.stderr
+    );
     assert_eq!(rig.tagged(SHOP, "prod"), Vec::<String>::new());
 }
 
@@ -194,27 +406,88 @@ fn drift_is_reported_and_fixed() {
     provision(&rig, "qa").ok();
     // Someone opens RDP to the world on the host group and detaches the POS address.
     rig.block(async {
-        let sg = rig.ec2.describe_security_groups()
-            .filters(aws_sdk_ec2::types::Filter::builder().name("tag:poscloud:role").values("sg-host").build())
-            .send().await.unwrap().security_groups()[0].group_id().unwrap().to_string();
-        rig.ec2.authorize_security_group_ingress().group_id(&sg).ip_protocol("tcp")
-            .from_port(3389).to_port(3389).cidr_ip("0.0.0.0/0").send().await.unwrap();
-        let eip = rig.ec2.describe_addresses()
-            .filters(aws_sdk_ec2::types::Filter::builder().name("tag:poscloud:role").values("eip-pos").build())
-            .send().await.unwrap().addresses()[0].association_id().unwrap().to_string();
-        rig.ec2.disassociate_address().association_id(eip).send().await.unwrap();
+        let sg = rig
+            .ec2
+            .describe_security_groups()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("tag:poscloud:role")
+                    .values("sg-host")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .security_groups()[0]
+            .group_id()
+            .unwrap()
+            .to_string();
+        rig.ec2
+            .authorize_security_group_ingress()
+            .group_id(&sg)
+            .ip_protocol("tcp")
+            .from_port(3389)
+            .to_port(3389)
+            .cidr_ip("0.0.0.0/0")
+            .send()
+            .await
+            .unwrap();
+        let eip = rig
+            .ec2
+            .describe_addresses()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("tag:poscloud:role")
+                    .values("eip-pos")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .addresses()[0]
+            .association_id()
+            .unwrap()
+            .to_string();
+        rig.ec2
+            .disassociate_address()
+            .association_id(eip)
+            .send()
+            .await
+            .unwrap();
     });
     let status = rig.run(&["status", "--shop", SHOP, "--env", "qa"]).ok();
-    assert!(status.stdout.contains("revoke inbound tcp/3389 0.0.0.0/0"), "{}", status.stdout);
-    assert!(status.stdout.contains("associate Elastic IP with eth1"), "{}", status.stdout);
-    assert!(status.stdout.contains("2 resource(s) drifted"), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("revoke inbound tcp/3389 0.0.0.0/0"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status.stdout.contains("associate Elastic IP with eth1"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status.stdout.contains("2 resource(s) drifted"),
+        "{}",
+        status.stdout
+    );
 
     rig.proxy.reset();
     rig.run(&["provision", "--shop", SHOP, "--env", "qa"]).ok();
     let mut w = rig.proxy.writes();
     w.sort();
-    assert_eq!(w, ["AssociateAddress", "DeleteParameter", "PutParameter", "RevokeSecurityGroupIngress"]);
-    let status = rig.run(&["status", "--shop", SHOP, "--env", "qa", "--output", "json"]).ok();
+    assert_eq!(
+        w,
+        [
+            "AssociateAddress",
+            "DeleteParameter",
+            "PutParameter",
+            "RevokeSecurityGroupIngress"
+        ]
+    );
+    let status = rig
+        .run(&["status", "--shop", SHOP, "--env", "qa", "--output", "json"])
+        .ok();
     assert_eq!(status.json()["drifted"], 0, "{}", status.stdout);
 }
 
@@ -222,25 +495,78 @@ fn drift_is_reported_and_fixed() {
 fn list_dry_run_json_and_docs_generation() {
     let rig = Rig::new();
     // Dry runs change nothing.
-    let dry = rig.run(&["provision", "--shop", "11111111", "--env", "dev", "--dry-run", "--output", "json"]).ok();
+    let dry = rig
+        .run(&[
+            "provision",
+            "--shop",
+            "11111111",
+            "--env",
+            "dev",
+            "--dry-run",
+            "--output",
+            "json",
+        ])
+        .ok();
     assert_eq!(dry.json()["dry_run"], true);
     assert_eq!(dry.json()["writes"], 19);
-    assert!((dry.json()["monthly_cost_usd"]["total_month"].as_f64().unwrap() - 76.04).abs() < 0.01);
+    assert!(
+        (dry.json()["monthly_cost_usd"]["total_month"]
+            .as_f64()
+            .unwrap()
+            - 76.04)
+            .abs()
+            < 0.01
+    );
     assert_eq!(rig.proxy.writes(), Vec::<String>::new());
 
-    rig.run(&["provision", "--shop", "11111111", "--env", "dev"]).ok();
-    rig.run(&["provision", "--shop", "22222222", "--env", "qa", "--output", "json"]).ok().json();
+    rig.run(&["provision", "--shop", "11111111", "--env", "dev"])
+        .ok();
+    rig.run(&[
+        "provision",
+        "--shop",
+        "22222222",
+        "--env",
+        "qa",
+        "--output",
+        "json",
+    ])
+    .ok()
+    .json();
     let list = rig.run(&["list", "--output", "json"]).ok().json();
     let stacks = list["stacks"].as_array().unwrap();
-    let names: Vec<String> = stacks.iter().map(|s| format!("{}/{}", s["shop"].as_str().unwrap(), s["env"].as_str().unwrap())).collect();
+    let names: Vec<String> = stacks
+        .iter()
+        .map(|s| {
+            format!(
+                "{}/{}",
+                s["shop"].as_str().unwrap(),
+                s["env"].as_str().unwrap()
+            )
+        })
+        .collect();
     assert_eq!(names, ["11111111/dev", "22222222/qa"]);
-    assert!(stacks.iter().all(|s| s["state"] == "running" && s["public_ips"].as_array().unwrap().len() == 2));
+    assert!(stacks
+        .iter()
+        .all(|s| s["state"] == "running" && s["public_ips"].as_array().unwrap().len() == 2));
     let text = rig.run(&["list"]).ok();
     assert!(text.stdout.contains("22222222   qa"), "{}", text.stdout);
 
     rig.proxy.reset();
-    let dry = rig.run(&["teardown", "--shop", "11111111", "--env", "dev", "--dry-run"]).ok();
-    assert!(dry.stdout.contains("would remove") && dry.stdout.contains("instance i-"), "{}", dry.stdout);
+    let dry = rig
+        .run(&[
+            "teardown",
+            "--shop",
+            "11111111",
+            "--env",
+            "dev",
+            "--dry-run",
+        ])
+        .ok();
+    assert!(
+        dry.stdout.contains("would remove") && dry.stdout.contains("instance i-"),
+        "{}",
+        dry.stdout
+    );
     assert_eq!(rig.proxy.writes(), Vec::<String>::new());
     assert!(!rig.tagged("11111111", "dev").is_empty());
 
@@ -248,5 +574,9 @@ fn list_dry_run_json_and_docs_generation() {
     let comp = rig.run(&["completions", "bash"]).ok();
     assert!(comp.stdout.contains("provision") && comp.stdout.contains("--shop"));
     let man = rig.run(&["man"]).ok();
-    assert!(man.stdout.contains(".TH poscloud"), "{}", &man.stdout[..200.min(man.stdout.len())]);
+    assert!(
+        man.stdout.contains(".TH poscloud"),
+        "{}",
+        &man.stdout[..200.min(man.stdout.len())]
+    );
 }

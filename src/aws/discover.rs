@@ -187,15 +187,27 @@ impl Discovered {
     pub fn remaining(&self) -> Vec<String> {
         let mut out = Vec::new();
         out.extend(self.vpcs.iter().map(|v| format!("VPC {}", v.id)));
-        out.extend(self.igws.iter().map(|v| format!("internet gateway {}", v.id)));
+        out.extend(
+            self.igws
+                .iter()
+                .map(|v| format!("internet gateway {}", v.id)),
+        );
         out.extend(self.subnets.iter().map(|v| format!("subnet {}", v.id)));
-        out.extend(self.route_tables.iter().map(|v| format!("route table {}", v.id)));
+        out.extend(
+            self.route_tables
+                .iter()
+                .map(|v| format!("route table {}", v.id)),
+        );
         out.extend(
             self.security_groups
                 .iter()
                 .map(|v| format!("security group {}", v.id)),
         );
-        out.extend(self.enis.iter().map(|v| format!("network interface {}", v.id)));
+        out.extend(
+            self.enis
+                .iter()
+                .map(|v| format!("network interface {}", v.id)),
+        );
         out.extend(
             self.instances
                 .iter()
@@ -212,11 +224,7 @@ impl Discovered {
                 .iter()
                 .map(|v| format!("instance profile {}", v.name)),
         );
-        out.extend(
-            self.parameters
-                .iter()
-                .map(|p| format!("SSM parameter {p}")),
-        );
+        out.extend(self.parameters.iter().map(|p| format!("SSM parameter {p}")));
         out
     }
 
@@ -229,8 +237,14 @@ impl Discovered {
             }
         };
         dup("VPCs", self.vpcs.iter().map(|v| v.id.as_str()).collect());
-        dup("internet gateways", self.igws.iter().map(|v| v.id.as_str()).collect());
-        dup("subnets", self.subnets.iter().map(|v| v.id.as_str()).collect());
+        dup(
+            "internet gateways",
+            self.igws.iter().map(|v| v.id.as_str()).collect(),
+        );
+        dup(
+            "subnets",
+            self.subnets.iter().map(|v| v.id.as_str()).collect(),
+        );
         dup(
             "route tables",
             self.route_tables.iter().map(|v| v.id.as_str()).collect(),
@@ -253,7 +267,10 @@ impl Discovered {
                 .map(|e| e.id.as_str())
                 .collect(),
         );
-        dup("instances", self.instances.iter().map(|v| v.id.as_str()).collect());
+        dup(
+            "instances",
+            self.instances.iter().map(|v| v.id.as_str()).collect(),
+        );
         for role in [Role::EipHost, Role::EipPos] {
             dup(
                 &format!("{} Elastic IPs", role.as_str()),
@@ -479,7 +496,10 @@ impl Aws {
                     attached_to: n
                         .attachment()
                         .and_then(|a| a.instance_id().map(str::to_string)),
-                    status: n.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                    status: n
+                        .status()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
                 };
                 found.insert(eni.id.clone(), eni);
             }
@@ -648,7 +668,12 @@ impl Aws {
                     policies,
                 })
             }
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => None,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
+            {
+                None
+            }
             Err(e) => return Err(self.err("GetRole", Some(&name), e)),
         };
         let profile = match self
@@ -661,9 +686,18 @@ impl Aws {
             Ok(out) => out.instance_profile().map(|p| InstanceProfile {
                 name: name.clone(),
                 arn: p.arn().to_string(),
-                roles: p.roles().iter().map(|r| r.role_name().to_string()).collect(),
+                roles: p
+                    .roles()
+                    .iter()
+                    .map(|r| r.role_name().to_string())
+                    .collect(),
             }),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => None,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
+            {
+                None
+            }
             Err(e) => return Err(self.err("GetInstanceProfile", Some(&name), e)),
         };
         Ok((role, profile))

@@ -1,6 +1,6 @@
 //! EC2 writes: one small function per change, each recorded in the journal.
 
-use super::discover::{Eip, Eni, Igw, Rule, RouteTable, SecurityGroup, Subnet, Vpc};
+use super::discover::{Eip, Eni, Igw, RouteTable, Rule, SecurityGroup, Subnet, Vpc};
 use super::tags::{self, Role};
 use super::Aws;
 use crate::error::{Error, Result};
@@ -8,9 +8,9 @@ use crate::spec::StackId;
 use aws_sdk_ec2::client::Waiters;
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, BlockDeviceMapping, DomainType, EbsBlockDevice, HttpTokensState,
-    IamInstanceProfileSpecification, InstanceMetadataEndpointState,
-    InstanceMetadataOptionsRequest, InstanceNetworkInterfaceSpecification, InstanceType,
-    IpPermission, IpRange, ResourceType, VolumeType,
+    IamInstanceProfileSpecification, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest,
+    InstanceNetworkInterfaceSpecification, InstanceType, IpPermission, IpRange, ResourceType,
+    VolumeType,
 };
 use backon::{ExponentialBuilder, Retryable};
 use std::time::Duration;
@@ -416,7 +416,11 @@ impl Aws {
             .disable_api_termination(l.termination_protection)
             .tag_specifications(tags::spec(id, Role::Host, ResourceType::Instance))
             .tag_specifications(tags::spec(id, Role::Volume, ResourceType::Volume))
-            .tag_specifications(tags::spec(id, Role::EniHost, ResourceType::NetworkInterface));
+            .tag_specifications(tags::spec(
+                id,
+                Role::EniHost,
+                ResourceType::NetworkInterface,
+            ));
         let out = (|| req.clone().send())
             .retry(
                 ExponentialBuilder::default()

@@ -14,7 +14,13 @@ const EC2_TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow
 fn iam_tags(id: &StackId, role: Role) -> Vec<aws_sdk_iam::types::Tag> {
     tags::pairs(id, role)
         .into_iter()
-        .filter_map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build().ok())
+        .filter_map(|(k, v)| {
+            aws_sdk_iam::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .ok()
+        })
         .collect()
 }
 

@@ -7,7 +7,7 @@ pub mod preflight;
 pub mod ssm;
 pub mod tags;
 
-use crate::error::{Error, Resource, Result};
+use crate::error::{AwsFailure, Error, Resource, Result};
 use crate::journal::Journal;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -71,9 +71,9 @@ impl Aws {
             .map(|r| r.to_string())
             .ok_or_else(|| Error::usage("no AWS region: pass --region or set AWS_REGION"))?;
         crate::spec::validate_region(&region)?;
-        let creds = conf.credentials_provider().ok_or_else(|| {
-            Error::usage("no AWS credential provider is configured")
-        })?;
+        let creds = conf
+            .credentials_provider()
+            .ok_or_else(|| Error::usage("no AWS credential provider is configured"))?;
         if let Err(e) = creds.provide_credentials().await {
             return Err(Error::usage(format!(
                 "no usable AWS credentials: {}\n  next: set AWS_PROFILE (or --profile), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run `aws sso login`",
@@ -126,7 +126,7 @@ impl Aws {
             _ => {
                 let code = e.code().unwrap_or("Unknown").to_string();
                 let hint = hint(&code);
-                Error::Aws {
+                Error::Aws(Box::new(AwsFailure {
                     op,
                     region: self.region.clone(),
                     resource: Resource(resource.map(str::to_string)),
@@ -136,7 +136,7 @@ impl Aws {
                         .unwrap_or_else(|| DisplayErrorContext(&e).to_string()),
                     code,
                     hint,
-                }
+                }))
             }
         };
         if is_write(op) {

@@ -76,7 +76,9 @@ impl Aws {
             let attrs = self
                 .ec2
                 .describe_account_attributes()
-                .attribute_names(aws_sdk_ec2::types::AccountAttributeName::from("vpc-max-elastic-ips"))
+                .attribute_names(aws_sdk_ec2::types::AccountAttributeName::from(
+                    "vpc-max-elastic-ips",
+                ))
                 .send()
                 .await
                 .map_err(|e| self.err("DescribeAccountAttributes", None, e))?;

@@ -39,7 +39,13 @@ impl Aws {
         let value = serde_json::to_string(me).expect("lock holder serialises");
         let ssm_tags = tags::pairs(id, Role::Parameter)
             .into_iter()
-            .filter_map(|(k, v)| aws_sdk_ssm::types::Tag::builder().key(k).value(v).build().ok())
+            .filter_map(|(k, v)| {
+                aws_sdk_ssm::types::Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+                    .ok()
+            })
             .collect();
         match self
             .ssm
@@ -81,7 +87,12 @@ impl Aws {
                     Error::failed(format!("lock {name} holds unreadable value: {e}"))
                 })?))
             }
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_not_found()) => Ok(None),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_parameter_not_found()) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(self.err("GetParameter", Some(&name), e)),
         }
     }
@@ -93,7 +104,12 @@ impl Aws {
                 self.wrote("DeleteParameter", name);
                 Ok(())
             }
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_not_found()) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_parameter_not_found()) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(self.err("DeleteParameter", Some(name), e)),
         }
     }

@@ -110,11 +110,7 @@ pub fn render_plan(plan: &Plan, note: Option<&str>) -> String {
     if let Some(n) = note {
         let _ = writeln!(s, "  {n}");
     }
-    let _ = writeln!(
-        s,
-        "{} change(s) to make",
-        plan.writes()
-    );
+    let _ = writeln!(s, "{} change(s) to make", plan.writes());
     s
 }
 

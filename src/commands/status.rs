@@ -73,7 +73,9 @@ pub async fn run(ctx: &Ctx, args: &StackArgs) -> Result<()> {
         } else if drifted == 0 && dups.is_empty() {
             "no drift".to_string()
         } else {
-            format!("{drifted} resource(s) drifted or missing: `poscloud provision` fixes what it can")
+            format!(
+                "{drifted} resource(s) drifted or missing: `poscloud provision` fixes what it can"
+            )
         }
     );
     ctx.result(

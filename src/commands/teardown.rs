@@ -33,7 +33,10 @@ pub async fn run(ctx: &Ctx, args: &TeardownArgs) -> Result<()> {
     if remaining.is_empty() {
         ctx.result(
             json!({"removed": [], "existed": false}),
-            &format!("nothing to tear down: {id} does not exist in {}\n", aws.region),
+            &format!(
+                "nothing to tear down: {id} does not exist in {}\n",
+                aws.region
+            ),
         );
         return Ok(());
     }
@@ -41,11 +44,17 @@ pub async fn run(ctx: &Ctx, args: &TeardownArgs) -> Result<()> {
     if args.dry_run {
         ctx.result(
             json!({"dry_run": true, "would_remove": remaining}),
-            &format!("dry run: would remove from {id} in {}:\n{listing}", aws.region),
+            &format!(
+                "dry run: would remove from {id} in {}:\n{listing}",
+                aws.region
+            ),
         );
         return Ok(());
     }
-    ui.info(format!("teardown {id} in {}: removes\n{listing}", aws.region));
+    ui.info(format!(
+        "teardown {id} in {}: removes\n{listing}",
+        aws.region
+    ));
 
     if id.env == Env::Prod {
         if !(args.yes && args.allow_prod) {
@@ -100,7 +109,10 @@ pub async fn run(ctx: &Ctx, args: &TeardownArgs) -> Result<()> {
     }
     ctx.result(
         json!({"removed": remaining, "existed": true}),
-        &format!("removed {} resource(s) of {id}; nothing tagged remains\n", remaining.len()),
+        &format!(
+            "removed {} resource(s) of {id}; nothing tagged remains\n",
+            remaining.len()
+        ),
     );
     Ok(())
 }

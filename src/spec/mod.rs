@@ -130,7 +130,14 @@ mod tests {
     #[test]
     fn shop_codes() {
         assert!("12345678".parse::<ShopCode>().is_ok());
-        for bad in ["1234567", "123456789", "1234567a", "12345678; rm -rf /", "", "１２３４５６７８"] {
+        for bad in [
+            "1234567",
+            "123456789",
+            "1234567a",
+            "12345678; rm -rf /",
+            "",
+            "１２３４５６７８",
+        ] {
             assert!(bad.parse::<ShopCode>().is_err(), "{bad:?} accepted");
         }
     }
@@ -140,7 +147,15 @@ mod tests {
         for good in ["eu-west-1", "us-east-1", "us-gov-west-1", "ap-southeast-2"] {
             validate_region(good).unwrap();
         }
-        for bad in ["", "eu", "eu-west", "EU-WEST-1", "eu-west-x", "eu--1", "eu west 1"] {
+        for bad in [
+            "",
+            "eu",
+            "eu-west",
+            "EU-WEST-1",
+            "eu-west-x",
+            "eu--1",
+            "eu west 1",
+        ] {
             assert!(validate_region(bad).is_err(), "{bad:?} accepted");
         }
     }

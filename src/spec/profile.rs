@@ -145,7 +145,10 @@ impl StackSpec {
         let instance_type = raw.sizes.get(&size_name).cloned().ok_or_else(|| {
             bad(
                 "size",
-                format!("{size_name:?} is not one of the sizes ({})", keys(&raw.sizes)),
+                format!(
+                    "{size_name:?} is not one of the sizes ({})",
+                    keys(&raw.sizes)
+                ),
             )
         })?;
 
@@ -215,7 +218,9 @@ impl StackSpec {
             (Some(id), _, _) => {
                 let hex = id.strip_prefix("ami-").unwrap_or("");
                 if !(hex.len() == 8 || hex.len() == 17)
-                    || !hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+                    || !hex
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
                 {
                     return Err(bad(
                         "ami.id",
@@ -382,19 +387,59 @@ mod tests {
     #[test]
     fn bad_values_name_the_key() {
         let cases = [
-            ("network = \"192.168.222.0/24\"", "network = \"192.168.222.0/33\"", "network"),
-            ("network = \"192.168.222.0/24\"", "network = \"192.168.222.5/24\"", "network"),
-            ("network = \"192.168.222.0/24\"", "network = \"8.8.8.0/24\"", "network"),
-            ("pos_ip = \"192.168.222.233\"", "pos_ip = \"10.0.0.233\"", "pos_ip"),
-            ("pos_ip = \"192.168.222.233\"", "pos_ip = \"192.168.222.1\"", "pos_ip"),
-            ("pos_ip = \"192.168.222.233\"", "pos_ip = \"192.168.222.255\"", "pos_ip"),
+            (
+                "network = \"192.168.222.0/24\"",
+                "network = \"192.168.222.0/33\"",
+                "network",
+            ),
+            (
+                "network = \"192.168.222.0/24\"",
+                "network = \"192.168.222.5/24\"",
+                "network",
+            ),
+            (
+                "network = \"192.168.222.0/24\"",
+                "network = \"8.8.8.0/24\"",
+                "network",
+            ),
+            (
+                "pos_ip = \"192.168.222.233\"",
+                "pos_ip = \"10.0.0.233\"",
+                "pos_ip",
+            ),
+            (
+                "pos_ip = \"192.168.222.233\"",
+                "pos_ip = \"192.168.222.1\"",
+                "pos_ip",
+            ),
+            (
+                "pos_ip = \"192.168.222.233\"",
+                "pos_ip = \"192.168.222.255\"",
+                "pos_ip",
+            ),
             ("disk_gb = 100", "disk_gb = 8", "disk_gb"),
             ("small = \"t3.large\"", "small = \"t3large\"", "sizes.small"),
-            ("admin_cidrs = []", "admin_cidrs = [\"0.0.0.0/0\"]", "admin_cidrs[0]"),
-            ("admin_cidrs = []", "admin_cidrs = [\"office\"]", "admin_cidrs[0]"),
-            ("owner = \"125523088429\"", "owner = \"centos\"", "ami.owner"),
+            (
+                "admin_cidrs = []",
+                "admin_cidrs = [\"0.0.0.0/0\"]",
+                "admin_cidrs[0]",
+            ),
+            (
+                "admin_cidrs = []",
+                "admin_cidrs = [\"office\"]",
+                "admin_cidrs[0]",
+            ),
+            (
+                "owner = \"125523088429\"",
+                "owner = \"centos\"",
+                "ami.owner",
+            ),
             ("size = \"small\"", "size = \"huge\"", "size"),
-            ("gp3_gb_month = 0.08", "gp3_gb_month = -1.0", "price.gp3_gb_month"),
+            (
+                "gp3_gb_month = 0.08",
+                "gp3_gb_month = -1.0",
+                "price.gp3_gb_month",
+            ),
         ];
         for (from, to, key) in cases {
             let err = StackSpec::parse(id(), "x.toml", &with(from, to), None).unwrap_err();

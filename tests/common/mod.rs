@@ -54,10 +54,9 @@ pub struct Emulator {
 impl Emulator {
     pub fn start() -> Emulator {
         let port = free_port();
-        let log = std::fs::File::create(
-            std::env::temp_dir().join(format!("poscloud-moto-{port}.log")),
-        )
-        .unwrap();
+        let log =
+            std::fs::File::create(std::env::temp_dir().join(format!("poscloud-moto-{port}.log")))
+                .unwrap();
         let child = Command::new(moto_server())
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("MOTO_AMIS_PATH", repo().join("tests/fixtures/amis.json"))
@@ -69,7 +68,10 @@ impl Emulator {
         let emu = Emulator { child, port };
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start on {port}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         emu
@@ -120,7 +122,11 @@ pub struct Proxy {
 /// The API action of an AWS request: JSON protocols name it in X-Amz-Target, query
 /// protocols (EC2, IAM) in the form body.
 fn action_of(req: &hyper::http::request::Parts, body: &[u8]) -> String {
-    if let Some(t) = req.headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+    if let Some(t) = req
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+    {
         return t.rsplit('.').next().unwrap_or(t).to_string();
     }
     let body = String::from_utf8_lossy(body);
@@ -153,7 +159,11 @@ async fn handle(
     }
     let uri = format!(
         "http://127.0.0.1:{upstream}{}",
-        parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+        parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
     );
     let mut b = Request::builder().method(parts.method.clone()).uri(uri);
     for (k, v) in parts.headers.iter() {
@@ -314,9 +324,8 @@ impl Run {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!("stdout is not one JSON document ({e}):\n{}", self.stdout)
-        })
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", self.stdout))
     }
 }
 
@@ -447,11 +456,20 @@ impl Rig {
                 .reservations()
                 .iter()
                 .flat_map(|r| r.instances())
-                .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
+                .filter(|i| {
+                    i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated")
+                })
                 .count();
             Inventory {
                 vpcs: self.ec2.describe_vpcs().send().await.unwrap().vpcs().len(),
-                eips: self.ec2.describe_addresses().send().await.unwrap().addresses().len(),
+                eips: self
+                    .ec2
+                    .describe_addresses()
+                    .send()
+                    .await
+                    .unwrap()
+                    .addresses()
+                    .len(),
                 enis: self
                     .ec2
                     .describe_network_interfaces()
@@ -489,28 +507,92 @@ impl Rig {
         let name = format!("poscloud-{shop}-{env}");
         self.block(async {
             let mut out = Vec::new();
-            for v in self.ec2.describe_vpcs().set_filters(Some(fs.clone())).send().await.unwrap().vpcs() {
+            for v in self
+                .ec2
+                .describe_vpcs()
+                .set_filters(Some(fs.clone()))
+                .send()
+                .await
+                .unwrap()
+                .vpcs()
+            {
                 out.push(format!("vpc {}", v.vpc_id().unwrap()));
             }
-            for s in self.ec2.describe_subnets().set_filters(Some(fs.clone())).send().await.unwrap().subnets() {
+            for s in self
+                .ec2
+                .describe_subnets()
+                .set_filters(Some(fs.clone()))
+                .send()
+                .await
+                .unwrap()
+                .subnets()
+            {
                 out.push(format!("subnet {}", s.subnet_id().unwrap()));
             }
-            for g in self.ec2.describe_internet_gateways().set_filters(Some(fs.clone())).send().await.unwrap().internet_gateways() {
+            for g in self
+                .ec2
+                .describe_internet_gateways()
+                .set_filters(Some(fs.clone()))
+                .send()
+                .await
+                .unwrap()
+                .internet_gateways()
+            {
                 out.push(format!("igw {}", g.internet_gateway_id().unwrap()));
             }
-            for t in self.ec2.describe_route_tables().set_filters(Some(fs.clone())).send().await.unwrap().route_tables() {
+            for t in self
+                .ec2
+                .describe_route_tables()
+                .set_filters(Some(fs.clone()))
+                .send()
+                .await
+                .unwrap()
+                .route_tables()
+            {
                 out.push(format!("rtb {}", t.route_table_id().unwrap()));
             }
-            for g in self.ec2.describe_security_groups().set_filters(Some(fs.clone())).send().await.unwrap().security_groups() {
+            for g in self
+                .ec2
+                .describe_security_groups()
+                .set_filters(Some(fs.clone()))
+                .send()
+                .await
+                .unwrap()
+                .security_groups()
+            {
                 out.push(format!("sg {}", g.group_id().unwrap()));
             }
-            for n in self.ec2.describe_network_interfaces().set_filters(Some(fs.clone())).send().await.unwrap().network_interfaces() {
+            for n in self
+                .ec2
+                .describe_network_interfaces()
+                .set_filters(Some(fs.clone()))
+                .send()
+                .await
+                .unwrap()
+                .network_interfaces()
+            {
                 out.push(format!("eni {}", n.network_interface_id().unwrap()));
             }
-            for a in self.ec2.describe_addresses().set_filters(Some(fs.clone())).send().await.unwrap().addresses() {
+            for a in self
+                .ec2
+                .describe_addresses()
+                .set_filters(Some(fs.clone()))
+                .send()
+                .await
+                .unwrap()
+                .addresses()
+            {
                 out.push(format!("eip {}", a.allocation_id().unwrap()));
             }
-            for r in self.ec2.describe_instances().set_filters(Some(fs.clone())).send().await.unwrap().reservations() {
+            for r in self
+                .ec2
+                .describe_instances()
+                .set_filters(Some(fs.clone()))
+                .send()
+                .await
+                .unwrap()
+                .reservations()
+            {
                 for i in r.instances() {
                     if i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated") {
                         out.push(format!("instance {}", i.instance_id().unwrap()));
@@ -520,7 +602,14 @@ impl Rig {
             if self.iam.get_role().role_name(&name).send().await.is_ok() {
                 out.push(format!("role {name}"));
             }
-            if self.iam.get_instance_profile().instance_profile_name(&name).send().await.is_ok() {
+            if self
+                .iam
+                .get_instance_profile()
+                .instance_profile_name(&name)
+                .send()
+                .await
+                .is_ok()
+            {
                 out.push(format!("profile {name}"));
             }
             let params = self
@@ -539,3 +628,27 @@ impl Rig {
     }
 }
 
+impl Rig {
+    /// How many resources of one kind (vpc, instance, eip, …) a stack has.
+    pub fn count(&self, shop: &str, env: &str, kind: &str) -> usize {
+        self.tagged(shop, env)
+            .iter()
+            .filter(|l| l.split(' ').next() == Some(kind))
+            .count()
+    }
+
+    /// SSM parameters under /poscloud (the lock included).
+    pub fn count_parameters(&self) -> usize {
+        self.block(async {
+            self.ssm
+                .get_parameters_by_path()
+                .path("/poscloud")
+                .recursive(true)
+                .send()
+                .await
+                .unwrap()
+                .parameters()
+                .len()
+        })
+    }
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The main job in a local sandbox: starts the AWS emulator on loopback, provisions shop
+# 12345678 (qa), shows its status and the region's list, tears it down, stops the emulator.
+# No AWS account is used: credentials are dummies and every call goes to the emulator.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+bash scripts/setup.sh
+cargo build --quiet
+bin="$root/target/debug/poscloud"
+
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+work=$(mktemp -d)
+MOTO_AMIS_PATH="$root/tests/fixtures/amis.json" MOTO_IAM_LOAD_MANAGED_POLICIES=true \
+  "$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$work/emulator.log" 2>&1 &
+moto_pid=$!
+cleanup() {
+  kill "$moto_pid" 2>/dev/null || true
+  wait "$moto_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+for _ in $(seq 1 100); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+  sleep 0.1
+done
+
+export AWS_ACCESS_KEY_ID=sandbox AWS_SECRET_ACCESS_KEY=sandbox AWS_REGION=us-east-1
+export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_EC2_METADATA_DISABLED=true
+export POSCLOUD_JOURNAL="$work/journal.jsonl"
+
+run() { echo; echo "\$ poscloud $*"; "$bin" "$@"; }
+run plan --shop 12345678 --env qa
+run provision --shop 12345678 --env qa --until infra
+run status --shop 12345678 --env qa
+run list
+run teardown --shop 12345678 --env qa --yes
+echo
+echo "sandbox: done; the journal had $(wc -l <"$POSCLOUD_JOURNAL") lines"

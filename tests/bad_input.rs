@@ -1,0 +1,315 @@
+//! Bad input gets a clear error and the usage exit code, and changes nothing: the recording
+//! proxy sees no write call (for most cases no call at all).
+
+mod common;
+use common::Rig;
+
+/// Environment changes for one case: set (Some) or removed (None).
+type Env<'a> = Vec<(&'a str, Option<&'a str>)>;
+
+#[test]
+fn bad_inputs_are_refused_before_any_write() {
+    let rig = Rig::new();
+    let file = |name: &str, from: &str, to: &str| rig.stack_file(name, from, to);
+    let stacks = [
+        (
+            "net.toml",
+            "network = \"192.168.222.0/24\"",
+            "network = \"192.168.222.0/33\"",
+        ),
+        (
+            "outside.toml",
+            "pos_ip = \"192.168.222.233\"",
+            "pos_ip = \"10.1.2.233\"",
+        ),
+        (
+            "gateway.toml",
+            "pos_ip = \"192.168.222.233\"",
+            "pos_ip = \"192.168.222.1\"",
+        ),
+        (
+            "bcast.toml",
+            "pos_ip = \"192.168.222.233\"",
+            "pos_ip = \"192.168.222.255\"",
+        ),
+        ("disk.toml", "disk_gb = 100", "disk_gb = 8"),
+        ("type.toml", "small = \"t3.large\"", "small = \"t3large\""),
+        (
+            "world.toml",
+            "admin_cidrs = []",
+            "admin_cidrs = [\"0.0.0.0/0\"]",
+        ),
+        (
+            "hostbits.toml",
+            "admin_cidrs = []",
+            "admin_cidrs = [\"203.0.113.5/24\"]",
+        ),
+        (
+            "unknown.toml",
+            "disk_gb = 100",
+            "disk_gb = 100\nflavour = \"large\"",
+        ),
+        (
+            "owner.toml",
+            "owner = \"125523088429\"",
+            "owner = \"centos\"",
+        ),
+        (
+            "public.toml",
+            "network = \"192.168.222.0/24\"",
+            "network = \"8.8.8.0/24\"",
+        ),
+    ]
+    .map(|(n, a, b)| file(n, a, b));
+    let p = "provision";
+    let cases: Vec<(Vec<&str>, Env, &str)> = vec![
+        (vec![p, "--shop", "1234567"], vec![], "exactly 8 digits"),
+        (vec![p, "--shop", "123456789"], vec![], "exactly 8 digits"),
+        (
+            vec![p, "--shop", "12345678; rm -rf /"],
+            vec![],
+            "exactly 8 digits",
+        ),
+        (vec![p, "--shop", "abcdefgh"], vec![], "exactly 8 digits"),
+        (
+            vec![p, "--shop", "12345678", "--env", "staging"],
+            vec![],
+            "invalid value 'staging'",
+        ),
+        (
+            vec![p, "--shop", "12345678", "--stack", "/nonexistent/x.toml"],
+            vec![],
+            "cannot read stack file",
+        ),
+        (
+            vec![p, "--shop", "12345678", "--stack", "huge"],
+            vec![],
+            "unknown stack \"huge\"",
+        ),
+        (
+            vec![p, "--shop", "12345678", "--stack", &stacks[0]],
+            vec![],
+            "`network`",
+        ),
+        (
+            vec![p, "--shop", "12345678", "--stack", &stacks[1]],
+            vec![],
+            "outside the network",
+        ),
+        (
+            vec![p, "--shop", "12345678", "--stack", &stacks[2]],
+            vec![],
+            "reserved by AWS",
+        ),
+        (
+            vec![p, "--shop", "12345678", "--stack", &stacks[3]],
+            vec![],
+            "reserved by AWS",
+        ),
+        (
+            vec![p, "--shop", "12345678", "--stack", &stacks[4]],
+            vec![],
+            "`disk_gb`: 8 GB is outside",
+        ),
+        (
+            vec![p, "--shop", "12345678", "--stack", &stacks[5]],
+            vec![],
+            "`sizes.small`",
+        ),
+        (
+            vec![p, "--shop", "12345678", "--stack", &stacks[6]],
+            vec![],
+            "whole internet",
+        ),
+        (
+            vec![p, "--shop", "12345678", "--stack", &stacks[7]],
+            vec![],
+            "did you mean 203.0.113.0/24",
+        ),
+        (
+            vec![p, "--shop", "12345678", "--stack", &stacks[8]],
+            vec![],
+            "unknown field `flavour`",
+        ),
+        (
+            vec![p, "--shop", "12345678", "--stack", &stacks[9]],
+            vec![],
+            "`ami.owner`",
+        ),
+        (
+            vec![p, "--shop", "12345678", "--stack", &stacks[10]],
+            vec![],
+            "not a private",
+        ),
+        (
+            vec![p, "--shop", "12345678", "--size", "huge"],
+            vec![],
+            "invalid value 'huge'",
+        ),
+        (
+            vec![p, "--shop", "12345678", "--output", "yaml"],
+            vec![],
+            "invalid value 'yaml'",
+        ),
+        (
+            vec![p, "--shop", "12345678", "--region", "moon-base"],
+            vec![],
+            "not an AWS region",
+        ),
+        (
+            vec![p, "--shop", "12345678", "--endpoint-url", "ftp://example"],
+            vec![],
+            "must start with http",
+        ),
+        (
+            vec![p, "--shop", "12345678", "--env", "qa"],
+            vec![("AWS_ACCESS_KEY_ID", None), ("AWS_SECRET_ACCESS_KEY", None)],
+            "no usable AWS credentials",
+        ),
+        (
+            vec![p, "--shop", "12345678", "--env", "qa"],
+            vec![("AWS_REGION", None)],
+            "no AWS region",
+        ),
+        (
+            vec![
+                p,
+                "--shop",
+                "12345678",
+                "--env",
+                "qa",
+                "--journal",
+                "/proc/1/nope/journal.jsonl",
+            ],
+            vec![],
+            "journal",
+        ),
+        (
+            vec!["teardown", "--shop", "1234"],
+            vec![],
+            "exactly 8 digits",
+        ),
+        (
+            vec!["status", "--shop", "12345678", "--stack", &stacks[4]],
+            vec![],
+            "disk_gb",
+        ),
+        (
+            vec!["plan", "--shop", "12345678", "--env", "test"],
+            vec![],
+            "invalid value 'test'",
+        ),
+    ];
+    assert!(cases.len() >= 15);
+    for (args, env, expect) in &cases {
+        rig.proxy.reset();
+        let r = rig.run_env(args, env);
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        assert!(
+            r.stderr.contains(expect),
+            "{args:?}: expected {expect:?} in:\n{}",
+            r.stderr
+        );
+        assert_eq!(rig.proxy.writes(), Vec::<String>::new(), "{args:?} wrote");
+        assert!(
+            rig.proxy.calls().is_empty(),
+            "{args:?} called AWS: {:?}",
+            rig.proxy.calls()
+        );
+    }
+    assert!(rig.tagged("12345678", "prod").is_empty() && rig.tagged("12345678", "qa").is_empty());
+}
+
+#[test]
+fn teardown_without_a_terminal_needs_yes() {
+    let rig = Rig::new();
+    rig.run(&["provision", "--shop", "12345678", "--env", "dev"])
+        .ok();
+    rig.proxy.reset();
+    let r = rig.run(&["teardown", "--shop", "12345678", "--env", "dev"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("pass --yes"), "{}", r.stderr);
+    assert_eq!(rig.proxy.writes(), Vec::<String>::new());
+}
+
+#[test]
+fn region_limits_are_checked_before_any_write() {
+    let rig = Rig::new();
+    // The emulator's region has its default VPC, so a limit of 1 is already used up.
+    let stack = rig.stack_file("quota.toml", "vpcs_per_region = 5", "vpcs_per_region = 1");
+    let r = rig.run(&[
+        "provision",
+        "--shop",
+        "12345678",
+        "--env",
+        "qa",
+        "--stack",
+        &stack,
+    ]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("1 of 1 VPCs in use"), "{}", r.stderr);
+    assert_eq!(rig.proxy.writes(), Vec::<String>::new());
+
+    // Elastic IPs: the emulator reports 5; take 4 so the stack's 2 do not fit.
+    rig.block(async {
+        for _ in 0..4 {
+            rig.ec2
+                .allocate_address()
+                .domain(aws_sdk_ec2::types::DomainType::Vpc)
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+    let r = rig.run(&["provision", "--shop", "12345678", "--env", "qa"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("4 of 5 Elastic IPs in use; this stack needs 2 more"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(rig.proxy.writes(), Vec::<String>::new());
+}
+
+#[test]
+fn an_unreachable_endpoint_is_a_clear_failure() {
+    let rig = Rig::new();
+    // A loopback port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let r = rig.run(&[
+        "status",
+        "--shop",
+        "12345678",
+        "--env",
+        "qa",
+        "--endpoint-url",
+        &url,
+    ]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("cannot reach AWS in us-east-1"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains(&url), "{}", r.stderr);
+}
+
+#[test]
+fn json_errors_are_one_document() {
+    let rig = Rig::new();
+    let r = rig.run(&[
+        "status", "--shop", "12345678", "--env", "qa", "--output", "json", "--region", "nowhere",
+    ]);
+    assert_eq!(r.code, 2);
+    assert_eq!(r.json()["exit_code"], 2);
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("not an AWS region"));
+}
