@@ -10,7 +10,9 @@ export CARGO_TERM_COLOR=never
 echo "== cargo fmt --check"
 cargo fmt --check
 echo "== shellcheck"
-shellcheck scripts/*.sh .ci/run
+shellcheck scripts/*.sh .ci/run userdata/*.sh tests/rig/*.sh
+echo "== user-data: cloud-init schema for every stack"
+bash scripts/check-userdata.sh
 echo "== cargo clippy -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test"

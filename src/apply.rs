@@ -11,17 +11,6 @@ use crate::plan::Change;
 use crate::spec::StackSpec;
 use base64::Engine;
 
-const USER_DATA: &str = include_str!("../userdata/cloud-config.yaml");
-
-/// The host's cloud-init document for this stack. Holds no secret: user-data is readable
-/// from the instance metadata and through DescribeInstanceAttribute.
-pub fn user_data(spec: &StackSpec) -> String {
-    USER_DATA
-        .replace("{{shop}}", spec.id.shop.as_str())
-        .replace("{{env}}", spec.id.env.as_str())
-        .replace("{{hostname}}", &spec.id.name())
-}
-
 fn need<'a>(what: &str, v: Option<&'a str>) -> Result<&'a str> {
     v.ok_or_else(|| Error::failed(format!("{what} is missing; run the same command again")))
 }
@@ -202,7 +191,8 @@ pub async fn apply(
                     "instance profile",
                     d.instance_profile.as_ref().map(|p| p.arn.as_str()),
                 )?,
-                user_data_b64: base64::engine::general_purpose::STANDARD.encode(user_data(spec)),
+                user_data_b64: base64::engine::general_purpose::STANDARD
+                    .encode(crate::userdata::render(spec, &aws.region)),
                 termination_protection: spec.termination_protection,
                 // The VPC id makes the token unique per stack generation: a re-run after a
                 // crash reuses it (AWS returns the same instance), a new stack never does.

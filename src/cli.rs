@@ -62,6 +62,9 @@ pub enum Command {
     List,
     /// Remove everything of a stack, then verify nothing is left
     Teardown(TeardownArgs),
+    /// Print the host's rendered user-data (cloud-config) for a stack; no AWS call
+    #[command(name = "userdata")]
+    UserData(StackArgs),
     /// Print shell completions to stdout
     Completions {
         #[arg(value_enum)]

@@ -12,3 +12,4 @@ pub mod plan;
 pub mod spec;
 pub mod teardown;
 pub mod ui;
+pub mod userdata;

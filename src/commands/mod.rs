@@ -5,6 +5,7 @@ pub mod plan;
 pub mod provision;
 pub mod status;
 pub mod teardown;
+pub mod userdata;
 
 use crate::aws::{Aws, Connect};
 use crate::cli::{Global, Output, StackArgs};

@@ -28,6 +28,8 @@ struct RawProfile {
     disk_gb: i64,
     #[serde(default)]
     admin_cidrs: Vec<String>,
+    #[serde(default)]
+    operator_keys: Vec<String>,
     network: String,
     pos_ip: String,
     pos_egress_cidrs: Vec<String>,
@@ -85,6 +87,8 @@ pub struct StackSpec {
     pub instance_type: String,
     pub disk_gb: i32,
     pub admin_cidrs: Vec<Ipv4Net>,
+    /// OpenSSH public keys allowed to log in to the host (public keys are not secrets).
+    pub operator_keys: Vec<String>,
     pub network: Ipv4Net,
     pub pos_ip: Ipv4Addr,
     pub pos_egress_cidrs: Vec<Ipv4Net>,
@@ -208,6 +212,11 @@ impl StackSpec {
             }
             admin_cidrs.push(net);
         }
+        let mut operator_keys = Vec::new();
+        for (i, k) in raw.operator_keys.iter().enumerate() {
+            operator_keys
+                .push(validate_public_key(k).map_err(|r| bad(&format!("operator_keys[{i}]"), r))?);
+        }
         let mut pos_egress_cidrs = Vec::new();
         for (i, c) in raw.pos_egress_cidrs.iter().enumerate() {
             pos_egress_cidrs
@@ -293,6 +302,7 @@ impl StackSpec {
             instance_type,
             disk_gb: raw.disk_gb as i32,
             admin_cidrs,
+            operator_keys,
             network,
             pos_ip,
             pos_egress_cidrs,
@@ -320,6 +330,41 @@ fn parse_cidr(s: &str) -> std::result::Result<Ipv4Net, String> {
         ));
     }
     Ok(net)
+}
+
+/// An OpenSSH public key line: `type base64 [comment]`. Private keys are refused outright.
+fn validate_public_key(k: &str) -> std::result::Result<String, String> {
+    use base64::Engine;
+    if k.contains("PRIVATE KEY") {
+        return Err(
+            "this is a private key: give the public key (the .pub file), never the private one"
+                .into(),
+        );
+    }
+    let mut parts = k.split_whitespace();
+    let (Some(kind), Some(b64)) = (parts.next(), parts.next()) else {
+        return Err("not an OpenSSH public key line (type, base64, optional comment)".into());
+    };
+    const KINDS: [&str; 4] = [
+        "ssh-ed25519",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ssh-rsa",
+    ];
+    if !KINDS.contains(&kind) {
+        return Err(format!(
+            "key type {kind:?} is not one of {}",
+            KINDS.join(", ")
+        ));
+    }
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| "the key data is not base64".to_string())?;
+    // The blob starts with the key type as an SSH string.
+    if blob.len() < 4 + kind.len() || &blob[4..4 + kind.len()] != kind.as_bytes() {
+        return Err("the key data does not match its type".into());
+    }
+    Ok(k.trim().to_string())
 }
 
 /// Instance types look like `t3.large`, `m5.xlarge`, `c6i.2xlarge`, `u-6tb1.metal`.
