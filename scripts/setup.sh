@@ -8,7 +8,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/.venv"
 moto_version="5.2.1"
 
-# shellcheck: bootstrap/ and userdata/ scripts; cloud-init: `cloud-init schema` on rendered
+# Needed for: shellcheck of bootstrap/ and userdata/ scripts; cloud-init: `cloud-init schema` on rendered
 # user-data; openssh-server, iproute2: test hosts in network namespaces; podman, runc,
 # busybox-static: the container engine and a base image on test hosts.
 apt_packages=(shellcheck cloud-init openssh-server openssh-client iproute2 pkg-config libssl-dev
