@@ -100,6 +100,42 @@ pub struct PlanArgs {
 pub enum Until {
     /// Stop after the AWS resources
     Infra,
+    /// Stop after the host is reachable and checked (Docker, strongSwan answer)
+    Bootstrap,
+}
+
+/// Remote phases that can be run again with --redo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Phase {
+    Bootstrap,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    /// SSM Run Command (needs no inbound port)
+    Ssm,
+    /// SSH to the host's Elastic IP as `centos` (needs tcp/22 from an admin CIDR)
+    Ssh,
+}
+
+/// How poscloud reaches the host for remote phases.
+#[derive(Debug, Clone, Args)]
+pub struct ReachArgs {
+    /// Transport for remote phases
+    #[arg(long, value_enum, default_value_t = Transport::Ssm)]
+    pub transport: Transport,
+    /// Reach the host over SSH at this address instead (sandboxes, edge hosts)
+    #[arg(long, value_name = "USER@HOST[:PORT]")]
+    pub ssh: Option<String>,
+    /// Private key file for SSH (default: your ssh-agent)
+    #[arg(long, value_name = "FILE")]
+    pub ssh_key: Option<PathBuf>,
+    /// The host's public SSH key, checked out of band; pinned on first use
+    #[arg(long, value_name = "FILE")]
+    pub host_key_file: Option<PathBuf>,
+    /// Do not wait for the SSM agent to be online (for emulators without DescribeInstanceInformation)
+    #[arg(long)]
+    pub no_ssm_online_check: bool,
 }
 
 #[derive(Debug, Args)]
@@ -110,8 +146,13 @@ pub struct ProvisionArgs {
     #[arg(long, value_enum)]
     pub size: Option<Size>,
     /// Stop after this phase
-    #[arg(long, value_enum, default_value_t = Until::Infra)]
+    #[arg(long, value_enum, default_value_t = Until::Bootstrap)]
     pub until: Until,
+    /// Run a phase again even though it is recorded as done
+    #[arg(long, value_enum, value_name = "PHASE")]
+    pub redo: Vec<Phase>,
+    #[command(flatten)]
+    pub reach: ReachArgs,
     /// Print the plan and the cost; change nothing
     #[arg(long)]
     pub dry_run: bool,

@@ -50,6 +50,27 @@ impl Ui {
         }
     }
 
+    /// A sink that shows a remote script's output live, line by line, indented under the
+    /// current step (nothing in JSON or quiet mode).
+    pub fn remote_sink(&self) -> crate::remote::Sink {
+        use crate::remote::Stream;
+        use std::sync::{Arc, Mutex};
+        let show = self.chatty();
+        let pending: Arc<Mutex<[Vec<u8>; 2]>> = Arc::default();
+        Arc::new(move |stream: Stream, bytes: &[u8]| {
+            if !show {
+                return;
+            }
+            let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
+            let buf = &mut p[if stream == Stream::Stdout { 0 } else { 1 }];
+            buf.extend_from_slice(bytes);
+            while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=nl).collect();
+                eprint!("    │ {}", String::from_utf8_lossy(&line));
+            }
+        })
+    }
+
     /// Starts a step: a spinner with elapsed time while it runs (on a terminal).
     pub fn step(&self, label: impl Into<String>) -> Step {
         let label = label.into();
@@ -100,6 +121,13 @@ impl Step {
     pub fn done(self, detail: &str) {
         let mark = self.ui.paint("32", "✓");
         self.end(mark, detail);
+    }
+
+    /// Ends the spinner without a line (the error that follows says what failed).
+    pub fn fail_silently(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
     }
 
     pub fn failed(self) {

@@ -223,8 +223,16 @@ fn bad_inputs_are_refused_before_any_write() {
 #[test]
 fn teardown_without_a_terminal_needs_yes() {
     let rig = Rig::new();
-    rig.run(&["provision", "--shop", "12345678", "--env", "dev"])
-        .ok();
+    rig.run(&[
+        "provision",
+        "--shop",
+        "12345678",
+        "--env",
+        "dev",
+        "--until",
+        "infra",
+    ])
+    .ok();
     rig.proxy.reset();
     let r = rig.run(&["teardown", "--shop", "12345678", "--env", "dev"]);
     assert_eq!(r.code, 2, "{r:?}");
@@ -243,6 +251,8 @@ fn region_limits_are_checked_before_any_write() {
         "12345678",
         "--env",
         "qa",
+        "--until",
+        "infra",
         "--stack",
         &stack,
     ]);
@@ -261,7 +271,15 @@ fn region_limits_are_checked_before_any_write() {
                 .unwrap();
         }
     });
-    let r = rig.run(&["provision", "--shop", "12345678", "--env", "qa"]);
+    let r = rig.run(&[
+        "provision",
+        "--shop",
+        "12345678",
+        "--env",
+        "qa",
+        "--until",
+        "infra",
+    ]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
         r.stderr

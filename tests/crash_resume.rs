@@ -10,7 +10,15 @@ mod common;
 use common::Rig;
 
 const SHOP: &str = "23456789";
-const UP: &[&str] = &["provision", "--shop", SHOP, "--env", "qa"];
+const UP: &[&str] = &[
+    "provision",
+    "--shop",
+    SHOP,
+    "--env",
+    "qa",
+    "--until",
+    "infra",
+];
 const DOWN: &[&str] = &["teardown", "--shop", SHOP, "--env", "qa", "--yes"];
 
 fn assert_converged(rig: &Rig, k: usize) {

@@ -473,7 +473,16 @@ fn drift_is_reported_and_fixed() {
     );
 
     rig.proxy.reset();
-    rig.run(&["provision", "--shop", SHOP, "--env", "qa"]).ok();
+    rig.run(&[
+        "provision",
+        "--shop",
+        SHOP,
+        "--env",
+        "qa",
+        "--until",
+        "infra",
+    ])
+    .ok();
     let mut w = rig.proxy.writes();
     w.sort();
     assert_eq!(
@@ -519,14 +528,24 @@ fn list_dry_run_json_and_docs_generation() {
     );
     assert_eq!(rig.proxy.writes(), Vec::<String>::new());
 
-    rig.run(&["provision", "--shop", "11111111", "--env", "dev"])
-        .ok();
+    rig.run(&[
+        "provision",
+        "--shop",
+        "11111111",
+        "--env",
+        "dev",
+        "--until",
+        "infra",
+    ])
+    .ok();
     rig.run(&[
         "provision",
         "--shop",
         "22222222",
         "--env",
         "qa",
+        "--until",
+        "infra",
         "--output",
         "json",
     ])

@@ -21,7 +21,15 @@ fn a_held_lock_stops_provision_and_teardown_and_names_the_holder() {
             .await
             .unwrap();
     });
-    let r = rig.run(&["provision", "--shop", SHOP, "--env", "qa"]);
+    let r = rig.run(&[
+        "provision",
+        "--shop",
+        SHOP,
+        "--env",
+        "qa",
+        "--until",
+        "infra",
+    ]);
     assert_eq!(r.code, 3, "{r:?}");
     assert!(
         r.stderr.contains("alice@laptop-7 (pid 4242"),
@@ -52,7 +60,16 @@ fn a_held_lock_stops_provision_and_teardown_and_names_the_holder() {
     );
 
     let r = rig
-        .run(&["provision", "--shop", SHOP, "--env", "qa", "--break-lock"])
+        .run(&[
+            "provision",
+            "--shop",
+            SHOP,
+            "--env",
+            "qa",
+            "--break-lock",
+            "--until",
+            "infra",
+        ])
         .ok();
     assert!(
         r.stderr
@@ -70,7 +87,15 @@ fn two_provisions_at_once_exactly_one_proceeds() {
     let rig = Rig::new();
     // Slow every write down so the two runs overlap for seconds, not milliseconds.
     rig.proxy.set_write_delay(Duration::from_millis(150));
-    let args = ["provision", "--shop", SHOP, "--env", "qa"];
+    let args = [
+        "provision",
+        "--shop",
+        SHOP,
+        "--env",
+        "qa",
+        "--until",
+        "infra",
+    ];
     let a = rig
         .command(&args)
         .stdout(Stdio::piped())
@@ -98,7 +123,16 @@ fn two_provisions_at_once_exactly_one_proceeds() {
 #[test]
 fn teardown_is_refused_while_a_provision_runs() {
     let rig = Rig::new();
-    rig.run(&["provision", "--shop", SHOP, "--env", "qa"]).ok();
+    rig.run(&[
+        "provision",
+        "--shop",
+        SHOP,
+        "--env",
+        "qa",
+        "--until",
+        "infra",
+    ])
+    .ok();
     // Drift gives the next provision work to do; slow writes keep it running a while.
     rig.block(async {
         let sg = rig
@@ -130,7 +164,15 @@ fn teardown_is_refused_while_a_provision_runs() {
     });
     rig.proxy.set_write_delay(Duration::from_millis(1500));
     let up = rig
-        .command(&["provision", "--shop", SHOP, "--env", "qa"])
+        .command(&[
+            "provision",
+            "--shop",
+            SHOP,
+            "--env",
+            "qa",
+            "--until",
+            "infra",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -564,3 +564,21 @@ impl Aws {
         Ok(())
     }
 }
+
+impl Aws {
+    /// The instance's console output (cloud-init prints the SSH host keys there).
+    pub async fn console_output(&self, instance_id: &str) -> Result<String> {
+        let out = self
+            .ec2
+            .get_console_output()
+            .instance_id(instance_id)
+            .latest(true)
+            .send()
+            .await
+            .map_err(|e| self.err("GetConsoleOutput", Some(instance_id), e))?;
+        let text = out.output().unwrap_or_default();
+        let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, text)
+            .unwrap_or_default();
+        Ok(String::from_utf8_lossy(&decoded).into_owned())
+    }
+}

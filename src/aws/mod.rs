@@ -5,6 +5,7 @@ pub mod ec2;
 pub mod iam;
 pub mod preflight;
 pub mod ssm;
+pub mod ssm_run;
 pub mod tags;
 
 use crate::error::{AwsFailure, Error, Resource, Result};

@@ -114,3 +114,43 @@ impl Aws {
         }
     }
 }
+
+/// Phase state and the pinned host key live next to the lock, under the stack's path.
+pub fn phase_name(id: &StackId, phase: &str) -> String {
+    format!("{}phase/{phase}", id.param_path())
+}
+
+pub fn host_key_name(id: &StackId) -> String {
+    format!("{}host-key", id.param_path())
+}
+
+impl Aws {
+    /// Reads a plain String parameter; None when it does not exist.
+    pub async fn get_param(&self, name: &str) -> Result<Option<String>> {
+        match self.ssm.get_parameter().name(name).send().await {
+            Ok(out) => Ok(out.parameter().and_then(|p| p.value()).map(str::to_string)),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_parameter_not_found()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(self.err("GetParameter", Some(name), e)),
+        }
+    }
+
+    /// Writes a plain String parameter (not for secrets), replacing any value.
+    pub async fn put_param(&self, name: &str, value: &str) -> Result<()> {
+        self.ssm
+            .put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(ParameterType::String)
+            .overwrite(true)
+            .send()
+            .await
+            .map_err(|e| self.err("PutParameter", Some(name), e))?;
+        self.wrote("PutParameter", name);
+        Ok(())
+    }
+}

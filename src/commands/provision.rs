@@ -2,12 +2,15 @@ use super::{locked, render_plan, render_price, Ctx};
 use crate::aws::discover::Discovered;
 use crate::aws::tags::Role;
 use crate::aws::Aws;
-use crate::cli::ProvisionArgs;
+use crate::cli::{Phase, ProvisionArgs, ReachArgs, Transport, Until};
 use crate::error::{Error, Result};
+use crate::phases::{self, bootstrap, PhaseState, Reach};
 use crate::plan::{self, resource_label, Change};
+use crate::remote::ssh::{PinnedKey, SshTarget};
 use crate::spec::StackSpec;
 use serde::Serialize;
 use serde_json::json;
+use std::collections::BTreeMap;
 
 #[derive(Debug, Serialize)]
 pub struct Summary {
@@ -20,9 +23,15 @@ pub struct Summary {
     pub pos_public_ip: Option<String>,
     pub pos_private_ip: Option<String>,
     pub monthly_cost_usd: f64,
+    pub phases: BTreeMap<String, PhaseState>,
 }
 
-fn summary(aws: &Aws, spec: &StackSpec, d: &Discovered) -> Summary {
+fn summary(
+    aws: &Aws,
+    spec: &StackSpec,
+    d: &Discovered,
+    phases: BTreeMap<String, PhaseState>,
+) -> Summary {
     Summary {
         shop: spec.id.shop.to_string(),
         env: spec.id.env.to_string(),
@@ -33,14 +42,51 @@ fn summary(aws: &Aws, spec: &StackSpec, d: &Discovered) -> Summary {
         pos_public_ip: d.eip(Role::EipPos).map(|e| e.public_ip.clone()),
         pos_private_ip: d.eni_pos().and_then(|e| e.private_ip.clone()),
         monthly_cost_usd: (spec.price.total_month * 100.0).round() / 100.0,
+        phases,
     }
 }
 
-/// `provision`: discover, plan, preflight, lock, create what is missing, summarise.
+/// Checks the reach options (files readable, address well-formed) before any AWS call.
+pub fn reach(args: &ReachArgs) -> Result<Reach> {
+    let ssh = args
+        .ssh
+        .as_deref()
+        .map(SshTarget::parse_address)
+        .transpose()?;
+    if let Some(k) = &args.ssh_key {
+        std::fs::metadata(k)
+            .map_err(|e| Error::usage(format!("--ssh-key {}: {e}", k.display())))?;
+    }
+    let host_key = match &args.host_key_file {
+        Some(f) => {
+            let line = std::fs::read_to_string(f)
+                .map_err(|e| Error::usage(format!("--host-key-file {}: {e}", f.display())))?;
+            if line.contains("PRIVATE KEY") {
+                return Err(Error::usage(format!(
+                    "--host-key-file {} holds a private key; give the host's public key",
+                    f.display()
+                )));
+            }
+            Some(PinnedKey::parse(line.trim())?)
+        }
+        None => None,
+    };
+    Ok(Reach {
+        ssh,
+        force_ssh: args.transport == Transport::Ssh,
+        ssh_key: args.ssh_key.clone(),
+        host_key,
+        check_ssm_online: !args.no_ssm_online_check,
+    })
+}
+
+/// `provision`: discover, plan, preflight, lock, create what is missing, run the remote
+/// phases up to `--until`, summarise.
 pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
     let ui = &ctx.ui;
     let id = args.stack.id();
     let spec = StackSpec::load(id.clone(), args.stack.stack.as_deref(), args.size)?;
+    let reach = reach(&args.reach)?;
     let aws = ctx.connect(&super::command_line("provision", &id)).await?;
     ui.info(format!(
         "provision {id} in {} (stack {})",
@@ -49,29 +95,55 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
 
     let d = aws.discover(&id).await?;
     let plan = plan::build(&spec, &d);
-    if plan.writes() == 0 {
+    let wanted: Vec<&str> = if args.until >= Until::Bootstrap {
+        phases::PHASES.to_vec()
+    } else {
+        Vec::new()
+    };
+    let mut pending = Vec::new();
+    for p in &wanted {
+        let redo = args.redo.contains(&Phase::Bootstrap) && *p == "bootstrap";
+        if redo || phases::phase_state(&aws, &id, p).await?.is_none() {
+            pending.push(*p);
+        }
+    }
+
+    if args.dry_run {
+        let text = format!(
+            "dry run: nothing changed\n{}remote phases to run: {}\n{}",
+            render_plan(&plan, None),
+            if pending.is_empty() {
+                "none".to_string()
+            } else {
+                pending.join(", ")
+            },
+            render_price(&spec.price)
+        );
+        ctx.result(
+            json!({"dry_run": true, "plan": plan, "writes": plan.writes(),
+                   "phases": pending, "monthly_cost_usd": spec.price}),
+            &text,
+        );
+        return Ok(());
+    }
+    if plan.writes() == 0 && pending.is_empty() {
         if args.break_lock {
             crate::lock::break_lock(&aws, ui, &id).await?;
         } else if let Some(h) = crate::lock::holder(&aws, &id).await? {
             ui.warn(format!("{id} is locked by {h}"));
         }
         ui.info(render_plan(&plan, None));
-        let s = summary(&aws, &spec, &d);
+        let mut done = BTreeMap::new();
+        for p in &wanted {
+            if let Some(st) = phases::phase_state(&aws, &id, p).await? {
+                ui.info(format!("{p}: done at {} by {}", st.done_at, st.by));
+                done.insert(p.to_string(), st);
+            }
+        }
+        let s = summary(&aws, &spec, &d, done);
         ctx.result(
             json!({"converged": true, "writes": 0, "summary": s}),
             &render_summary(&s, "nothing to do: the stack matches its profile"),
-        );
-        return Ok(());
-    }
-    if args.dry_run {
-        let text = format!(
-            "dry run: nothing changed\n{}{}",
-            render_plan(&plan, None),
-            render_price(&spec.price)
-        );
-        ctx.result(
-            json!({"dry_run": true, "plan": plan, "writes": plan.writes(), "monthly_cost_usd": spec.price}),
-            &text,
         );
         return Ok(());
     }
@@ -126,7 +198,17 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
                 }
             }
         }
-        let s = summary(&aws, &spec, &d);
+
+        let mut done = BTreeMap::new();
+        if !wanted.is_empty() {
+            let remote = phases::remote(&aws, ui, &id, &d, &reach).await?;
+            let redo = args.redo.contains(&Phase::Bootstrap);
+            done.insert(
+                "bootstrap".to_string(),
+                bootstrap::run(&aws, ui, &id, &remote, redo).await?,
+            );
+        }
+        let s = summary(&aws, &spec, &d, done);
         ctx.result(
             json!({"converged": true, "writes": applied.len(), "applied": applied, "summary": s}),
             &render_summary(&s, "provisioned"),
@@ -138,7 +220,7 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
 
 fn render_summary(s: &Summary, headline: &str) -> String {
     let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    format!(
+    let mut text = format!(
         "{headline}\n  shop            {}\n  env             {}\n  region          {}\n  instance        {} ({})\n  host public IP  {}\n  POS public IP   {}\n  POS private IP  {}\n  monthly cost    ${:.2}\n",
         s.shop,
         s.env,
@@ -149,5 +231,12 @@ fn render_summary(s: &Summary, headline: &str) -> String {
         o(&s.pos_public_ip),
         o(&s.pos_private_ip),
         s.monthly_cost_usd
-    )
+    );
+    for (name, st) in &s.phases {
+        text.push_str(&format!(
+            "  {name:<15} done {} via {}\n",
+            st.done_at, st.target
+        ));
+    }
+    text
 }

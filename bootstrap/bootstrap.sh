@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Bootstrap phase: confirms the host's user-data finished, Docker and strongSwan answer, and
+# reports the installed versions. Changes nothing but its own marker; safe to run again.
+#
+# Inputs (environment): SHOP (8 digits), ENV (prod|qa|dev), WAIT_SECS (how long to wait for
+# user-data to finish; default 900). POSCLOUD_ROOT prefixes host paths: empty on a real host,
+# a test host's own directory in tests.
+set -euo pipefail
+
+fail() { echo "bootstrap: $*" >&2; exit 3; }
+
+: "${SHOP:?SHOP is required}" "${ENV:?ENV is required}"
+[[ $SHOP =~ ^[0-9]{8}$ ]] || { echo "bootstrap: SHOP must be 8 digits" >&2; exit 2; }
+[[ $ENV =~ ^(prod|qa|dev)$ ]] || { echo "bootstrap: ENV must be prod, qa or dev" >&2; exit 2; }
+wait_secs=${WAIT_SECS:-900}
+[[ $wait_secs =~ ^[0-9]+$ ]] || { echo "bootstrap: WAIT_SECS must be a number" >&2; exit 2; }
+
+state="${POSCLOUD_ROOT:-}/var/lib/poscloud"
+marker="$state/userdata.json"
+failed="$state/userdata.failed"
+
+# cloud-init may still be running on a fresh host: wait for its marker.
+waited=0
+until [[ -f $marker ]]; do
+  [[ -f $failed ]] && fail "user-data failed: $(head -c 2000 "$failed")"
+  ((waited < wait_secs)) || fail "user-data did not finish within ${wait_secs}s (no $marker); see /var/log/poscloud-host-setup.log"
+  sleep 5
+  waited=$((waited + 5))
+done
+echo "bootstrap: user-data finished ($marker)"
+
+# Values go into JSON strings: keep them to safe characters.
+clean() { tr -cd 'A-Za-z0-9 ._:+~()-' | head -c 200; }
+
+docker_version=$(docker info --format '{{.ServerVersion}}' 2>/dev/null | clean) ||
+  fail "the Docker daemon does not answer (docker info failed)"
+[[ -n $docker_version ]] || fail "the Docker daemon does not answer (no server version)"
+echo "bootstrap: Docker daemon answers: $docker_version"
+
+if command -v swanctl >/dev/null; then
+  strongswan_version=$(swanctl --version 2>/dev/null | head -n1 | clean) || true
+elif command -v strongswan >/dev/null; then
+  strongswan_version=$(strongswan version 2>/dev/null | head -n1 | clean) || true
+fi
+[[ -n ${strongswan_version:-} ]] || fail "strongSwan is not installed or does not answer"
+echo "bootstrap: strongSwan answers: $strongswan_version"
+
+kernel=$(uname -r | clean)
+userdata=$(tr -d '\n' <"$marker")
+result=$(printf '{"shop":"%s","env":"%s","docker":"%s","strongswan":"%s","kernel":"%s","userdata":%s}' \
+  "$SHOP" "$ENV" "$docker_version" "$strongswan_version" "$kernel" "$userdata")
+
+mkdir -p "$state/phases"
+printf '%s\n' "$result" >"$state/phases/bootstrap.done"
+echo "POSCLOUD_RESULT $result"
