@@ -9,7 +9,10 @@ use crate::spec::StackSpec;
 
 const TEMPLATE: &str = include_str!("../userdata/cloud-config.yaml");
 /// Shell parts, kept as files so shellcheck can check them.
-const FILES: &[(&str, &str)] = &[("host-setup.sh", include_str!("../userdata/host-setup.sh"))];
+const FILES: &[(&str, &str)] = &[
+    ("host-setup.sh", include_str!("../userdata/host-setup.sh")),
+    ("firewall.sh", include_str!("../userdata/firewall.sh")),
+];
 
 /// AWS limit on user data before base64.
 pub const MAX_BYTES: usize = 16 * 1024;

@@ -57,6 +57,23 @@ pub async fn run(ctx: &Ctx, args: &StackArgs) -> Result<()> {
             "resource": st.resource, "id": st.id, "state": state, "drift": drift,
         }));
     }
+    let mut phases = serde_json::Map::new();
+    for p in crate::phases::PHASES {
+        match crate::phases::phase_state(&aws, &id, p).await? {
+            Some(st) => {
+                let _ = writeln!(
+                    text,
+                    "  phase {p:<14} done {} by {} via {}",
+                    st.done_at, st.by, st.target
+                );
+                phases.insert(p.to_string(), serde_json::to_value(&st).expect("json"));
+            }
+            None => {
+                let _ = writeln!(text, "  phase {p:<14} not done");
+                phases.insert(p.to_string(), serde_json::Value::Null);
+            }
+        }
+    }
     let dups = d.duplicates();
     for x in &dups {
         let _ = writeln!(text, "  ! duplicate: {x}");
@@ -81,7 +98,7 @@ pub async fn run(ctx: &Ctx, args: &StackArgs) -> Result<()> {
     ctx.result(
         json!({
             "shop": id.shop.as_str(), "env": id.env.as_str(), "region": aws.region,
-            "exists": exists, "resources": resources, "duplicates": dups, "lock": lock,
+            "exists": exists, "resources": resources, "phases": phases, "duplicates": dups, "lock": lock,
             "drifted": drifted,
         }),
         &text,

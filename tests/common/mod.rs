@@ -6,6 +6,8 @@
 //! reached the emulator, before poscloud sees the answer: the harshest crash point.
 #![allow(dead_code)]
 
+pub mod host;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
