@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The main job in a local sandbox: starts the AWS emulator on loopback, provisions shop
-# 12345678 (qa), shows its status and the region's list, tears it down, stops the emulator.
-# No AWS account is used: credentials are dummies and every call goes to the emulator.
+# The main job in a local sandbox: starts the AWS emulator on loopback and a test host (a
+# network namespace with sshd, a Docker API from podman, strongSwan), provisions shop
+# 12345678 (qa) through the bootstrap phase (the host reached over SSH with a pinned key),
+# shows its status and the region's list, tears it down, stops everything it started.
+# No AWS account is used: credentials are dummies and every call goes to the emulator. The
+# emulator's instance is not a machine, so the test host stands in for it (--ssh); cloud-init
+# does not run there, so this script writes the marker user-data would leave.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -15,7 +19,10 @@ work=$(mktemp -d)
 MOTO_AMIS_PATH="$root/tests/fixtures/amis.json" MOTO_IAM_LOAD_MANAGED_POLICIES=true \
   "$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$work/emulator.log" 2>&1 &
 moto_pid=$!
+host="$work/host"
+mkdir -p "$host"
 cleanup() {
+  bash "$root/tests/rig/testhost.sh" down sandbox "$host" >/dev/null 2>&1 || true
   kill "$moto_pid" 2>/dev/null || true
   wait "$moto_pid" 2>/dev/null || true
   rm -rf "$work"
@@ -31,9 +38,18 @@ export AWS_ACCESS_KEY_ID=sandbox AWS_SECRET_ACCESS_KEY=sandbox AWS_REGION=us-eas
 export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_EC2_METADATA_DISABLED=true
 export POSCLOUD_JOURNAL="$work/journal.jsonl"
 
+echo "sandbox: starting a test host" >&2
+bash "$root/tests/rig/testhost.sh" up sandbox 59 "$host" --podman >"$work/host.env"
+address=$(sed -n 's/^ADDRESS=//p' "$work/host.env")
+user=$(sed -n 's/^USER=//p' "$work/host.env")
+host_root=$(sed -n 's/^ROOT=//p' "$work/host.env")
+mkdir -p "$host_root/var/lib/poscloud"
+printf '{"sandbox":true,"finished":"%s"}\n' "$(date -u +%FT%TZ)" >"$host_root/var/lib/poscloud/userdata.json"
+
 run() { echo; echo "\$ poscloud $*"; "$bin" "$@"; }
 run plan --shop 12345678 --env qa
-run provision --shop 12345678 --env qa --until infra
+run provision --shop 12345678 --env qa --until bootstrap \
+  --ssh "$user@$address" --ssh-key "$host/client_key" --host-key-file "$host/ssh_host_ed25519_key.pub"
 run status --shop 12345678 --env qa
 run list
 run teardown --shop 12345678 --env qa --yes

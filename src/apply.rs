@@ -128,6 +128,28 @@ pub async fn apply(
             }
             g.id.clone()
         }
+        Change::CreateOutputBucket { name } => {
+            aws.create_output_bucket(name).await?;
+            d.output.exists = true;
+            name.clone()
+        }
+        Change::SecureOutputBucket => {
+            aws.secure_bucket(&d.output.name).await?;
+            d.output.encrypted = true;
+            d.output.public_access_blocked = true;
+            d.output.name.clone()
+        }
+        Change::PutScopePolicy => {
+            let doc = crate::aws::iam::scope_policy(id, &d.account, &aws.region, &d.output.name);
+            let r = d
+                .iam_role
+                .as_mut()
+                .ok_or_else(|| Error::failed("IAM role is missing"))?;
+            aws.put_role_policy(&r.name, crate::aws::iam::SCOPE_POLICY, &doc)
+                .await?;
+            r.scope_policy = Some(doc);
+            r.name.clone()
+        }
         Change::CreateRole => {
             let r = aws.create_role(id).await?;
             let out = r.name.clone();

@@ -36,7 +36,12 @@ pub enum Change {
         ingress: bool,
         rules: Vec<Rule>,
     },
+    CreateOutputBucket {
+        name: String,
+    },
+    SecureOutputBucket,
     CreateRole,
+    PutScopePolicy,
     AttachPolicy {
         arn: String,
     },
@@ -87,7 +92,17 @@ impl fmt::Display for Change {
             Change::Revoke { ingress, rules, .. } => {
                 write!(f, "revoke {} {}", dir(ingress), list(rules))
             }
+            Change::CreateOutputBucket { .. } => write!(
+                f,
+                "create the region's shared bucket (encrypted, public access blocked)"
+            ),
+            Change::SecureOutputBucket => {
+                write!(f, "encrypt by default and block all public access")
+            }
             Change::CreateRole => write!(f, "create IAM role"),
+            Change::PutScopePolicy => {
+                write!(f, "allow its own S3 prefix and SSM path (inline policy)")
+            }
             Change::AttachPolicy { arn } => {
                 write!(f, "attach policy {}", arn.rsplit('/').next().unwrap_or(arn))
             }
@@ -250,7 +265,7 @@ pub fn desired_rules(spec: &StackSpec, role: Role) -> (Vec<Rule>, Vec<Rule>) {
     (ingress, egress)
 }
 
-pub fn build(spec: &StackSpec, d: &Discovered) -> Plan {
+pub fn build(spec: &StackSpec, d: &Discovered, region: &str) -> Plan {
     let mut steps = Vec::new();
     let net = spec.network.to_string();
 
@@ -362,7 +377,25 @@ pub fn build(spec: &StackSpec, d: &Discovered) -> Plan {
         steps.push(step(role, sg.map(|g| g.id.as_str()), changes, drift));
     }
 
-    // IAM role with the SSM core policy, and its instance profile
+    // The account's SSM output bucket (shared; created once per region)
+    let out = &d.output;
+    let mut changes = Vec::new();
+    if !out.exists {
+        changes.push(Change::CreateOutputBucket {
+            name: out.name.clone(),
+        });
+    }
+    if !(out.encrypted && out.public_access_blocked) {
+        changes.push(Change::SecureOutputBucket);
+    }
+    steps.push(step(
+        Role::OutputBucket,
+        out.exists.then_some(out.name.as_str()),
+        changes,
+        vec![],
+    ));
+
+    // IAM role with the SSM core policy and its scope policy, and its instance profile
     let role = d.iam_role.as_ref();
     let mut changes = Vec::new();
     if role.is_none() {
@@ -372,6 +405,10 @@ pub fn build(spec: &StackSpec, d: &Discovered) -> Plan {
         changes.push(Change::AttachPolicy {
             arn: SSM_CORE_POLICY.into(),
         });
+    }
+    let scope = crate::aws::iam::scope_policy(&spec.id, &d.account, region, &out.name);
+    if role.and_then(|r| r.scope_policy.as_ref()) != Some(&scope) {
+        changes.push(Change::PutScopePolicy);
     }
     let drift = role
         .map(|r| {
@@ -535,5 +572,6 @@ pub fn resource_label(role: Role) -> &'static str {
         Role::EipHost => "Elastic IP (host)",
         Role::EipPos => "Elastic IP (POS)",
         Role::Parameter => "SSM parameter",
+        Role::OutputBucket => "SSM output bucket",
     }
 }

@@ -154,6 +154,14 @@ impl<'a> Teardown<'a> {
             self.one(format!("delete IAM role {}", r.name), aws.delete_role(r))
                 .await;
         }
+        if !d.output.stack_objects.is_empty() {
+            let prefix = crate::aws::s3::stack_prefix(self.id);
+            self.one(
+                format!("delete command output s3://{}/{prefix}", d.output.name),
+                async { aws.delete_prefix(&d.output.name, &prefix).await.map(|_| ()) },
+            )
+            .await;
+        }
         let lock = lock_name(self.id);
         for p in d.parameters.iter().filter(|p| **p != lock) {
             self.one(format!("delete SSM parameter {p}"), aws.delete_parameter(p))

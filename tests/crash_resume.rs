@@ -19,6 +19,7 @@ const UP: &[&str] = &[
     "--until",
     "infra",
 ];
+const BUCKET: &str = "poscloud-ssm-output-123456789012-us-east-1";
 const DOWN: &[&str] = &["teardown", "--shop", SHOP, "--env", "qa", "--yes"];
 
 fn assert_converged(rig: &Rig, k: usize) {
@@ -41,6 +42,13 @@ fn assert_converged(rig: &Rig, k: usize) {
             .count();
         assert_eq!(found, n, "after a crash at write {k}: {kind}: {tagged:?}");
     }
+    // The shared bucket was finished too: encrypted and closed to the public.
+    rig.block(async {
+        let enc = rig.s3.get_bucket_encryption().bucket(BUCKET).send().await;
+        assert!(enc.is_ok(), "crash at {k}: bucket not encrypted");
+        let pab = rig.s3.get_public_access_block().bucket(BUCKET).send().await;
+        assert!(pab.is_ok(), "crash at {k}: public access not blocked");
+    });
     rig.proxy.reset();
     let again = rig.run(UP).ok();
     assert!(
@@ -64,6 +72,9 @@ fn provision_resumes_after_a_crash_at_every_write() {
         // reload AMIs that carry a creation date.)
         rig.run(DOWN).ok();
         assert_eq!(rig.tagged(SHOP, "qa"), Vec::<String>::new());
+        // The shared output bucket outlives stacks; remove it so every round creates it.
+        rig.block(rig.s3.delete_bucket().bucket(BUCKET).send())
+            .unwrap();
         rig.proxy.reset();
         let crashed = rig.run_killed_after_write(UP, k);
         assert_eq!(

@@ -4,6 +4,12 @@
 mod common;
 use common::{Rig, Run};
 
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 const SHOP: &str = "12345678";
 
 fn provision(rig: &Rig, env: &str) -> Run {
@@ -34,8 +40,9 @@ fn qa_stack_lifecycle() {
         first_writes.contains(&"RunInstances".to_string()),
         "{first_writes:?}"
     );
-    // Exactly the writes a fresh stack needs: lock + 19 changes + unlock.
-    assert_eq!(first_writes.len(), 21, "{first_writes:?}");
+    // Exactly the writes a fresh stack needs: lock + 21 changes (the output bucket's take
+    // 3 calls) + unlock.
+    assert_eq!(first_writes.len(), 25, "{first_writes:?}");
 
     // Every property, read back through the SDK (not through poscloud).
     rig.block(async {
@@ -249,6 +256,69 @@ fn qa_stack_lifecycle() {
             .attached_policies()
             .iter()
             .any(|p| p.policy_name() == Some("AmazonSSMManagedInstanceCore")));
+        assert_eq!(
+            pol.attached_policies().len(),
+            1,
+            "only the SSM core managed policy"
+        );
+        // Its inline policy reaches only its own S3 prefix and SSM path.
+        let inline = rig
+            .iam
+            .get_role_policy()
+            .role_name("poscloud-12345678-qa")
+            .policy_name("poscloud-stack-scope")
+            .send()
+            .await
+            .unwrap();
+        let doc = percent_decode(inline.policy_document());
+        let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
+        let resources: Vec<&str> = doc["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["Resource"].as_str().unwrap())
+            .collect();
+        let bucket = "poscloud-ssm-output-123456789012-us-east-1";
+        assert_eq!(
+            resources,
+            [
+                format!("arn:aws:s3:::{bucket}/12345678/qa/*"),
+                format!("arn:aws:s3:::{bucket}"),
+                "arn:aws:ssm:us-east-1:123456789012:parameter/poscloud/12345678/qa/*".to_string(),
+            ]
+        );
+        // The SSM output bucket: encrypted, public access blocked.
+        let s3 = &rig.s3;
+        let enc = s3
+            .get_bucket_encryption()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap();
+        let rule = &enc.server_side_encryption_configuration().unwrap().rules()[0];
+        assert_eq!(
+            rule.apply_server_side_encryption_by_default()
+                .unwrap()
+                .sse_algorithm()
+                .as_str(),
+            "AES256"
+        );
+        let pab = s3
+            .get_public_access_block()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap();
+        let pab = pab.public_access_block_configuration().unwrap();
+        assert_eq!(
+            (
+                pab.block_public_acls(),
+                pab.ignore_public_acls(),
+                pab.block_public_policy(),
+                pab.restrict_public_buckets()
+            ),
+            (Some(true), Some(true), Some(true), Some(true))
+        );
         let ud = rig
             .ec2
             .describe_instance_attribute()
@@ -299,7 +369,7 @@ fn qa_stack_lifecycle() {
         .map(|l| serde_json::from_str(l).unwrap())
         .filter(|v: &serde_json::Value| v["event"] == "write")
         .collect();
-    assert_eq!(writes.len(), 21);
+    assert_eq!(writes.len(), 25);
     assert!(writes
         .iter()
         .all(|w| w["user"] == "tester" && w["result"] == "ok"));
@@ -517,7 +587,7 @@ fn list_dry_run_json_and_docs_generation() {
         ])
         .ok();
     assert_eq!(dry.json()["dry_run"], true);
-    assert_eq!(dry.json()["writes"], 19);
+    assert_eq!(dry.json()["writes"], 22);
     assert!(
         (dry.json()["monthly_cost_usd"]["total_month"]
             .as_f64()

@@ -125,6 +125,18 @@ pub struct Eip {
 pub struct IamRole {
     pub name: String,
     pub policies: Vec<String>,
+    /// The inline scope policy (own S3 prefix, own SSM path), if attached.
+    pub scope_policy: Option<serde_json::Value>,
+}
+
+/// The account's SSM output bucket in this region, and this stack's objects in it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OutputBucket {
+    pub name: String,
+    pub exists: bool,
+    pub encrypted: bool,
+    pub public_access_blocked: bool,
+    pub stack_objects: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -138,6 +150,8 @@ pub struct InstanceProfile {
 /// teardown must still find; provision refuses to work on a stack with duplicates.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Discovered {
+    #[serde(skip)]
+    pub id: Option<StackId>,
     pub vpcs: Vec<Vpc>,
     pub igws: Vec<Igw>,
     pub subnets: Vec<Subnet>,
@@ -150,6 +164,8 @@ pub struct Discovered {
     pub iam_role: Option<IamRole>,
     pub instance_profile: Option<InstanceProfile>,
     pub parameters: Vec<String>,
+    pub account: String,
+    pub output: OutputBucket,
 }
 
 impl Discovered {
@@ -312,7 +328,7 @@ fn rules(perms: &[IpPermission]) -> (Vec<Rule>, usize) {
 impl Aws {
     /// Finds every resource of one stack. Reads only.
     pub async fn discover(&self, id: &StackId) -> Result<Discovered> {
-        let (vpcs, igws, subnets, rtbs, sgs, instances, eips, iam, params) = tokio::try_join!(
+        let (vpcs, igws, subnets, rtbs, sgs, instances, eips, iam, params, output) = tokio::try_join!(
             self.find_vpcs(id),
             self.find_igws(id),
             self.find_subnets(id),
@@ -322,9 +338,13 @@ impl Aws {
             self.find_eips(id),
             self.find_iam(id),
             self.find_parameters(id),
+            self.find_output(id),
         )?;
         let enis = self.find_enis(id, &vpcs).await?;
         Ok(Discovered {
+            id: Some(id.clone()),
+            account: output.0,
+            output: output.1,
             vpcs,
             igws,
             subnets,
@@ -666,6 +686,9 @@ impl Aws {
                 Some(IamRole {
                     name: name.clone(),
                     policies,
+                    scope_policy: self
+                        .role_policy(&name, crate::aws::iam::SCOPE_POLICY)
+                        .await?,
                 })
             }
             Err(e)
@@ -701,6 +724,24 @@ impl Aws {
             Err(e) => return Err(self.err("GetInstanceProfile", Some(&name), e)),
         };
         Ok((role, profile))
+    }
+
+    async fn find_output(&self, id: &StackId) -> Result<(String, OutputBucket)> {
+        let account = self.account_id().await?;
+        let name = crate::aws::s3::output_bucket_name(&account, &self.region);
+        let exists = self.bucket_exists(&name).await?;
+        let mut out = OutputBucket {
+            name,
+            exists,
+            ..Default::default()
+        };
+        if exists {
+            (out.encrypted, out.public_access_blocked) = self.bucket_security(&out.name).await?;
+            out.stack_objects = self
+                .list_keys(&out.name, &crate::aws::s3::stack_prefix(id), 1000)
+                .await?;
+        }
+        Ok((account, out))
     }
 
     async fn find_parameters(&self, id: &StackId) -> Result<Vec<String>> {

@@ -24,7 +24,74 @@ fn iam_tags(id: &StackId, role: Role) -> Vec<aws_sdk_iam::types::Tag> {
         .collect()
 }
 
+/// Name of the role's inline policy: its own S3 prefix and SSM path, nothing else.
+pub const SCOPE_POLICY: &str = "poscloud-stack-scope";
+
+/// What the host may do besides SSM core: write command output under its own prefix of the
+/// output bucket, and read its own stack's parameters (VPN keys arrive that way).
+pub fn scope_policy(id: &StackId, account: &str, region: &str, bucket: &str) -> serde_json::Value {
+    let prefix = crate::aws::s3::stack_prefix(id);
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "SsmOutputOwnPrefix", "Effect": "Allow",
+             "Action": ["s3:PutObject"],
+             "Resource": format!("arn:aws:s3:::{bucket}/{prefix}*")},
+            {"Sid": "SsmOutputBucketEncryption", "Effect": "Allow",
+             "Action": ["s3:GetEncryptionConfiguration"],
+             "Resource": format!("arn:aws:s3:::{bucket}")},
+            {"Sid": "OwnParameters", "Effect": "Allow",
+             "Action": ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
+             "Resource": format!("arn:aws:ssm:{region}:{account}:parameter{}*", id.param_path())},
+        ]
+    })
+}
+
 impl Aws {
+    pub async fn put_role_policy(
+        &self,
+        role: &str,
+        name: &str,
+        doc: &serde_json::Value,
+    ) -> Result<()> {
+        self.iam
+            .put_role_policy()
+            .role_name(role)
+            .policy_name(name)
+            .policy_document(doc.to_string())
+            .send()
+            .await
+            .map_err(|e| self.err("PutRolePolicy", Some(role), e))?;
+        self.wrote("PutRolePolicy", role);
+        Ok(())
+    }
+
+    /// The inline policy document, parsed; None when the role has no such policy.
+    pub async fn role_policy(&self, role: &str, name: &str) -> Result<Option<serde_json::Value>> {
+        match self
+            .iam
+            .get_role_policy()
+            .role_name(role)
+            .policy_name(name)
+            .send()
+            .await
+        {
+            Ok(o) => {
+                // IAM returns the document URL-encoded.
+                let raw = o.policy_document();
+                let text = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+                Ok(serde_json::from_str(&text).ok())
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(self.err("GetRolePolicy", Some(role), e)),
+        }
+    }
+
     pub async fn create_role(&self, id: &StackId) -> Result<IamRole> {
         let name = iam_name(id);
         self.iam
@@ -41,6 +108,7 @@ impl Aws {
         Ok(IamRole {
             name,
             policies: Vec::new(),
+            scope_policy: None,
         })
     }
 

@@ -4,6 +4,7 @@ pub mod discover;
 pub mod ec2;
 pub mod iam;
 pub mod preflight;
+pub mod s3;
 pub mod ssm;
 pub mod ssm_run;
 pub mod tags;
@@ -30,6 +31,8 @@ pub struct Aws {
     pub ec2: aws_sdk_ec2::Client,
     pub iam: aws_sdk_iam::Client,
     pub ssm: aws_sdk_ssm::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub sts: aws_sdk_sts::Client,
     pub region: String,
     endpoint: String,
     journal: Journal,
@@ -89,6 +92,13 @@ impl Aws {
             ec2: aws_sdk_ec2::Client::new(&conf),
             iam: aws_sdk_iam::Client::new(&conf),
             ssm: aws_sdk_ssm::Client::new(&conf),
+            // Path-style keeps bucket names out of host names (needed for custom endpoints).
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&conf)
+                    .force_path_style(c.endpoint_url.is_some())
+                    .build(),
+            ),
+            sts: aws_sdk_sts::Client::new(&conf),
             region,
             endpoint,
             journal,

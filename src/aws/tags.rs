@@ -26,6 +26,7 @@ pub enum Role {
     EipHost,
     EipPos,
     Parameter,
+    OutputBucket,
 }
 
 impl Role {
@@ -46,6 +47,7 @@ impl Role {
             Role::EipHost => "eip-host",
             Role::EipPos => "eip-pos",
             Role::Parameter => "parameter",
+            Role::OutputBucket => "output-bucket",
         }
     }
 
@@ -54,7 +56,7 @@ impl Role {
     }
 }
 
-const ALL_ROLES: [Role; 15] = [
+const ALL_ROLES: [Role; 16] = [
     Role::Vpc,
     Role::Igw,
     Role::Subnet,
@@ -70,6 +72,7 @@ const ALL_ROLES: [Role; 15] = [
     Role::EipHost,
     Role::EipPos,
     Role::Parameter,
+    Role::OutputBucket,
 ];
 
 /// `Name` tag value: poscloud-<shop>-<env>-<role>.

@@ -11,7 +11,7 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> Result<()> {
     let spec = StackSpec::load(id.clone(), args.stack.stack.as_deref(), args.size)?;
     let aws = ctx.connect(&super::command_line("plan", &id)).await?;
     let d = aws.discover(&id).await?;
-    let plan = plan::build(&spec, &d);
+    let plan = plan::build(&spec, &d, &aws.region);
     let image = if plan.count(|c| matches!(c, Change::Launch { .. })) > 0 {
         Some(aws.find_image(&spec.ami).await?)
     } else {

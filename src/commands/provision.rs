@@ -94,7 +94,7 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
     ));
 
     let d = aws.discover(&id).await?;
-    let plan = plan::build(&spec, &d);
+    let plan = plan::build(&spec, &d, &aws.region);
     let wanted: Vec<&str> = if args.until >= Until::Bootstrap {
         phases::PHASES.to_vec()
     } else {
@@ -173,7 +173,7 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
                 dups.join("; ")
             )));
         }
-        let plan = plan::build(&spec, &d);
+        let plan = plan::build(&spec, &d, &aws.region);
         ui.info(render_plan(&plan, None));
         let image = match image {
             None if plan.count(|c| matches!(c, Change::Launch { .. })) > 0 => {

@@ -14,7 +14,7 @@ pub async fn run(ctx: &Ctx, args: &StackArgs) -> Result<()> {
     let aws = ctx.connect(&super::command_line("status", &id)).await?;
     let d = aws.discover(&id).await?;
     let lock = crate::lock::holder(&aws, &id).await?;
-    let plan = plan::build(&spec, &d);
+    let plan = plan::build(&spec, &d, &aws.region);
 
     let mut resources = Vec::new();
     let mut text = format!("status of {id} in {}:\n", aws.region);

@@ -158,6 +158,12 @@ pub async fn remote<'a>(
         aws,
         instance_id: instance.id.clone(),
         check_online: reach.check_ssm_online,
+        output: d.output.exists.then(|| {
+            (
+                d.output.name.clone(),
+                format!("{}ssm", crate::aws::s3::stack_prefix(id)),
+            )
+        }),
     }))
 }
 

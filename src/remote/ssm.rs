@@ -17,6 +17,16 @@ pub struct SsmTarget<'a> {
     /// Ask DescribeInstanceInformation whether the agent is online before sending. Emulators
     /// without that call (moto) need this off.
     pub check_online: bool,
+    /// (bucket, key prefix) for the full output beyond the API's 24 000 characters.
+    pub output: Option<(String, String)>,
+}
+
+/// Where the SSM agent puts the full stdout of a single-step AWS-RunShellScript command.
+pub fn stdout_key(prefix: &str, command_id: &str, instance_id: &str) -> String {
+    format!(
+        "{}/{command_id}/{instance_id}/awsrunShellScript/0.awsrunShellScript/stdout",
+        prefix.trim_end_matches('/')
+    )
 }
 
 /// The shell command SSM runs: the runner, fed the payload on stdin by a quoted here-doc
@@ -106,7 +116,7 @@ impl SsmTarget<'_> {
                 execution_timeout_secs: timeout.as_secs().max(1),
                 delivery_timeout_secs: 600,
                 comment: format!("poscloud {}", script.name),
-                output_bucket: None,
+                output_bucket: self.output.as_ref().map(|(b, p)| (b.as_str(), p.as_str())),
             })
             .await?;
         let deadline = Instant::now() + timeout + Duration::from_secs(660);
@@ -132,18 +142,37 @@ impl SsmTarget<'_> {
             )),
         })?;
         let exit_code = finished(&inv, id).expect("finished")?;
-        if inv.stdout.chars().count() >= STDOUT_LIMIT {
-            tracing::warn!(
-                "stdout of {command_id} reached the SSM API limit of {STDOUT_LIMIT} characters and may be cut"
-            );
+        let mut stdout = inv.stdout;
+        if stdout.chars().count() >= STDOUT_LIMIT {
+            stdout = self.full_stdout(&command_id, stdout).await?;
         }
-        sink(Stream::Stdout, inv.stdout.as_bytes());
+        sink(Stream::Stdout, stdout.as_bytes());
         sink(Stream::Stderr, inv.stderr.as_bytes());
         Ok(Outcome {
             exit_code,
-            stdout: inv.stdout.into_bytes(),
+            stdout: stdout.into_bytes(),
             stderr: inv.stderr.into_bytes(),
         })
+    }
+}
+
+impl SsmTarget<'_> {
+    /// The API cut stdout at 24 000 characters: read the whole of it from S3.
+    pub async fn full_stdout(&self, command_id: &str, cut: String) -> Result<String> {
+        let Some((bucket, prefix)) = &self.output else {
+            tracing::warn!(
+                "stdout of {command_id} was cut at {STDOUT_LIMIT} characters (no output bucket)"
+            );
+            return Ok(cut);
+        };
+        let key = stdout_key(prefix, command_id, &self.instance_id);
+        match self.aws.get_object_text(bucket, &key).await? {
+            Some(full) => Ok(full),
+            None => {
+                tracing::warn!("stdout of {command_id} was cut and s3://{bucket}/{key} is missing");
+                Ok(cut)
+            }
+        }
     }
 }
 

@@ -96,11 +96,17 @@ impl Drop for Emulator {
 pub struct Call {
     pub action: String,
     pub status: u16,
+    /// The request body (JSON for SSM, form-encoded for EC2/IAM).
+    pub body: String,
 }
 
 /// Reads are Describe*, Get*, List*; every other API action changes something. Written here
 /// independently of poscloud's own notion, so the tests do not trust the code they test.
+/// S3 speaks REST: its requests are recorded as "METHOD /path", and GET/HEAD are reads.
 pub fn is_write(action: &str) -> bool {
+    if let Some((method, _)) = action.split_once(' ') {
+        return !matches!(method, "GET" | "HEAD");
+    }
     !(action.starts_with("Describe") || action.starts_with("Get") || action.starts_with("List"))
 }
 
@@ -151,6 +157,7 @@ async fn handle(
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     let action = action_of(&parts, &body);
+    let body_text = String::from_utf8_lossy(&body).into_owned();
     let delay = if is_write(&action) {
         state.lock().unwrap().write_delay
     } else {
@@ -201,7 +208,11 @@ async fn handle(
                 }
             }
         }
-        s.calls.push(Call { action, status });
+        s.calls.push(Call {
+            action,
+            status,
+            body: body_text,
+        });
         kill
     };
     if let Some(pid) = kill {
@@ -294,6 +305,7 @@ pub struct Rig {
     pub ec2: aws_sdk_ec2::Client,
     pub iam: aws_sdk_iam::Client,
     pub ssm: aws_sdk_ssm::Client,
+    pub s3: aws_sdk_s3::Client,
 }
 
 #[derive(Debug)]
@@ -352,6 +364,11 @@ impl Rig {
             ec2: aws_sdk_ec2::Client::new(&conf),
             iam: aws_sdk_iam::Client::new(&conf),
             ssm: aws_sdk_ssm::Client::new(&conf),
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&conf)
+                    .force_path_style(true)
+                    .build(),
+            ),
             emu,
             proxy,
             home: tempfile::tempdir().unwrap(),

@@ -1,0 +1,186 @@
+//! The SSM output bucket: one per account and region, shared by every shop (each writes
+//! under its own prefix), encrypted, with public access blocked.
+
+use super::Aws;
+use crate::error::{Error, Result};
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, CreateBucketConfiguration, PublicAccessBlockConfiguration,
+    ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
+    ServerSideEncryptionRule,
+};
+
+pub fn output_bucket_name(account: &str, region: &str) -> String {
+    format!("poscloud-ssm-output-{account}-{region}")
+}
+
+/// A stack's prefix in the output bucket (ends with '/').
+pub fn stack_prefix(id: &crate::spec::StackId) -> String {
+    format!("{}/{}/", id.shop, id.env)
+}
+
+impl Aws {
+    pub async fn account_id(&self) -> Result<String> {
+        let out = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| self.err("GetCallerIdentity", None, e))?;
+        out.account()
+            .map(str::to_string)
+            .ok_or_else(|| Error::failed("GetCallerIdentity returned no account"))
+    }
+
+    pub async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
+        match self.s3.head_bucket().bucket(bucket).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
+            Err(e) => Err(self.err("HeadBucket", Some(bucket), e)),
+        }
+    }
+
+    /// Creates the bucket (then `secure_bucket` must run: a crash in between is caught by
+    /// discovery, which checks both settings).
+    pub async fn create_output_bucket(&self, bucket: &str) -> Result<()> {
+        let mut req = self.s3.create_bucket().bucket(bucket);
+        if self.region != "us-east-1" {
+            req = req.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(self.region.as_str()))
+                    .build(),
+            );
+        }
+        match req.send().await {
+            Ok(_) => self.wrote("CreateBucket", bucket),
+            // A crashed earlier run may have created it: the settings below still apply.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_bucket_already_owned_by_you()) => {}
+            Err(e) => return Err(self.err("CreateBucket", Some(bucket), e)),
+        }
+        Ok(())
+    }
+
+    /// Blocks all public access and turns default encryption (SSE-S3) on.
+    pub async fn secure_bucket(&self, bucket: &str) -> Result<()> {
+        self.s3
+            .put_public_access_block()
+            .bucket(bucket)
+            .public_access_block_configuration(
+                PublicAccessBlockConfiguration::builder()
+                    .block_public_acls(true)
+                    .ignore_public_acls(true)
+                    .block_public_policy(true)
+                    .restrict_public_buckets(true)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| self.err("PutPublicAccessBlock", Some(bucket), e))?;
+        self.wrote("PutPublicAccessBlock", bucket);
+        let rule = ServerSideEncryptionRule::builder()
+            .apply_server_side_encryption_by_default(
+                ServerSideEncryptionByDefault::builder()
+                    .sse_algorithm(ServerSideEncryption::Aes256)
+                    .build()
+                    .map_err(|e| Error::failed(e.to_string()))?,
+            )
+            .build();
+        self.s3
+            .put_bucket_encryption()
+            .bucket(bucket)
+            .server_side_encryption_configuration(
+                ServerSideEncryptionConfiguration::builder()
+                    .rules(rule)
+                    .build()
+                    .map_err(|e| Error::failed(e.to_string()))?,
+            )
+            .send()
+            .await
+            .map_err(|e| self.err("PutBucketEncryption", Some(bucket), e))?;
+        self.wrote("PutBucketEncryption", bucket);
+        Ok(())
+    }
+
+    /// (default encryption on, all four public-access blocks on)
+    pub async fn bucket_security(&self, bucket: &str) -> Result<(bool, bool)> {
+        let encrypted = match self.s3.get_bucket_encryption().bucket(bucket).send().await {
+            Ok(o) => o
+                .server_side_encryption_configuration()
+                .is_some_and(|c| !c.rules().is_empty()),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => false,
+            Err(e) => return Err(self.err("GetBucketEncryption", Some(bucket), e)),
+        };
+        let blocked = match self
+            .s3
+            .get_public_access_block()
+            .bucket(bucket)
+            .send()
+            .await
+        {
+            Ok(o) => o.public_access_block_configuration().is_some_and(|c| {
+                c.block_public_acls() == Some(true)
+                    && c.ignore_public_acls() == Some(true)
+                    && c.block_public_policy() == Some(true)
+                    && c.restrict_public_buckets() == Some(true)
+            }),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => false,
+            Err(e) => return Err(self.err("GetPublicAccessBlock", Some(bucket), e)),
+        };
+        Ok((encrypted, blocked))
+    }
+
+    /// Keys under a prefix (at most `limit`).
+    pub async fn list_keys(&self, bucket: &str, prefix: &str, limit: usize) -> Result<Vec<String>> {
+        let pages = self
+            .s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| self.err("ListObjectsV2", Some(bucket), e))?;
+        Ok(pages
+            .iter()
+            .flat_map(|p| p.contents())
+            .filter_map(|o| o.key().map(str::to_string))
+            .take(limit)
+            .collect())
+    }
+
+    pub async fn get_object_text(&self, bucket: &str, key: &str) -> Result<Option<String>> {
+        match self.s3.get_object().bucket(bucket).key(key).send().await {
+            Ok(o) => {
+                let bytes = o
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| Error::failed(format!("reading s3://{bucket}/{key}: {e}")))?;
+                Ok(Some(
+                    String::from_utf8_lossy(&bytes.into_bytes()).into_owned(),
+                ))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(self.err("GetObject", Some(key), e)),
+        }
+    }
+
+    /// Deletes every object under `prefix`; returns how many.
+    pub async fn delete_prefix(&self, bucket: &str, prefix: &str) -> Result<usize> {
+        let keys = self.list_keys(bucket, prefix, usize::MAX).await?;
+        for key in &keys {
+            self.s3
+                .delete_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| self.err("DeleteObject", Some(key), e))?;
+            self.wrote("DeleteObject", key);
+        }
+        Ok(keys.len())
+    }
+}
