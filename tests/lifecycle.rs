@@ -475,33 +475,8 @@ fn drift_is_reported_and_fixed() {
     let rig = Rig::new();
     provision(&rig, "qa").ok();
     // Someone opens RDP to the world on the host group and detaches the POS address.
+    rig.open_inbound("sg-host", "tcp", 3389, "0.0.0.0/0");
     rig.block(async {
-        let sg = rig
-            .ec2
-            .describe_security_groups()
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("tag:poscloud:role")
-                    .values("sg-host")
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap()
-            .security_groups()[0]
-            .group_id()
-            .unwrap()
-            .to_string();
-        rig.ec2
-            .authorize_security_group_ingress()
-            .group_id(&sg)
-            .ip_protocol("tcp")
-            .from_port(3389)
-            .to_port(3389)
-            .cidr_ip("0.0.0.0/0")
-            .send()
-            .await
-            .unwrap();
         let eip = rig
             .ec2
             .describe_addresses()

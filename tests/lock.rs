@@ -134,34 +134,7 @@ fn teardown_is_refused_while_a_provision_runs() {
     ])
     .ok();
     // Drift gives the next provision work to do; slow writes keep it running a while.
-    rig.block(async {
-        let sg = rig
-            .ec2
-            .describe_security_groups()
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("tag:poscloud:role")
-                    .values("sg-pos")
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap()
-            .security_groups()[0]
-            .group_id()
-            .unwrap()
-            .to_string();
-        rig.ec2
-            .authorize_security_group_ingress()
-            .group_id(&sg)
-            .ip_protocol("udp")
-            .from_port(500)
-            .to_port(500)
-            .cidr_ip("0.0.0.0/0")
-            .send()
-            .await
-            .unwrap();
-    });
+    rig.open_inbound("sg-pos", "udp", 500, "0.0.0.0/0");
     rig.proxy.set_write_delay(Duration::from_millis(1500));
     let up = rig
         .command(&[

@@ -671,3 +671,30 @@ impl Rig {
         })
     }
 }
+
+impl Rig {
+    /// Opens an inbound rule on the stack's security group of `role` (sg-host, sg-pos) behind
+    /// poscloud's back, as a person in the console would: drift for the tests.
+    pub fn open_inbound(&self, role: &str, protocol: &str, port: i32, cidr: &str) {
+        self.block(async {
+            let groups = self
+                .ec2
+                .describe_security_groups()
+                .filters(f("tag:poscloud:role", role))
+                .send()
+                .await
+                .unwrap();
+            let sg = groups.security_groups()[0].group_id().unwrap();
+            self.ec2
+                .authorize_security_group_ingress()
+                .group_id(sg)
+                .ip_protocol(protocol)
+                .from_port(port)
+                .to_port(port)
+                .cidr_ip(cidr)
+                .send()
+                .await
+                .unwrap();
+        })
+    }
+}
