@@ -11,10 +11,10 @@ moto_version="5.2.1"
 # Needed for: shellcheck of bootstrap/ and userdata/ scripts; cloud-init: `cloud-init schema` on rendered
 # user-data; openssh-server, iproute2: test hosts in network namespaces; podman, runc,
 # busybox-static: the container engine and a base image on test hosts; strongswan-*: the
-# VPN daemon and swanctl on test hosts.
+# VPN daemon and swanctl on test hosts; rsync: restores and cutover syncs.
 apt_packages=(shellcheck cloud-init openssh-server openssh-client iproute2 pkg-config libssl-dev
   curl podman runc busybox-static strongswan-swanctl strongswan-charon libcharon-extra-plugins
-  libstrongswan-extra-plugins iputils-ping)
+  libstrongswan-extra-plugins iputils-ping rsync)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
