@@ -214,7 +214,7 @@ pub async fn apply(
                     d.instance_profile.as_ref().map(|p| p.arn.as_str()),
                 )?,
                 user_data_b64: base64::engine::general_purpose::STANDARD
-                    .encode(crate::userdata::render(spec, &aws.region)),
+                    .encode(crate::userdata::encode(spec, &aws.region)?),
                 termination_protection: spec.termination_protection,
                 // The VPC id makes the token unique per stack generation: a re-run after a
                 // crash reuses it (AWS returns the same instance), a new stack never does.

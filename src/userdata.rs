@@ -5,7 +5,9 @@
 //! the same. `{{file:NAME}}` inserts `userdata/NAME` that way. Nothing secret may be
 //! rendered: user-data is readable from instance metadata and DescribeInstanceAttribute.
 
+use crate::error::{Error, Result};
 use crate::spec::StackSpec;
+use std::io::Write;
 
 const TEMPLATE: &str = include_str!("../userdata/cloud-config.yaml");
 /// Shell parts, kept as files so shellcheck can check them.
@@ -16,6 +18,30 @@ const FILES: &[(&str, &str)] = &[
 
 /// AWS limit on user data before base64.
 pub const MAX_BYTES: usize = 16 * 1024;
+
+/// What RunInstances gets (before base64): the document, gzipped when it would not fit
+/// (cloud-init recognises gzip by its magic bytes). Too large even then: an input error.
+pub fn encode(spec: &StackSpec, region: &str) -> Result<Vec<u8>> {
+    let text = render(spec, region);
+    if text.len() <= MAX_BYTES {
+        return Ok(text.into_bytes());
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(text.as_bytes())
+        .and_then(|_| gz.finish())
+        .map_err(|e| Error::failed(format!("gzip user-data: {e}")))
+        .and_then(|bytes| {
+            if bytes.len() <= MAX_BYTES {
+                Ok(bytes)
+            } else {
+                Err(Error::usage(format!(
+                    "{}: the host's user-data is {} bytes even gzipped, over the {MAX_BYTES}-byte AWS limit; list fewer operator_keys",
+                    spec.source,
+                    bytes.len()
+                )))
+            }
+        })
+}
 
 pub fn render(spec: &StackSpec, region: &str) -> String {
     let admin: Vec<String> = spec.admin_cidrs.iter().map(|c| c.to_string()).collect();

@@ -88,6 +88,7 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
     let spec = StackSpec::load(id.clone(), args.stack.stack.as_deref(), args.size)?;
     let reach = reach(&args.reach)?;
     let aws = ctx.connect(&super::command_line("provision", &id)).await?;
+    crate::userdata::encode(&spec, &aws.region)?;
     ui.info(format!(
         "provision {id} in {} (stack {})",
         aws.region, spec.source

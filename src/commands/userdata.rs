@@ -2,7 +2,7 @@ use super::Ctx;
 use crate::cli::StackArgs;
 use crate::error::{Error, Result};
 use crate::spec::{validate_region, StackSpec};
-use crate::userdata::{render, MAX_BYTES};
+use crate::userdata::{encode, render, MAX_BYTES};
 use serde_json::json;
 
 /// `userdata`: what the host would get at launch, for review and for schema checks.
@@ -16,12 +16,11 @@ pub fn run(ctx: &Ctx, args: &StackArgs) -> Result<()> {
         .ok_or_else(|| Error::usage("no AWS region: pass --region or set AWS_REGION"))?;
     validate_region(&region)?;
     let text = render(&spec, &region);
-    if text.len() > MAX_BYTES {
-        return Err(Error::failed(format!(
-            "rendered user-data is {} bytes, over the {MAX_BYTES}-byte AWS limit",
-            text.len()
-        )));
-    }
-    ctx.result(json!({"bytes": text.len(), "user_data": text}), &text);
+    let sent = encode(&spec, &region)?;
+    ctx.result(
+        json!({"bytes": text.len(), "bytes_sent": sent.len(), "gzipped": sent.len() != text.len(),
+               "limit": MAX_BYTES, "user_data": text}),
+        &text,
+    );
     Ok(())
 }

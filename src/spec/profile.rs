@@ -335,6 +335,9 @@ fn parse_cidr(s: &str) -> std::result::Result<Ipv4Net, String> {
 /// An OpenSSH public key line: `type base64 [comment]`. Private keys are refused outright.
 fn validate_public_key(k: &str) -> std::result::Result<String, String> {
     use base64::Engine;
+    if k.contains(|c: char| c.is_control()) {
+        return Err("one key per entry, on one line (no newlines or control characters)".into());
+    }
     if k.contains("PRIVATE KEY") {
         return Err(
             "this is a private key: give the public key (the .pub file), never the private one"
