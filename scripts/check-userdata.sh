@@ -4,7 +4,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-cargo build --quiet
+# --all-targets: the same dependency features as `cargo test`, so nothing is built twice.
+cargo build --quiet --all-targets
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 for stack in prod qa dev; do
