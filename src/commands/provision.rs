@@ -46,6 +46,19 @@ fn summary(
     }
 }
 
+/// Reads an OpenSSH public key file (refusing private keys) for pinning.
+pub fn public_key_file(flag: &str, f: &std::path::Path) -> Result<PinnedKey> {
+    let line = std::fs::read_to_string(f)
+        .map_err(|e| Error::usage(format!("{flag} {}: {e}", f.display())))?;
+    if line.contains("PRIVATE KEY") {
+        return Err(Error::usage(format!(
+            "{flag} {} holds a private key; give the public key",
+            f.display()
+        )));
+    }
+    PinnedKey::parse(line.trim())
+}
+
 /// Checks the reach options (files readable, address well-formed) before any AWS call.
 pub fn reach(args: &ReachArgs) -> Result<Reach> {
     let ssh = args
@@ -57,20 +70,11 @@ pub fn reach(args: &ReachArgs) -> Result<Reach> {
         std::fs::metadata(k)
             .map_err(|e| Error::usage(format!("--ssh-key {}: {e}", k.display())))?;
     }
-    let host_key = match &args.host_key_file {
-        Some(f) => {
-            let line = std::fs::read_to_string(f)
-                .map_err(|e| Error::usage(format!("--host-key-file {}: {e}", f.display())))?;
-            if line.contains("PRIVATE KEY") {
-                return Err(Error::usage(format!(
-                    "--host-key-file {} holds a private key; give the host's public key",
-                    f.display()
-                )));
-            }
-            Some(PinnedKey::parse(line.trim())?)
-        }
-        None => None,
-    };
+    let host_key = args
+        .host_key_file
+        .as_deref()
+        .map(|f| public_key_file("--host-key-file", f))
+        .transpose()?;
     Ok(Reach {
         ssh,
         force_ssh: args.transport == Transport::Ssh,
@@ -101,11 +105,16 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
     } else {
         Vec::new()
     };
+    // Phases recorded as done (read once), and those still to run.
+    let mut done = BTreeMap::new();
     let mut pending = Vec::new();
     for p in &wanted {
         let redo = args.redo.contains(&Phase::Bootstrap) && *p == "bootstrap";
-        if redo || phases::phase_state(&aws, &id, p).await?.is_none() {
-            pending.push(*p);
+        match phases::phase_state(&aws, &id, p).await? {
+            Some(st) if !redo => {
+                done.insert(p.to_string(), st);
+            }
+            _ => pending.push(*p),
         }
     }
 
@@ -134,12 +143,8 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
             ui.warn(format!("{id} is locked by {h}"));
         }
         ui.info(render_plan(&plan, None));
-        let mut done = BTreeMap::new();
-        for p in &wanted {
-            if let Some(st) = phases::phase_state(&aws, &id, p).await? {
-                ui.info(format!("{p}: done at {} by {}", st.done_at, st.by));
-                done.insert(p.to_string(), st);
-            }
+        for (p, st) in &done {
+            ui.info(format!("{p}: done at {} by {}", st.done_at, st.by));
         }
         let s = summary(&aws, &spec, &d, done);
         ctx.result(
