@@ -62,6 +62,11 @@ pub enum Command {
     List,
     /// Remove everything of a stack, then verify nothing is left
     Teardown(TeardownArgs),
+    /// Operate the POS on a shop's host
+    Pos {
+        #[command(subcommand)]
+        command: PosCommand,
+    },
     /// Print the host's rendered user-data (cloud-config) for a stack; no AWS call
     #[command(name = "userdata")]
     UserData(StackArgs),
@@ -174,6 +179,42 @@ pub struct TeardownArgs {
     /// With --yes: allow removing a prod stack without typing the shop code back
     #[arg(long)]
     pub allow_prod: bool,
+    /// Remove a lock left by a run that is gone (prints whose it was)
+    #[arg(long)]
+    pub break_lock: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PosCommand {
+    /// Bring customer data in from a backup source; every file is verified against the
+    /// source's manifest before the data directory is replaced
+    Restore(PosRestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PosRestoreArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// Backup source: ssh://user@host[:port]/path/ (rsync over SSH) or file:///path/ on the host
+    #[arg(long, value_name = "SOURCE")]
+    pub from: String,
+    /// POS application whose data this is
+    #[arg(long, value_enum, default_value_t = crate::phases::restore::App::Rti)]
+    pub app: crate::phases::restore::App,
+    /// Data directory on the host [default: /var/lib/poscloud/data/<app>]
+    #[arg(long, value_name = "PATH")]
+    pub data_dir: Option<String>,
+    /// For ssh:// sources: path ON THE HOST of the key that logs in to the backup server
+    #[arg(long, value_name = "PATH")]
+    pub source_key_file: Option<String>,
+    /// For ssh:// sources: the backup server's public host key, checked out of band
+    #[arg(long, value_name = "FILE")]
+    pub source_host_key_file: Option<PathBuf>,
+    /// The manifest (sha256sum format) inside the source
+    #[arg(long, default_value = "MANIFEST.sha256")]
+    pub manifest: String,
+    #[command(flatten)]
+    pub reach: ReachArgs,
     /// Remove a lock left by a run that is gone (prints whose it was)
     #[arg(long)]
     pub break_lock: bool,

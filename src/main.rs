@@ -34,6 +34,7 @@ fn main() {
             Command::Status(a) => commands::status::run(&ctx, a).await,
             Command::List => commands::list::run(&ctx).await,
             Command::Teardown(a) => commands::teardown::run(&ctx, a).await,
+            Command::Pos { command } => commands::pos::run(&ctx, command).await,
             Command::UserData(a) => commands::userdata::run(&ctx, a),
             Command::Completions { shell } => {
                 clap_complete::generate(

@@ -2,6 +2,7 @@
 
 pub mod list;
 pub mod plan;
+pub mod pos;
 pub mod provision;
 pub mod status;
 pub mod teardown;

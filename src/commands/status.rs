@@ -58,7 +58,7 @@ pub async fn run(ctx: &Ctx, args: &StackArgs) -> Result<()> {
         }));
     }
     let mut phases = serde_json::Map::new();
-    for p in crate::phases::PHASES {
+    for p in crate::phases::RECORDED {
         match crate::phases::phase_state(&aws, &id, p).await? {
             Some(st) => {
                 let _ = writeln!(

@@ -2,6 +2,7 @@
 //! the host and a parameter in SSM) and skipped when done unless redone on request.
 
 pub mod bootstrap;
+pub mod restore;
 
 use crate::aws::discover::Discovered;
 use crate::aws::ssm::{host_key_name, phase_name};
@@ -18,8 +19,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::PathBuf;
 
-/// The phases after infra, in order.
+/// The phases after infra that provision runs, in order.
 pub const PHASES: &[&str] = &["bootstrap"];
+/// Every phase whose completion is recorded (status shows them all).
+pub const RECORDED: &[&str] = &["bootstrap", "restore"];
 
 /// What SSM records when a phase completes.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -32,6 +32,10 @@ pub const SCRIPTS: &[Script] = &[
         name: "put-file.sh",
         body: include_str!("../../bootstrap/put-file.sh"),
     },
+    Script {
+        name: "restore.sh",
+        body: include_str!("../../bootstrap/restore.sh"),
+    },
 ];
 
 pub fn script(name: &str) -> Script {

@@ -1,0 +1,170 @@
+//! The restore phase: customer data from a backup source into the host's data directory,
+//! every file checked against the source's manifest before it replaces anything.
+
+use super::{journal_run, record_phase, PhaseState};
+use crate::aws::Aws;
+use crate::error::{Error, Result};
+use crate::remote::ssh::PinnedKey;
+use crate::remote::{script, Inputs, Remote};
+use crate::spec::StackId;
+use crate::ui::Ui;
+use std::time::Duration;
+
+/// A large shop's data over a slow link: hours, not minutes.
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum App {
+    Rti,
+    Daisy,
+}
+
+impl App {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            App::Rti => "rti",
+            App::Daisy => "daisy",
+        }
+    }
+}
+
+/// Where a restore reads from, validated before anything runs.
+#[derive(Debug, Clone)]
+pub struct RestoreSpec {
+    pub app: App,
+    pub source: String,
+    pub data_dir: String,
+    /// For ssh:// sources: the key file on the host, and the backup server's pinned key.
+    pub source_key_file: Option<String>,
+    pub source_host_key: Option<PinnedKey>,
+    pub manifest: String,
+}
+
+fn abs_path(what: &str, p: &str) -> Result<()> {
+    if p.starts_with('/') && !p.split('/').any(|c| c == "..") && !p.contains(['\n', '\0']) {
+        Ok(())
+    } else {
+        Err(Error::usage(format!(
+            "{what} {p:?} must be an absolute path without `..`"
+        )))
+    }
+}
+
+impl RestoreSpec {
+    pub fn new(
+        app: App,
+        source: &str,
+        data_dir: Option<&str>,
+        source_key_file: Option<&str>,
+        source_host_key: Option<PinnedKey>,
+        manifest: &str,
+    ) -> Result<RestoreSpec> {
+        let data_dir = data_dir
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("/var/lib/poscloud/data/{}", app.as_str()));
+        abs_path("--data-dir", &data_dir)?;
+        if manifest.is_empty() || manifest.contains(['/', '\n', '\0']) || manifest.starts_with('.')
+        {
+            return Err(Error::usage(format!(
+                "--manifest {manifest:?} must be a plain file name in the source"
+            )));
+        }
+        if let Some(rest) = source.strip_prefix("ssh://") {
+            let (userhost, path) = rest.split_once('/').ok_or_else(|| {
+                Error::usage(format!(
+                    "{source:?}: ssh sources are ssh://user@host[:port]/path/"
+                ))
+            })?;
+            crate::remote::ssh::SshTarget::parse_address(userhost)?;
+            abs_path("the source path", &format!("/{path}"))?;
+            let key = source_key_file.ok_or_else(|| {
+                Error::usage(
+                    "an ssh:// source needs --source-key-file (the key's path on the host)",
+                )
+            })?;
+            abs_path("--source-key-file", key)?;
+            if source_host_key.is_none() {
+                return Err(Error::usage(
+                    "an ssh:// source needs --source-host-key-file (the backup server's public host key, checked out of band)",
+                ));
+            }
+        } else if let Some(path) = source.strip_prefix("file://") {
+            abs_path("the source path", path)?;
+        } else {
+            return Err(Error::usage(format!(
+                "{source:?}: a restore source is ssh://user@host[:port]/path/ or file:///path/"
+            )));
+        }
+        Ok(RestoreSpec {
+            app,
+            source: source.to_string(),
+            data_dir,
+            source_key_file: source_key_file.map(str::to_string),
+            source_host_key,
+            manifest: manifest.to_string(),
+        })
+    }
+}
+
+/// Runs the restore on the host. A verification failure names the files and changes nothing.
+pub async fn run(
+    aws: &Aws,
+    ui: &Ui,
+    id: &StackId,
+    remote: &Remote<'_>,
+    spec: &RestoreSpec,
+) -> Result<PhaseState> {
+    let target = remote.describe();
+    let step = ui.step(format!("restore: {} → {}", spec.source, spec.data_dir));
+    let mut inputs = Inputs::new()
+        .set("SHOP", id.shop.as_str())?
+        .set("APP", spec.app.as_str())?
+        .set("DATA_DIR", &spec.data_dir)?
+        .set("SOURCE", &spec.source)?
+        .set("MANIFEST", &spec.manifest)?;
+    if let Some(k) = &spec.source_key_file {
+        inputs = inputs.set("SOURCE_KEY_FILE", k)?;
+    }
+    if let Some(k) = &spec.source_host_key {
+        inputs = inputs.set("SOURCE_HOST_KEY", k.to_line())?;
+    }
+    let out = remote
+        .run(
+            &script("restore.sh"),
+            &inputs,
+            RESTORE_TIMEOUT,
+            ui.remote_sink(),
+        )
+        .await?;
+    journal_run(aws, "restore.sh", &target, &out);
+    if out.exit_code != 0 {
+        step.failed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let (what, next) = match out.exit_code {
+            3 => (
+                "the restored data does not match the source's manifest; the data directory was not changed",
+                "fix the backup (or take a fresh one) and run the restore again",
+            ),
+            2 => ("the host refused the restore inputs", "check --from and --data-dir"),
+            _ => (
+                "the restore failed",
+                "read the messages above; the data directory is only replaced after every file verified",
+            ),
+        };
+        return Err(Error::failed(format!(
+            "{what} on {target} (exit {}):\n{}\n  next: {next}",
+            out.exit_code,
+            stderr.trim()
+        )));
+    }
+    let result = out
+        .result()
+        .ok_or_else(|| Error::failed(format!("restore on {target} ended without a result line")))?;
+    let detail = format!(
+        "{} files, {} bytes verified",
+        result["files"], result["bytes"]
+    );
+    let st = record_phase(aws, id, "restore", &target, result).await?;
+    step.done(&detail);
+    Ok(st)
+}
