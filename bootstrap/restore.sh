@@ -152,10 +152,10 @@ if [[ $kind == ssh ]]; then
   } >"$tmp/ssh"
   rsync_opts+=(-e "bash $tmp/ssh")
   src_spec=$src_user@$src_host:$src_path/
-  echo "restore: source $src_user@$src_host:$src_port:$src_path/, pinned host key $fingerprint"
+  echo "restore: source $source_url (rsync over SSH, host key pinned: $fingerprint)"
 else
   src_spec=$root$src_path/
-  echo "restore: source $src_path/ on this host"
+  echo "restore: source $source_url (a directory on this host)"
 fi
 
 mkdir -p "$state/phases"
@@ -187,10 +187,27 @@ unescape() {
   done
 }
 
-# Escapes a name for one-line display, the manifest's way.
+# Escapes backslash as \\ and newline as \n (the manifest's way); sets $escaped. A loop
+# rather than ${s//...}: quoting in the replacement differs between bash 4.2 and 5.x.
+escape() {
+  local s=$1 c
+  escaped=$s
+  [[ $s == *"$bs"* || $s == *$'\n'* ]] || return 0
+  escaped=""
+  while [[ -n $s ]]; do
+    c=${s:0:1} s=${s:1}
+    case $c in
+      "$bs") escaped+=$bs$bs ;;
+      $'\n') escaped+=${bs}n ;;
+      *) escaped+=$c ;;
+    esac
+  done
+}
+
+# A name on one line, for messages.
 shown() {
-  local s=${1//"$bs"/"$bs$bs"}
-  printf '%s' "${s//$'\n'/"${bs}n"}"
+  escape "$1"
+  printf '%s' "$escaped"
 }
 
 parse_manifest() {
@@ -230,11 +247,10 @@ parse_manifest() {
 
   # What sha256sum -c reads: our parse, re-escaped the way every coreutils version reads
   # (8.22 on CentOS 7 knows only \\ and \n), so the check and our report agree on names.
-  local e
   for name in ${names[@]+"${names[@]}"}; do
-    if [[ $name == *"$bs"* || $name == *$'\n'* ]]; then
-      e=${name//"$bs"/"$bs$bs"}
-      printf '\\%s  %s\n' "${want[$name]}" "${e//$'\n'/"${bs}n"}"
+    escape "$name"
+    if [[ $escaped != "$name" ]]; then
+      printf '\\%s  %s\n' "${want[$name]}" "$escaped"
     else
       printf '%s  %s\n' "${want[$name]}" "$name"
     fi
@@ -294,9 +310,17 @@ count() {
   )
 }
 
+# A JSON string; inputs hold no control characters (checked at the top).
 json_str() {
-  local s=${1//"$bs"/"$bs$bs"}
-  printf '"%s"' "${s//\"/"$bs\""}"
+  local s=$1 c out=""
+  while [[ -n $s ]]; do
+    c=${s:0:1} s=${s:1}
+    case $c in
+      "$bs" | '"') out+=$bs$c ;;
+      *) out+=$c ;;
+    esac
+  done
+  printf '"%s"' "$out"
 }
 
 finish() { # UNCHANGED MOVED_ASIDE
@@ -356,11 +380,22 @@ fi
 # Files that failed the last check are fetched afresh: rsync's quick check (size and time)
 # would keep a bad copy whose size and time happen to match the source.
 refetch=$state/restore.refetch
+# True when NAME is a regular file reached through real directories of staging only: the
+# source may hold symlinks (say a -> /etc), and a removal must never follow one.
+in_staging() {
+  local rel=$1 p=$staging
+  case /$rel/ in */../* | */./* | *//*) return 1 ;; esac
+  while [[ $rel == */* ]]; do
+    p+=/${rel%%/*}
+    rel=${rel#*/}
+    [[ -d $p && ! -L $p ]] || return 1
+  done
+  [[ -f $p/$rel && ! -L $p/$rel ]]
+}
 if [[ -f $refetch ]]; then
   if [[ -d $staging ]]; then
     while IFS= read -r -d '' name; do
-      case /$name/ in */../* | */./* | //) continue ;; esac
-      rm -f -- "$staging/$name"
+      if in_staging "$name"; then rm -f -- "$staging/$name"; fi
     done <"$refetch"
   fi
   rm -f "$refetch"

@@ -33,6 +33,10 @@ pub const SCRIPTS: &[Script] = &[
         body: include_str!("../../bootstrap/put-file.sh"),
     },
     Script {
+        name: "stage.sh",
+        body: include_str!("../../bootstrap/stage.sh"),
+    },
+    Script {
         name: "restore.sh",
         body: include_str!("../../bootstrap/restore.sh"),
     },

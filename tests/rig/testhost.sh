@@ -182,6 +182,8 @@ do_down() {
     # Deleting a veth end removes the pair at once, whereas a deleted netns (and the veth
     # in it) goes away lazily: this lets the INDEX be reused right after `down`.
     for link in $(ip -n "$netns" -o link show type veth 2>/dev/null | awk -F'[:@]' '{print $2}'); do
+      # A pair inside the namespace (eth1/lan0) goes with its first end.
+      ip -n "$netns" link show "$link" >/dev/null 2>&1 || continue
       ip -n "$netns" link del "$link" || rc=1
     done
     ip netns del "$netns" || rc=1
@@ -262,6 +264,11 @@ ip link set "$veth_host" up
 ip -n "$netns" addr add "$ns_ip/30" dev "$veth_ns"
 ip -n "$netns" link set "$veth_ns" up
 ip -n "$netns" link set lo up
+# eth1 stands for the POS interface (the second ENI), free for a script to hand to a
+# container; its peer lan0 plays the VPC side with the subnet gateway's address.
+ip -n "$netns" link add eth1 type veth peer name lan0
+ip -n "$netns" addr add 192.168.222.1/24 dev lan0
+ip -n "$netns" link set lan0 up
 # No default route in the namespace on purpose: nothing in it can reach past the veth.
 
 # -- keys (rm -f: ssh-keygen asks before overwriting, which would hang a test)

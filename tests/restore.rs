@@ -1,0 +1,662 @@
+//! The restore step (bootstrap/restore.sh) on a test host, with the backup source on the same
+//! host reached by a real rsync over SSH: data arrives byte-identical or not at all, every
+//! bad file is named, the data directory is never lost, and bad inputs change nothing.
+//!
+//! The source lives below the host's root directory, but rsync over SSH sees the machine's
+//! real filesystem (the netns isolates the network only), so SOURCE names its real path.
+
+mod common;
+use common::host::TestHost;
+use poscloud::remote::ssh::{PinnedKey, SshTarget};
+use poscloud::remote::{no_sink, Inputs, Outcome, Remote, Script};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const RESTORE: Script = Script {
+    name: "restore.sh",
+    body: include_str!("../bootstrap/restore.sh"),
+};
+const SHOP: &str = "12345678";
+const MANIFEST: &str = "MANIFEST.sha256";
+/// Where the tests put the backup server's login key on the host (below POSCLOUD_ROOT).
+const KEY_ON_HOST: &str = "/etc/poscloud/restore-source.key";
+
+// ---- the host and the script ---------------------------------------------------------
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn remote(h: &TestHost) -> Remote<'static> {
+    let line = std::fs::read_to_string(&h.host_key_pub).unwrap();
+    Remote::Ssh(SshTarget {
+        user: h.user.clone(),
+        host: h.address.clone(),
+        port: h.port,
+        key_file: Some(h.client_key.clone()),
+        host_key: PinnedKey::parse(line.trim()).unwrap(),
+    })
+}
+
+/// The host's client key doubles as the key for the backup server (the same sshd).
+fn install_source_key(h: &TestHost) {
+    let dest = h.root.join(KEY_ON_HOST.trim_start_matches('/'));
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    std::fs::copy(&h.client_key, &dest).unwrap();
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+fn key_line(pub_file: &Path) -> String {
+    std::fs::read_to_string(pub_file)
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn backup_dir(h: &TestHost) -> PathBuf {
+    h.root.join(format!("backups/tfrsync-{SHOP}"))
+}
+
+/// `ssh://root@ADDRESS:22/<real path>/`
+fn ssh_url(h: &TestHost, dir: &Path) -> String {
+    format!(
+        "ssh://{}@{}:{}{}/",
+        h.user,
+        h.address,
+        h.port,
+        dir.display()
+    )
+}
+
+/// The inputs of an ssh:// restore; `changes` overrides (Some) or removes (None) some.
+fn inputs(base: &[(&str, String)], changes: &[(&str, Option<&str>)]) -> Inputs {
+    let mut vars: Vec<(String, String)> = base
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    for (k, v) in changes {
+        vars.retain(|(name, _)| name != k);
+        if let Some(v) = v {
+            vars.push((k.to_string(), v.to_string()));
+        }
+    }
+    vars.into_iter()
+        .fold(Inputs::new(), |i, (k, v)| i.set(&k, v).unwrap())
+}
+
+fn ssh_base(h: &TestHost, app: &str, data_dir: &str, src: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("SHOP", SHOP.to_string()),
+        ("APP", app.to_string()),
+        ("DATA_DIR", data_dir.to_string()),
+        ("SOURCE", ssh_url(h, src)),
+        ("SOURCE_KEY_FILE", KEY_ON_HOST.to_string()),
+        ("SOURCE_HOST_KEY", key_line(&h.host_key_pub)),
+    ]
+}
+
+fn run(r: &Remote, i: &Inputs) -> Outcome {
+    rt().block_on(r.run(&RESTORE, i, Duration::from_secs(600), no_sink()))
+        .expect("the transport works")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn assert_exit(out: &Outcome, code: i32) {
+    assert_eq!(
+        out.exit_code,
+        code,
+        "exit code\n--- stdout:\n{}\n--- stderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// The per-file lines of stderr (`restore: mismatch|missing|unlisted: <path>`), sorted.
+fn bad_files(out: &Outcome) -> Vec<String> {
+    let mut v: Vec<String> = text(&out.stderr)
+        .lines()
+        .filter(|l| {
+            ["mismatch", "missing", "unlisted"]
+                .iter()
+                .any(|k| l.starts_with(&format!("restore: {k}: ")))
+        })
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+// ---- data ------------------------------------------------------------------------------
+
+/// splitmix64: the same data on every run, no extra crate.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(n + 8);
+        while v.len() < n {
+            v.extend_from_slice(&self.next().to_le_bytes());
+        }
+        v.truncate(n);
+        v
+    }
+}
+
+fn path_of(rel: &[u8]) -> PathBuf {
+    PathBuf::from(OsStr::from_bytes(rel))
+}
+
+fn put(dir: &Path, rel: &[u8], content: &[u8]) {
+    let p = dir.join(path_of(rel));
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, content).unwrap();
+}
+
+/// Names a careless script would break. The newline and backslash are escaped in the
+/// manifest the way sha256sum does; the Latin-1 byte is how an old SCO box names files.
+const SPECIAL: &[&[u8]] = &[
+    b"with space.txt",
+    b"  two leading spaces",
+    b"trailing space ",
+    "dir with space/ünïcödé-Blumen-🌷.dat".as_bytes(),
+    "日本語/花.txt".as_bytes(),
+    b"quote'single.txt",
+    b"quote\"double.txt",
+    b"-leading-dash.bin",
+    b"--delete",
+    b"sub/-rf",
+    b"new\nline.txt",
+    b"back\\slash.txt",
+    b"tab\there.txt",
+    b"star*glob?[x].txt",
+    b"$HOME and $(id) `id`.txt",
+    b"semicolon;ls.txt",
+    b"colon:name.txt",
+    b".hidden",
+    b"latin1-caf\xe9.txt",
+    b"deep/a/b/c/d/e/f/g/leaf",
+    b"sub/MANIFEST.sha256",
+];
+
+/// Writes `n` generated files plus the special names under `dir`: nested directories,
+/// random binary content, empty files, one 3 MiB file, a 0600 and a 0755 file.
+fn generate(dir: &Path, n: usize, seed: u64) {
+    let mut rng = Rng(seed);
+    for i in 0..n {
+        let rel = format!("d{}/s{}/f{i:04}.bin", i % 13, i % 5);
+        let len = match i {
+            7 => 3 << 20,
+            _ if i % 50 == 0 => 0,
+            _ => (rng.next() % 4096) as usize,
+        };
+        put(dir, rel.as_bytes(), &rng.bytes(len));
+    }
+    for (i, rel) in SPECIAL.iter().enumerate() {
+        let len = if i % 4 == 0 {
+            0
+        } else {
+            (rng.next() % 512) as usize
+        };
+        put(dir, rel, &rng.bytes(len));
+    }
+    let mode = |rel: &str, m| {
+        std::fs::set_permissions(dir.join(rel), std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    mode("d1/s1/f0001.bin", 0o600);
+    mode("d2/s2/f0002.bin", 0o755);
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn sha256(b: &[u8]) -> String {
+    hex(Sha256::digest(b).as_slice())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Entry {
+    Dir,
+    File { mode: u32, content: Vec<u8> },
+    Other,
+}
+
+/// Every entry below `dir`, by relative path (bytes).
+fn snapshot(dir: &Path) -> BTreeMap<Vec<u8>, Entry> {
+    fn walk(base: &Path, rel: &Path, out: &mut BTreeMap<Vec<u8>, Entry>) {
+        for e in std::fs::read_dir(base.join(rel)).unwrap() {
+            let e = e.unwrap();
+            let r = rel.join(e.file_name());
+            let md = e.path().symlink_metadata().unwrap();
+            let key = r.as_os_str().as_bytes().to_vec();
+            if md.is_dir() {
+                out.insert(key, Entry::Dir);
+                walk(base, &r, out);
+            } else if md.is_file() {
+                let content = std::fs::read(e.path()).unwrap();
+                let mode = md.mode() & 0o7777;
+                out.insert(key, Entry::File { mode, content });
+            } else {
+                out.insert(key, Entry::Other);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, Path::new(""), &mut out);
+    out
+}
+
+/// Compares two snapshots entry by entry, naming the first differences (not dumping
+/// megabytes).
+fn assert_same(got: &BTreeMap<Vec<u8>, Entry>, want: &BTreeMap<Vec<u8>, Entry>, what: &str) {
+    let mut diffs = Vec::new();
+    for (k, v) in want {
+        match got.get(k) {
+            None => diffs.push(format!("missing {:?}", text(k))),
+            Some(x) if x != v => diffs.push(format!("differs {:?}", text(k))),
+            _ => {}
+        }
+    }
+    for k in got.keys().filter(|k| !want.contains_key(*k)) {
+        diffs.push(format!("extra {:?}", text(k)));
+    }
+    assert!(
+        diffs.is_empty(),
+        "{what}: {} entries differ, e.g. {:?}",
+        diffs.len(),
+        &diffs[..diffs.len().min(10)]
+    );
+}
+
+/// Compares two trees file by file: names, content and modes.
+fn assert_same_tree(got: &Path, want: &Path, what: &str) {
+    assert_same(
+        &snapshot(got),
+        &snapshot(want),
+        &format!("{what}: {} vs {}", got.display(), want.display()),
+    );
+}
+
+struct Manifest {
+    files: u64,
+    bytes: u64,
+    sha256: String,
+}
+
+/// Writes `dir/MANIFEST.sha256` in sha256sum's format for every regular file below `dir`
+/// (the manifest aside), half of the paths with a `./` prefix as `find .` prints them.
+fn write_manifest(dir: &Path) -> Manifest {
+    let mut out = Vec::new();
+    let (mut files, mut bytes) = (0, 0);
+    for (i, (rel, e)) in snapshot(dir).iter().enumerate() {
+        let Entry::File { content, .. } = e else {
+            continue;
+        };
+        if rel == MANIFEST.as_bytes() {
+            continue;
+        }
+        files += 1;
+        bytes += content.len() as u64;
+        let mut name = if i % 2 == 0 {
+            b"./".to_vec()
+        } else {
+            Vec::new()
+        };
+        name.extend_from_slice(rel);
+        let escape = name.contains(&b'\\') || name.contains(&b'\n');
+        if escape {
+            out.push(b'\\');
+            let mut esc = Vec::new();
+            for b in name {
+                match b {
+                    b'\\' => esc.extend_from_slice(b"\\\\"),
+                    b'\n' => esc.extend_from_slice(b"\\n"),
+                    _ => esc.push(b),
+                }
+            }
+            name = esc;
+        }
+        out.extend_from_slice(sha256(content).as_bytes());
+        out.extend_from_slice(b"  ");
+        out.extend_from_slice(&name);
+        out.push(b'\n');
+    }
+    std::fs::write(dir.join(MANIFEST), &out).unwrap();
+    Manifest {
+        files,
+        bytes,
+        sha256: sha256(&out),
+    }
+}
+
+/// `DATA_DIR.before-restore-*` next to `data`, oldest first.
+fn asides(data: &Path) -> Vec<PathBuf> {
+    let prefix = format!(
+        "{}.before-restore-",
+        data.file_name().unwrap().to_string_lossy()
+    );
+    let mut v: Vec<PathBuf> = std::fs::read_dir(data.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&prefix)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn staging(data: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.restore-staging", data.display()))
+}
+
+fn marker(h: &TestHost) -> PathBuf {
+    h.root.join("var/lib/poscloud/phases/restore.done")
+}
+
+fn earlier_data(data: &Path) {
+    put(data, b"customers.dat", b"earlier customer data\n");
+    put(data, b"orders/2024/0001.ord", &[0u8, 1, 2, 255]);
+}
+
+// ---- tests -----------------------------------------------------------------------------
+
+#[test]
+fn a_large_tricky_data_set_arrives_byte_identical_and_a_second_run_is_safe() {
+    let h = TestHost::up("rst1", 31, false);
+    install_source_key(&h);
+    let src = backup_dir(&h);
+    generate(&src, 1100, 0x5eed_0001);
+    let m = write_manifest(&src);
+    assert!(m.files >= 1000, "{} files", m.files);
+    let data = h.root.join("usr2");
+    earlier_data(&data);
+    let earlier = h.dir.path().join("earlier");
+    earlier_data(&earlier);
+    let r = remote(&h);
+    let base = ssh_base(&h, "rti", "/usr2", &src);
+
+    let logins = h.accepted_logins();
+    let out = run(&r, &inputs(&base, &[]));
+    assert_exit(&out, 0);
+    assert!(
+        h.accepted_logins() >= logins + 2,
+        "rsync logged in over SSH besides the transport"
+    );
+    let res = out.result().expect("a result line");
+    assert_eq!(res["files"], m.files, "{res}");
+    assert_eq!(res["bytes"], m.bytes, "{res}");
+    assert_eq!(res["source"], ssh_url(&h, &src), "{res}");
+    assert_eq!(res["manifest_sha256"], m.sha256, "{res}");
+    assert_eq!(res["unchanged"], false, "{res}");
+    assert_same_tree(&data, &src, "after the restore");
+    let a = asides(&data);
+    assert_eq!(a.len(), 1, "the earlier data moved aside once: {a:?}");
+    assert_same_tree(&a[0], &earlier, "the earlier data, kept aside");
+    assert_eq!(
+        res["moved_aside"],
+        format!("/{}", a[0].file_name().unwrap().to_string_lossy())
+    );
+    assert!(!staging(&data).exists(), "the staging copy became DATA_DIR");
+    let done: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(marker(&h)).unwrap()).unwrap();
+    assert_eq!(done, res, "the marker holds the result");
+
+    // Same source, data already there: verified in place, nothing moved.
+    let inode = std::fs::metadata(&data).unwrap().ino();
+    let out = run(&r, &inputs(&base, &[]));
+    assert_exit(&out, 0);
+    let res2 = out.result().expect("a result line");
+    assert_eq!(res2["unchanged"], true, "{res2}");
+    assert_eq!(res2["files"], m.files);
+    assert_eq!(res2["bytes"], m.bytes);
+    assert_eq!(res2["manifest_sha256"], m.sha256);
+    assert_eq!(
+        std::fs::metadata(&data).unwrap().ino(),
+        inode,
+        "DATA_DIR was not moved"
+    );
+    assert_same_tree(&data, &src, "after the second run");
+    assert_eq!(asides(&data), a, "no new copy aside");
+    assert_same_tree(&a[0], &earlier, "the earlier data, still kept aside");
+
+    // The app has written since: a run restores again and keeps what the app wrote.
+    put(&data, b"d3/s3/f0003.bin", b"changed by the app");
+    put(&data, b"new-since-restore.dat", b"written by the app");
+    let app_state = h.dir.path().join("app-state");
+    std::fs::rename(&data, &app_state).unwrap();
+    let copy = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&app_state)
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let out = run(&r, &inputs(&base, &[]));
+    assert_exit(&out, 0);
+    assert_eq!(out.result().unwrap()["unchanged"], false);
+    assert_same_tree(&data, &src, "after the third run");
+    let a3 = asides(&data);
+    assert_eq!(a3.len(), 2, "{a3:?}");
+    assert_same_tree(&a3[0], &earlier, "the first copy aside is untouched");
+    assert_same_tree(&a3[1], &app_state, "what the app wrote is kept aside");
+}
+
+#[test]
+fn corrupt_missing_and_unlisted_files_are_named_and_data_dir_is_untouched() {
+    let h = TestHost::up("rst2", 32, false);
+    install_source_key(&h);
+    let src = backup_dir(&h);
+    generate(&src, 40, 0x5eed_0002);
+    write_manifest(&src);
+    let data = h.root.join("d");
+    earlier_data(&data);
+    let before = snapshot(&data);
+    let r = remote(&h);
+    let base = ssh_base(&h, "daisy", "/d", &src);
+
+    // A file changed after the manifest was written: same size, other bytes.
+    let victim = src.join("dir with space/ünïcödé-Blumen-🌷.dat");
+    let good = std::fs::read(&victim).unwrap();
+    let mut bad = good.clone();
+    bad[0] ^= 0x55;
+    std::fs::write(&victim, &bad).unwrap();
+    let out = run(&r, &inputs(&base, &[]));
+    assert_exit(&out, 3);
+    assert_eq!(
+        bad_files(&out),
+        ["restore: mismatch: dir with space/ünïcödé-Blumen-🌷.dat"],
+        "exactly the changed file is named:\n{}",
+        text(&out.stderr)
+    );
+    assert_same(&snapshot(&data), &before, "DATA_DIR keeps its content");
+    assert!(asides(&data).is_empty(), "nothing was moved aside");
+    assert!(!marker(&h).exists(), "no done marker");
+    let st = staging(&data);
+    assert!(st.is_dir(), "the copy is kept for inspection");
+    assert!(
+        text(&out.stderr).contains(&st.display().to_string()),
+        "says where the copy is:\n{}",
+        text(&out.stderr)
+    );
+
+    // The file is fixed with the bad copy's size and time, so rsync's quick check alone
+    // would keep the bad copy; one listed file goes missing; an unlisted one appears.
+    let bad_time = std::fs::metadata(&victim).unwrap().modified().unwrap();
+    std::fs::write(&victim, &good).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&victim)
+        .unwrap()
+        .set_modified(bad_time)
+        .unwrap();
+    let gone = src.join("new\nline.txt");
+    let gone_content = std::fs::read(&gone).unwrap();
+    std::fs::remove_file(&gone).unwrap();
+    put(&src, b"extra/unlisted file.txt", b"not in the manifest");
+    let out = run(&r, &inputs(&base, &[]));
+    assert_exit(&out, 3);
+    assert_eq!(
+        bad_files(&out),
+        [
+            "restore: missing: new\\nline.txt",
+            "restore: unlisted: extra/unlisted file.txt",
+        ],
+        "both named, the fixed file no longer:\n{}",
+        text(&out.stderr)
+    );
+    assert_same(&snapshot(&data), &before, "DATA_DIR keeps its content");
+    assert!(asides(&data).is_empty());
+    assert!(!marker(&h).exists());
+
+    // Source repaired: the restore goes through, the earlier data is kept aside.
+    std::fs::write(&gone, &gone_content).unwrap();
+    std::fs::remove_dir_all(src.join("extra")).unwrap();
+    let out = run(&r, &inputs(&base, &[]));
+    assert_exit(&out, 0);
+    assert!(bad_files(&out).is_empty());
+    assert_same_tree(&data, &src, "after the repaired restore");
+    let a = asides(&data);
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_same(&snapshot(&a[0]), &before, "the earlier data, kept aside");
+    assert!(!staging(&data).exists());
+    assert!(marker(&h).exists());
+}
+
+#[test]
+fn bad_inputs_and_a_wrong_host_key_change_nothing_and_a_file_source_works() {
+    let h = TestHost::up("rst3", 33, false);
+    install_source_key(&h);
+    let src = backup_dir(&h);
+    generate(&src, 20, 0x5eed_0003);
+    let m = write_manifest(&src);
+    let data = h.root.join("usr2");
+    earlier_data(&data);
+    let r = remote(&h);
+    let base = ssh_base(&h, "rti", "/usr2", &src);
+
+    // Bad inputs: exit 2 before anything on the host changes.
+    let whole = snapshot(&h.root);
+    let no_path = format!("ssh://root@{}", h.address);
+    let cases: &[(&str, Option<&str>)] = &[
+        ("SHOP", None),
+        ("SHOP", Some("1234567")),
+        ("SHOP", Some("1234567a")),
+        ("APP", Some("sco")),
+        ("DATA_DIR", Some("usr2")),
+        ("DATA_DIR", Some("/usr2/../etc")),
+        ("DATA_DIR", Some("/")),
+        ("DATA_DIR", Some("/etc")),
+        (
+            "SOURCE",
+            Some("rsync://root@10.200.33.2/backups/tfrsync-12345678/"),
+        ),
+        (
+            "SOURCE",
+            Some("https://backups.example/tfrsync-12345678.tar"),
+        ),
+        ("SOURCE", Some(&no_path)),
+        ("SOURCE", Some("ssh://-oProxyCommand=touch@x/p/")),
+        ("SOURCE", Some("ssh://root@-oProxyCommand=x/p/")),
+        ("SOURCE_KEY_FILE", None),
+        ("SOURCE_KEY_FILE", Some("etc/poscloud/restore-source.key")),
+        (
+            "SOURCE_KEY_FILE",
+            Some(
+                "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n-----END OPENSSH PRIVATE KEY-----\n",
+            ),
+        ),
+        ("SOURCE_KEY_FILE", Some("/etc/poscloud/no-such.key")),
+        ("SOURCE_HOST_KEY", None),
+        ("SOURCE_HOST_KEY", Some("not a key")),
+        ("SOURCE_HOST_KEY", Some("ssh-ed25519 AAAAnotbase64ofakey")),
+        ("MANIFEST", Some("../MANIFEST.sha256")),
+    ];
+    for (name, value) in cases {
+        let out = run(&r, &inputs(&base, &[(name, *value)]));
+        assert_exit(&out, 2);
+        let err = text(&out.stderr);
+        assert!(
+            err.starts_with("restore: ") && err.lines().count() == 1,
+            "{name}={value:?}: one clear line: {err}"
+        );
+        assert!(out.result().is_none());
+        assert_eq!(
+            snapshot(&h.root),
+            whole,
+            "{name}={value:?} changed the host"
+        );
+    }
+
+    // A backup server with another host key: refused before any login or copy.
+    let logins = h.accepted_logins();
+    let wrong = key_line(&h.wrong_host_key_pub);
+    let out = run(&r, &inputs(&base, &[("SOURCE_HOST_KEY", Some(&wrong))]));
+    assert_exit(&out, 1);
+    let err = text(&out.stderr);
+    assert!(err.contains("Host key verification failed"), "{err}");
+    assert!(err.contains("SOURCE_HOST_KEY"), "says what to check: {err}");
+    assert_eq!(
+        h.accepted_logins(),
+        logins + 1,
+        "only the transport logged in, rsync did not"
+    );
+    // Only the script's own state (lock, var/lib/poscloud) may have appeared.
+    let mut now = snapshot(&h.root);
+    now.retain(|k, _| !k.starts_with(b"var"));
+    let mut was = whole.clone();
+    was.retain(|k, _| !k.starts_with(b"var"));
+    assert_same(&now, &was, "no data moved");
+    assert!(!staging(&data).exists());
+    assert!(!marker(&h).exists());
+
+    // file:// names a directory on the host (below POSCLOUD_ROOT), e.g. unpacked from S3.
+    let unpacked = h.root.join("srv/unpacked");
+    std::fs::create_dir_all(unpacked.parent().unwrap()).unwrap();
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&src)
+        .arg(&unpacked)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let file_inputs = Inputs::new()
+        .set("SHOP", SHOP)
+        .unwrap()
+        .set("APP", "rti")
+        .unwrap()
+        .set("DATA_DIR", "/usr2/")
+        .unwrap()
+        .set("SOURCE", "file:///srv/unpacked/")
+        .unwrap();
+    let out = run(&r, &file_inputs);
+    assert_exit(&out, 0);
+    let res = out.result().unwrap();
+    assert_eq!(res["files"], m.files);
+    assert_eq!(res["bytes"], m.bytes);
+    assert_eq!(res["source"], "file:///srv/unpacked/");
+    assert_same_tree(&data, &unpacked, "after a file:// restore");
+    assert_eq!(asides(&data).len(), 1);
+}
