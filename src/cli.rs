@@ -107,12 +107,24 @@ pub enum Until {
     Infra,
     /// Stop after the host is reachable and checked (Docker, strongSwan answer)
     Bootstrap,
+    /// Stop after the POS container runs on eth1 with the application installed
+    Stage,
 }
 
 /// Remote phases that can be run again with --redo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Phase {
     Bootstrap,
+    Stage,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Bootstrap => "bootstrap",
+            Phase::Stage => "stage",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -151,7 +163,7 @@ pub struct ProvisionArgs {
     #[arg(long, value_enum)]
     pub size: Option<Size>,
     /// Stop after this phase
-    #[arg(long, value_enum, default_value_t = Until::Bootstrap)]
+    #[arg(long, value_enum, default_value_t = Until::Stage)]
     pub until: Until,
     /// Run a phase again even though it is recorded as done
     #[arg(long, value_enum, value_name = "PHASE")]
@@ -186,9 +198,28 @@ pub struct TeardownArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum PosCommand {
+    /// The POS container's state, health and POS address
+    Status(PosArgs),
+    /// Start the POS container (re-applies stage: eth1 handed over, app installed)
+    Start(PosArgs),
+    /// Stop the POS container; eth1 goes back to the host, the data stays
+    Stop(PosArgs),
+    /// Stop, then start
+    Restart(PosArgs),
     /// Bring customer data in from a backup source; every file is verified against the
     /// source's manifest before the data directory is replaced
     Restore(PosRestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PosArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    #[command(flatten)]
+    pub reach: ReachArgs,
+    /// Remove a lock left by a run that is gone (prints whose it was)
+    #[arg(long)]
+    pub break_lock: bool,
 }
 
 #[derive(Debug, Args)]

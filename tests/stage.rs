@@ -74,7 +74,7 @@ fn stage(h: &TestHost, container: &str, url: &str, sha: &str) -> Outcome {
         .build()
         .unwrap();
     rt.block_on(remote(h).run(
-        &script("stage.sh"),
+        &script("pos.sh"),
         &inputs,
         Duration::from_secs(300),
         no_sink(),

@@ -1,13 +1,100 @@
 use super::provision::{public_key_file, reach};
 use super::{locked, Ctx};
-use crate::cli::PosCommand;
-use crate::error::Result;
-use crate::phases::{self, restore};
+use crate::cli::{PosArgs, PosCommand};
+use crate::error::{Error, Result};
+use crate::phases::{self, journal_run, restore, stage};
+use crate::remote::{no_sink, script, Inputs, Remote};
+use crate::spec::StackSpec;
 use serde_json::json;
+use std::time::Duration;
+
+/// Runs pos.sh with ACTION (status, stop) and returns its result line.
+async fn container(
+    aws: &crate::aws::Aws,
+    remote: &Remote<'_>,
+    action: &str,
+) -> Result<serde_json::Value> {
+    let inputs = Inputs::new().set("ACTION", action)?;
+    let out = remote
+        .run(
+            &script("pos.sh"),
+            &inputs,
+            Duration::from_secs(300),
+            no_sink(),
+        )
+        .await?;
+    journal_run(aws, "pos.sh", &remote.describe(), &out);
+    if out.exit_code != 0 {
+        return Err(Error::failed(format!(
+            "pos {action} failed on {} (exit {}): {}",
+            remote.describe(),
+            out.exit_code,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    out.result()
+        .ok_or_else(|| Error::failed(format!("pos {action} ended without a result line")))
+}
+
+/// status / start / stop / restart of the POS container.
+async fn lifecycle(ctx: &Ctx, args: &PosArgs, action: &str) -> Result<()> {
+    let ui = &ctx.ui;
+    let id = args.stack.id();
+    let spec = StackSpec::load(id.clone(), args.stack.stack.as_deref(), None)?;
+    if matches!(action, "start" | "restart") && spec.pos.is_none() {
+        return Err(Error::usage(format!(
+            "{}: no [pos] section: there is no POS to start",
+            spec.source
+        )));
+    }
+    let reach = reach(&args.reach)?;
+    let aws = ctx
+        .connect(&super::command_line(&format!("pos {action}"), &id))
+        .await?;
+    let d = aws.discover(&id).await?;
+    let remote = phases::remote(&aws, ui, &id, &d, &reach).await?;
+    if action == "status" {
+        let st = container(&aws, &remote, "status").await?;
+        let text = format!(
+            "POS container of {id}: {}, health {}, eth1 {}, image {}\n",
+            if st["running"] == true {
+                "running"
+            } else if st["exists"] == true {
+                "stopped"
+            } else {
+                "absent"
+            },
+            st["health"].as_str().unwrap_or("-"),
+            st["eth1"].as_str().filter(|s| !s.is_empty()).unwrap_or("-"),
+            st["image"].as_str().unwrap_or("-"),
+        );
+        ctx.result(json!({"pos": st}), &text);
+        return Ok(());
+    }
+    locked(&aws, ui, &id, args.break_lock, async {
+        if matches!(action, "stop" | "restart") {
+            let step = ui.step("pos: stop the container, eth1 back to the host");
+            container(&aws, &remote, "stop").await?;
+            step.done("");
+        }
+        let mut result = json!({"stopped": action == "stop"});
+        if matches!(action, "start" | "restart") {
+            let st = stage::apply(&aws, ui, &spec, &remote, false).await?;
+            result = json!({"started": st.result});
+        }
+        ctx.result(result, &format!("pos {action}: done for {id}\n"));
+        Ok(())
+    })
+    .await
+}
 
 /// `pos …`: work on the POS of an existing stack's host.
 pub async fn run(ctx: &Ctx, command: &PosCommand) -> Result<()> {
     match command {
+        PosCommand::Status(a) => lifecycle(ctx, a, "status").await,
+        PosCommand::Start(a) => lifecycle(ctx, a, "start").await,
+        PosCommand::Stop(a) => lifecycle(ctx, a, "stop").await,
+        PosCommand::Restart(a) => lifecycle(ctx, a, "restart").await,
         PosCommand::Restore(args) => {
             let ui = &ctx.ui;
             let id = args.stack.id();

@@ -2,9 +2,9 @@ use super::{locked, render_plan, render_price, Ctx};
 use crate::aws::discover::Discovered;
 use crate::aws::tags::Role;
 use crate::aws::Aws;
-use crate::cli::{Phase, ProvisionArgs, ReachArgs, Transport, Until};
+use crate::cli::{ProvisionArgs, ReachArgs, Transport, Until};
 use crate::error::{Error, Result};
-use crate::phases::{self, bootstrap, PhaseState, Reach};
+use crate::phases::{self, bootstrap, stage, PhaseState, Reach};
 use crate::plan::{self, resource_label, Change};
 use crate::remote::ssh::{PinnedKey, SshTarget};
 use crate::spec::StackSpec;
@@ -100,18 +100,28 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
 
     let d = aws.discover(&id).await?;
     let plan = plan::build(&spec, &d, &aws.region);
-    let wanted: Vec<&str> = if args.until >= Until::Bootstrap {
-        phases::PHASES.to_vec()
-    } else {
-        Vec::new()
-    };
+    // Remote phases up to --until; stage only for stacks with a [pos] section.
+    let mut wanted: Vec<&str> = Vec::new();
+    if args.until >= Until::Bootstrap {
+        wanted.push("bootstrap");
+    }
+    if args.until >= Until::Stage {
+        if spec.pos.is_some() {
+            wanted.push("stage");
+        } else {
+            ui.info(format!(
+                "stage: skipped, {} has no [pos] section (app, image, artifact)",
+                spec.source
+            ));
+        }
+    }
+    let redo = |p: &str| args.redo.iter().any(|r| r.name() == p);
     // Phases recorded as done (read once), and those still to run.
     let mut done = BTreeMap::new();
     let mut pending = Vec::new();
     for p in &wanted {
-        let redo = args.redo.contains(&Phase::Bootstrap) && *p == "bootstrap";
         match phases::phase_state(&aws, &id, p).await? {
-            Some(st) if !redo => {
+            Some(st) if !redo(p) => {
                 done.insert(p.to_string(), st);
             }
             _ => pending.push(*p),
@@ -208,11 +218,13 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
         let mut done = BTreeMap::new();
         if !wanted.is_empty() {
             let remote = phases::remote(&aws, ui, &id, &d, &reach).await?;
-            let redo = args.redo.contains(&Phase::Bootstrap);
-            done.insert(
-                "bootstrap".to_string(),
-                bootstrap::run(&aws, ui, &id, &remote, redo).await?,
-            );
+            for p in &wanted {
+                let st = match *p {
+                    "bootstrap" => bootstrap::run(&aws, ui, &id, &remote, redo(p)).await?,
+                    _ => stage::run(&aws, ui, &spec, &remote, redo(p)).await?,
+                };
+                done.insert(p.to_string(), st);
+            }
         }
         let s = summary(&aws, &spec, &d, done);
         ctx.result(

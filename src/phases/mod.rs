@@ -3,6 +3,7 @@
 
 pub mod bootstrap;
 pub mod restore;
+pub mod stage;
 
 use crate::aws::discover::Discovered;
 use crate::aws::ssm::{host_key_name, phase_name};
@@ -20,9 +21,9 @@ use serde_json::json;
 use std::path::PathBuf;
 
 /// The phases after infra that provision runs, in order.
-pub const PHASES: &[&str] = &["bootstrap"];
+pub const PHASES: &[&str] = &["bootstrap", "stage"];
 /// Every phase whose completion is recorded (status shows them all).
-pub const RECORDED: &[&str] = &["bootstrap", "restore"];
+pub const RECORDED: &[&str] = &["bootstrap", "stage", "restore"];
 
 /// What SSM records when a phase completes.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -33,8 +33,8 @@ pub const SCRIPTS: &[Script] = &[
         body: include_str!("../../bootstrap/put-file.sh"),
     },
     Script {
-        name: "stage.sh",
-        body: include_str!("../../bootstrap/stage.sh"),
+        name: "pos.sh",
+        body: include_str!("../../bootstrap/pos.sh"),
     },
     Script {
         name: "restore.sh",

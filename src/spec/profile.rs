@@ -38,6 +38,39 @@ struct RawProfile {
     ami: RawAmi,
     quotas: RawQuotas,
     price: RawPrice,
+    #[serde(default)]
+    pos: Option<RawPos>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPos {
+    app: String,
+    image: String,
+    artifact_url: String,
+    artifact_sha256: String,
+    #[serde(default = "default_memory")]
+    memory: String,
+    #[serde(default = "default_pids")]
+    pids: u32,
+}
+
+fn default_memory() -> String {
+    "2g".into()
+}
+fn default_pids() -> u32 {
+    1024
+}
+
+/// The POS container of the stack: what the stage phase runs.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PosSpec {
+    pub app: String,
+    pub image: String,
+    pub artifact_url: String,
+    pub artifact_sha256: String,
+    pub memory: String,
+    pub pids: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +129,8 @@ pub struct StackSpec {
     pub ami: AmiSpec,
     pub vpc_quota: u32,
     pub price: Price,
+    /// None: the stack has no POS configured yet, provision stops after bootstrap.
+    pub pos: Option<PosSpec>,
 }
 
 impl StackSpec {
@@ -296,6 +331,72 @@ impl StackSpec {
             total_month: instance_month + disk_month + public_ipv4_month,
         };
 
+        let pos = match raw.pos {
+            None => None,
+            Some(p) => {
+                if !matches!(p.app.as_str(), "rti" | "daisy") {
+                    return Err(bad("pos.app", format!("{:?}: use rti or daisy", p.app)));
+                }
+                let image_ok = p
+                    .image
+                    .starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                    && p.image.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"._/:@-".contains(&b)
+                    });
+                if !image_ok {
+                    return Err(bad(
+                        "pos.image",
+                        format!("{:?} is not an image reference", p.image),
+                    ));
+                }
+                let url_ok = (p.artifact_url.starts_with("https://")
+                    || p.artifact_url.starts_with("file:///"))
+                    && !p.artifact_url.contains(char::is_whitespace);
+                if !url_ok {
+                    return Err(bad(
+                        "pos.artifact_url",
+                        format!(
+                            "{:?}: use an https:// URL (or file:/// on the host)",
+                            p.artifact_url
+                        ),
+                    ));
+                }
+                if p.artifact_sha256.len() != 64
+                    || !p
+                        .artifact_sha256
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                {
+                    return Err(bad(
+                        "pos.artifact_sha256",
+                        "must be the artifact's SHA-256: 64 lowercase hex digits".into(),
+                    ));
+                }
+                let mem_ok = p.memory.len() > 1
+                    && p.memory[..p.memory.len() - 1]
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                    && p.memory.ends_with(['k', 'm', 'g']);
+                if !mem_ok {
+                    return Err(bad(
+                        "pos.memory",
+                        format!("{:?}: like 2g or 512m", p.memory),
+                    ));
+                }
+                if !(64..=65536).contains(&p.pids) {
+                    return Err(bad("pos.pids", format!("{} is outside 64..=65536", p.pids)));
+                }
+                Some(PosSpec {
+                    app: p.app,
+                    image: p.image,
+                    artifact_url: p.artifact_url,
+                    artifact_sha256: p.artifact_sha256,
+                    memory: p.memory,
+                    pids: p.pids,
+                })
+            }
+        };
+
         Ok(StackSpec {
             id,
             source: source.to_string(),
@@ -310,6 +411,7 @@ impl StackSpec {
             ami,
             vpc_quota: raw.quotas.vpcs_per_region,
             price,
+            pos,
         })
     }
 }

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Stage phase: starts the POS container with hardened options, hands eth1 (the POS
-# interface) to its network namespace with the POS address and the subnet gateway as
-# default route, and installs the POS application from an artifact whose checksum is
-# verified before anything is installed. Safe to run again: what is in place is kept.
+# The POS container. ACTION=stage (the stage phase, and `pos start`): starts the container
+# with hardened options, hands eth1 (the POS interface) to its network namespace with the
+# POS address and the subnet gateway as default route, and installs the POS application
+# from an artifact whose checksum is verified before anything is installed. Safe to run
+# again: what is in place is kept. ACTION=status reports; ACTION=stop takes eth1 back to
+# the host and stops the container (the data directory is never touched).
 #
-# Inputs (environment):
-#   SHOP, APP (rti|daisy), IMAGE (the staged image), CONTAINER (default pos)
+# Inputs (environment): ACTION (stage|status|stop, default stage), CONTAINER (default pos),
+# ETH1 (default eth1); for stage also:
+#   SHOP, APP (rti|daisy), IMAGE (the staged image)
 #   ETH1 (host interface to hand over, default eth1), POS_IP, PREFIX (e.g. 24), GATEWAY
 #   DATA_DIR   host directory with the POS data, mounted at /usr2 (rti) or /d (daisy);
 #              created if missing, never deleted
@@ -18,16 +21,75 @@
 # installed).
 set -euo pipefail
 
-bad() { echo "stage: $*" >&2; exit 2; }
-fail() { echo "stage: $*" >&2; exit 1; }
+bad() { echo "pos: $*" >&2; exit 2; }
+fail() { echo "pos: $*" >&2; exit 1; }
 
-[[ ${SHOP:-} =~ ^[0-9]{8}$ ]] || bad "SHOP must be 8 digits"
-[[ ${APP:-} =~ ^(rti|daisy)$ ]] || bad "APP must be rti or daisy"
-[[ ${IMAGE:-} =~ ^[a-z0-9][a-z0-9._/:@-]*$ ]] || bad "IMAGE must be an image reference"
+action=${ACTION:-stage}
+[[ $action =~ ^(stage|status|stop)$ ]] || bad "ACTION must be stage, status or stop"
 container=${CONTAINER:-pos}
 [[ $container =~ ^[a-z][a-z0-9_-]{0,30}$ ]] || bad "CONTAINER must be a simple name"
 eth1=${ETH1:-eth1}
 [[ $eth1 =~ ^[a-z][a-z0-9]{0,14}$ ]] || bad "ETH1 must be an interface name"
+
+# The container's process as this host sees it. Docker reports host PIDs; an engine in its
+# own PID namespace (podman on test hosts) reports its own, so look the process up by the
+# container's cgroup and map the PID through NSpid.
+container_pid() {
+  local cid cpid cg p
+  cid=$(docker inspect -f '{{.Id}}' "$container") || return 1
+  cpid=$(docker inspect -f '{{.State.Pid}}' "$container") || return 1
+  if grep -qs "$cid" "/proc/$cpid/cgroup"; then
+    echo "$cpid"
+    return 0
+  fi
+  while IFS= read -r cg; do
+    p=${cg#/proc/}
+    p=${p%/cgroup}
+    if awk -v c="$cpid" '/^NSpid:/ { for (i = 3; i <= NF; i++) if ($i == c) f = 1 } END { exit !f }' "/proc/$p/status" 2>/dev/null; then
+      echo "$p"
+      return 0
+    fi
+  done < <(grep -ls "$cid" /proc/[0-9]*/cgroup 2>/dev/null || true)
+  return 1
+}
+
+case $action in
+  status)
+    if ! docker inspect "$container" >/dev/null 2>&1; then
+      echo 'POSCLOUD_RESULT {"exists":false,"running":false}'
+      exit 0
+    fi
+    running=$(docker inspect -f '{{.State.Running}}' "$container")
+    health=$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$container" 2>/dev/null || echo unknown)
+    image=$(docker inspect -f '{{.Config.Image}}' "$container")
+    addr=""
+    if [[ $running == true ]] && pid=$(container_pid); then
+      addr=$(nsenter -t "$pid" -n ip -4 -o addr show dev "$eth1" 2>/dev/null | awk '{print $4; exit}')
+    fi
+    echo "pos: $container running=$running health=$health image=$image $eth1=${addr:-none}"
+    printf 'POSCLOUD_RESULT {"exists":true,"running":%s,"health":"%s","image":"%s","eth1":"%s"}\n' \
+      "$running" "$health" "$image" "$addr"
+    exit 0
+    ;;
+  stop)
+    if docker inspect "$container" >/dev/null 2>&1; then
+      # eth1 first: a veth would vanish with the namespace, a real ENI would just fall back.
+      if pid=$(container_pid) && nsenter -t "$pid" -n ip link show "$eth1" >/dev/null 2>&1; then
+        nsenter -t "$pid" -n ip link set "$eth1" netns "$$"
+        echo "pos: $eth1 back on the host"
+      fi
+      docker stop -t 20 "$container" >/dev/null
+      echo "pos: container $container stopped; its data directory is kept"
+    fi
+    echo 'POSCLOUD_RESULT {"stopped":true}'
+    exit 0
+    ;;
+esac
+
+# ACTION=stage from here on.
+[[ ${SHOP:-} =~ ^[0-9]{8}$ ]] || bad "SHOP must be 8 digits"
+[[ ${APP:-} =~ ^(rti|daisy)$ ]] || bad "APP must be rti or daisy"
+[[ ${IMAGE:-} =~ ^[a-z0-9][a-z0-9._/:@-]*$ ]] || bad "IMAGE must be an image reference"
 ip4='^([0-9]{1,3}\.){3}[0-9]{1,3}$'
 [[ ${POS_IP:-} =~ $ip4 ]] || bad "POS_IP must be an IPv4 address"
 [[ ${GATEWAY:-} =~ $ip4 ]] || bad "GATEWAY must be an IPv4 address"
@@ -59,32 +121,10 @@ case $ARTIFACT_URL in
 esac
 actual=$(sha256sum "$artifact" | cut -d' ' -f1)
 if [[ $actual != "$ARTIFACT_SHA256" ]]; then
-  echo "stage: artifact checksum mismatch: expected $ARTIFACT_SHA256, got $actual; nothing was installed" >&2
+  echo "pos: artifact checksum mismatch: expected $ARTIFACT_SHA256, got $actual; nothing was installed" >&2
   exit 3
 fi
-echo "stage: artifact verified (sha256 $actual)"
-
-# The container's process as this host sees it. Docker reports host PIDs; an engine in its
-# own PID namespace (podman on test hosts) reports its own, so look the process up by the
-# container's cgroup and map the PID through NSpid.
-container_pid() {
-  local cid cpid cg p
-  cid=$(docker inspect -f '{{.Id}}' "$container") || return 1
-  cpid=$(docker inspect -f '{{.State.Pid}}' "$container") || return 1
-  if grep -qs "$cid" "/proc/$cpid/cgroup"; then
-    echo "$cpid"
-    return 0
-  fi
-  while IFS= read -r cg; do
-    p=${cg#/proc/}
-    p=${p%/cgroup}
-    if awk -v c="$cpid" '/^NSpid:/ { for (i = 3; i <= NF; i++) if ($i == c) f = 1 } END { exit !f }' "/proc/$p/status" 2>/dev/null; then
-      echo "$p"
-      return 0
-    fi
-  done < <(grep -ls "$cid" /proc/[0-9]*/cgroup 2>/dev/null || true)
-  return 1
-}
+echo "pos: artifact verified (sha256 $actual)"
 
 # 2. The container: hardened, no network of its own (eth1 is handed to it), data mounted.
 mkdir -p "$root$DATA_DIR"
@@ -93,7 +133,7 @@ want_image=$(docker image inspect -f '{{.Id}}' "$IMAGE") || fail "image $IMAGE i
 have=$(docker inspect -f '{{.Image}} {{.State.Running}}' "$container" 2>/dev/null || true)
 if [[ $have != "$want_image true" ]]; then
   if [[ -n $have ]]; then
-    echo "stage: replacing container $container; the data directory stays"
+    echo "pos: replacing container $container; the data directory stays"
     # Take eth1 back first: a veth would vanish with the container's namespace.
     if old=$(container_pid) && nsenter -t "$old" -n ip link show "$eth1" >/dev/null 2>&1; then
       nsenter -t "$old" -n ip link set "$eth1" netns "$$"
@@ -109,8 +149,9 @@ if [[ $have != "$want_image true" ]]; then
     --health-cmd 'test -f /opt/pos/.installed' --health-interval 30s --health-retries 3 \
     --label "poscloud.shop=$SHOP" --label "poscloud.app=$APP" \
     -v "$root$DATA_DIR:$mount_point" \
-    "$IMAGE" sleep 2147483647 >/dev/null || fail "docker run $IMAGE failed"
-  echo "stage: container $container started from $IMAGE"
+    "$IMAGE" sh -c 'trap "exit 0" TERM; while :; do sleep 3600 & wait $!; done' >/dev/null ||
+    fail "docker run $IMAGE failed"
+  echo "pos: container $container started from $IMAGE"
 fi
 
 pid=$(container_pid) || fail "cannot find the process of container $container"
@@ -121,12 +162,12 @@ inside() { nsenter -t "$pid" -n "$@"; }
 if ! inside ip link show "$eth1" >/dev/null 2>&1; then
   ip link show "$eth1" >/dev/null 2>&1 || fail "interface $eth1 is neither on the host nor in the container"
   ip link set "$eth1" netns "$pid"
-  echo "stage: $eth1 handed to container $container"
+  echo "pos: $eth1 handed to container $container"
 fi
 inside ip link set "$eth1" up
 inside ip addr replace "$POS_IP/$PREFIX" dev "$eth1"
 inside ip route replace default via "$GATEWAY" dev "$eth1"
-echo "stage: $eth1 in $container has $POS_IP/$PREFIX, default via $GATEWAY"
+echo "pos: $eth1 in $container has $POS_IP/$PREFIX, default via $GATEWAY"
 
 # 4. The application, once per artifact.
 marker="/opt/pos/.installed"
@@ -135,9 +176,9 @@ if [[ $(docker exec "$container" cat "$marker" 2>/dev/null || true) != "$ARTIFAC
   docker exec "$container" sh -c 'mkdir -p /opt/pos/app && tar -xf /tmp/pos-artifact.tar -C /opt/pos/app && rm -f /tmp/pos-artifact.tar && cd /opt/pos/app && sh ./install.sh' ||
     fail "the POS installer failed"
   docker exec "$container" sh -c "printf '%s' '$ARTIFACT_SHA256' > $marker"
-  echo "stage: POS application installed"
+  echo "pos: POS application installed"
 else
-  echo "stage: POS application already installed from this artifact"
+  echo "pos: POS application already installed from this artifact"
 fi
 
 mkdir -p "$state/phases"

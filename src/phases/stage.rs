@@ -1,0 +1,111 @@
+//! The stage phase: the POS container from the stack's image, hardened, with eth1 handed to
+//! it (POS address, subnet gateway as default route) and the POS application installed from
+//! an artifact whose checksum is verified first.
+
+use super::{journal_run, phase_state, record_phase, PhaseState};
+use crate::aws::Aws;
+use crate::error::{Error, Result};
+use crate::remote::{script, Inputs, Remote};
+use crate::spec::{PosSpec, StackSpec};
+use crate::ui::Ui;
+use std::time::Duration;
+
+const STAGE_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// The host directory that holds the POS data (mounted at /usr2 or /d); never deleted.
+pub fn data_dir(pos: &PosSpec) -> String {
+    format!("/var/lib/poscloud/data/{}", pos.app)
+}
+
+/// The stage script's inputs for this stack (also what `pos start` re-applies).
+pub fn inputs(spec: &StackSpec, pos: &PosSpec) -> Result<Inputs> {
+    let gateway = std::net::Ipv4Addr::from(u32::from(spec.network.network()) + 1);
+    Inputs::new()
+        .set("SHOP", spec.id.shop.as_str())?
+        .set("APP", &pos.app)?
+        .set("IMAGE", &pos.image)?
+        .set("CONTAINER", "pos")?
+        .set("POS_IP", spec.pos_ip.to_string())?
+        .set("PREFIX", spec.network.prefix_len().to_string())?
+        .set("GATEWAY", gateway.to_string())?
+        .set("DATA_DIR", data_dir(pos))?
+        .set("ARTIFACT_URL", &pos.artifact_url)?
+        .set("ARTIFACT_SHA256", &pos.artifact_sha256)?
+        .set("MEMORY", &pos.memory)?
+        .set("PIDS", pos.pids.to_string())
+}
+
+/// Runs stage.sh and checks its outcome; `record` marks the phase done in SSM.
+pub async fn apply(
+    aws: &Aws,
+    ui: &Ui,
+    spec: &StackSpec,
+    remote: &Remote<'_>,
+    record: bool,
+) -> Result<PhaseState> {
+    let pos = spec.pos.as_ref().ok_or_else(|| {
+        Error::usage(format!(
+            "{}: no [pos] section (app, image, artifact_url, artifact_sha256): nothing to stage",
+            spec.source
+        ))
+    })?;
+    let target = remote.describe();
+    let step = ui.step(format!("stage: POS container from {} on eth1", pos.image));
+    let out = remote
+        .run(
+            &script("pos.sh"),
+            &inputs(spec, pos)?,
+            STAGE_TIMEOUT,
+            ui.remote_sink(),
+        )
+        .await?;
+    journal_run(aws, "pos.sh", &target, &out);
+    if out.exit_code != 0 {
+        step.failed();
+        let why = match out.exit_code {
+            3 => "the POS artifact does not match its checksum; nothing was installed",
+            2 => "the host refused the stage inputs",
+            _ => "stage failed",
+        };
+        return Err(Error::failed(format!(
+            "{why} on {target} (exit {}):\n{}\n  next: check [pos] in {} and run the same command again",
+            out.exit_code,
+            String::from_utf8_lossy(&out.stderr).trim(),
+            spec.source
+        )));
+    }
+    let result = out
+        .result()
+        .ok_or_else(|| Error::failed(format!("stage on {target} ended without a result line")))?;
+    step.done(&format!("{} on eth1", spec.pos_ip));
+    if record {
+        record_phase(aws, &spec.id, "stage", &target, result).await
+    } else {
+        Ok(PhaseState {
+            done_at: crate::journal::now(),
+            by: String::new(),
+            target,
+            result,
+        })
+    }
+}
+
+/// The phase: skipped when recorded as done, unless `redo`.
+pub async fn run(
+    aws: &Aws,
+    ui: &Ui,
+    spec: &StackSpec,
+    remote: &Remote<'_>,
+    redo: bool,
+) -> Result<PhaseState> {
+    if !redo {
+        if let Some(st) = phase_state(aws, &spec.id, "stage").await? {
+            ui.info(format!(
+                "stage: done at {} by {} (skipped; --redo stage runs it again)",
+                st.done_at, st.by
+            ));
+            return Ok(st);
+        }
+    }
+    apply(aws, ui, spec, remote, true).await
+}
