@@ -605,6 +605,39 @@ mod tests {
     }
 
     #[test]
+    fn pos_section_is_validated() {
+        let good = "\n[pos]\napp = \"rti\"\nimage = \"poscloud/pos-rti:10.1\"\nartifact_url = \"https://artifacts.example/rti.tar\"\nartifact_sha256 = \"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"\n";
+        let text = format!("{}{good}", BUILTIN[1].1);
+        let s = StackSpec::parse(id(), "x.toml", &text, None).unwrap();
+        let pos = s.pos.unwrap();
+        assert_eq!((pos.memory.as_str(), pos.pids), ("2g", 1024));
+        assert!(StackSpec::load(id(), Some("qa"), None)
+            .unwrap()
+            .pos
+            .is_none());
+        for (from, to, key) in [
+            ("app = \"rti\"", "app = \"sap\"", "pos.app"),
+            ("poscloud/pos-rti:10.1", "Pos RTI", "pos.image"),
+            (
+                "https://artifacts.example/rti.tar",
+                "http://artifacts.example/rti.tar",
+                "pos.artifact_url",
+            ),
+            (
+                "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                "abc",
+                "pos.artifact_sha256",
+            ),
+        ] {
+            let text = format!("{}{}", BUILTIN[1].1, good.replace(from, to));
+            match StackSpec::parse(id(), "x.toml", &text, None).unwrap_err() {
+                Error::Profile { key: k, .. } => assert_eq!(k, key, "{to}"),
+                other => panic!("{to}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let text = format!("surprise = 1\n{}", BUILTIN[1].1);
         let err = StackSpec::parse(id(), "x.toml", &text, None).unwrap_err();
