@@ -4,7 +4,6 @@
 mod common;
 use common::host::TestHost;
 use common::{Rig, Run};
-use std::process::Command;
 
 const SHOP: &str = "78901234";
 
@@ -19,22 +18,7 @@ fn setup() -> Setup {
     let h = TestHost::up("posl1", 43, true);
     h.finish_userdata();
     // The POS artifact on the host, and a stack whose [pos] section names it.
-    let src = h.dir.path().join("artifact");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("install.sh"), "echo v1 >/opt/pos/app/version\n").unwrap();
-    let tar = h.root.join("srv/pos-rti.tar");
-    std::fs::create_dir_all(tar.parent().unwrap()).unwrap();
-    assert!(Command::new("tar")
-        .arg("-cf")
-        .arg(&tar)
-        .arg("-C")
-        .arg(&src)
-        .arg("install.sh")
-        .status()
-        .unwrap()
-        .success());
-    let sum = Command::new("sha256sum").arg(&tar).output().unwrap();
-    let sum = String::from_utf8(sum.stdout).unwrap()[..64].to_string();
+    let (_, sum) = h.pos_artifact("echo v1 >/opt/pos/app/version\n");
     let pos = format!(
         "\n[pos]\napp = \"rti\"\nimage = \"poscloud/base:test\"\nartifact_url = \"file:///srv/pos-rti.tar\"\nartifact_sha256 = \"{sum}\"\nmemory = \"256m\"\n"
     );
@@ -70,23 +54,6 @@ impl Setup {
         ]);
         self.rig.run(&a)
     }
-
-    fn pings(&self) -> bool {
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &format!("pc-{}", self.h.name),
-                "ping",
-                "-c1",
-                "-W2",
-                "192.168.222.233",
-            ])
-            .output()
-            .unwrap()
-            .status
-            .success()
-    }
 }
 
 #[test]
@@ -100,7 +67,10 @@ fn provision_stages_the_pos_and_pos_commands_operate_it() {
         "{}",
         out.stdout
     );
-    assert!(s.pings(), "the POS answers on 192.168.222.233 through eth1");
+    assert!(
+        s.h.pos_answers(),
+        "the POS answers on 192.168.222.233 through eth1"
+    );
 
     // A completed provision does no remote work when run again.
     let logins = s.h.accepted_logins();
@@ -137,13 +107,16 @@ fn provision_stages_the_pos_and_pos_commands_operate_it() {
     let data = s.h.root.join("var/lib/poscloud/data/rti/orders.txt");
     std::fs::write(&data, "order 1\n").unwrap();
     s.run(&["pos", "stop"]).ok();
-    assert!(!s.pings(), "stopped: nothing answers on the POS address");
+    assert!(
+        !s.h.pos_answers(),
+        "stopped: nothing answers on the POS address"
+    );
     let st = s.run(&["pos", "status", "--output", "json"]).ok().json();
     assert_eq!(st["pos"]["running"], false, "{st}");
     s.run(&["pos", "start"]).ok();
-    assert!(s.pings(), "started: eth1 handed over again");
+    assert!(s.h.pos_answers(), "started: eth1 handed over again");
     s.run(&["pos", "restart"]).ok();
-    assert!(s.pings(), "restarted");
+    assert!(s.h.pos_answers(), "restarted");
     assert_eq!(std::fs::read_to_string(&data).unwrap(), "order 1\n");
     assert_eq!(
         s.rig.count_parameters(),

@@ -8,17 +8,6 @@ use poscloud::remote::{no_sink, Inputs, Remote, Script, Stream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-fn target(h: &TestHost, host_key: &std::path::Path, key: &std::path::Path) -> Remote<'static> {
-    let line = std::fs::read_to_string(host_key).unwrap();
-    Remote::Ssh(SshTarget {
-        user: h.user.clone(),
-        host: h.address.clone(),
-        port: h.port,
-        key_file: Some(key.to_path_buf()),
-        host_key: PinnedKey::parse(line.trim()).unwrap(),
-    })
-}
-
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -41,7 +30,7 @@ exit "${CODE:-0}"
 #[test]
 fn pinned_key_output_exit_codes_and_verbatim_inputs() {
     let h = TestHost::up("rssh1", 11, false);
-    let r = target(&h, &h.host_key_pub, &h.client_key);
+    let r = h.remote_pinned(&h.host_key_pub, &h.client_key);
     let rt = rt();
     let nasty = "spaces  and 'single' \"double\" $(touch /tmp/pwned) `id` ; rm -rf / \n new line\ttab $HOME \\ back";
     let unicode = "Blumen für Jürgen — 🌷\n\nwith blank lines\n";
@@ -114,7 +103,7 @@ fn pinned_key_output_exit_codes_and_verbatim_inputs() {
 fn a_wrong_host_key_is_refused_before_login() {
     let h = TestHost::up("rssh2", 12, false);
     let before = h.accepted_logins();
-    let r = target(&h, &h.wrong_host_key_pub, &h.client_key);
+    let r = h.remote_pinned(&h.wrong_host_key_pub, &h.client_key);
     let err = rt()
         .block_on(r.run(
             &ECHO,
@@ -141,7 +130,7 @@ fn a_refused_login_is_a_clear_error() {
         .status()
         .unwrap();
     assert!(st.success());
-    let r = target(&h, &h.host_key_pub, &other);
+    let r = h.remote_pinned(&h.host_key_pub, &other);
     let err = rt()
         .block_on(r.wait_ready(Duration::from_secs(20)))
         .unwrap_err()

@@ -7,7 +7,6 @@
 
 mod common;
 use common::host::TestHost;
-use poscloud::remote::ssh::{PinnedKey, SshTarget};
 use poscloud::remote::{no_sink, Inputs, Outcome, Remote, Script};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -33,17 +32,6 @@ fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-fn remote(h: &TestHost) -> Remote<'static> {
-    let line = std::fs::read_to_string(&h.host_key_pub).unwrap();
-    Remote::Ssh(SshTarget {
-        user: h.user.clone(),
-        host: h.address.clone(),
-        port: h.port,
-        key_file: Some(h.client_key.clone()),
-        host_key: PinnedKey::parse(line.trim()).unwrap(),
-    })
 }
 
 /// The host's client key doubles as the key for the backup server (the same sshd).
@@ -395,7 +383,7 @@ fn a_large_tricky_data_set_arrives_byte_identical_and_a_second_run_is_safe() {
     earlier_data(&data);
     let earlier = h.dir.path().join("earlier");
     earlier_data(&earlier);
-    let r = remote(&h);
+    let r = h.remote();
     let base = ssh_base(&h, "rti", "/usr2", &src);
 
     let logins = h.accepted_logins();
@@ -474,7 +462,7 @@ fn corrupt_missing_and_unlisted_files_are_named_and_data_dir_is_untouched() {
     let data = h.root.join("d");
     earlier_data(&data);
     let before = snapshot(&data);
-    let r = remote(&h);
+    let r = h.remote();
     let base = ssh_base(&h, "daisy", "/d", &src);
 
     // A file changed after the manifest was written: same size, other bytes.
@@ -554,7 +542,7 @@ fn bad_inputs_and_a_wrong_host_key_change_nothing_and_a_file_source_works() {
     let m = write_manifest(&src);
     let data = h.root.join("usr2");
     earlier_data(&data);
-    let r = remote(&h);
+    let r = h.remote();
     let base = ssh_base(&h, "rti", "/usr2", &src);
 
     // Bad inputs: exit 2 before anything on the host changes.

@@ -4,46 +4,9 @@
 
 mod common;
 use common::host::TestHost;
-use poscloud::remote::ssh::{PinnedKey, SshTarget};
-use poscloud::remote::{no_sink, script, Inputs, Outcome, Remote};
+use poscloud::remote::{no_sink, script, Inputs, Outcome};
 use std::process::Command;
 use std::time::Duration;
-
-fn remote(h: &TestHost) -> Remote<'static> {
-    let line = std::fs::read_to_string(&h.host_key_pub).unwrap();
-    Remote::Ssh(SshTarget {
-        user: h.user.clone(),
-        host: h.address.clone(),
-        port: h.port,
-        key_file: Some(h.client_key.clone()),
-        host_key: PinnedKey::parse(line.trim()).unwrap(),
-    })
-}
-
-/// A POS artifact: a tarball whose install.sh leaves a trace inside the container.
-fn artifact(h: &TestHost) -> (String, String) {
-    let src = h.dir.path().join("artifact");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(
-        src.join("install.sh"),
-        "echo installed >/opt/pos/app/installed-by-test\n",
-    )
-    .unwrap();
-    let tar = h.root.join("srv/pos-rti.tar");
-    std::fs::create_dir_all(tar.parent().unwrap()).unwrap();
-    assert!(Command::new("tar")
-        .arg("-cf")
-        .arg(&tar)
-        .arg("-C")
-        .arg(&src)
-        .arg("install.sh")
-        .status()
-        .unwrap()
-        .success());
-    let sum = Command::new("sha256sum").arg(&tar).output().unwrap();
-    let sum = String::from_utf8(sum.stdout).unwrap()[..64].to_string();
-    ("file:///srv/pos-rti.tar".to_string(), sum)
-}
 
 fn stage(h: &TestHost, container: &str, url: &str, sha: &str) -> Outcome {
     let inputs = Inputs::new()
@@ -73,7 +36,7 @@ fn stage(h: &TestHost, container: &str, url: &str, sha: &str) -> Outcome {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(remote(h).run(
+    rt.block_on(h.remote().run(
         &script("pos.sh"),
         &inputs,
         Duration::from_secs(300),
@@ -94,29 +57,12 @@ fn docker(h: &TestHost, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn pings(h: &TestHost) -> bool {
-    Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &format!("pc-{}", h.name),
-            "ping",
-            "-c1",
-            "-W2",
-            "192.168.222.233",
-        ])
-        .output()
-        .unwrap()
-        .status
-        .success()
-}
-
 #[test]
 fn stage_hands_eth1_to_a_hardened_container_and_installs_a_verified_artifact() {
     let h = TestHost::up("stg1", 42, true);
-    let (url, sha) = artifact(&h);
+    let (url, sha) = h.pos_artifact("echo installed >/opt/pos/app/installed-by-test\n");
     assert!(
-        !pings(&h),
+        !h.pos_answers(),
         "nothing answers on the POS address before stage"
     );
 
@@ -130,7 +76,7 @@ fn stage_hands_eth1_to_a_hardened_container_and_installs_a_verified_artifact() {
     assert_eq!(out.exit_code, 0, "{}", String::from_utf8_lossy(&out.stderr));
     let result = out.result().expect("result line");
     assert_eq!(result["pos_ip"], "192.168.222.233");
-    assert!(pings(&h), "the POS address answers through eth1");
+    assert!(h.pos_answers(), "the POS address answers through eth1");
     assert_eq!(
         docker(
             &h,
@@ -185,7 +131,7 @@ fn stage_hands_eth1_to_a_hardened_container_and_installs_a_verified_artifact() {
     );
     assert!(again.stdout_text().contains("already installed"));
     assert_eq!(docker(&h, &["inspect", "-f", "{{.Id}}", "pos"]), id);
-    assert!(pings(&h));
+    assert!(h.pos_answers());
     assert!(h.root.join("var/lib/poscloud/data/rti/orders.txt").exists());
     assert!(h.root.join("var/lib/poscloud/phases/stage.done").exists());
 }

@@ -87,6 +87,62 @@ impl TestHost {
     }
 }
 
+impl TestHost {
+    /// The SSH transport to this host with its client key and its host key pinned.
+    pub fn remote(&self) -> poscloud::remote::Remote<'static> {
+        self.remote_pinned(&self.host_key_pub, &self.client_key)
+    }
+
+    /// The SSH transport with a chosen pinned host key and login key.
+    pub fn remote_pinned(
+        &self,
+        host_key: &std::path::Path,
+        login_key: &std::path::Path,
+    ) -> poscloud::remote::Remote<'static> {
+        let line = std::fs::read_to_string(host_key).unwrap();
+        poscloud::remote::Remote::Ssh(poscloud::remote::ssh::SshTarget {
+            user: self.user.clone(),
+            host: self.address.clone(),
+            port: self.port,
+            key_file: Some(login_key.to_path_buf()),
+            host_key: poscloud::remote::ssh::PinnedKey::parse(line.trim()).unwrap(),
+        })
+    }
+
+    /// A POS artifact on the host (a tarball with `install_sh` as install.sh) at
+    /// /srv/pos-rti.tar; returns its file:// URL and SHA-256.
+    pub fn pos_artifact(&self, install_sh: &str) -> (String, String) {
+        let src = self.dir.path().join("artifact");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("install.sh"), install_sh).unwrap();
+        let tar = self.root.join("srv/pos-rti.tar");
+        std::fs::create_dir_all(tar.parent().unwrap()).unwrap();
+        let ok = Command::new("tar")
+            .arg("-cf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(&src)
+            .arg("install.sh")
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let sum = Command::new("sha256sum").arg(&tar).output().unwrap();
+        let sum = String::from_utf8(sum.stdout).unwrap()[..64].to_string();
+        ("file:///srv/pos-rti.tar".to_string(), sum)
+    }
+
+    /// Does the POS address answer from the VPC side (lan0) of this host?
+    pub fn pos_answers(&self) -> bool {
+        Command::new("ip")
+            .args(["netns", "exec", &format!("pc-{}", self.name)])
+            .args(["ping", "-c1", "-W2", "192.168.222.233"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    }
+}
+
 impl Drop for TestHost {
     fn drop(&mut self) {
         let _ = Command::new("bash")
