@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job in a local sandbox: starts the AWS emulator on loopback and a test host (a
 # network namespace with sshd, a Docker API from podman, strongSwan), provisions shop
-# 12345678 (qa) through the bootstrap phase (the host reached over SSH with a pinned key),
-# shows its status and the region's list, tears it down, stops everything it started.
+# 12345678 (qa) through bootstrap and stage (the host reached over SSH with a pinned key;
+# the POS container on eth1), shows status, the POS and the region's list, tears it down,
+# stops everything it started.
 # No AWS account is used: credentials are dummies and every call goes to the emulator. The
 # emulator's instance is not a machine, so the test host stands in for it (--ssh); cloud-init
 # does not run there, so this script writes the marker user-data would leave.
@@ -46,11 +47,22 @@ host_root=$(sed -n 's/^ROOT=//p' "$work/host.env")
 mkdir -p "$host_root/var/lib/poscloud"
 printf '{"sandbox":true,"finished":"%s"}\n' "$(date -u +%FT%TZ)" >"$host_root/var/lib/poscloud/userdata.json"
 
+# A stand-in POS application (an installer that leaves its version) and a stack that names
+# it: qa.toml plus a [pos] section.
+mkdir -p "$work/app" "$host_root/srv"
+echo 'echo "sandbox POS 1.0" >/opt/pos/app/VERSION' >"$work/app/install.sh"
+tar -cf "$host_root/srv/pos-rti.tar" -C "$work/app" install.sh
+sum=$(sha256sum "$host_root/srv/pos-rti.tar" | cut -d' ' -f1)
+stack="$work/sandbox.toml"
+cp "$root/stacks/qa.toml" "$stack"
+printf '\n[pos]\napp = "rti"\nimage = "poscloud/base:test"\nartifact_url = "file:///srv/pos-rti.tar"\nartifact_sha256 = "%s"\nmemory = "256m"\n' "$sum" >>"$stack"
+
+reach=(--ssh "$user@$address" --ssh-key "$host/client_key" --host-key-file "$host/ssh_host_ed25519_key.pub")
 run() { echo; echo "\$ poscloud $*"; "$bin" "$@"; }
-run plan --shop 12345678 --env qa
-run provision --shop 12345678 --env qa --until bootstrap \
-  --ssh "$user@$address" --ssh-key "$host/client_key" --host-key-file "$host/ssh_host_ed25519_key.pub"
-run status --shop 12345678 --env qa
+run plan --shop 12345678 --env qa --stack "$stack"
+run provision --shop 12345678 --env qa --stack "$stack" "${reach[@]}"
+run pos status --shop 12345678 --env qa --stack "$stack" "${reach[@]}"
+run status --shop 12345678 --env qa --stack "$stack"
 run list
 run teardown --shop 12345678 --env qa --yes
 echo

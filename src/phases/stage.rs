@@ -50,7 +50,7 @@ pub async fn apply(
         ))
     })?;
     let target = remote.describe();
-    let step = ui.step(format!("stage: POS container from {} on eth1", pos.image));
+    let step = ui.step(format!("stage: POS container from {}", pos.image));
     let out = remote
         .run(
             &script("pos.sh"),
