@@ -118,9 +118,81 @@ fn provision_stages_the_pos_and_pos_commands_operate_it() {
     s.run(&["pos", "restart"]).ok();
     assert!(s.h.pos_answers(), "restarted");
     assert_eq!(std::fs::read_to_string(&data).unwrap(), "order 1\n");
+
+    // Restore from the backup server (this same host over SSH): the POS is stopped, the data
+    // replaced after verification, and the POS started again on the new data.
+    let backup = s.h.dir.path().join(format!("backups/tfrsync-{SHOP}"));
+    std::fs::create_dir_all(&backup).unwrap();
+    std::fs::write(
+        backup.join("orders.txt"),
+        "order 1\norder 2 (from backup)\n",
+    )
+    .unwrap();
+    let manifest = |dir: &std::path::Path| {
+        let ok = std::process::Command::new("bash")
+            .args(["-c", "sha256sum orders.txt > MANIFEST.sha256"])
+            .current_dir(dir)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    manifest(&backup);
+    let key_on_host = s.h.root.join("etc/poscloud/backup_key");
+    std::fs::create_dir_all(key_on_host.parent().unwrap()).unwrap();
+    std::fs::copy(&s.h.client_key, &key_on_host).unwrap();
+    let from = format!("ssh://root@{}{}/", s.h.address, backup.display());
+    let hk = s.h.host_key_pub.to_string_lossy().into_owned();
+    let restore = [
+        "pos",
+        "restore",
+        "--from",
+        &from,
+        "--source-key-file",
+        "/etc/poscloud/backup_key",
+        "--source-host-key-file",
+        &hk,
+    ];
+    s.run(&restore).ok();
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(args)
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}/podman.sock", s.h.dir.path().display()),
+            )
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        docker(&["exec", "pos", "cat", "/usr2/orders.txt"]),
+        "order 1\norder 2 (from backup)\n",
+        "the running POS sees the restored data"
+    );
+    assert!(s.h.pos_answers());
+
+    // A newer backup whose file no longer matches its manifest: refused, and the POS stays
+    // stopped on its previous data.
+    std::fs::write(backup.join("orders.txt"), "order 3\n").unwrap();
+    manifest(&backup);
+    std::fs::write(backup.join("orders.txt"), "tampered\n").unwrap();
+    let r = s.run(&restore);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("orders.txt") && r.stderr.contains("POS stays stopped"),
+        "{}",
+        r.stderr
+    );
+    let st = s.run(&["pos", "status", "--output", "json"]).ok().json();
+    assert_eq!(st["pos"]["running"], false, "{st}");
+    s.run(&["pos", "start"]).ok();
+    assert_eq!(
+        docker(&["exec", "pos", "cat", "/usr2/orders.txt"]),
+        "order 1\norder 2 (from backup)\n"
+    );
     assert_eq!(
         s.rig.count_parameters(),
-        3,
-        "host key, bootstrap and stage state; no lock left"
+        4,
+        "host key, bootstrap, stage and restore state; no lock left"
     );
 }

@@ -112,6 +112,7 @@ pub async fn run(ctx: &Ctx, command: &PosCommand) -> Result<()> {
                 host_key,
                 &args.manifest,
             )?;
+            let stack = StackSpec::load(id.clone(), args.stack.stack.as_deref(), None)?;
             let reach = reach(&args.reach)?;
             let aws = ctx
                 .connect(&super::command_line("pos restore", &id))
@@ -119,7 +120,25 @@ pub async fn run(ctx: &Ctx, command: &PosCommand) -> Result<()> {
             locked(&aws, ui, &id, args.break_lock, async {
                 let d = aws.discover(&id).await?;
                 let remote = phases::remote(&aws, ui, &id, &d, &reach).await?;
-                let st = restore::run(&aws, ui, &id, &remote, &spec).await?;
+                // The POS must not run on data being replaced (its bind mount would keep
+                // pointing at the old directory): stop it, restore, start it on the new data.
+                if stack.pos.is_some() {
+                    let step = ui.step("pos: stop the POS for the restore");
+                    container(&aws, &remote, "stop").await?;
+                    step.done("");
+                }
+                let st = restore::run(&aws, ui, &id, &remote, &spec).await.map_err(|e| {
+                    if stack.pos.is_some() {
+                        Error::failed(format!(
+                            "{e}\n  the POS stays stopped on its previous, intact data: `poscloud pos start` brings it back as it was"
+                        ))
+                    } else {
+                        e
+                    }
+                })?;
+                if stack.pos.is_some() {
+                    stage::apply(&aws, ui, &stack, &remote, false).await?;
+                }
                 ctx.result(
                     json!({"restore": st}),
                     &format!(
