@@ -223,16 +223,7 @@ fn bad_inputs_are_refused_before_any_write() {
 #[test]
 fn teardown_without_a_terminal_needs_yes() {
     let rig = Rig::new();
-    rig.run(&[
-        "provision",
-        "--shop",
-        "12345678",
-        "--env",
-        "dev",
-        "--until",
-        "infra",
-    ])
-    .ok();
+    rig.provision_infra("12345678", "dev").ok();
     rig.proxy.reset();
     let r = rig.run(&["teardown", "--shop", "12345678", "--env", "dev"]);
     assert_eq!(r.code, 2, "{r:?}");
@@ -271,15 +262,7 @@ fn region_limits_are_checked_before_any_write() {
                 .unwrap();
         }
     });
-    let r = rig.run(&[
-        "provision",
-        "--shop",
-        "12345678",
-        "--env",
-        "qa",
-        "--until",
-        "infra",
-    ]);
+    let r = rig.provision_infra("12345678", "qa");
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
         r.stderr

@@ -2,7 +2,7 @@
 //! teardown → nothing left. Against the moto emulator (see tests/common for its limits).
 
 mod common;
-use common::{Rig, Run};
+use common::Rig;
 
 fn percent_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s)
@@ -12,24 +12,12 @@ fn percent_decode(s: &str) -> String {
 
 const SHOP: &str = "12345678";
 
-fn provision(rig: &Rig, env: &str) -> Run {
-    rig.run(&[
-        "provision",
-        "--shop",
-        SHOP,
-        "--env",
-        env,
-        "--until",
-        "infra",
-    ])
-}
-
 #[test]
 fn qa_stack_lifecycle() {
     let rig = Rig::new();
     let before = rig.inventory();
 
-    let out = provision(&rig, "qa").ok();
+    let out = rig.provision_infra(SHOP, "qa").ok();
     assert!(
         out.stdout.contains("POS private IP  192.168.222.233"),
         "{}",
@@ -347,7 +335,7 @@ fn qa_stack_lifecycle() {
 
     // A converged stack: provision and plan make no write call at all.
     rig.proxy.reset();
-    let again = provision(&rig, "qa").ok();
+    let again = rig.provision_infra(SHOP, "qa").ok();
     assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
     assert_eq!(rig.proxy.writes(), Vec::<String>::new());
     let plan = rig
@@ -401,7 +389,7 @@ fn qa_stack_lifecycle() {
 #[test]
 fn prod_has_termination_protection_and_guarded_teardown() {
     let rig = Rig::new();
-    provision(&rig, "prod").ok();
+    rig.provision_infra(SHOP, "prod").ok();
     let iid = rig.block(async {
         let res = rig
             .ec2
@@ -473,7 +461,7 @@ fn prod_has_termination_protection_and_guarded_teardown() {
 #[test]
 fn drift_is_reported_and_fixed() {
     let rig = Rig::new();
-    provision(&rig, "qa").ok();
+    rig.provision_infra(SHOP, "qa").ok();
     // Someone opens RDP to the world on the host group and detaches the POS address.
     rig.open_inbound("sg-host", "tcp", 3389, "0.0.0.0/0");
     rig.block(async {
@@ -518,16 +506,7 @@ fn drift_is_reported_and_fixed() {
     );
 
     rig.proxy.reset();
-    rig.run(&[
-        "provision",
-        "--shop",
-        SHOP,
-        "--env",
-        "qa",
-        "--until",
-        "infra",
-    ])
-    .ok();
+    rig.provision_infra(SHOP, "qa").ok();
     let mut w = rig.proxy.writes();
     w.sort();
     assert_eq!(
@@ -573,16 +552,7 @@ fn list_dry_run_json_and_docs_generation() {
     );
     assert_eq!(rig.proxy.writes(), Vec::<String>::new());
 
-    rig.run(&[
-        "provision",
-        "--shop",
-        "11111111",
-        "--env",
-        "dev",
-        "--until",
-        "infra",
-    ])
-    .ok();
+    rig.provision_infra("11111111", "dev").ok();
     rig.run(&[
         "provision",
         "--shop",

@@ -21,15 +21,7 @@ fn a_held_lock_stops_provision_and_teardown_and_names_the_holder() {
             .await
             .unwrap();
     });
-    let r = rig.run(&[
-        "provision",
-        "--shop",
-        SHOP,
-        "--env",
-        "qa",
-        "--until",
-        "infra",
-    ]);
+    let r = rig.provision_infra(SHOP, "qa");
     assert_eq!(r.code, 3, "{r:?}");
     assert!(
         r.stderr.contains("alice@laptop-7 (pid 4242"),
@@ -123,16 +115,7 @@ fn two_provisions_at_once_exactly_one_proceeds() {
 #[test]
 fn teardown_is_refused_while_a_provision_runs() {
     let rig = Rig::new();
-    rig.run(&[
-        "provision",
-        "--shop",
-        SHOP,
-        "--env",
-        "qa",
-        "--until",
-        "infra",
-    ])
-    .ok();
+    rig.provision_infra(SHOP, "qa").ok();
     // Drift gives the next provision work to do; slow writes keep it running a while.
     rig.open_inbound("sg-pos", "udp", 500, "0.0.0.0/0");
     rig.proxy.set_write_delay(Duration::from_millis(1500));

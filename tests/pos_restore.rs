@@ -33,16 +33,7 @@ fn backup(dir: &Path) {
 #[test]
 fn restore_from_the_backup_server_verifies_and_records() {
     let rig = Rig::new();
-    rig.run(&[
-        "provision",
-        "--shop",
-        SHOP,
-        "--env",
-        "qa",
-        "--until",
-        "infra",
-    ])
-    .ok();
+    rig.provision_infra(SHOP, "qa").ok();
     let h = TestHost::up("prst1", 41, false);
     let src = h.dir.path().join(format!("backups/tfrsync-{SHOP}"));
     backup(&src);

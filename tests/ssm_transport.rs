@@ -30,16 +30,7 @@ fn connect(rig: &Rig) -> Aws {
 #[test]
 fn run_command_request_polling_and_long_output() {
     let rig = Rig::new();
-    rig.run(&[
-        "provision",
-        "--shop",
-        "56789012",
-        "--env",
-        "dev",
-        "--until",
-        "infra",
-    ])
-    .ok();
+    rig.provision_infra("56789012", "dev").ok();
     let aws = connect(&rig);
     let id = poscloud::spec::StackId {
         shop: "56789012".parse().unwrap(),

@@ -404,6 +404,19 @@ impl Rig {
         Run::from(self.command(args).output().expect("run poscloud"))
     }
 
+    /// `provision --until infra` of one stack: the AWS part only.
+    pub fn provision_infra(&self, shop: &str, env: &str) -> Run {
+        self.run(&[
+            "provision",
+            "--shop",
+            shop,
+            "--env",
+            env,
+            "--until",
+            "infra",
+        ])
+    }
+
     /// Runs with extra (Some) or removed (None) environment variables.
     pub fn run_env(&self, args: &[&str], env: &[(&str, Option<&str>)]) -> Run {
         let mut c = self.command(args);
