@@ -80,20 +80,11 @@ impl Aws {
 
     pub async fn lock_holder(&self, id: &StackId) -> Result<Option<LockHolder>> {
         let name = lock_name(id);
-        match self.ssm.get_parameter().name(&name).send().await {
-            Ok(out) => {
-                let value = out.parameter().and_then(|p| p.value()).unwrap_or_default();
-                Ok(Some(serde_json::from_str(value).map_err(|e| {
-                    Error::failed(format!("lock {name} holds unreadable value: {e}"))
-                })?))
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_parameter_not_found()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(self.err("GetParameter", Some(&name), e)),
+        match self.get_param(&name).await? {
+            Some(value) => Ok(Some(serde_json::from_str(&value).map_err(|e| {
+                Error::failed(format!("lock {name} holds unreadable value: {e}"))
+            })?)),
+            None => Ok(None),
         }
     }
 
