@@ -2,8 +2,8 @@ use super::provision::{public_key_file, reach};
 use super::{locked, Ctx};
 use crate::cli::{PosArgs, PosCommand};
 use crate::error::{Error, Result};
-use crate::phases::{self, journal_run, restore, stage};
-use crate::remote::{no_sink, script, Inputs, Remote};
+use crate::phases::{self, restore, stage};
+use crate::remote::{no_sink, Inputs, Remote};
 use crate::spec::StackSpec;
 use serde_json::json;
 use std::time::Duration;
@@ -15,25 +15,14 @@ async fn container(
     action: &str,
 ) -> Result<serde_json::Value> {
     let inputs = Inputs::new().set("ACTION", action)?;
-    let out = remote
-        .run(
-            &script("pos.sh"),
-            &inputs,
-            Duration::from_secs(300),
-            no_sink(),
+    let timeout = Duration::from_secs(300);
+    phases::run_script(aws, remote, "pos.sh", &inputs, timeout, no_sink(), |_| {
+        (
+            format!("pos {action} failed"),
+            "read the message above, then run the same command again".into(),
         )
-        .await?;
-    journal_run(aws, "pos.sh", &remote.describe(), &out);
-    if out.exit_code != 0 {
-        return Err(Error::failed(format!(
-            "pos {action} failed on {} (exit {}): {}",
-            remote.describe(),
-            out.exit_code,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    out.result()
-        .ok_or_else(|| Error::failed(format!("pos {action} ended without a result line")))
+    })
+    .await
 }
 
 /// status / start / stop / restart of the POS container.

@@ -1,10 +1,10 @@
 //! The bootstrap phase: the host is reachable, user-data finished, Docker and strongSwan
 //! answer; their versions are recorded on the stack.
 
-use super::{journal_run, phase_state, record_phase, PhaseState};
+use super::{phase_state, record_phase, run_script, PhaseState};
 use crate::aws::Aws;
-use crate::error::{Error, Result};
-use crate::remote::{script, Inputs, Remote};
+use crate::error::Result;
+use crate::remote::{Inputs, Remote};
 use crate::spec::StackId;
 use crate::ui::Ui;
 use std::time::Duration;
@@ -44,23 +44,20 @@ pub async fn run(
         .set("ENV", id.env.as_str())?
         .set("WAIT_SECS", USERDATA_WAIT_SECS.to_string())?;
     let timeout = Duration::from_secs(USERDATA_WAIT_SECS + 300);
-    let out = remote
-        .run(&script("bootstrap.sh"), &inputs, timeout, ui.remote_sink())
-        .await?;
-    journal_run(aws, "bootstrap.sh", &target, &out);
-    if out.exit_code != 0 {
-        step.failed();
-        return Err(Error::failed(format!(
-            "bootstrap failed on {target} (exit {}): {}\n  next: fix the host (see its /var/log/poscloud-host-setup.log), then run the same command again",
-            out.exit_code,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    let result = out.result().ok_or_else(|| {
-        Error::failed(format!(
-            "bootstrap on {target} ended without a result line (POSCLOUD_RESULT); was the script run at all?"
-        ))
-    })?;
+    let result = match run_script(aws, remote, "bootstrap.sh", &inputs, timeout, ui.remote_sink(), |_| {
+        (
+            "bootstrap failed".into(),
+            "fix the host (see its /var/log/poscloud-host-setup.log), then run the same command again".into(),
+        )
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            step.failed();
+            return Err(e);
+        }
+    };
     let detail = format!(
         "docker {}, {}",
         result["docker"].as_str().unwrap_or("?"),

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::journal::{local_host, local_user, now};
 use crate::remote::ssh::{PinnedKey, SshTarget};
 use crate::remote::ssm::SsmTarget;
-use crate::remote::{Outcome, Remote};
+use crate::remote::{script, Inputs, Outcome, Remote, Sink};
 use crate::spec::StackId;
 use crate::ui::Ui;
 use serde::{Deserialize, Serialize};
@@ -171,8 +171,38 @@ pub async fn remote<'a>(
     }))
 }
 
+/// Runs a script of bootstrap/ on the host, records the run in the journal and returns the
+/// script's POSCLOUD_RESULT. A non-zero exit becomes an error: `explain(code)` gives what
+/// happened and what to do next, and the script's stderr follows.
+pub async fn run_script(
+    aws: &Aws,
+    remote: &Remote<'_>,
+    name: &str,
+    inputs: &Inputs,
+    timeout: std::time::Duration,
+    sink: Sink,
+    explain: impl Fn(i32) -> (String, String),
+) -> Result<serde_json::Value> {
+    let target = remote.describe();
+    let out = remote.run(&script(name), inputs, timeout, sink).await?;
+    journal_run(aws, name, &target, &out);
+    if out.exit_code != 0 {
+        let (what, next) = explain(out.exit_code);
+        return Err(Error::failed(format!(
+            "{what} on {target} (exit {}):\n{}\n  next: {next}",
+            out.exit_code,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    out.result().ok_or_else(|| {
+        Error::failed(format!(
+            "{name} on {target} ended without a result line (POSCLOUD_RESULT); was the script run at all?"
+        ))
+    })
+}
+
 /// Records a remote run in the journal: script, target, exit code, and the output's tail.
-pub fn journal_run(aws: &Aws, script: &str, target: &str, out: &Outcome) {
+fn journal_run(aws: &Aws, script: &str, target: &str, out: &Outcome) {
     let tail = |b: &[u8]| {
         let s = String::from_utf8_lossy(b);
         let start = s.len().saturating_sub(2000);

@@ -1,11 +1,11 @@
 //! The restore phase: customer data from a backup source into the host's data directory,
 //! every file checked against the source's manifest before it replaces anything.
 
-use super::{journal_run, record_phase, PhaseState};
+use super::{record_phase, run_script, PhaseState};
 use crate::aws::Aws;
 use crate::error::{Error, Result};
 use crate::remote::ssh::PinnedKey;
-use crate::remote::{script, Inputs, Remote};
+use crate::remote::{Inputs, Remote};
 use crate::spec::StackId;
 use crate::ui::Ui;
 use std::time::Duration;
@@ -128,19 +128,8 @@ pub async fn run(
     if let Some(k) = &spec.source_host_key {
         inputs = inputs.set("SOURCE_HOST_KEY", k.to_line())?;
     }
-    let out = remote
-        .run(
-            &script("restore.sh"),
-            &inputs,
-            RESTORE_TIMEOUT,
-            ui.remote_sink(),
-        )
-        .await?;
-    journal_run(aws, "restore.sh", &target, &out);
-    if out.exit_code != 0 {
-        step.failed();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let (what, next) = match out.exit_code {
+    let result = match run_script(aws, remote, "restore.sh", &inputs, RESTORE_TIMEOUT, ui.remote_sink(), |code| {
+        let (what, next) = match code {
             3 => (
                 "the restored data does not match the source's manifest; the data directory was not changed",
                 "fix the backup (or take a fresh one) and run the restore again",
@@ -151,15 +140,16 @@ pub async fn run(
                 "read the messages above; the data directory is only replaced after every file verified",
             ),
         };
-        return Err(Error::failed(format!(
-            "{what} on {target} (exit {}):\n{}\n  next: {next}",
-            out.exit_code,
-            stderr.trim()
-        )));
-    }
-    let result = out
-        .result()
-        .ok_or_else(|| Error::failed(format!("restore on {target} ended without a result line")))?;
+        (what.into(), next.into())
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            step.failed();
+            return Err(e);
+        }
+    };
     let detail = format!(
         "{} files, {} bytes verified",
         result["files"], result["bytes"]

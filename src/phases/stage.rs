@@ -2,10 +2,10 @@
 //! it (POS address, subnet gateway as default route) and the POS application installed from
 //! an artifact whose checksum is verified first.
 
-use super::{journal_run, phase_state, record_phase, PhaseState};
+use super::{phase_state, record_phase, run_script, PhaseState};
 use crate::aws::Aws;
 use crate::error::{Error, Result};
-use crate::remote::{script, Inputs, Remote};
+use crate::remote::{Inputs, Remote};
 use crate::spec::{PosSpec, StackSpec};
 use crate::ui::Ui;
 use std::time::Duration;
@@ -51,32 +51,36 @@ pub async fn apply(
     })?;
     let target = remote.describe();
     let step = ui.step(format!("stage: POS container from {}", pos.image));
-    let out = remote
-        .run(
-            &script("pos.sh"),
-            &inputs(spec, pos)?,
-            STAGE_TIMEOUT,
-            ui.remote_sink(),
-        )
-        .await?;
-    journal_run(aws, "pos.sh", &target, &out);
-    if out.exit_code != 0 {
-        step.failed();
-        let why = match out.exit_code {
-            3 => "the POS artifact does not match its checksum; nothing was installed",
-            2 => "the host refused the stage inputs",
-            _ => "stage failed",
-        };
-        return Err(Error::failed(format!(
-            "{why} on {target} (exit {}):\n{}\n  next: check [pos] in {} and run the same command again",
-            out.exit_code,
-            String::from_utf8_lossy(&out.stderr).trim(),
-            spec.source
-        )));
-    }
-    let result = out
-        .result()
-        .ok_or_else(|| Error::failed(format!("stage on {target} ended without a result line")))?;
+    let result = match run_script(
+        aws,
+        remote,
+        "pos.sh",
+        &inputs(spec, pos)?,
+        STAGE_TIMEOUT,
+        ui.remote_sink(),
+        |code| {
+            let what = match code {
+                3 => "the POS artifact does not match its checksum; nothing was installed",
+                2 => "the host refused the stage inputs",
+                _ => "stage failed",
+            };
+            (
+                what.into(),
+                format!(
+                    "check [pos] in {} and run the same command again",
+                    spec.source
+                ),
+            )
+        },
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            step.failed();
+            return Err(e);
+        }
+    };
     step.done(&format!("{} on eth1", spec.pos_ip));
     if record {
         record_phase(aws, &spec.id, "stage", &target, result).await
