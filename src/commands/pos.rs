@@ -68,8 +68,7 @@ async fn lifecycle(ctx: &Ctx, args: &PosArgs, action: &str) -> Result<()> {
         }
         let mut result = json!({"stopped": action == "stop"});
         if matches!(action, "start" | "restart") {
-            let st = stage::apply(&aws, ui, &spec, &remote, false).await?;
-            result = json!({"started": st.result});
+            result = json!({"started": stage::apply(&aws, ui, &spec, &remote).await?});
         }
         ctx.result(result, &format!("pos {action}: done for {id}\n"));
         Ok(())
@@ -126,7 +125,7 @@ pub async fn run(ctx: &Ctx, command: &PosCommand) -> Result<()> {
                     }
                 })?;
                 if stack.pos.is_some() {
-                    stage::apply(&aws, ui, &stack, &remote, false).await?;
+                    stage::apply(&aws, ui, &stack, &remote).await?;
                 }
                 ctx.result(
                     json!({"restore": st}),

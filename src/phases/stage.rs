@@ -35,21 +35,20 @@ pub fn inputs(spec: &StackSpec, pos: &PosSpec) -> Result<Inputs> {
         .set("PIDS", pos.pids.to_string())
 }
 
-/// Runs stage.sh and checks its outcome; `record` marks the phase done in SSM.
+/// Runs pos.sh ACTION=stage (idempotent) and returns its result; `run` records it as the
+/// phase, `pos start` does not.
 pub async fn apply(
     aws: &Aws,
     ui: &Ui,
     spec: &StackSpec,
     remote: &Remote<'_>,
-    record: bool,
-) -> Result<PhaseState> {
+) -> Result<serde_json::Value> {
     let pos = spec.pos.as_ref().ok_or_else(|| {
         Error::usage(format!(
             "{}: no [pos] section (app, image, artifact_url, artifact_sha256): nothing to stage",
             spec.source
         ))
     })?;
-    let target = remote.describe();
     let step = ui.step(format!("stage: POS container from {}", pos.image));
     let result = match run_script(
         aws,
@@ -82,16 +81,7 @@ pub async fn apply(
         }
     };
     step.done(&format!("{} on eth1", spec.pos_ip));
-    if record {
-        record_phase(aws, &spec.id, "stage", &target, result).await
-    } else {
-        Ok(PhaseState {
-            done_at: crate::journal::now(),
-            by: String::new(),
-            target,
-            result,
-        })
-    }
+    Ok(result)
 }
 
 /// The phase: skipped when recorded as done, unless `redo`.
@@ -111,5 +101,6 @@ pub async fn run(
             return Ok(st);
         }
     }
-    apply(aws, ui, spec, remote, true).await
+    let result = apply(aws, ui, spec, remote).await?;
+    record_phase(aws, &spec.id, "stage", &remote.describe(), result).await
 }
