@@ -3,7 +3,8 @@
 # reports the installed versions. Changes nothing but its own marker; safe to run again.
 #
 # Inputs (environment): SHOP (8 digits), ENV (prod|qa|dev), WAIT_SECS (how long to wait for
-# user-data to finish; default 900). POSCLOUD_ROOT prefixes host paths: empty on a real host,
+# user-data to finish; default 900), USERDATA (1, default: wait for poscloud's user-data;
+# 0: a host poscloud did not create, which has none). POSCLOUD_ROOT prefixes host paths: empty on a real host,
 # a test host's own directory in tests.
 set -euo pipefail
 
@@ -19,15 +20,19 @@ state="${POSCLOUD_ROOT:-}/var/lib/poscloud"
 marker="$state/userdata.json"
 failed="$state/userdata.failed"
 
+[[ ${USERDATA:-1} =~ ^[01]$ ]] || { echo "bootstrap: USERDATA must be 0 or 1" >&2; exit 2; }
+
 # cloud-init may still be running on a fresh host: wait for its marker.
-waited=0
-until [[ -f $marker ]]; do
-  [[ -f $failed ]] && fail "user-data failed: $(head -c 2000 "$failed")"
-  ((waited < wait_secs)) || fail "user-data did not finish within ${wait_secs}s (no $marker); see /var/log/poscloud-host-setup.log"
-  sleep 5
-  waited=$((waited + 5))
-done
-echo "bootstrap: user-data finished ($marker)"
+if [[ ${USERDATA:-1} == 1 ]]; then
+  waited=0
+  until [[ -f $marker ]]; do
+    [[ -f $failed ]] && fail "user-data failed: $(head -c 2000 "$failed")"
+    ((waited < wait_secs)) || fail "user-data did not finish within ${wait_secs}s (no $marker); see /var/log/poscloud-host-setup.log"
+    sleep 5
+    waited=$((waited + 5))
+  done
+  echo "bootstrap: user-data finished ($marker)"
+fi
 
 # Values go into JSON strings: keep them to safe characters.
 clean() { tr -cd 'A-Za-z0-9 ._:+~()-' | head -c 200; }
@@ -48,7 +53,8 @@ done
 echo "bootstrap: strongSwan answers: $strongswan_version"
 
 kernel=$(uname -r | clean)
-userdata=$(tr -d '\n' <"$marker")
+userdata=null
+[[ ${USERDATA:-1} == 0 ]] || userdata=$(tr -d '\n' <"$marker")
 result=$(printf '{"shop":"%s","env":"%s","docker":"%s","strongswan":"%s","kernel":"%s","userdata":%s}' \
   "$SHOP" "$ENV" "$docker_version" "$strongswan_version" "$kernel" "$userdata")
 

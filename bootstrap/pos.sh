@@ -1,43 +1,91 @@
 #!/usr/bin/env bash
-# The POS container. ACTION=stage (the stage phase, and `pos start`): starts the container
-# with hardened options, hands eth1 (the POS interface) to its network namespace with the
-# POS address and the subnet gateway as default route, and installs the POS application
-# from an artifact whose checksum is verified before anything is installed. Safe to run
-# again: what is in place is kept. ACTION=status reports; ACTION=stop takes eth1 back to
-# the host and stops the container (the data directory is never touched).
+# The POS container on the host. eth1 (the POS interface) lives in the network namespace of
+# a tiny holder container, ${CONTAINER}-net (the Kubernetes pause-container idea); the POS
+# container joins that namespace (--network container:…), so a restart of the POS outside
+# poscloud (restart policy, `docker restart`, a crash) keeps eth1.
 #
-# Inputs (environment): ACTION (stage|status|stop, default stage), CONTAINER (default pos),
-# ETH1 (default eth1); for stage also:
-#   SHOP, APP (rti|daisy), IMAGE (the staged image)
-#   ETH1 (host interface to hand over, default eth1), POS_IP, PREFIX (e.g. 24), GATEWAY
-#   DATA_DIR   host directory with the POS data, mounted at /usr2 (rti) or /d (daisy);
-#              created if missing, never deleted
-#   ARTIFACT_URL     https://… or file:///… (a tarball with install.sh at its top)
-#   ARTIFACT_SHA256  its SHA-256, 64 hex digits
-#   MEMORY (default 2g), PIDS (default 1024)
-# POSCLOUD_ROOT prefixes host paths (DATA_DIR, file:// paths, markers): empty on a real
-# host, a test host's own directory in tests.
-# Exit codes: 0 staged, 1 failure, 2 bad input, 3 artifact checksum mismatch (nothing
-# installed).
+#   stage         (the stage phase, `pos start`) the holder, the POS container with hardened
+#                 options, eth1 in the holder with the POS address and the subnet gateway as
+#                 default route, the POS application from an artifact whose checksum is
+#                 verified before anything is installed, and the eth1 hook (ACTION=watch as
+#                 poscloud-pos-net.service, enabled where systemd runs). Safe to run again:
+#                 what is in place is kept.
+#   status        reports the containers and eth1.
+#   stop          stops the POS, takes eth1 back to the host, stops the holder.
+#   ready         (the last provision phase) checks the POS runs, the holder runs, eth1 has
+#                 POS_IP, and the container's health command passes now; exit 1 with the
+#                 reasons if not.
+#   commit        snapshots the POS container into the image TAG (it keeps running).
+#   images        lists the images labelled poscloud.app (media, snapshots) and their users.
+#   image-delete  removes IMAGE unless a container (running or not) uses it.
+#   watch         the eth1 hook for host reboots, runs forever: each time the holder starts
+#                 it hands eth1 to it, moves a POS left in the holder's old namespace into
+#                 the new one, and starts a POS that Docker failed to start before the holder.
+# The data directory is never touched by any action.
+#
+# Inputs (environment): ACTION (default stage), CONTAINER (default pos; the holder is
+# CONTAINER-net), ETH1 (default eth1), and per action:
+#   stage         SHOP (8 digits), APP (rti|daisy), IMAGE, POS_IP, PREFIX (16..28), GATEWAY,
+#                 DATA_DIR (host directory mounted at /usr2 (rti) or /d (daisy); created if
+#                 missing, never deleted), ARTIFACT_URL (https://… or file:///…, a tarball
+#                 with install.sh at its top), ARTIFACT_SHA256 (64 hex digits),
+#                 MEMORY (default 2g), PIDS (default 1024)
+#   watch         POS_IP, PREFIX, GATEWAY (written to /etc/poscloud/pos-net.env by stage)
+#   ready         POS_IP
+#   commit        SHOP (must match the container's label), TAG (image reference)
+#   image-delete  IMAGE (reference or id)
+#   status, stop, images: nothing more
+# POSCLOUD_ROOT prefixes host paths (DATA_DIR, file:// paths, markers, the hook's files):
+# empty on a real host, a test host's own directory in tests.
+# Results: one `POSCLOUD_RESULT {json}` line on stdout.
+# Exit codes: 0 done, 1 failure (ready: not ready), 2 bad input, 3 artifact checksum
+# mismatch (nothing installed), 4 image in use (nothing deleted).
 set -euo pipefail
 
 bad() { echo "pos: $*" >&2; exit 2; }
 fail() { echo "pos: $*" >&2; exit 1; }
 
 action=${ACTION:-stage}
-[[ $action =~ ^(stage|status|stop)$ ]] || bad "ACTION must be stage, status or stop"
+[[ $action =~ ^(stage|status|stop|ready|commit|images|image-delete|watch)$ ]] ||
+  bad "ACTION must be stage, status, stop, ready, commit, images, image-delete or watch"
 container=${CONTAINER:-pos}
 [[ $container =~ ^[a-z][a-z0-9_-]{0,30}$ ]] || bad "CONTAINER must be a simple name"
+net=$container-net
 eth1=${ETH1:-eth1}
 [[ $eth1 =~ ^[a-z][a-z0-9]{0,14}$ ]] || bad "ETH1 must be an interface name"
+root=${POSCLOUD_ROOT:-}
+image_re='^[a-z0-9][a-z0-9._/:@-]*$'
+ip4='^([0-9]{1,3}\.){3}[0-9]{1,3}$'
 
-# The container's process as this host sees it. Docker reports host PIDs; an engine in its
+need_pos_ip() { [[ ${POS_IP:-} =~ $ip4 ]] || bad "POS_IP must be an IPv4 address"; }
+need_network() {
+  need_pos_ip
+  [[ ${GATEWAY:-} =~ $ip4 ]] || bad "GATEWAY must be an IPv4 address"
+  if ! [[ ${PREFIX:-} =~ ^[0-9]{1,2}$ ]] || ((PREFIX < 16 || PREFIX > 28)); then
+    bad "PREFIX must be 16..28"
+  fi
+}
+
+# A JSON string (the values here never hold other control characters).
+json() {
+  local s=$1
+  s=${s//\\/\\\\}
+  s=${s//\"/\\\"}
+  s=${s//$'\n'/\\n}
+  s=${s//$'\t'/\\t}
+  printf '"%s"' "$s"
+}
+
+running() { [[ $(docker inspect -f '{{.State.Running}}' "$1" 2>/dev/null) == true ]]; }
+
+# A container's process as this host sees it. Docker reports host PIDs; an engine in its
 # own PID namespace (podman on test hosts) reports its own, so look the process up by the
 # container's cgroup and map the PID through NSpid.
 container_pid() {
   local cid cpid cg p
-  cid=$(docker inspect -f '{{.Id}}' "$container") || return 1
-  cpid=$(docker inspect -f '{{.State.Pid}}' "$container") || return 1
+  cid=$(docker inspect -f '{{.Id}}' "$1" 2>/dev/null) || return 1
+  cpid=$(docker inspect -f '{{.State.Pid}}' "$1") || return 1
+  [[ $cpid != 0 ]] || return 1
   if grep -qs "$cid" "/proc/$cpid/cgroup"; then
     echo "$cpid"
     return 0
@@ -53,49 +101,254 @@ container_pid() {
   return 1
 }
 
+netns_of() { readlink "/proc/$1/ns/net"; }
+has_eth1() { nsenter -t "$1" -n ip link show "$eth1" >/dev/null 2>&1; }
+# Prints nothing when eth1 is not there.
+eth1_addr() { { nsenter -t "$1" -n ip -4 -o addr show dev "$eth1" 2>/dev/null || true; } | awk '{print $4; exit}'; }
+
+# Takes eth1 back to the host from container $1's namespace, if it is there: a veth would
+# vanish with the namespace, a real ENI would only fall back some time later.
+take_back() {
+  local pid
+  pid=$(container_pid "$1") || return 0
+  if has_eth1 "$pid"; then
+    nsenter -t "$pid" -n ip link set "$eth1" netns "$$" || return 1
+    echo "pos: $eth1 back on the host from $1"
+  fi
+}
+
+# Is the POS container running in a namespace of its own (the design before the holder,
+# or a holder restarted under it)? Then eth1 there is not in the holder's.
+pos_apart() {
+  local p h
+  p=$(container_pid "$container") || return 1
+  h=$(container_pid "$net") || return 0
+  [[ $(netns_of "$p") != "$(netns_of "$h")" ]]
+}
+
+# eth1 into the holder's namespace, up, with POS_IP/PREFIX only and the default route via
+# GATEWAY. Stage and the watch hook may do this at the same moment, and a device freed
+# from a dying namespace reaches the host a little later: retry for a while.
+net_up() {
+  local pid i a
+  pid=$(container_pid "$net") || { echo "pos: cannot find the process of $net" >&2; return 1; }
+  for ((i = 0; i < 20; i++)); do
+    has_eth1 "$pid" && break
+    if ip link set "$eth1" netns "$pid" 2>/dev/null; then
+      echo "pos: $eth1 handed to $net"
+      break
+    fi
+    sleep 0.5
+  done
+  has_eth1 "$pid" || { echo "pos: $eth1 is not in $net and could not be moved there from the host" >&2; return 1; }
+  # Callers test the result (errexit is off in here): every step returns on failure.
+  nsenter -t "$pid" -n ip link set "$eth1" up || return 1
+  for a in $(nsenter -t "$pid" -n ip -4 -o addr show dev "$eth1" | awk '{print $4}'); do
+    [[ $a == "$POS_IP/$PREFIX" ]] || nsenter -t "$pid" -n ip addr del "$a" dev "$eth1" || return 1
+  done
+  nsenter -t "$pid" -n ip addr replace "$POS_IP/$PREFIX" dev "$eth1" || return 1
+  nsenter -t "$pid" -n ip route replace default via "$GATEWAY" dev "$eth1" || return 1
+  echo "pos: $eth1 in $net has $POS_IP/$PREFIX, default via $GATEWAY"
+}
+
+# Image id → names of the containers (running or not) made from it, one "id name" a line.
+# Ids, not names: engines normalise names (docker.io/…, localhost/…).
+image_users() {
+  local ids
+  ids=$(docker ps -aq --no-trunc)
+  [[ -n $ids ]] || return 0
+  # shellcheck disable=SC2086 # one id a word
+  docker inspect -f '{{.Image}} {{.Name}}' $ids | sed 's| /| |'
+}
+users_of() { image_users | awk -v id="$1" '$1 == id { print $2 }' | sort | paste -sd' ' -; }
+
 case $action in
   status)
-    if ! docker inspect "$container" >/dev/null 2>&1; then
-      echo 'POSCLOUD_RESULT {"exists":false,"running":false}'
-      exit 0
+    exists=false run=false health=none image=none more="" addr="" net_run=false
+    if docker inspect "$container" >/dev/null 2>&1; then
+      exists=true
+      running "$container" && run=true
+      health=$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$container" 2>/dev/null || echo unknown)
+      image=$(docker inspect -f '{{.Config.Image}}' "$container")
+      more=$(printf ',"health":%s,"image":%s' "$(json "$health")" "$(json "$image")")
     fi
-    running=$(docker inspect -f '{{.State.Running}}' "$container")
-    health=$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$container" 2>/dev/null || echo unknown)
-    image=$(docker inspect -f '{{.Config.Image}}' "$container")
-    addr=""
-    if [[ $running == true ]] && pid=$(container_pid); then
-      addr=$(nsenter -t "$pid" -n ip -4 -o addr show dev "$eth1" 2>/dev/null | awk '{print $4; exit}')
+    running "$net" && net_run=true
+    # The holder's namespace; a POS from before the holder has eth1 in its own.
+    if pid=$(container_pid "$net") || pid=$(container_pid "$container"); then
+      addr=$(eth1_addr "$pid")
     fi
-    echo "pos: $container running=$running health=$health image=$image $eth1=${addr:-none}"
-    printf 'POSCLOUD_RESULT {"exists":true,"running":%s,"health":"%s","image":"%s","eth1":"%s"}\n' \
-      "$running" "$health" "$image" "$addr"
+    echo "pos: $container exists=$exists running=$run health=$health image=$image $net running=$net_run $eth1=${addr:-none}"
+    printf 'POSCLOUD_RESULT {"exists":%s,"running":%s%s,"eth1":%s,"net_running":%s}\n' \
+      "$exists" "$run" "$more" "$(json "$addr")" "$net_run"
     exit 0
     ;;
+
   stop)
-    if docker inspect "$container" >/dev/null 2>&1; then
-      # eth1 first: a veth would vanish with the namespace, a real ENI would just fall back.
-      if pid=$(container_pid) && nsenter -t "$pid" -n ip link show "$eth1" >/dev/null 2>&1; then
-        nsenter -t "$pid" -n ip link set "$eth1" netns "$$"
-        echo "pos: $eth1 back on the host"
-      fi
+    # A POS in a namespace of its own would take eth1 with it.
+    pos_apart && take_back "$container"
+    if running "$container"; then
       docker stop -t 20 "$container" >/dev/null
       echo "pos: container $container stopped; its data directory is kept"
     fi
+    take_back "$net"
+    if running "$net"; then
+      docker stop -t 5 "$net" >/dev/null
+      echo "pos: $net stopped"
+    fi
     echo 'POSCLOUD_RESULT {"stopped":true}'
     exit 0
+    ;;
+
+  ready)
+    need_pos_ip
+    reasons=()
+    image="" health_cmd=""
+    if ! running "$container"; then
+      reasons+=("container $container is not running")
+    else
+      image=$(docker inspect -f '{{.Config.Image}}' "$container")
+    fi
+    running "$net" || reasons+=("$net (the holder of $eth1) is not running")
+    if pid=$(container_pid "$container"); then
+      addr=$(eth1_addr "$pid")
+      if ! has_eth1 "$pid"; then
+        reasons+=("$eth1 is not in the network namespace of $container")
+      elif [[ $addr != "$POS_IP"/* ]]; then
+        reasons+=("$eth1 in $container has ${addr:-no address}, not $POS_IP")
+      fi
+      if running "$net" && pos_apart; then
+        reasons+=("$container is not in the network namespace of $net: a restart would lose $eth1")
+      fi
+    fi
+    if [[ -n $image ]]; then
+      # The configured health command, run now: the engine's own schedule needs systemd
+      # timers on podman, and its last result may be old.
+      mapfile -t hc < <(docker inspect -f '{{with .Config.Healthcheck}}{{range .Test}}{{println .}}{{end}}{{end}}' "$container")
+      case ${hc[0]:-NONE} in
+        CMD-SHELL) health_cmd=${hc[1]:-}; check=(sh -c "$health_cmd") ;;
+        CMD) health_cmd=${hc[*]:1}; check=("${hc[@]:1}") ;;
+        *) check=() ;;
+      esac
+      if ((${#check[@]} == 0)); then
+        reasons+=("container $container has no health command")
+      elif ! out=$(timeout 120 docker exec "$container" "${check[@]}" 2>&1); then
+        reasons+=("health command failed: $health_cmd${out:+ ($(printf '%s' "$out" | tail -n 3 | tr '\n' ' '))}")
+      fi
+    fi
+    if ((${#reasons[@]})); then
+      list=""
+      for r in "${reasons[@]}"; do
+        echo "pos: not ready: $r" >&2
+        list+=${list:+,}$(json "$r")
+      done
+      echo "POSCLOUD_RESULT {\"ready\":false,\"reasons\":[$list]}"
+      exit 1
+    fi
+    echo "pos: ready: $container on $POS_IP, health command passes ($health_cmd)"
+    printf 'POSCLOUD_RESULT {"ready":true,"container":%s,"image":%s,"pos_ip":%s,"health_cmd":%s}\n' \
+      "$(json "$container")" "$(json "$image")" "$(json "$POS_IP")" "$(json "$health_cmd")"
+    exit 0
+    ;;
+
+  commit)
+    [[ ${SHOP:-} =~ ^[0-9]{8}$ ]] || bad "SHOP must be 8 digits"
+    [[ ${TAG:-} =~ ^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$ ]] ||
+      bad "TAG must be an image reference (name[:tag])"
+    docker inspect "$container" >/dev/null 2>&1 || fail "no container $container on this host"
+    labels=$(docker inspect -f '{{index .Config.Labels "poscloud.shop"}}|{{index .Config.Labels "poscloud.app"}}' "$container")
+    IFS='|' read -r have_shop app <<<"$labels"
+    [[ $have_shop == "$SHOP" ]] || bad "container $container belongs to shop ${have_shop:-unknown}, not $SHOP"
+    [[ $app =~ ^(rti|daisy)$ ]] || fail "container $container has no poscloud.app label"
+    when=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+    docker commit -c "LABEL poscloud.shop=$SHOP" -c "LABEL poscloud.app=$app" \
+      -c "LABEL poscloud.snapshot=$when" "$container" "$TAG" >/dev/null ||
+      fail "docker commit of $container failed"
+    id=$(docker image inspect -f '{{.Id}}' "$TAG")
+    echo "pos: $container committed to $TAG ($id), snapshot $when"
+    printf 'POSCLOUD_RESULT {"image":%s,"image_id":%s}\n' "$(json "$TAG")" "$(json "$id")"
+    exit 0
+    ;;
+
+  images)
+    users=$(image_users) || fail "cannot list the containers"
+    list="" table=""
+    while IFS= read -r id; do
+      [[ -n $id ]] || continue
+      info=$(docker image inspect -f '{{with index .Config.Labels "poscloud.app"}}{{.}}{{end}}|{{with index .Config.Labels "poscloud.media.key"}}{{.}}{{end}}|{{with index .Config.Labels "poscloud.snapshot"}}{{.}}{{end}}|{{range .RepoTags}}{{.}} {{end}}' "$id")
+      IFS='|' read -r app key snap tags <<<"$info"
+      used=$(awk -v id="$id" '$1 == id { print $2 }' <<<"$users" | sort | paste -sd' ' -)
+      tags=${tags% }
+      tj="" uj=""
+      for t in $tags; do tj+=${tj:+,}$(json "$t"); done
+      for u in $used; do uj+=${uj:+,}$(json "$u"); done
+      list+=${list:+,}$(printf '{"id":%s,"tags":[%s],"app":%s,"key":%s,"snapshot":%s,"used_by":[%s]}' \
+        "$(json "$id")" "$tj" "$(json "$app")" "$(json "$key")" "$(json "$snap")" "$uj")
+      short=${id#sha256:}
+      table+=$(printf '%-12s  %-5s  %-16s  %-20s  %-30s  %s' "${short:0:12}" "$app" "${key:--}" \
+        "${snap:--}" "${tags// /,}" "${used:--}")$'\n'
+    done < <(docker images -q --no-trunc --filter label=poscloud.app | sort -u)
+    printf '%-12s  %-5s  %-16s  %-20s  %-30s  %s\n' ID APP KEY SNAPSHOT TAGS USED_BY
+    printf '%s' "$table"
+    echo "POSCLOUD_RESULT {\"images\":[$list]}"
+    exit 0
+    ;;
+
+  image-delete)
+    [[ ${IMAGE:-} =~ $image_re ]] || bad "IMAGE must be an image reference or id"
+    id=$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null) || fail "no image $IMAGE on this host"
+    used=$(users_of "$id") || fail "cannot list the containers"
+    if [[ -n $used ]]; then
+      echo "pos: image $IMAGE is used by container(s) $used (running or stopped): not deleted" >&2
+      exit 4
+    fi
+    # Never -f: an image that is somehow still needed stays.
+    docker image rm "$IMAGE" >/dev/null || fail "docker image rm $IMAGE failed"
+    echo "pos: image $IMAGE ($id) deleted"
+    printf 'POSCLOUD_RESULT {"deleted":%s,"image_id":%s}\n' "$(json "$IMAGE")" "$(json "$id")"
+    exit 0
+    ;;
+
+  watch)
+    need_network
+    # Docker may start the POS before its holder at boot; that start fails for good
+    # ("cannot join network of a non running container", moby/moby#11777): start it now.
+    revive() {
+      local st
+      st=$(docker inspect -f '{{.State.Running}} {{.State.Error}}' "$container" 2>/dev/null) || return 0
+      if [[ $st == false*"non running container"* ]]; then
+        docker start "$container" >/dev/null && echo "pos: watch: $container started after $net"
+      fi
+    }
+    check() {
+      running "$net" || return 0
+      # A holder restarted under a running POS: the POS keeps the old namespace with eth1.
+      if container_pid "$net" >/dev/null && pos_apart; then
+        take_back "$container" && docker restart -t 20 "$container" >/dev/null &&
+          echo "pos: watch: $container restarted into the namespace of $net"
+      fi
+      net_up || echo "pos: watch: $eth1 not handed to $net" >&2
+      revive || true
+    }
+    # Events since before the first check, so a start in between is not missed.
+    since=$(date +%s)
+    check
+    coproc EVENTS { exec docker events --since "$since" --filter "container=$net" --filter event=start --format '{{.ID}}'; }
+    trap 'kill "$EVENTS_PID" 2>/dev/null; exit 0' TERM INT HUP
+    echo "pos: watch: handing $eth1 to $net on each start"
+    while IFS= read -r -u "${EVENTS[0]}" _; do
+      check
+    done
+    # The engine went away: exit non-zero so that systemd starts the hook again.
+    echo "pos: watch: docker events ended" >&2
+    exit 1
     ;;
 esac
 
 # ACTION=stage from here on.
 [[ ${SHOP:-} =~ ^[0-9]{8}$ ]] || bad "SHOP must be 8 digits"
 [[ ${APP:-} =~ ^(rti|daisy)$ ]] || bad "APP must be rti or daisy"
-[[ ${IMAGE:-} =~ ^[a-z0-9][a-z0-9._/:@-]*$ ]] || bad "IMAGE must be an image reference"
-ip4='^([0-9]{1,3}\.){3}[0-9]{1,3}$'
-[[ ${POS_IP:-} =~ $ip4 ]] || bad "POS_IP must be an IPv4 address"
-[[ ${GATEWAY:-} =~ $ip4 ]] || bad "GATEWAY must be an IPv4 address"
-if ! [[ ${PREFIX:-} =~ ^[0-9]{1,2}$ ]] || ((PREFIX < 16 || PREFIX > 28)); then
-  bad "PREFIX must be 16..28"
-fi
+[[ ${IMAGE:-} =~ $image_re ]] || bad "IMAGE must be an image reference"
+need_network
 [[ ${DATA_DIR:-} == /* && $DATA_DIR != *..* ]] || bad "DATA_DIR must be an absolute path without .."
 [[ ${ARTIFACT_URL:-} =~ ^(https://|file:///)[^[:space:]]+$ ]] || bad "ARTIFACT_URL must be https:// or file:///"
 [[ ${ARTIFACT_SHA256:-} =~ ^[0-9a-f]{64}$ ]] || bad "ARTIFACT_SHA256 must be 64 lowercase hex digits"
@@ -103,10 +356,10 @@ memory=${MEMORY:-2g} pids=${PIDS:-1024}
 [[ $memory =~ ^[0-9]+[kmg]$ ]] || bad "MEMORY must look like 2g"
 [[ $pids =~ ^[0-9]+$ ]] || bad "PIDS must be a number"
 
-root=${POSCLOUD_ROOT:-}
 state="$root/var/lib/poscloud"
 mount_point=/usr2
 [[ $APP == daisy ]] && mount_point=/d
+keepalive='trap "exit 0" TERM; while :; do sleep 3600 & wait $!; done'
 
 # 1. The artifact, verified before anything is installed.
 work=$(mktemp -d)
@@ -125,23 +378,98 @@ if [[ $actual != "$ARTIFACT_SHA256" ]]; then
   exit 3
 fi
 echo "pos: artifact verified (sha256 $actual)"
-
-# 2. The container: hardened, no network of its own (eth1 is handed to it), data mounted.
-mkdir -p "$root$DATA_DIR"
-# Compare image ids, not names: engines normalise names (docker.io/…).
 want_image=$(docker image inspect -f '{{.Id}}' "$IMAGE") || fail "image $IMAGE is not on this host"
-have=$(docker inspect -f '{{.Image}} {{.State.Running}}' "$container" 2>/dev/null || true)
-if [[ $have != "$want_image true" ]]; then
+
+# 2. The eth1 hook: after a reboot the ENI comes up on the host, and only the holder's start
+# tells when to hand it over. Written first, so a hook already running has the new inputs
+# when the holder starts below (both may hand eth1 over; net_up allows that).
+hook_bin=/usr/local/libexec/poscloud/pos.sh
+hook_env=/etc/poscloud/pos-net.env
+hook_unit=/etc/systemd/system/poscloud-pos-net.service
+[[ -f $0 ]] || fail "cannot install the eth1 hook: this script is not a file ($0)"
+changed=0
+# put FILE MODE CONTENT-FILE: replaces FILE when its content differs, by a rename: a hook
+# running from the old file keeps reading it (bash reads scripts as it goes).
+put() {
+  if ! cmp -s "$3" "$root$1"; then
+    install -D -m "$2" "$3" "$root$1.new"
+    mv -f "$root$1.new" "$root$1"
+    changed=1
+  fi
+}
+put "$hook_bin" 0755 "$0"
+printf 'ACTION=watch\nCONTAINER=%s\nETH1=%s\nPOS_IP=%s\nPREFIX=%s\nGATEWAY=%s\n' \
+  "$container" "$eth1" "$POS_IP" "$PREFIX" "$GATEWAY" >"$work/env"
+put "$hook_env" 0644 "$work/env"
+cat >"$work/unit" <<EOF
+[Unit]
+Description=poscloud: eth1 to the POS network holder ($net) each time it starts
+After=docker.service
+Requires=docker.service
+
+[Service]
+EnvironmentFile=$hook_env
+ExecStart=$hook_bin
+Restart=always
+RestartSec=5
+
+[Install]
+WantedBy=multi-user.target
+EOF
+put "$hook_unit" 0644 "$work/unit"
+if [[ -d /run/systemd/system && -z $root ]]; then
+  systemctl daemon-reload
+  systemctl enable --quiet poscloud-pos-net.service
+  if ((changed)); then
+    systemctl restart poscloud-pos-net.service
+  else
+    systemctl start poscloud-pos-net.service
+  fi
+  hook=enabled
+  echo "pos: eth1 hook poscloud-pos-net.service enabled"
+else
+  hook=written
+  echo "pos: eth1 hook written to $root$hook_unit, not enabled (no systemd here)"
+fi
+
+# 3. The holder: no network of its own (eth1 is handed to it), nothing else to do. Replaced
+# only when it is missing or not what this stage wants (the image, the shop's hostname).
+mkdir -p "$root$DATA_DIR"
+have_net=$(docker inspect -f '{{.Image}} {{.Config.Hostname}}' "$net" 2>/dev/null || true)
+if [[ $have_net != "$want_image pos-$SHOP" ]]; then
+  if [[ -n $have_net ]]; then
+    echo "pos: replacing $net; eth1 back to the host first"
+    # The POS joins the holder's namespace: it goes with it (podman refuses otherwise).
+    pos_apart && take_back "$container"
+    take_back "$net"
+    docker rm -f "$container" >/dev/null 2>&1 || true
+    docker rm -f "$net" >/dev/null
+  fi
+  # The POS's hostname is set here: Docker refuses --hostname with --network container:.
+  docker run -d --name "$net" --hostname "pos-$SHOP" --network none \
+    --restart unless-stopped --security-opt no-new-privileges --cap-drop ALL --read-only \
+    --pids-limit 16 --memory 32m \
+    --label "poscloud.shop=$SHOP" --label "poscloud.app=$APP" --label poscloud.role=net \
+    "$IMAGE" sh -c "$keepalive" >/dev/null || fail "docker run $net from $IMAGE failed"
+  echo "pos: $net started from $IMAGE"
+elif ! running "$net"; then
+  docker start "$net" >/dev/null || fail "cannot start $net"
+  echo "pos: $net started"
+fi
+net_id=$(docker inspect -f '{{.Id}}' "$net")
+
+# 4. The POS container: hardened, in the holder's namespace, data mounted. Kept when it has
+# the wanted image and network (also when stopped: its installed application stays).
+have=$(docker inspect -f '{{.Image}} {{.HostConfig.NetworkMode}}' "$container" 2>/dev/null || true)
+if [[ $have != "$want_image container:$net_id" && $have != "$want_image container:$net" ]]; then
   if [[ -n $have ]]; then
     echo "pos: replacing container $container; the data directory stays"
-    # Take eth1 back first: a veth would vanish with the container's namespace.
-    if old=$(container_pid) && nsenter -t "$old" -n ip link show "$eth1" >/dev/null 2>&1; then
-      nsenter -t "$old" -n ip link set "$eth1" netns "$$"
-    fi
+    # A POS from before the holder has eth1 in its own namespace.
+    pos_apart && take_back "$container"
     docker rm -f "$container" >/dev/null
   fi
   # Only the capabilities a POS app needs to run its services as their own users.
-  docker run -d --name "$container" --hostname "pos-$SHOP" --network none \
+  docker run -d --name "$container" --network "container:$net" \
     --restart unless-stopped --security-opt no-new-privileges \
     --cap-drop ALL --cap-add CHOWN --cap-add DAC_OVERRIDE --cap-add FOWNER \
     --cap-add SETUID --cap-add SETGID --cap-add KILL --cap-add NET_BIND_SERVICE \
@@ -149,27 +477,24 @@ if [[ $have != "$want_image true" ]]; then
     --health-cmd 'test -f /opt/pos/.installed' --health-interval 30s --health-retries 3 \
     --label "poscloud.shop=$SHOP" --label "poscloud.app=$APP" \
     -v "$root$DATA_DIR:$mount_point" \
-    "$IMAGE" sh -c 'trap "exit 0" TERM; while :; do sleep 3600 & wait $!; done' >/dev/null ||
+    "$IMAGE" sh -c "$keepalive" >/dev/null ||
     fail "docker run $IMAGE failed"
   echo "pos: container $container started from $IMAGE"
+elif ! running "$container"; then
+  docker start "$container" >/dev/null || fail "cannot start $container"
+  echo "pos: container $container started"
+elif pos_apart; then
+  # The holder was restarted under a running POS (Docker keeps the POS in the old namespace).
+  take_back "$container"
+  docker restart -t 20 "$container" >/dev/null
+  echo "pos: container $container restarted into the namespace of $net"
 fi
-
-pid=$(container_pid) || fail "cannot find the process of container $container"
 cid=$(docker inspect -f '{{.Id}}' "$container")
 
-# 3. eth1 into the container, with the POS address and the gateway as default route.
-inside() { nsenter -t "$pid" -n "$@"; }
-if ! inside ip link show "$eth1" >/dev/null 2>&1; then
-  ip link show "$eth1" >/dev/null 2>&1 || fail "interface $eth1 is neither on the host nor in the container"
-  ip link set "$eth1" netns "$pid"
-  echo "pos: $eth1 handed to container $container"
-fi
-inside ip link set "$eth1" up
-inside ip addr replace "$POS_IP/$PREFIX" dev "$eth1"
-inside ip route replace default via "$GATEWAY" dev "$eth1"
-echo "pos: $eth1 in $container has $POS_IP/$PREFIX, default via $GATEWAY"
+# 5. eth1 into the holder, with the POS address and the gateway as default route.
+net_up || fail "cannot hand $eth1 to $net"
 
-# 4. The application, once per artifact.
+# 6. The application, once per artifact.
 marker="/opt/pos/.installed"
 if [[ $(docker exec "$container" cat "$marker" 2>/dev/null || true) != "$ARTIFACT_SHA256" ]]; then
   docker cp "$artifact" "$container:/tmp/pos-artifact.tar"
@@ -182,7 +507,7 @@ else
 fi
 
 mkdir -p "$state/phases"
-result=$(printf '{"container":"%s","image":"%s","container_id":"%s","pos_ip":"%s","artifact_sha256":"%s","data_dir":"%s","mount":"%s"}' \
-  "$container" "$IMAGE" "$cid" "$POS_IP" "$ARTIFACT_SHA256" "$DATA_DIR" "$mount_point")
+result=$(printf '{"container":"%s","image":"%s","container_id":"%s","net_container":"%s","pos_ip":"%s","artifact_sha256":"%s","data_dir":"%s","mount":"%s","hook":"%s"}' \
+  "$container" "$IMAGE" "$cid" "$net" "$POS_IP" "$ARTIFACT_SHA256" "$DATA_DIR" "$mount_point" "$hook")
 printf '%s\n' "$result" >"$state/phases/stage.done"
 echo "POSCLOUD_RESULT $result"

@@ -8,21 +8,65 @@
 #   SHOP             8 digits
 #   APP              rti | daisy
 #   DATA_DIR         absolute path of the data directory on the host (e.g. /usr2, /d)
-#   SOURCE           ssh://user@host[:port]/absolute/path/  (rsync over SSH, e.g. the old
-#                    backup server's /backups/tfrsync-<shop>/) or file:///absolute/path/
-#                    (a directory already on the host)
+#   SOURCE           one of three kinds:
+#                    ssh://user@host[:port]/absolute/path/  rsync over SSH, e.g. the old
+#                      backup server's /backups/tfrsync-<shop>/
+#                    file:///absolute/path/  a directory already on the host
+#                    s3://BUCKET/KEY  a tar archive in S3 (KEY ends in .tar, .tar.gz or
+#                      .tgz; no control characters), downloaded from SOURCE_URL. BUCKET:
+#                      3-63 characters of a-z 0-9 . -, starting and ending with a letter
+#                      or digit. SOURCE itself is only checked and shown (messages, the
+#                      result line), never fetched.
 #   SOURCE_KEY_FILE  ssh:// only: path on the host of the private key for the backup server
 #   SOURCE_HOST_KEY  ssh:// only: the backup server's public host key line
 #                    ("ssh-ed25519 AAAA..."), pinned: no other key is accepted
+#   SOURCE_URL       s3:// only (required there, refused with the other kinds): an http://
+#                    or https:// URL of the archive, normally a presigned S3 GET URL. It
+#                    carries a signature: it is never printed, not even in errors (curl runs
+#                    with -sS, its messages stay in a temporary file, the URL reaches it on
+#                    stdin rather than its command line, and this script never uses set -x).
 #   MANIFEST         file name in the source root, sha256sum format (default MANIFEST.sha256)
 # POSCLOUD_ROOT prefixes host paths (DATA_DIR, SOURCE_KEY_FILE, file:// paths): empty on a
 # real host, a test host's own directory in tests. Paths on the backup server are not.
 #
-# Exit codes: 0 restored (or already restored), 1 failure (transfer, disk, lock, tools),
-# 2 bad input, 3 the copy does not match the manifest (DATA_DIR untouched; the copy stays in
+# The same layout for every kind: the source's top level holds the data and the manifest
+# (for an archive: its top-level members, with or without a leading "./").
+#
+# An s3:// archive is downloaded with curl (retries on transient errors; no overall time
+# limit, but aborted below 1 KB/s for 5 minutes) to DATA_DIR.restore-archive, next to
+# DATA_DIR (not /tmp: it can be many GB), checked, extracted into an emptied
+# DATA_DIR.restore-staging, and deleted once extracted or refused, whatever the outcome.
+# Then the same verification, swap and result as for the other kinds. A failed download
+# exits 1 with curl's exit code and the HTTP status (and S3's error code), never the URL.
+#
+# Archive members are listed first (tar -tv) and the whole archive is refused (exit 3, each
+# bad member named on stderr as "restore: refused: <member> (<why>)", nothing extracted)
+# when any member:
+#   - has an absolute name, a ".." component, or another non-plain name ("//", "/./");
+#   - lies below a symlink or hard-link member of the archive (a write through a link
+#     could leave the staging directory), or below a member that is not a directory;
+#   - is a hard link to anything but a regular file earlier in the archive;
+#   - is a device file, a FIFO or another special type (only regular files, directories,
+#     symlinks and hard links are extracted);
+#   - appears twice, or is the top directory (".") as something else than a directory.
+# Symlinks themselves are kept as they are (as rsync does for the other kinds), whatever
+# they point to. Extraction runs as root with GNU tar's own guards on top (it refuses ".."
+# and strips leading "/" anyway; never -P), --numeric-owner and --preserve-permissions; the
+# archive's "./" entry gives DATA_DIR its own mode and owner, as the source directory does
+# for the other kinds. The staging directory is emptied first, so no earlier symlink can
+# be written through and no existing directory is there to protect (hence no
+# --no-overwrite-dir). The "already restored" check needs the archive's manifest, so an
+# s3:// run always downloads and extracts; when DATA_DIR already verifies, the extracted
+# copy is deleted and nothing is moved.
+#
+# Exit codes: 0 restored (or already restored), 1 failure (transfer or download, disk,
+# lock, tools, extraction), 2 bad input, 3 the copy does not match the manifest or the
+# archive is refused or unreadable (DATA_DIR untouched; a copy that was made stays in
 # DATA_DIR.restore-staging for inspection). Bad files are named on stderr, one per line:
 # "restore: mismatch|missing|unlisted: <path>", with backslash shown as \\ and newline as \n
-# (the manifest's own escaping), so every name stays on one line.
+# (the manifest's own escaping), so every name stays on one line. Refused archive members
+# are shown the way GNU tar lists them (--quoting-style=escape: also \n, \\, and octal
+# escapes such as \351 for other bytes).
 #
 # Running it again: when DATA_DIR already holds the same manifest and every file verifies,
 # nothing is moved (the data may be large, and the app may have it open); otherwise the
@@ -64,14 +108,35 @@ if [[ $source_url =~ $ssh_re ]]; then
 elif [[ $source_url =~ ^file://(/.*)$ ]]; then
   kind="file"
   src_path=${BASH_REMATCH[1]}
+elif [[ $source_url =~ ^s3://([^/]*)/(.*)$ ]]; then
+  kind="s3"
+  s3_bucket=${BASH_REMATCH[1]} s3_key=${BASH_REMATCH[2]}
+  [[ $s3_bucket =~ ^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$ ]] ||
+    bad "the S3 bucket must be 3-63 characters of a-z, 0-9, '.' and '-', starting and ending with a letter or digit, got '$s3_bucket'"
+  [[ $s3_key =~ \.(tar|tar\.gz|tgz)$ ]] ||
+    bad "the S3 key must name a .tar, .tar.gz or .tgz archive, got '$s3_key'"
 else
-  bad "SOURCE must be ssh://user@host[:port]/absolute/path/ or file:///absolute/path/, got '$source_url'"
+  bad "SOURCE must be ssh://user@host[:port]/absolute/path/, file:///absolute/path/ or s3://bucket/key.tar[.gz], got '$source_url'"
 fi
-case $src_path/ in
-  */../* | */./*) bad "the SOURCE path must not contain '.' or '..' components, got '$src_path'" ;;
-esac
-while [[ $src_path == */ ]]; do src_path=${src_path%/}; done
-[[ -n $src_path ]] || bad "the SOURCE path must not be /"
+if [[ $kind != s3 ]]; then
+  case $src_path/ in
+    */../* | */./*) bad "the SOURCE path must not contain '.' or '..' components, got '$src_path'" ;;
+  esac
+  while [[ $src_path == */ ]]; do src_path=${src_path%/}; done
+  [[ -n $src_path ]] || bad "the SOURCE path must not be /"
+fi
+
+# SOURCE_URL may carry a signature: no message shows its value.
+if [[ $kind == s3 ]]; then
+  [[ -n ${SOURCE_URL:-} ]] ||
+    bad "an s3:// SOURCE needs SOURCE_URL: an http(s) URL of the archive (a presigned S3 GET URL)"
+  # Also what curl's config syntax can take between double quotes as it is.
+  url_re='^https?://[^/?#[:space:][:cntrl:]"\]+([/?#][^[:space:][:cntrl:]"\]*)?$'
+  [[ $SOURCE_URL =~ $url_re ]] ||
+    bad "SOURCE_URL must be an http:// or https:// URL without spaces, quotes or backslashes (its value is not shown: it may carry a signature)"
+elif [[ -n ${SOURCE_URL:-} ]]; then
+  bad "SOURCE_URL is only for s3:// sources, not for $kind:// ones (its value is not shown)"
+fi
 
 manifest=${MANIFEST:-MANIFEST.sha256}
 [[ -n $manifest && $manifest != */* && $manifest != .* && $manifest != *[[:cntrl:]]* ]] ||
@@ -113,14 +178,18 @@ if [[ $kind == file ]]; then
   done
 fi
 
-for tool in rsync sha256sum flock find xargs stat readlink mktemp; do
+tools=(sha256sum flock find xargs stat readlink mktemp)
+case $kind in
+  ssh) tools+=(rsync ssh ssh-keygen) ;;
+  file) tools+=(rsync) ;;
+  s3)
+    tools+=(curl tar head tr)
+    [[ $s3_key == *.tar ]] || tools+=(gzip)
+    ;;
+esac
+for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null || fail "'$tool' is not installed on the host"
 done
-if [[ $kind == ssh ]]; then
-  for tool in ssh ssh-keygen; do
-    command -v "$tool" >/dev/null || fail "'$tool' is not installed on the host"
-  done
-fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/poscloud-restore.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -153,9 +222,11 @@ if [[ $kind == ssh ]]; then
   rsync_opts+=(-e "bash $tmp/ssh")
   src_spec=$src_user@$src_host:$src_path/
   echo "restore: source $source_url (rsync over SSH, host key pinned: $fingerprint)"
-else
+elif [[ $kind == file ]]; then
   src_spec=$root$src_path/
   echo "restore: source $source_url (a directory on this host)"
+else
+  echo "restore: source $source_url (an archive, downloaded over ${SOURCE_URL%%:*} from SOURCE_URL, which is not shown)"
 fi
 
 mkdir -p "$state/phases"
@@ -351,14 +422,226 @@ fetch_manifest() {
   esac
 }
 
+# ---- an s3:// archive: download, check, extract into staging --------------------------
+# Why curl failed, in words that never quote the URL.
+curl_reason() { # CURL_EXIT HTTP_STATUS
+  case $2 in
+    403) echo "access denied: the presigned SOURCE_URL may have expired or be signed for another object" ;;
+    404) echo "no such object" ;;
+    4?? | 5??) echo "the server refused the request" ;;
+    *)
+      case $1 in
+        0) echo "no usable answer" ;;
+        1) echo "unsupported protocol (a redirect to another scheme?)" ;;
+        3) echo "the URL is malformed" ;;
+        5 | 6) echo "cannot resolve the host" ;;
+        7) echo "cannot connect to the server" ;;
+        18 | 52 | 55 | 56) echo "the connection broke off during the download" ;;
+        23) echo "cannot write $archive (disk full?)" ;;
+        28) echo "timed out, or slower than 1 KB/s for 5 minutes" ;;
+        35 | 51 | 53 | 54 | 58 | 59 | 60 | 77 | 80 | 83 | 90 | 91) echo "TLS failed (certificate not trusted, or handshake)" ;;
+        47) echo "too many redirects" ;;
+        *) echo "see curl's exit codes" ;;
+      esac
+      ;;
+  esac
+}
+
+download_archive() {
+  local rc=0 status code="" body
+  rm -f -- "$archive"
+  echo "restore: downloading the archive into $archive"
+  # The URL goes in on stdin (a config file), not on the command line: other users can
+  # read command lines. -q: no ~/.curlrc (it could turn on tracing). curl's own messages
+  # may quote the URL: they stay in $tmp and are never shown.
+  status=$(printf 'url = "%s"\n' "$SOURCE_URL" |
+    curl -q -sS -K - -o "$archive" -w '%{http_code}' --globoff \
+      --location --max-redirs 5 --proto =http,https --proto-redir =http,https \
+      --connect-timeout 30 --speed-limit 1024 --speed-time 300 \
+      --retry 5 --retry-max-time 600 2>"$tmp/curl.err") || rc=$?
+  [[ $status =~ ^[0-9]{3}$ ]] || status=000
+  if ((rc == 0)) && [[ $status == 2?? ]]; then
+    [[ -f $archive ]] || : >"$archive" # curl creates no file for an empty body
+    return 0
+  fi
+  # S3 explains a refusal in an XML body: its <Code> only (the message may quote the request).
+  if [[ $status != 000 && -f $archive ]]; then
+    body=$(head -c 65536 -- "$archive" | tr -d '\0')
+    [[ ! $body =~ \<Code\>([A-Za-z0-9.]{1,64})\</Code\> ]] || code=", S3 error ${BASH_REMATCH[1]}"
+  fi
+  rm -f -- "$archive"
+  fail "cannot download the archive of $source_url (curl exit $rc, HTTP status $status$code): $(curl_reason "$rc" "$status"); nothing was changed"
+}
+
+# Member names as GNU tar lists them (escaped, so one per line), with leading "./" and a
+# trailing "/" removed; "" is the top directory.
+normalized() {
+  local n=$1
+  while [[ $n == ./* ]]; do n=${n#./}; done
+  [[ $n != . ]] || n=""
+  normalized=${n%/}
+}
+
+# Lists the archive and refuses it (exit 3) unless every member is safe to extract (the
+# rules are in the header).
+check_archive() {
+  local rc=0 name line type rest target norm p i t
+  local long_re='^(.)[^ ]* +[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+ (.*)$'
+  local -a m_names=() m_types=() m_targets=() m_norms=() refused=()
+  local -A type_of=() index_of=()
+  # -P: show names as stored (without it tar strips a leading "/" from what it lists).
+  tar -t -v -P --numeric-owner --quoting-style=escape "${tar_z[@]}" -f "$archive" >"$tmp/long" || rc=$?
+  ((rc)) || tar -t -P --quoting-style=escape "${tar_z[@]}" -f "$archive" >"$tmp/names" 2>/dev/null || rc=$?
+  if ((rc)); then
+    echo "restore: cannot read the archive of $source_url as a $archive_kind archive (tar exit $rc, see above); $data_path was not changed" >&2
+    exit 3
+  fi
+  unreadable_listing() {
+    echo "restore: cannot make sense of tar's listing of the archive at member $((${#m_names[@]} + 1)); $data_path was not changed" >&2
+    exit 3
+  }
+  exec 7<"$tmp/names" 8<"$tmp/long"
+  while IFS= read -r name <&7; do
+    IFS= read -r line <&8 || unreadable_listing
+    [[ $line =~ $long_re ]] || unreadable_listing
+    type=${BASH_REMATCH[1]} rest=${BASH_REMATCH[2]} target=""
+    case $type in
+      l) [[ $rest == "$name -> "* ]] || unreadable_listing; target=${rest#"$name -> "} ;;
+      h) [[ $rest == "$name link to "* ]] || unreadable_listing; target=${rest#"$name link to "} ;;
+      *) [[ $rest == "$name" ]] || unreadable_listing ;;
+    esac
+    normalized "$name"
+    m_names+=("$name") m_types+=("$type") m_targets+=("$target") m_norms+=("$normalized")
+  done
+  ! IFS= read -r line <&8 || unreadable_listing
+  exec 7<&- 8<&-
+
+  # Names and types, one member at a time.
+  for i in "${!m_names[@]}"; do
+    name=${m_names[i]} type=${m_types[i]} norm=${m_norms[i]}
+    if [[ $name == /* ]]; then
+      refused+=("$name (an absolute name)")
+      continue
+    fi
+    if [[ -z $norm ]]; then
+      [[ $type == d ]] || refused+=("$name (the top directory, but not a directory)")
+      continue
+    fi
+    case /$norm/ in
+      */../*) refused+=("$name (a '..' component)"); continue ;;
+      */./* | *//*) refused+=("$name (not a plain relative name)"); continue ;;
+    esac
+    case $type in
+      - | C | d | l | h) ;;
+      b | c) refused+=("$name (a device file)") ;;
+      p) refused+=("$name (a FIFO)") ;;
+      *) refused+=("$name (an unsupported member type '$type')") ;;
+    esac
+    if [[ -n ${type_of[$norm]+x} ]]; then
+      refused+=("$name (appears twice)")
+      continue
+    fi
+    type_of[$norm]=$type index_of[$norm]=$i
+  done
+  # Paths: nothing below a link or a non-directory; hard links only to earlier files.
+  for i in "${!m_names[@]}"; do
+    name=${m_names[i]} norm=${m_norms[i]}
+    # Only the members whose names passed above (each name once).
+    [[ -n $norm && ${index_of[$norm]:-} == "$i" ]] || continue
+    p=$norm
+    while [[ $p == */* ]]; do
+      p=${p%/*}
+      case ${type_of[$p]:-d} in
+        d) ;;
+        l | h) refused+=("$name (below the link $p: a write through it could leave the staging directory)"); break ;;
+        *) refused+=("$name (below $p, which is not a directory)"); break ;;
+      esac
+    done
+    if [[ ${m_types[i]} == h ]]; then
+      normalized "${m_targets[i]}"
+      t=$normalized
+      if [[ ${m_targets[i]} == /* || -z $t || -z ${index_of[$t]+x} ]] ||
+        ((${index_of[$t]} >= i)) || [[ ${type_of[$t]} != [-C] ]]; then
+        refused+=("$name (a hard link to ${m_targets[i]}, which is not a regular file earlier in the archive)")
+      fi
+    fi
+  done
+
+  if ((${#refused[@]})); then
+    local limit=500
+    for p in "${refused[@]:0:limit}"; do echo "restore: refused: $p" >&2; done
+    ((${#refused[@]} <= limit)) || echo "restore: ... and $((${#refused[@]} - limit)) more" >&2
+    echo "restore: the archive of $source_url has ${#refused[@]} members that are not extracted (absolute or '..' names, paths through links, device files and FIFOs are refused); nothing was extracted and $data_path was not changed" >&2
+    exit 3
+  fi
+  archive_members=${#m_names[@]}
+}
+
+# Fills an emptied staging directory from the archive; the archive is deleted either way.
+extract_archive() {
+  local rc=0 size special
+  size=$(stat -c %s -- "$archive")
+  echo "restore: downloaded $size bytes; checking the archive's members"
+  check_archive
+  # Nothing from an earlier run stays: an old symlink could otherwise be written through.
+  rm -rf -- "$staging"
+  mkdir -- "$staging"
+  echo "restore: extracting $archive_members members into $staging"
+  tar -x "${tar_z[@]}" -f "$archive" -C "$staging" --numeric-owner --same-owner --preserve-permissions || rc=$?
+  rm -f -- "$archive"
+  ((rc == 0)) || fail "extracting the archive failed (tar exit $rc, see above); $data_path was not changed; what was extracted is in $staging"
+  # The listing was checked; this is a second look at what tar made.
+  special=$(find "$staging" \( -type b -o -type c -o -type p -o -type s \) -print -quit)
+  if [[ -n $special ]]; then
+    echo "restore: refused: $(shown "${special#"$staging"/}") (a special file)" >&2
+    echo "restore: the archive made special files; $data_path was not changed; the copy is kept in $staging" >&2
+    exit 3
+  fi
+}
+
+# A manifest in a single top-level directory instead of the top level: say so.
+top_dir_hint() {
+  local tops=() e
+  while IFS= read -r -d '' e; do tops+=("$e"); done < <(find "$staging" -mindepth 1 -maxdepth 1 -print0)
+  if ((${#tops[@]} == 1)) && [[ -d ${tops[0]} && ! -L ${tops[0]} && -f ${tops[0]}/$manifest ]]; then
+    echo "restore: the archive's files are all in '$(shown "${tops[0]#"$staging"/}")/': pack them from inside that directory (tar -C DIR -czf ARCHIVE .)" >&2
+  fi
+}
+
 # ---- already restored? ----------------------------------------------------------------
-# Fetching the manifest first also proves the connection (and the pinned key) before any
-# data moves.
-fetch_manifest "$tmp/manifest"
+# Names of the files that failed the last check (NUL-separated), for the copy below.
+refetch=$state/restore.refetch
+if [[ $kind == s3 ]]; then
+  # An archive holds its manifest: the whole archive comes first.
+  [[ ! -e $staging || (-d $staging && ! -L $staging) ]] ||
+    fail "$staging exists and is not a directory: move it away and run again"
+  mkdir -p "$(dirname "$data")"
+  archive=$data.restore-archive
+  trap 'rm -rf "$tmp"; rm -f -- "$archive"' EXIT
+  tar_z=()
+  archive_kind=tar
+  if [[ $s3_key != *.tar ]]; then tar_z=(-z) archive_kind=tar.gz; fi
+  download_archive
+  extract_archive
+  rm -f "$refetch" # for rsync's reuse of an old staging; this staging is new
+  if [[ ! -f $staging/$manifest || -L $staging/$manifest ]]; then
+    echo "restore: missing: $(shown "$manifest")" >&2
+    top_dir_hint
+    echo "restore: the archive has no manifest $manifest at its top level; $data_path was not changed; the copy is kept in $staging" >&2
+    exit 3
+  fi
+  cp -- "$staging/$manifest" "$tmp/manifest"
+  unchanged_note="$data_path was not changed; the copy is kept in $staging"
+else
+  # Fetching the manifest first also proves the connection (and the pinned key) before any
+  # data moves.
+  fetch_manifest "$tmp/manifest"
+  unchanged_note="nothing was changed"
+fi
 parse_manifest "$tmp/manifest"
 if ((${#manifest_errors[@]})); then
   for e in "${manifest_errors[@]}"; do echo "restore: bad manifest $manifest: $e" >&2; done
-  echo "restore: the source's manifest cannot be used; nothing was changed" >&2
+  echo "restore: the source's manifest cannot be used; $unchanged_note" >&2
   exit 3
 fi
 echo "restore: manifest $manifest lists ${#names[@]} files"
@@ -367,7 +650,11 @@ if [[ -f $data/$manifest && "$(sha256sum <"$data/$manifest")" == "$(sha256sum <"
   echo "restore: $data_path holds this manifest already; checking it in place"
   if verify "$data"; then
     echo "restore: every file in $data_path matches the manifest: already restored, nothing moved"
-    [[ ! -d $staging ]] || echo "restore: note: $staging is left from an earlier failed run; remove it when no longer needed"
+    if [[ $kind == s3 ]]; then
+      rm -rf -- "$staging" # this run's own extraction, not needed
+    elif [[ -d $staging ]]; then
+      echo "restore: note: $staging is left from an earlier failed run; remove it when no longer needed"
+    fi
     finish true ""
     exit 0
   fi
@@ -375,45 +662,47 @@ if [[ -f $data/$manifest && "$(sha256sum <"$data/$manifest")" == "$(sha256sum <"
 fi
 
 # ---- copy into staging ----------------------------------------------------------------
-[[ ! -e $staging || (-d $staging && ! -L $staging) ]] ||
-  fail "$staging exists and is not a directory: move it away and run again"
-# Files that failed the last check are fetched afresh: rsync's quick check (size and time)
-# would keep a bad copy whose size and time happen to match the source.
-refetch=$state/restore.refetch
-# True when NAME is a regular file reached through real directories of staging only: the
-# source may hold symlinks (say a -> /etc), and a removal must never follow one.
-in_staging() {
-  local rel=$1 p=$staging
-  case /$rel/ in */../* | */./* | *//*) return 1 ;; esac
-  while [[ $rel == */* ]]; do
-    p+=/${rel%%/*}
-    rel=${rel#*/}
-    [[ -d $p && ! -L $p ]] || return 1
-  done
-  [[ -f $p/$rel && ! -L $p/$rel ]]
-}
-if [[ -f $refetch ]]; then
-  if [[ -d $staging ]]; then
-    while IFS= read -r -d '' name; do
-      if in_staging "$name"; then rm -f -- "$staging/$name"; fi
-    done <"$refetch"
+# (An archive was extracted into staging above.)
+if [[ $kind != s3 ]]; then
+  [[ ! -e $staging || (-d $staging && ! -L $staging) ]] ||
+    fail "$staging exists and is not a directory: move it away and run again"
+  # Files that failed the last check are fetched afresh: rsync's quick check (size and time)
+  # would keep a bad copy whose size and time happen to match the source.
+  # True when NAME is a regular file reached through real directories of staging only: the
+  # source may hold symlinks (say a -> /etc), and a removal must never follow one.
+  in_staging() {
+    local rel=$1 p=$staging
+    case /$rel/ in */../* | */./* | *//*) return 1 ;; esac
+    while [[ $rel == */* ]]; do
+      p+=/${rel%%/*}
+      rel=${rel#*/}
+      [[ -d $p && ! -L $p ]] || return 1
+    done
+    [[ -f $p/$rel && ! -L $p/$rel ]]
+  }
+  if [[ -f $refetch ]]; then
+    if [[ -d $staging ]]; then
+      while IFS= read -r -d '' name; do
+        if in_staging "$name"; then rm -f -- "$staging/$name"; fi
+      done <"$refetch"
+    fi
+    rm -f "$refetch"
   fi
-  rm -f "$refetch"
+  mkdir -p "$(dirname "$data")"
+  mkdir -p "$staging"
+  echo "restore: copying into $staging"
+  rc=0
+  # --delete applies to the staging copy only: it makes staging mirror the source.
+  rsync "${rsync_opts[@]}" --delete "$src_spec" "$staging/" || rc=$?
+  case $rc in
+    0) ;;
+    23 | 24) echo "restore: rsync could not copy every file (exit $rc, see above); checking what arrived" ;;
+    *)
+      rmdir "$staging" 2>/dev/null || true # only when nothing arrived
+      fail "copying from $source_url failed (rsync exit $rc, see above); $data_path was not changed"
+      ;;
+  esac
 fi
-mkdir -p "$(dirname "$data")"
-mkdir -p "$staging"
-echo "restore: copying into $staging"
-rc=0
-# --delete applies to the staging copy only: it makes staging mirror the source.
-rsync "${rsync_opts[@]}" --delete "$src_spec" "$staging/" || rc=$?
-case $rc in
-  0) ;;
-  23 | 24) echo "restore: rsync could not copy every file (exit $rc, see above); checking what arrived" ;;
-  *)
-    rmdir "$staging" 2>/dev/null || true # only when nothing arrived
-    fail "copying from $source_url failed (rsync exit $rc, see above); $data_path was not changed"
-    ;;
-esac
 
 # ---- verify -----------------------------------------------------------------------------
 # The manifest that arrived with the data is the one that counts (the source may have
@@ -438,15 +727,19 @@ if ! verify "$staging"; then
   for p in "${problems[@]:0:limit}"; do echo "restore: $p" >&2; done
   ((${#problems[@]} <= limit)) || echo "restore: ... and $((${#problems[@]} - limit)) more, all in $state/restore.problems" >&2
   echo "restore: ${#problems[@]} files do not match the manifest; $data_path was not changed." >&2
-  echo "restore: the copy is kept for inspection in $staging (the next run reuses it)" >&2
+  if [[ $kind == s3 ]]; then
+    echo "restore: the copy is kept for inspection in $staging (the next run replaces it)" >&2
+  else
+    echo "restore: the copy is kept for inspection in $staging (the next run reuses it)" >&2
+  fi
   exit 3
 fi
 rm -f "$state/restore.problems"
 
 # ---- swap -------------------------------------------------------------------------------
 # Two renames on one filesystem: the old data is never deleted, only moved aside. A crash
-# between them leaves no DATA_DIR but a verified staging copy, which the next run (quick:
-# rsync finds nothing to copy) swaps in.
+# between them leaves no DATA_DIR but a verified staging copy, which the next run swaps in
+# (quick for rsync, which finds nothing to copy; an archive is downloaded again).
 moved_aside=""
 if [[ -d $data ]]; then
   if [[ -z $(find "$data" -mindepth 1 -maxdepth 1 -print -quit) ]]; then

@@ -67,6 +67,11 @@ pub enum Command {
         #[command(subcommand)]
         command: PosCommand,
     },
+    /// The POS images on a shop's host: OS media and snapshots
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
     /// Print the host's rendered user-data (cloud-config) for a stack; no AWS call
     #[command(name = "userdata")]
     UserData(StackArgs),
@@ -107,22 +112,32 @@ pub enum Until {
     Infra,
     /// Stop after the host is reachable and checked (Docker, strongSwan answer)
     Bootstrap,
+    /// Stop after the OS media image is on the host
+    Build,
     /// Stop after the POS container runs on eth1 with the application installed
     Stage,
+    /// Everything: the POS is checked healthy on its address
+    Ready,
 }
 
 /// Remote phases that can be run again with --redo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Phase {
     Bootstrap,
+    Build,
+    Restore,
     Stage,
+    Ready,
 }
 
 impl Phase {
     pub fn name(self) -> &'static str {
         match self {
             Phase::Bootstrap => "bootstrap",
+            Phase::Build => "build",
+            Phase::Restore => "restore",
             Phase::Stage => "stage",
+            Phase::Ready => "ready",
         }
     }
 }
@@ -153,6 +168,10 @@ pub struct ReachArgs {
     /// Do not wait for the SSM agent to be online (for emulators without DescribeInstanceInformation)
     #[arg(long)]
     pub no_ssm_online_check: bool,
+    /// A host poscloud did not create (physical, edge): run the phases there over SSH, with
+    /// records and lock on the host; no AWS call at all. Needs --host-key-file
+    #[arg(long, value_name = "ssh://USER@HOST[:PORT]", conflicts_with_all = ["ssh", "transport"])]
+    pub target: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -163,19 +182,39 @@ pub struct ProvisionArgs {
     #[arg(long, value_enum)]
     pub size: Option<Size>,
     /// Stop after this phase
-    #[arg(long, value_enum, default_value_t = Until::Stage)]
+    #[arg(long, value_enum, default_value_t = Until::Ready)]
     pub until: Until,
     /// Run a phase again even though it is recorded as done
     #[arg(long, value_enum, value_name = "PHASE")]
     pub redo: Vec<Phase>,
     #[command(flatten)]
     pub reach: ReachArgs,
+    #[command(flatten)]
+    pub restore: RestoreSourceArgs,
     /// Print the plan and the cost; change nothing
     #[arg(long)]
     pub dry_run: bool,
     /// Remove a lock left by a run that is gone (prints whose it was)
     #[arg(long)]
     pub break_lock: bool,
+}
+
+/// Where restored data comes from (provision --restore-from, pos restore --from).
+#[derive(Debug, Clone, Args)]
+pub struct RestoreSourceArgs {
+    /// Restore customer data before the POS starts: ssh://user@host[:port]/path/ (rsync over
+    /// SSH), s3://bucket/key.tar.gz (an archive) or file:///path/ on the host
+    #[arg(long = "restore-from", value_name = "SOURCE")]
+    pub from: Option<String>,
+    /// For ssh:// sources: path ON THE HOST of the key that logs in to the backup server
+    #[arg(long, value_name = "PATH")]
+    pub source_key_file: Option<String>,
+    /// For ssh:// sources: the backup server's public host key, checked out of band
+    #[arg(long, value_name = "FILE")]
+    pub source_host_key_file: Option<PathBuf>,
+    /// The manifest (sha256sum format) inside the source
+    #[arg(long, default_value = "MANIFEST.sha256")]
+    pub manifest: String,
 }
 
 #[derive(Debug, Args)]
@@ -209,6 +248,39 @@ pub enum PosCommand {
     /// Bring customer data in from a backup source; every file is verified against the
     /// source's manifest before the data directory is replaced
     Restore(PosRestoreArgs),
+    /// Open a shell in the POS container (SSH + docker exec, or an SSM session)
+    Connect(PosArgs),
+    /// EBS snapshot of the host's volume and the container committed to a tagged image
+    Snapshot(PosArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// POS images on the host (OS media and snapshots) and the containers using them
+    List(PosArgs),
+    /// Build (or load from the region's cache) the stack's OS media on the host
+    Build(ImageBuildArgs),
+    /// Delete an image from the host; refused while a container uses it; data is never touched
+    Delete(ImageDeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImageBuildArgs {
+    #[command(flatten)]
+    pub pos: PosArgs,
+    /// Build from the kickstart even if the host or the region's cache has the media
+    /// (and replace the cached copy)
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageDeleteArgs {
+    #[command(flatten)]
+    pub pos: PosArgs,
+    /// The image to delete (name:tag or id, as `image list` shows)
+    #[arg(long, value_name = "IMAGE")]
+    pub image: String,
 }
 
 #[derive(Debug, Args)]
@@ -226,7 +298,8 @@ pub struct PosArgs {
 pub struct PosRestoreArgs {
     #[command(flatten)]
     pub stack: StackArgs,
-    /// Backup source: ssh://user@host[:port]/path/ (rsync over SSH) or file:///path/ on the host
+    /// Backup source: ssh://user@host[:port]/path/ (rsync over SSH), s3://bucket/key.tar.gz
+    /// (an archive holding the data and its manifest) or file:///path/ on the host
     #[arg(long, value_name = "SOURCE")]
     pub from: String,
     /// POS application whose data this is

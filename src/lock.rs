@@ -8,7 +8,7 @@ use crate::spec::StackId;
 use crate::ui::Ui;
 use serde_json::json;
 
-fn me(command: &str) -> LockHolder {
+pub fn me(command: &str) -> LockHolder {
     LockHolder {
         user: local_user(),
         host: local_host(),
@@ -19,7 +19,7 @@ fn me(command: &str) -> LockHolder {
 }
 
 /// A holder on this machine whose process is gone left a stale lock.
-fn stale_note(h: &LockHolder) -> String {
+pub fn stale_note(h: &LockHolder) -> String {
     if h.host == local_host() && !std::path::Path::new(&format!("/proc/{}", h.pid)).exists() {
         "\n  that process no longer runs on this machine: the lock is stale".into()
     } else {

@@ -573,5 +573,6 @@ pub fn resource_label(role: Role) -> &'static str {
         Role::EipPos => "Elastic IP (POS)",
         Role::Parameter => "SSM parameter",
         Role::OutputBucket => "SSM output bucket",
+        Role::Snapshot => "EBS snapshot",
     }
 }

@@ -154,6 +154,13 @@ impl<'a> Teardown<'a> {
             self.one(format!("delete IAM role {}", r.name), aws.delete_role(r))
                 .await;
         }
+        for snap in &d.snapshots {
+            self.one(
+                format!("delete EBS snapshot {snap}"),
+                aws.delete_snapshot(snap),
+            )
+            .await;
+        }
         if !d.output.stack_objects.is_empty() {
             let prefix = crate::aws::s3::stack_prefix(self.id);
             self.one(

@@ -61,6 +61,22 @@ fn bad_inputs_are_refused_before_any_write() {
         ),
     ]
     .map(|(n, a, b)| file(n, a, b));
+    // A stack with a POS, and a public host key file for --target cases.
+    let pos_stack = rig.stack_file(
+        "pos.toml",
+        "termination_protection = false",
+        &format!(
+            "termination_protection = false\n[pos]\napp = \"rti\"\nversion = \"1.0\"\nartifact_url = \"https://a.example/r.tar\"\nartifact_sha256 = \"{}\"\n",
+            "0".repeat(64)
+        ),
+    );
+    let hk = rig.home.path().join("host.pub");
+    std::fs::write(
+        &hk,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIx5OTVkxcwfrtp9ibVqL7gTTxNyUsbTZDK2uHxFpmDT host\n",
+    )
+    .unwrap();
+    let hk = hk.to_string_lossy().into_owned();
     let p = "provision";
     let cases: Vec<(Vec<&str>, Env, &str)> = vec![
         (vec![p, "--shop", "1234567"], vec![], "exactly 8 digits"),
@@ -198,6 +214,91 @@ fn bad_inputs_are_refused_before_any_write() {
             vec!["plan", "--shop", "12345678", "--env", "test"],
             vec![],
             "invalid value 'test'",
+        ),
+        (
+            vec![p, "--shop", "12345678", "--target", "http://10.0.0.1"],
+            vec![],
+            "use ssh://user@host",
+        ),
+        (
+            vec![p, "--shop", "12345678", "--target", "ssh://root@10.0.0.1"],
+            vec![],
+            "--target needs --host-key-file",
+        ),
+        (
+            vec![
+                p,
+                "--shop",
+                "12345678",
+                "--env",
+                "qa",
+                "--restore-from",
+                "file:///srv/b/",
+            ],
+            vec![],
+            "has no [pos] section",
+        ),
+        (
+            vec![
+                p,
+                "--shop",
+                "12345678",
+                "--stack",
+                &pos_stack,
+                "--restore-from",
+                "s3://b/x.zip",
+            ],
+            vec![],
+            "an s3 source is s3://bucket/key",
+        ),
+        (
+            vec![
+                p,
+                "--shop",
+                "12345678",
+                "--stack",
+                &pos_stack,
+                "--restore-from",
+                "s3://Bad_Bucket/x.tar.gz",
+            ],
+            vec![],
+            "an s3 source is s3://bucket/key",
+        ),
+        (
+            vec![
+                p,
+                "--shop",
+                "12345678",
+                "--stack",
+                &pos_stack,
+                "--restore-from",
+                "s3://backups/x.tar.gz",
+                "--target",
+                "ssh://root@10.0.0.1",
+                "--host-key-file",
+                &hk,
+            ],
+            vec![],
+            "needs AWS",
+        ),
+        (
+            vec![
+                "image",
+                "delete",
+                "--shop",
+                "12345678",
+                "--stack",
+                &pos_stack,
+                "--image",
+                "Bad Image",
+            ],
+            vec![],
+            "not an image reference",
+        ),
+        (
+            vec!["image", "build", "--shop", "12345678", "--env", "qa"],
+            vec![],
+            "has no `version`",
         ),
     ];
     assert!(cases.len() >= 15);

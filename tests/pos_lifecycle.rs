@@ -192,7 +192,7 @@ fn provision_stages_the_pos_and_pos_commands_operate_it() {
     );
     assert_eq!(
         s.rig.count_parameters(),
-        4,
-        "host key, bootstrap, stage and restore state; no lock left"
+        5,
+        "host key, bootstrap, stage, ready and restore state; no lock left"
     );
 }

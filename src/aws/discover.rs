@@ -164,6 +164,8 @@ pub struct Discovered {
     pub iam_role: Option<IamRole>,
     pub instance_profile: Option<InstanceProfile>,
     pub parameters: Vec<String>,
+    /// EBS snapshots `pos snapshot` made of the host (tagged with the stack).
+    pub snapshots: Vec<String>,
     pub account: String,
     pub output: OutputBucket,
 }
@@ -241,6 +243,7 @@ impl Discovered {
                 .map(|v| format!("instance profile {}", v.name)),
         );
         out.extend(self.parameters.iter().map(|p| format!("SSM parameter {p}")));
+        out.extend(self.snapshots.iter().map(|p| format!("EBS snapshot {p}")));
         out
     }
 
@@ -328,7 +331,7 @@ fn rules(perms: &[IpPermission]) -> (Vec<Rule>, usize) {
 impl Aws {
     /// Finds every resource of one stack. Reads only.
     pub async fn discover(&self, id: &StackId) -> Result<Discovered> {
-        let (vpcs, igws, subnets, rtbs, sgs, instances, eips, iam, params, output) = tokio::try_join!(
+        let (vpcs, igws, subnets, rtbs, sgs, instances, eips, iam, params, output, snapshots) = tokio::try_join!(
             self.find_vpcs(id),
             self.find_igws(id),
             self.find_subnets(id),
@@ -339,6 +342,7 @@ impl Aws {
             self.find_iam(id),
             self.find_parameters(id),
             self.find_output(id),
+            self.find_snapshots(id),
         )?;
         let enis = self.find_enis(id, &vpcs).await?;
         Ok(Discovered {
@@ -356,7 +360,26 @@ impl Aws {
             iam_role: iam.0,
             instance_profile: iam.1,
             parameters: params,
+            snapshots,
         })
+    }
+
+    async fn find_snapshots(&self, id: &StackId) -> Result<Vec<String>> {
+        let pages = self
+            .ec2
+            .describe_snapshots()
+            .owner_ids("self")
+            .set_filters(Some(tags::filters(id)))
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| self.err("DescribeSnapshots", None, e))?;
+        Ok(pages
+            .iter()
+            .flat_map(|p| p.snapshots())
+            .filter_map(|s| s.snapshot_id().map(str::to_string))
+            .collect())
     }
 
     async fn find_vpcs(&self, id: &StackId) -> Result<Vec<Vpc>> {

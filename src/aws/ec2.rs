@@ -581,4 +581,46 @@ impl Aws {
             .unwrap_or_default();
         Ok(String::from_utf8_lossy(&decoded).into_owned())
     }
+
+    /// Snapshots the instance's root volume (the host and the POS data on it), tagged with
+    /// the stack so that teardown finds it. Returns the snapshot ids; they complete later.
+    pub async fn snapshot_volumes(
+        &self,
+        id: &StackId,
+        instance_id: &str,
+        label: &str,
+    ) -> Result<Vec<String>> {
+        let d = self.discover(id).await?;
+        let volume = d
+            .instances
+            .iter()
+            .find(|i| i.id == instance_id)
+            .and_then(|i| i.root_volume.as_ref())
+            .ok_or_else(|| {
+                Error::failed(format!("{instance_id} has no root volume to snapshot"))
+            })?;
+        let out = self
+            .ec2
+            .create_snapshot()
+            .volume_id(&volume.id)
+            .description(format!("poscloud {id} {label}"))
+            .tag_specifications(tags::spec(id, Role::Snapshot, ResourceType::Snapshot))
+            .send()
+            .await
+            .map_err(|e| self.err("CreateSnapshot", Some(&volume.id), e))?;
+        let snap = out.snapshot_id().unwrap_or_default().to_string();
+        self.wrote("CreateSnapshot", &snap);
+        Ok(vec![snap])
+    }
+
+    pub async fn delete_snapshot(&self, snapshot_id: &str) -> Result<()> {
+        self.ec2
+            .delete_snapshot()
+            .snapshot_id(snapshot_id)
+            .send()
+            .await
+            .map_err(|e| self.err("DeleteSnapshot", Some(snapshot_id), e))?;
+        self.wrote("DeleteSnapshot", snapshot_id);
+        Ok(())
+    }
 }

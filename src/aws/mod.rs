@@ -96,6 +96,11 @@ impl Aws {
             s3: aws_sdk_s3::Client::from_conf(
                 aws_sdk_s3::config::Builder::from(&conf)
                     .force_path_style(c.endpoint_url.is_some())
+                    // No default CRC32 headers: presigned PUT URLs must work with a plain
+                    // `curl -T` on the host, which sends no checksum header.
+                    .request_checksum_calculation(
+                        aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+                    )
                     .build(),
             ),
             sts: aws_sdk_sts::Client::new(&conf),
@@ -158,9 +163,11 @@ impl Aws {
     }
 }
 
-/// Reads are Describe*/Get*/List*; everything else changes something.
+/// Reads are Describe*/Get*/List*/Head*; everything else changes something.
 pub fn is_write(op: &str) -> bool {
-    !(op.starts_with("Describe") || op.starts_with("Get") || op.starts_with("List"))
+    !["Describe", "Get", "List", "Head"]
+        .iter()
+        .any(|p| op.starts_with(p))
 }
 
 fn hint(code: &str) -> &'static str {

@@ -183,4 +183,59 @@ impl Aws {
         }
         Ok(keys.len())
     }
+
+    /// The object's size, or None when there is no such object.
+    pub async fn object_size(&self, bucket: &str, key: &str) -> Result<Option<i64>> {
+        match self.s3.head_object().bucket(bucket).key(key).send().await {
+            Ok(o) => Ok(Some(o.content_length().unwrap_or(0))),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
+            Err(e) => Err(self.err("HeadObject", Some(&format!("s3://{bucket}/{key}")), e)),
+        }
+    }
+
+    pub async fn put_object_text(&self, bucket: &str, key: &str, body: &str) -> Result<()> {
+        self.s3
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body.as_bytes().to_vec().into())
+            .send()
+            .await
+            .map_err(|e| self.err("PutObject", Some(key), e))?;
+        self.wrote("PutObject", key);
+        Ok(())
+    }
+
+    /// A URL that lets the host GET (or PUT) exactly this object until it expires, with no
+    /// AWS tooling on the host. It is a short-lived capability: never print or log it.
+    pub async fn presigned_url(
+        &self,
+        method: &str,
+        bucket: &str,
+        key: &str,
+        expires: std::time::Duration,
+    ) -> Result<String> {
+        let conf = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires)
+            .map_err(|e| Error::failed(format!("presigning s3://{bucket}/{key}: {e}")))?;
+        let req = match method {
+            "PUT" => self
+                .s3
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .presigned(conf)
+                .await
+                .map_err(|e| self.err("PutObject", Some(key), e))?,
+            _ => self
+                .s3
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .presigned(conf)
+                .await
+                .map_err(|e| self.err("GetObject", Some(key), e))?,
+        };
+        Ok(req.uri().to_string())
+    }
 }

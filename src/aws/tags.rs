@@ -27,6 +27,7 @@ pub enum Role {
     EipPos,
     Parameter,
     OutputBucket,
+    Snapshot,
 }
 
 impl Role {
@@ -48,6 +49,7 @@ impl Role {
             Role::EipPos => "eip-pos",
             Role::Parameter => "parameter",
             Role::OutputBucket => "output-bucket",
+            Role::Snapshot => "snapshot",
         }
     }
 
@@ -56,7 +58,7 @@ impl Role {
     }
 }
 
-const ALL_ROLES: [Role; 16] = [
+const ALL_ROLES: [Role; 17] = [
     Role::Vpc,
     Role::Igw,
     Role::Subnet,
@@ -73,6 +75,7 @@ const ALL_ROLES: [Role; 16] = [
     Role::EipPos,
     Role::Parameter,
     Role::OutputBucket,
+    Role::Snapshot,
 ];
 
 /// `Name` tag value: poscloud-<shop>-<env>-<role>.

@@ -1,5 +1,6 @@
 //! One function per subcommand: build options, call the library, render the result.
 
+pub mod image;
 pub mod list;
 pub mod plan;
 pub mod pos;
@@ -12,6 +13,7 @@ use crate::aws::{Aws, Connect};
 use crate::cli::{Global, Output, StackArgs};
 use crate::error::{Error, Result};
 use crate::journal::Journal;
+use crate::phases::{Reach, Site};
 use crate::plan::{resource_label, Action, Plan};
 use crate::spec::{Env, Price, StackId};
 use crate::ui::Ui;
@@ -64,6 +66,48 @@ impl StackArgs {
 
 pub fn command_line(name: &str, id: &StackId) -> String {
     format!("{name} --shop {} --env {}", id.shop, id.env)
+}
+
+/// The host a command works on: a `--target` host (no AWS call at all), or the stack's host
+/// in AWS (connected into `slot`, discovered; it must exist).
+pub async fn open_site<'a>(
+    ctx: &Ctx,
+    reach: &Reach,
+    id: &StackId,
+    command: &str,
+    slot: &'a mut Option<Aws>,
+) -> Result<Site<'a>> {
+    let line = command_line(command, id);
+    if let Some(t) = &reach.target {
+        let journal = Journal::open(ctx.global.journal.as_deref(), &line)?;
+        return Ok(Site::host(id.clone(), t.clone(), journal));
+    }
+    let aws = slot.insert(ctx.connect(&line).await?);
+    let d = aws.discover(id).await?;
+    crate::phases::site(aws, &ctx.ui, id, &d, reach).await
+}
+
+/// Runs `work` while holding the site's lock (the stack's in SSM, or the --target host's).
+pub async fn locked_site<T>(
+    site: &Site<'_>,
+    ui: &Ui,
+    break_lock: bool,
+    work: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    site.lock(ui, break_lock).await?;
+    let result = tokio::select! {
+        r = work => r,
+        _ = tokio::signal::ctrl_c() => Err(Error::failed(
+            "interrupted; what was done so far stays, and the same command resumes from there",
+        )),
+    };
+    if let Err(e) = site.unlock().await {
+        ui.warn(format!(
+            "could not release the lock on {}: {e}",
+            site.describe()
+        ));
+    }
+    result
 }
 
 /// Runs `work` while holding the stack's lock; releases it after, also on failure or Ctrl-C.

@@ -2,12 +2,14 @@ use super::{locked, render_plan, render_price, Ctx};
 use crate::aws::discover::Discovered;
 use crate::aws::tags::Role;
 use crate::aws::Aws;
-use crate::cli::{ProvisionArgs, ReachArgs, Transport, Until};
+use crate::cli::{Phase, ProvisionArgs, ReachArgs, RestoreSourceArgs, Transport, Until};
 use crate::error::{Error, Result};
-use crate::phases::{self, bootstrap, stage, PhaseState, Reach};
+use crate::phases::restore::{self, App, RestoreSpec};
+use crate::phases::{self, bootstrap, build, stage, PhaseState, Reach, Site};
 use crate::plan::{self, resource_label, Change};
 use crate::remote::ssh::{PinnedKey, SshTarget};
 use crate::spec::StackSpec;
+use crate::ui::Ui;
 use serde::Serialize;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -75,22 +77,202 @@ pub fn reach(args: &ReachArgs) -> Result<Reach> {
         .as_deref()
         .map(|f| public_key_file("--host-key-file", f))
         .transpose()?;
+    let target = match &args.target {
+        None => None,
+        Some(t) => {
+            let rest = t.strip_prefix("ssh://").ok_or_else(|| {
+                Error::usage(format!("--target {t:?}: use ssh://user@host[:port]"))
+            })?;
+            let (user, host, port) = SshTarget::parse_address(rest)?;
+            // A host poscloud did not create has no key on record: it must come out of band.
+            let host_key = host_key.clone().ok_or_else(|| {
+                Error::usage("--target needs --host-key-file: the host's public SSH key, checked out of band (e.g. /etc/ssh/ssh_host_ed25519_key.pub read on its console)")
+            })?;
+            Some(SshTarget {
+                user,
+                host,
+                port,
+                key_file: args.ssh_key.clone(),
+                host_key,
+            })
+        }
+    };
     Ok(Reach {
         ssh,
         force_ssh: args.transport == Transport::Ssh,
         ssh_key: args.ssh_key.clone(),
         host_key,
         check_ssm_online: !args.no_ssm_online_check,
+        target,
     })
 }
 
+/// The remote phases this run wants, in order, from --until and the stack.
+fn wanted(
+    spec: &StackSpec,
+    until: Until,
+    restore: Option<&RestoreSpec>,
+    ui: &Ui,
+) -> Vec<&'static str> {
+    let mut w = Vec::new();
+    if until >= Until::Bootstrap {
+        w.push("bootstrap");
+    }
+    let Some(pos) = &spec.pos else {
+        if until >= Until::Build {
+            ui.info(format!(
+                "build, stage, ready: skipped, {} has no [pos] section (app, version or image, artifact)",
+                spec.source
+            ));
+        }
+        return w;
+    };
+    if until >= Until::Build && pos.media.is_some() {
+        w.push("build");
+    }
+    if until >= Until::Stage {
+        if restore.is_some() {
+            w.push("restore");
+        }
+        w.push("stage");
+    }
+    if until >= Until::Ready {
+        w.push("ready");
+    }
+    w
+}
+
+/// Which wanted phases must run: not recorded, recorded for other inputs (media, image,
+/// source), asked for with --redo, or after an earlier phase that runs (a restore stops the
+/// POS, so stage runs again; ready checks whatever changed).
+fn pending(
+    spec: &StackSpec,
+    restore: Option<&RestoreSpec>,
+    wanted: &[&'static str],
+    states: &BTreeMap<String, PhaseState>,
+    redo: &[Phase],
+) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for p in wanted {
+        let current = match states.get(*p) {
+            None => false,
+            Some(st) => match *p {
+                "build" => build::current(spec, st),
+                "stage" => stage::current(spec, st),
+                "restore" => restore.is_some_and(|r| restore::current(r, st)),
+                _ => true,
+            },
+        };
+        let cascade = match *p {
+            "stage" => out.contains(&"restore"),
+            "ready" => !out.is_empty(),
+            _ => false,
+        };
+        if !current || cascade || redo.iter().any(|r| r.name() == *p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Runs the pending phases on the site, in order; returns every wanted phase's record.
+async fn run_phases(
+    site: &Site<'_>,
+    ui: &Ui,
+    spec: &StackSpec,
+    restore: Option<&RestoreSpec>,
+    wanted: &[&'static str],
+    redo: &[Phase],
+) -> Result<BTreeMap<String, PhaseState>> {
+    let mut states = BTreeMap::new();
+    for p in wanted {
+        if let Some(st) = site.phase_state(p).await? {
+            states.insert(p.to_string(), st);
+        }
+    }
+    let todo = pending(spec, restore, wanted, &states, redo);
+    for p in wanted {
+        if !todo.contains(p) {
+            if let Some(st) = states.get(*p) {
+                ui.info(format!(
+                    "{p}: done at {} by {} (skipped; --redo {p} runs it again)",
+                    st.done_at, st.by
+                ));
+            }
+            continue;
+        }
+        let st = match *p {
+            "bootstrap" => Some(bootstrap::run(site, ui).await?),
+            "build" => build::run(site, ui, spec, false).await?,
+            "restore" => {
+                let r = restore.expect("restore is wanted only with a source");
+                // The POS must not run on data being replaced: stop it (if any) first.
+                super::pos::stop(site, ui).await?;
+                Some(restore::run(site, ui, r).await?)
+            }
+            "stage" => Some(stage::run(site, ui, spec).await?),
+            _ => Some(stage::ready(site, ui, spec).await?),
+        };
+        if let Some(st) = st {
+            states.insert(p.to_string(), st);
+        }
+    }
+    Ok(states)
+}
+
+/// The restore source of `provision --restore-from`, validated (before any AWS call).
+pub fn restore_spec(
+    spec: &StackSpec,
+    args: &RestoreSourceArgs,
+    reach: &Reach,
+) -> Result<Option<RestoreSpec>> {
+    let Some(from) = &args.from else {
+        return Ok(None);
+    };
+    let pos = spec.pos.as_ref().ok_or_else(|| {
+        Error::usage(format!(
+            "--restore-from: {} has no [pos] section, so there is no POS data directory to restore into",
+            spec.source
+        ))
+    })?;
+    let app = if pos.app == "daisy" {
+        App::Daisy
+    } else {
+        App::Rti
+    };
+    let host_key = args
+        .source_host_key_file
+        .as_deref()
+        .map(|f| public_key_file("--source-host-key-file", f))
+        .transpose()?;
+    let r = RestoreSpec::new(
+        app,
+        from,
+        Some(&stage::data_dir(pos)),
+        args.source_key_file.as_deref(),
+        host_key,
+        &args.manifest,
+    )?;
+    if r.is_s3() && reach.target.is_some() {
+        return Err(Error::usage(
+            "an s3:// restore source needs AWS; with --target use ssh:// or file://",
+        ));
+    }
+    Ok(Some(r))
+}
+
 /// `provision`: discover, plan, preflight, lock, create what is missing, run the remote
-/// phases up to `--until`, summarise.
+/// phases up to `--until`, summarise. With `--target`: the remote phases only, no AWS.
 pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
     let ui = &ctx.ui;
     let id = args.stack.id();
     let spec = StackSpec::load(id.clone(), args.stack.stack.as_deref(), args.size)?;
     let reach = reach(&args.reach)?;
+    let restore = restore_spec(&spec, &args.restore, &reach)?;
+    let wanted = wanted(&spec, args.until, restore.as_ref(), ui);
+    if let Some(t) = &reach.target {
+        return on_target(ctx, args, &spec, &reach, restore.as_ref(), &wanted, t).await;
+    }
     let aws = ctx.connect(&super::command_line("provision", &id)).await?;
     crate::userdata::encode(&spec, &aws.region)?;
     ui.info(format!(
@@ -100,63 +282,43 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
 
     let d = aws.discover(&id).await?;
     let plan = plan::build(&spec, &d, &aws.region);
-    // Remote phases up to --until; stage only for stacks with a [pos] section.
-    let mut wanted: Vec<&str> = Vec::new();
-    if args.until >= Until::Bootstrap {
-        wanted.push("bootstrap");
-    }
-    if args.until >= Until::Stage {
-        if spec.pos.is_some() {
-            wanted.push("stage");
-        } else {
-            ui.info(format!(
-                "stage: skipped, {} has no [pos] section (app, image, artifact)",
-                spec.source
-            ));
-        }
-    }
-    let redo = |p: &str| args.redo.iter().any(|r| r.name() == p);
-    // Phases recorded as done (read once), and those still to run.
-    let mut done = BTreeMap::new();
-    let mut pending = Vec::new();
+    let mut states = BTreeMap::new();
     for p in &wanted {
-        match phases::phase_state(&aws, &id, p).await? {
-            Some(st) if !redo(p) => {
-                done.insert(p.to_string(), st);
-            }
-            _ => pending.push(*p),
+        if let Some(st) = phases::phase_state(&aws, &id, p).await? {
+            states.insert(p.to_string(), st);
         }
     }
+    let todo = pending(&spec, restore.as_ref(), &wanted, &states, &args.redo);
 
     if args.dry_run {
         let text = format!(
             "dry run: nothing changed\n{}remote phases to run: {}\n{}",
             render_plan(&plan, None),
-            if pending.is_empty() {
+            if todo.is_empty() {
                 "none".to_string()
             } else {
-                pending.join(", ")
+                todo.join(", ")
             },
             render_price(&spec.price)
         );
         ctx.result(
             json!({"dry_run": true, "plan": plan, "writes": plan.writes(),
-                   "phases": pending, "monthly_cost_usd": spec.price}),
+                   "phases": todo, "monthly_cost_usd": spec.price}),
             &text,
         );
         return Ok(());
     }
-    if plan.writes() == 0 && pending.is_empty() {
+    if plan.writes() == 0 && todo.is_empty() {
         if args.break_lock {
             crate::lock::break_lock(&aws, ui, &id).await?;
         } else if let Some(h) = crate::lock::holder(&aws, &id).await? {
             ui.warn(format!("{id} is locked by {h}"));
         }
         ui.info(render_plan(&plan, None));
-        for (p, st) in &done {
+        for (p, st) in &states {
             ui.info(format!("{p}: done at {} by {}", st.done_at, st.by));
         }
-        let s = summary(&aws, &spec, &d, done);
+        let s = summary(&aws, &spec, &d, states);
         ctx.result(
             json!({"converged": true, "writes": 0, "summary": s}),
             &render_summary(&s, "nothing to do: the stack matches its profile"),
@@ -217,19 +379,72 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
 
         let mut done = BTreeMap::new();
         if !wanted.is_empty() {
-            let remote = phases::remote(&aws, ui, &id, &d, &reach).await?;
-            for p in &wanted {
-                let st = match *p {
-                    "bootstrap" => bootstrap::run(&aws, ui, &id, &remote, redo(p)).await?,
-                    _ => stage::run(&aws, ui, &spec, &remote, redo(p)).await?,
-                };
-                done.insert(p.to_string(), st);
-            }
+            let site = phases::site(&aws, ui, &id, &d, &reach).await?;
+            done = run_phases(&site, ui, &spec, restore.as_ref(), &wanted, &args.redo).await?;
         }
         let s = summary(&aws, &spec, &d, done);
         ctx.result(
             json!({"converged": true, "writes": applied.len(), "applied": applied, "summary": s}),
             &render_summary(&s, "provisioned"),
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// `provision --target`: the remote phases on a host poscloud did not create.
+async fn on_target(
+    ctx: &Ctx,
+    args: &ProvisionArgs,
+    spec: &StackSpec,
+    reach: &Reach,
+    restore: Option<&RestoreSpec>,
+    wanted: &[&'static str],
+    target: &SshTarget,
+) -> Result<()> {
+    let ui = &ctx.ui;
+    let mut slot = None;
+    let site = super::open_site(ctx, reach, &spec.id, "provision", &mut slot).await?;
+    ui.info(format!(
+        "provision {} on {} (no AWS; stack {})",
+        spec.id,
+        site.describe(),
+        spec.source
+    ));
+    if args.dry_run {
+        let mut states = BTreeMap::new();
+        for p in wanted {
+            if let Some(st) = site.phase_state(p).await? {
+                states.insert(p.to_string(), st);
+            }
+        }
+        let todo = pending(spec, restore, wanted, &states, &args.redo);
+        ctx.result(
+            json!({"dry_run": true, "target": site.describe(), "phases": todo}),
+            &format!(
+                "dry run: nothing changed\nremote phases to run on {}: {}\n",
+                target.host,
+                if todo.is_empty() {
+                    "none".into()
+                } else {
+                    todo.join(", ")
+                }
+            ),
+        );
+        return Ok(());
+    }
+    super::locked_site(&site, ui, args.break_lock, async {
+        let done = run_phases(&site, ui, spec, restore, wanted, &args.redo).await?;
+        let mut text = format!("provisioned {} on {}\n", spec.id, site.describe());
+        for (name, st) in &done {
+            text.push_str(&format!(
+                "  {name:<15} done {} via {}\n",
+                st.done_at, st.target
+            ));
+        }
+        ctx.result(
+            json!({"converged": true, "target": site.describe(), "phases": done}),
+            &text,
         );
         Ok(())
     })

@@ -1,11 +1,9 @@
 //! The bootstrap phase: the host is reachable, user-data finished, Docker and strongSwan
 //! answer; their versions are recorded on the stack.
 
-use super::{phase_state, record_phase, run_script, PhaseState};
-use crate::aws::Aws;
+use super::{PhaseState, Site};
 use crate::error::Result;
-use crate::remote::{Inputs, Remote};
-use crate::spec::StackId;
+use crate::remote::Inputs;
 use crate::ui::Ui;
 use std::time::Duration;
 
@@ -13,38 +11,30 @@ use std::time::Duration;
 const READY_WITHIN: Duration = Duration::from_secs(600);
 const USERDATA_WAIT_SECS: u64 = 900;
 
-/// Runs the phase unless it is recorded as done (or `redo`). Returns the recorded state.
-pub async fn run(
-    aws: &Aws,
-    ui: &Ui,
-    id: &StackId,
-    remote: &Remote<'_>,
-    redo: bool,
-) -> Result<PhaseState> {
-    if !redo {
-        if let Some(st) = phase_state(aws, id, "bootstrap").await? {
-            ui.info(format!(
-                "bootstrap: done at {} by {} (skipped; --redo bootstrap runs it again)",
-                st.done_at, st.by
-            ));
-            return Ok(st);
-        }
-    }
-    let target = remote.describe();
+/// Runs the phase and records it.
+/// On `--target` hosts poscloud's user-data never ran: only Docker and strongSwan are checked.
+pub async fn run(site: &Site<'_>, ui: &Ui) -> Result<PhaseState> {
+    let target = site.describe();
     let step = ui.step(format!("bootstrap: waiting for {target}"));
-    remote
+    site.remote
         .wait_ready(READY_WITHIN)
         .await
         .inspect_err(|_| step.fail_silently())?;
     step.done("");
 
-    let step = ui.step("bootstrap: user-data, Docker, strongSwan");
+    let userdata = site.aws().is_some();
+    let step = ui.step(if userdata {
+        "bootstrap: user-data, Docker, strongSwan"
+    } else {
+        "bootstrap: Docker, strongSwan"
+    });
     let inputs = Inputs::new()
-        .set("SHOP", id.shop.as_str())?
-        .set("ENV", id.env.as_str())?
+        .set("SHOP", site.id.shop.as_str())?
+        .set("ENV", site.id.env.as_str())?
+        .set("USERDATA", if userdata { "1" } else { "0" })?
         .set("WAIT_SECS", USERDATA_WAIT_SECS.to_string())?;
     let timeout = Duration::from_secs(USERDATA_WAIT_SECS + 300);
-    let result = match run_script(aws, remote, "bootstrap.sh", &inputs, timeout, ui.remote_sink(), |_| {
+    let result = match site.run_script("bootstrap.sh", &inputs, timeout, ui.remote_sink(), |_| {
         (
             "bootstrap failed".into(),
             "fix the host (see its /var/log/poscloud-host-setup.log), then run the same command again".into(),
@@ -63,7 +53,7 @@ pub async fn run(
         result["docker"].as_str().unwrap_or("?"),
         result["strongswan"].as_str().unwrap_or("?")
     );
-    let st = record_phase(aws, id, "bootstrap", &target, result).await?;
+    let st = site.record_phase("bootstrap", result).await?;
     step.done(&detail);
     Ok(st)
 }

@@ -2,30 +2,34 @@
 //! the host and a parameter in SSM) and skipped when done unless redone on request.
 
 pub mod bootstrap;
+pub mod build;
 pub mod restore;
 pub mod stage;
 
 use crate::aws::discover::Discovered;
+use crate::aws::ssm::LockHolder;
 use crate::aws::ssm::{host_key_name, phase_name};
 use crate::aws::tags::Role;
 use crate::aws::Aws;
 use crate::error::{Error, Result};
-use crate::journal::{local_host, local_user, now};
+use crate::journal::{local_host, local_user, now, Journal};
 use crate::remote::ssh::{PinnedKey, SshTarget};
 use crate::remote::ssm::SsmTarget;
-use crate::remote::{script, Inputs, Outcome, Remote, Sink};
+use crate::remote::{no_sink, script, Inputs, Outcome, Remote, Sink};
 use crate::spec::StackId;
 use crate::ui::Ui;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::PathBuf;
+use std::time::Duration;
 
-/// The phases after infra that provision runs, in order.
-pub const PHASES: &[&str] = &["bootstrap", "stage"];
+/// The phases after infra that provision runs, in order (restore only with --restore-from;
+/// it runs before stage so that the POS starts on verified data).
+pub const PHASES: &[&str] = &["bootstrap", "build", "restore", "stage", "ready"];
 /// Every phase whose completion is recorded (status shows them all).
-pub const RECORDED: &[&str] = &["bootstrap", "stage", "restore"];
+pub const RECORDED: &[&str] = PHASES;
 
-/// What SSM records when a phase completes.
+/// What is recorded (SSM, or the host for --target) when a phase completes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PhaseState {
     pub done_at: String,
@@ -34,6 +38,7 @@ pub struct PhaseState {
     pub result: serde_json::Value,
 }
 
+/// A phase's record in SSM (stacks in AWS).
 pub async fn phase_state(aws: &Aws, id: &StackId, phase: &str) -> Result<Option<PhaseState>> {
     match aws.get_param(&phase_name(id, phase)).await? {
         Some(v) => Ok(serde_json::from_str(&v).ok()),
@@ -41,25 +46,204 @@ pub async fn phase_state(aws: &Aws, id: &StackId, phase: &str) -> Result<Option<
     }
 }
 
-pub async fn record_phase(
-    aws: &Aws,
-    id: &StackId,
-    phase: &str,
-    target: &str,
-    result: serde_json::Value,
-) -> Result<PhaseState> {
-    let st = PhaseState {
-        done_at: now(),
-        by: format!("{}@{}", local_user(), local_host()),
-        target: target.to_string(),
-        result,
-    };
-    aws.put_param(
-        &phase_name(id, phase),
-        &serde_json::to_string(&st).expect("json"),
-    )
-    .await?;
-    Ok(st)
+/// Where a site's phase records and lock live.
+enum Store<'a> {
+    /// A stack in AWS: SSM parameters (and the journal of the AWS connection).
+    Ssm(&'a Aws),
+    /// A host poscloud did not create (`--target`): files on the host; no AWS at all.
+    Host(Journal),
+}
+
+/// One host to run phases on, with where their records live.
+pub struct Site<'a> {
+    pub id: StackId,
+    pub remote: Remote<'a>,
+    store: Store<'a>,
+    /// The holder value this run stored in the host's lock (--target).
+    lock_value: std::sync::OnceLock<String>,
+}
+
+impl<'a> Site<'a> {
+    /// A host that poscloud did not create, reached over SSH with a pinned key.
+    pub fn host(id: StackId, target: SshTarget, journal: Journal) -> Site<'static> {
+        Site {
+            id,
+            remote: Remote::Ssh(target),
+            store: Store::Host(journal),
+            lock_value: Default::default(),
+        }
+    }
+
+    /// The AWS connection; None on `--target` hosts.
+    pub fn aws(&self) -> Option<&'a Aws> {
+        match self.store {
+            Store::Ssm(aws) => Some(aws),
+            Store::Host(_) => None,
+        }
+    }
+
+    pub fn journal(&self) -> &Journal {
+        match &self.store {
+            Store::Ssm(aws) => aws.journal(),
+            Store::Host(j) => j,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        self.remote.describe()
+    }
+
+    async fn state_sh(&self, inputs: Inputs) -> Result<serde_json::Value> {
+        self.run_script(
+            "state.sh",
+            &inputs,
+            Duration::from_secs(120),
+            no_sink(),
+            |_| {
+                (
+                    "reading or writing poscloud's records on the host failed".into(),
+                    "check that the host's /var/lib/poscloud is writable, then run again".into(),
+                )
+            },
+        )
+        .await
+    }
+
+    /// The phase's record, if it completed.
+    pub async fn phase_state(&self, phase: &str) -> Result<Option<PhaseState>> {
+        match self.store {
+            Store::Ssm(aws) => phase_state(aws, &self.id, phase).await,
+            Store::Host(_) => {
+                let r = self
+                    .state_sh(Inputs::new().set("ACTION", "get")?.set("PHASE", phase)?)
+                    .await?;
+                Ok(serde_json::from_value(r["value"].clone()).ok())
+            }
+        }
+    }
+
+    /// Records the phase as done with its result.
+    pub async fn record_phase(&self, phase: &str, result: serde_json::Value) -> Result<PhaseState> {
+        let st = PhaseState {
+            done_at: now(),
+            by: format!("{}@{}", local_user(), local_host()),
+            target: self.describe(),
+            result,
+        };
+        let value = serde_json::to_string(&st).expect("json");
+        match self.store {
+            Store::Ssm(aws) => aws.put_param(&phase_name(&self.id, phase), &value).await?,
+            Store::Host(_) => {
+                let inputs = Inputs::new()
+                    .set("ACTION", "put")?
+                    .set("PHASE", phase)?
+                    .set("VALUE", value)?;
+                self.state_sh(inputs).await?;
+            }
+        }
+        Ok(st)
+    }
+
+    /// Takes the stack's lock (SSM) or the host's (--target); Err(Locked) names the holder.
+    pub async fn lock(&self, ui: &Ui, break_lock: bool) -> Result<()> {
+        match self.store {
+            Store::Ssm(aws) => {
+                crate::lock::acquire(aws, ui, &self.id, aws.journal().command(), break_lock).await
+            }
+            Store::Host(ref j) => {
+                if break_lock {
+                    let r = self
+                        .state_sh(Inputs::new().set("ACTION", "holder")?)
+                        .await?;
+                    if !r["value"].is_null() {
+                        ui.warn(format!(
+                            "breaking the lock on {} held by {}",
+                            self.describe(),
+                            r["value"]
+                        ));
+                        j.event(
+                            "lock-broken",
+                            json!({"target": self.describe(), "holder": r["value"]}),
+                        );
+                        self.state_sh(Inputs::new().set("ACTION", "unlock")?.set("FORCE", "1")?)
+                            .await?;
+                    }
+                }
+                let me = serde_json::to_string(&crate::lock::me(j.command())).expect("json");
+                let r = self
+                    .state_sh(
+                        Inputs::new()
+                            .set("ACTION", "lock")?
+                            .set("VALUE", me.clone())?,
+                    )
+                    .await?;
+                if r["locked"] == true {
+                    let _ = self.lock_value.set(me);
+                    return Ok(());
+                }
+                let holder: Option<LockHolder> = serde_json::from_value(r["holder"].clone()).ok();
+                Err(Error::Locked {
+                    stack: format!("{} on {}", self.id, self.describe()),
+                    stale: holder
+                        .as_ref()
+                        .map(crate::lock::stale_note)
+                        .unwrap_or_default(),
+                    holder: holder
+                        .map(|h| h.to_string())
+                        .unwrap_or_else(|| "an unknown run (no holder recorded)".into()),
+                })
+            }
+        }
+    }
+
+    /// Releases the lock if this process holds it.
+    pub async fn unlock(&self) -> Result<()> {
+        match self.store {
+            Store::Ssm(aws) => crate::lock::release(aws, &self.id).await,
+            Store::Host(_) => {
+                // The holder's JSON must match exactly what this run stored.
+                if let Some(v) = self.lock_value.get() {
+                    let inputs = Inputs::new()
+                        .set("ACTION", "unlock")?
+                        .set("VALUE", v.clone())?;
+                    self.state_sh(inputs).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs a script of bootstrap/ on the host, records the run in the journal and returns
+    /// the script's POSCLOUD_RESULT. A non-zero exit becomes an error: `explain(code)` gives
+    /// what happened and what to do next, and the script's stderr follows.
+    pub async fn run_script(
+        &self,
+        name: &str,
+        inputs: &Inputs,
+        timeout: Duration,
+        sink: Sink,
+        explain: impl Fn(i32) -> (String, String),
+    ) -> Result<serde_json::Value> {
+        let target = self.describe();
+        let out = self
+            .remote
+            .run(&script(name), inputs, timeout, sink)
+            .await?;
+        journal_run(self.journal(), name, &target, &out);
+        if out.exit_code != 0 {
+            let (what, next) = explain(out.exit_code);
+            return Err(Error::failed(format!(
+                "{what} on {target} (exit {}):\n{}\n  next: {next}",
+                out.exit_code,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        out.result().ok_or_else(|| {
+            Error::failed(format!(
+                "{name} on {target} ended without a result line (POSCLOUD_RESULT); was the script run at all?"
+            ))
+        })
+    }
 }
 
 /// How to reach the host, from the command line.
@@ -72,6 +256,8 @@ pub struct Reach {
     pub ssh_key: Option<PathBuf>,
     pub host_key: Option<PinnedKey>,
     pub check_ssm_online: bool,
+    /// `--target`: a host poscloud did not create; no AWS.
+    pub target: Option<SshTarget>,
 }
 
 /// The host key from cloud-init's console banner, if it printed one.
@@ -127,8 +313,24 @@ async fn pinned_key(
     }
 }
 
-/// Chooses the transport: SSH when an address is given or asked for, else SSM.
-pub async fn remote<'a>(
+/// The stack's host in AWS, over SSH when an address is given or asked for, else SSM.
+pub async fn site<'a>(
+    aws: &'a Aws,
+    ui: &Ui,
+    id: &StackId,
+    d: &Discovered,
+    reach: &Reach,
+) -> Result<Site<'a>> {
+    let remote = remote(aws, ui, id, d, reach).await?;
+    Ok(Site {
+        id: id.clone(),
+        remote,
+        store: Store::Ssm(aws),
+        lock_value: Default::default(),
+    })
+}
+
+async fn remote<'a>(
     aws: &'a Aws,
     ui: &Ui,
     id: &StackId,
@@ -171,38 +373,8 @@ pub async fn remote<'a>(
     }))
 }
 
-/// Runs a script of bootstrap/ on the host, records the run in the journal and returns the
-/// script's POSCLOUD_RESULT. A non-zero exit becomes an error: `explain(code)` gives what
-/// happened and what to do next, and the script's stderr follows.
-pub async fn run_script(
-    aws: &Aws,
-    remote: &Remote<'_>,
-    name: &str,
-    inputs: &Inputs,
-    timeout: std::time::Duration,
-    sink: Sink,
-    explain: impl Fn(i32) -> (String, String),
-) -> Result<serde_json::Value> {
-    let target = remote.describe();
-    let out = remote.run(&script(name), inputs, timeout, sink).await?;
-    journal_run(aws, name, &target, &out);
-    if out.exit_code != 0 {
-        let (what, next) = explain(out.exit_code);
-        return Err(Error::failed(format!(
-            "{what} on {target} (exit {}):\n{}\n  next: {next}",
-            out.exit_code,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    out.result().ok_or_else(|| {
-        Error::failed(format!(
-            "{name} on {target} ended without a result line (POSCLOUD_RESULT); was the script run at all?"
-        ))
-    })
-}
-
 /// Records a remote run in the journal: script, target, exit code, and the output's tail.
-fn journal_run(aws: &Aws, script: &str, target: &str, out: &Outcome) {
+fn journal_run(journal: &Journal, script: &str, target: &str, out: &Outcome) {
     let tail = |b: &[u8]| {
         let s = String::from_utf8_lossy(b);
         let start = s.len().saturating_sub(2000);
@@ -211,7 +383,7 @@ fn journal_run(aws: &Aws, script: &str, target: &str, out: &Outcome) {
             .unwrap_or(s.len());
         s[start..].to_string()
     };
-    aws.journal().event(
+    journal.event(
         "remote",
         json!({"script": script, "target": target, "exit_code": out.exit_code,
                "stdout_tail": tail(&out.stdout), "stderr_tail": tail(&out.stderr)}),

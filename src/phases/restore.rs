@@ -1,12 +1,10 @@
 //! The restore phase: customer data from a backup source into the host's data directory,
 //! every file checked against the source's manifest before it replaces anything.
 
-use super::{record_phase, run_script, PhaseState};
-use crate::aws::Aws;
+use super::{PhaseState, Site};
 use crate::error::{Error, Result};
 use crate::remote::ssh::PinnedKey;
-use crate::remote::{Inputs, Remote};
-use crate::spec::StackId;
+use crate::remote::Inputs;
 use crate::ui::Ui;
 use std::time::Duration;
 
@@ -50,7 +48,26 @@ fn abs_path(what: &str, p: &str) -> Result<()> {
     }
 }
 
+/// Bucket and key of an s3:// source (without the scheme), if well-formed.
+fn s3_location(rest: &str) -> Option<(&str, &str)> {
+    let (bucket, key) = rest.split_once('/')?;
+    let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b".-".contains(&b))
+        && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+    let key_ok = [".tar", ".tar.gz", ".tgz"].iter().any(|e| key.ends_with(e))
+        && !key.contains(|c: char| c.is_control());
+    (bucket_ok && key_ok).then_some((bucket, key))
+}
+
 impl RestoreSpec {
+    /// Whether the source is an S3 archive (then it needs AWS: not on --target hosts).
+    pub fn is_s3(&self) -> bool {
+        self.source.starts_with("s3://")
+    }
+
     pub fn new(
         app: App,
         source: &str,
@@ -90,9 +107,15 @@ impl RestoreSpec {
             }
         } else if let Some(path) = source.strip_prefix("file://") {
             abs_path("the source path", path)?;
+        } else if let Some(rest) = source.strip_prefix("s3://") {
+            s3_location(rest).ok_or_else(|| {
+                Error::usage(format!(
+                    "{source:?}: an s3 source is s3://bucket/key ending in .tar, .tar.gz or .tgz (an archive holding the data and {manifest})"
+                ))
+            })?;
         } else {
             return Err(Error::usage(format!(
-                "{source:?}: a restore source is ssh://user@host[:port]/path/ or file:///path/"
+                "{source:?}: a restore source is ssh://user@host[:port]/path/, s3://bucket/key.tar.gz or file:///path/"
             )));
         }
         Ok(RestoreSpec {
@@ -106,15 +129,14 @@ impl RestoreSpec {
     }
 }
 
+/// Whether a restore record is of this source.
+pub fn current(spec: &RestoreSpec, st: &PhaseState) -> bool {
+    st.result["source"] == spec.source.as_str()
+}
+
 /// Runs the restore on the host. A verification failure names the files and changes nothing.
-pub async fn run(
-    aws: &Aws,
-    ui: &Ui,
-    id: &StackId,
-    remote: &Remote<'_>,
-    spec: &RestoreSpec,
-) -> Result<PhaseState> {
-    let target = remote.describe();
+pub async fn run(site: &Site<'_>, ui: &Ui, spec: &RestoreSpec) -> Result<PhaseState> {
+    let id = &site.id;
     let step = ui.step(format!("restore: {} → {}", spec.source, spec.data_dir));
     let mut inputs = Inputs::new()
         .set("SHOP", id.shop.as_str())?
@@ -128,7 +150,25 @@ pub async fn run(
     if let Some(k) = &spec.source_host_key {
         inputs = inputs.set("SOURCE_HOST_KEY", k.to_line())?;
     }
-    let result = match run_script(aws, remote, "restore.sh", &inputs, RESTORE_TIMEOUT, ui.remote_sink(), |code| {
+    if let Some((bucket, key)) = spec.source.strip_prefix("s3://").and_then(s3_location) {
+        let aws = site.aws().ok_or_else(|| {
+            Error::usage("an s3:// source needs AWS; on a --target host use ssh:// or file://")
+        })?;
+        // Checked here so that a typo fails before the host does anything.
+        if aws.object_size(bucket, key).await?.is_none() {
+            step.failed();
+            return Err(Error::usage(format!(
+                "{}: no such object (check the bucket, key and region)",
+                spec.source
+            )));
+        }
+        // The host downloads with curl: a presigned URL, valid for the start of the download.
+        let url = aws
+            .presigned_url("GET", bucket, key, Duration::from_secs(3600))
+            .await?;
+        inputs = inputs.set("SOURCE_URL", url)?;
+    }
+    let result = match site.run_script("restore.sh", &inputs, RESTORE_TIMEOUT, ui.remote_sink(), |code| {
         let (what, next) = match code {
             3 => (
                 "the restored data does not match the source's manifest; the data directory was not changed",
@@ -154,7 +194,7 @@ pub async fn run(
         "{} files, {} bytes verified",
         result["files"], result["bytes"]
     );
-    let st = record_phase(aws, id, "restore", &target, result).await?;
+    let st = site.record_phase("restore", result).await?;
     step.done(&detail);
     Ok(st)
 }

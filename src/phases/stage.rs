@@ -2,10 +2,9 @@
 //! it (POS address, subnet gateway as default route) and the POS application installed from
 //! an artifact whose checksum is verified first.
 
-use super::{phase_state, record_phase, run_script, PhaseState};
-use crate::aws::Aws;
+use super::{PhaseState, Site};
 use crate::error::{Error, Result};
-use crate::remote::{Inputs, Remote};
+use crate::remote::Inputs;
 use crate::spec::{PosSpec, StackSpec};
 use crate::ui::Ui;
 use std::time::Duration;
@@ -37,12 +36,7 @@ pub fn inputs(spec: &StackSpec, pos: &PosSpec) -> Result<Inputs> {
 
 /// Runs pos.sh ACTION=stage (idempotent) and returns its result; `run` records it as the
 /// phase, `pos start` does not.
-pub async fn apply(
-    aws: &Aws,
-    ui: &Ui,
-    spec: &StackSpec,
-    remote: &Remote<'_>,
-) -> Result<serde_json::Value> {
+pub async fn apply(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<serde_json::Value> {
     let pos = spec.pos.as_ref().ok_or_else(|| {
         Error::usage(format!(
             "{}: no [pos] section (app, image, artifact_url, artifact_sha256): nothing to stage",
@@ -50,29 +44,28 @@ pub async fn apply(
         ))
     })?;
     let step = ui.step(format!("stage: POS container from {}", pos.image));
-    let result = match run_script(
-        aws,
-        remote,
-        "pos.sh",
-        &inputs(spec, pos)?,
-        STAGE_TIMEOUT,
-        ui.remote_sink(),
-        |code| {
-            let what = match code {
-                3 => "the POS artifact does not match its checksum; nothing was installed",
-                2 => "the host refused the stage inputs",
-                _ => "stage failed",
-            };
-            (
-                what.into(),
-                format!(
-                    "check [pos] in {} and run the same command again",
-                    spec.source
-                ),
-            )
-        },
-    )
-    .await
+    let result = match site
+        .run_script(
+            "pos.sh",
+            &inputs(spec, pos)?,
+            STAGE_TIMEOUT,
+            ui.remote_sink(),
+            |code| {
+                let what = match code {
+                    3 => "the POS artifact does not match its checksum; nothing was installed",
+                    2 => "the host refused the stage inputs",
+                    _ => "stage failed",
+                };
+                (
+                    what.into(),
+                    format!(
+                        "check [pos] in {} and run the same command again",
+                        spec.source
+                    ),
+                )
+            },
+        )
+        .await
     {
         Ok(r) => r,
         Err(e) => {
@@ -84,23 +77,47 @@ pub async fn apply(
     Ok(result)
 }
 
-/// The phase: skipped when recorded as done, unless `redo`.
-pub async fn run(
-    aws: &Aws,
-    ui: &Ui,
-    spec: &StackSpec,
-    remote: &Remote<'_>,
-    redo: bool,
-) -> Result<PhaseState> {
-    if !redo {
-        if let Some(st) = phase_state(aws, &spec.id, "stage").await? {
-            ui.info(format!(
-                "stage: done at {} by {} (skipped; --redo stage runs it again)",
-                st.done_at, st.by
-            ));
-            return Ok(st);
+/// Whether a stage record is for the stack's current image and artifact.
+pub fn current(spec: &StackSpec, st: &PhaseState) -> bool {
+    spec.pos.as_ref().is_some_and(|p| {
+        st.result["image"] == p.image.as_str()
+            && st.result["artifact_sha256"] == p.artifact_sha256.as_str()
+    })
+}
+
+/// The phase: stage, then record it.
+pub async fn run(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<PhaseState> {
+    let result = apply(site, ui, spec).await?;
+    site.record_phase("stage", result).await
+}
+
+/// The ready phase: the POS container and its network holder run, eth1 inside has the POS
+/// address, and the container's health command passes now.
+pub async fn ready(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<PhaseState> {
+    let step = ui.step("ready: POS health and address");
+    let inputs = Inputs::new()
+        .set("ACTION", "ready")?
+        .set("CONTAINER", "pos")?
+        .set("POS_IP", spec.pos_ip.to_string())?;
+    let result = match site
+        .run_script("pos.sh", &inputs, Duration::from_secs(300), ui.remote_sink(), |_| {
+            (
+                "the POS is not ready".into(),
+                "read the reasons above; `poscloud pos restart` re-applies the stage, `poscloud pos connect` opens a shell in the container".into(),
+            )
+        })
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            step.failed();
+            return Err(e);
         }
-    }
-    let result = apply(aws, ui, spec, remote).await?;
-    record_phase(aws, &spec.id, "stage", &remote.describe(), result).await
+    };
+    step.done(&format!(
+        "{} healthy on {}",
+        result["container"].as_str().unwrap_or("pos"),
+        spec.pos_ip
+    ));
+    site.record_phase("ready", result).await
 }

@@ -40,6 +40,14 @@ pub const SCRIPTS: &[Script] = &[
         name: "restore.sh",
         body: include_str!("../../bootstrap/restore.sh"),
     },
+    Script {
+        name: "build.sh",
+        body: include_str!("../../bootstrap/build.sh"),
+    },
+    Script {
+        name: "state.sh",
+        body: include_str!("../../bootstrap/state.sh"),
+    },
 ];
 
 pub fn script(name: &str) -> Script {

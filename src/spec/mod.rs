@@ -3,7 +3,7 @@
 
 mod profile;
 
-pub use profile::{AmiSpec, PosSpec, Price, StackSpec};
+pub use profile::{image_ref_ok, AmiSpec, Media, PosSpec, Price, StackSpec};
 
 use crate::error::{Error, Result};
 use std::fmt;

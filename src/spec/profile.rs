@@ -46,7 +46,11 @@ struct RawProfile {
 #[serde(deny_unknown_fields)]
 struct RawPos {
     app: String,
-    image: String,
+    /// Media version to build (with the app's kickstart); or `image` for a prebuilt one.
+    version: Option<String>,
+    image: Option<String>,
+    /// A kickstart file instead of the built-in one (path relative to the stack file).
+    kickstart: Option<String>,
     artifact_url: String,
     artifact_sha256: String,
     #[serde(default = "default_memory")]
@@ -66,7 +70,10 @@ fn default_pids() -> u32 {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PosSpec {
     pub app: String,
+    /// The image stage runs: the built media's, or the prebuilt one the stack names.
     pub image: String,
+    /// None when the stack names a prebuilt image (no build phase).
+    pub media: Option<Media>,
     pub artifact_url: String,
     pub artifact_sha256: String,
     pub memory: String,
@@ -337,18 +344,34 @@ impl StackSpec {
                 if !matches!(p.app.as_str(), "rti" | "daisy") {
                     return Err(bad("pos.app", format!("{:?}: use rti or daisy", p.app)));
                 }
-                let image_ok = p
-                    .image
-                    .starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-                    && p.image.bytes().all(|b| {
-                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"._/:@-".contains(&b)
-                    });
-                if !image_ok {
-                    return Err(bad(
-                        "pos.image",
-                        format!("{:?} is not an image reference", p.image),
-                    ));
-                }
+                let (image, media) = match (p.image, p.version) {
+                    (Some(image), None) => {
+                        if p.kickstart.is_some() {
+                            return Err(bad(
+                                "pos.kickstart",
+                                "a kickstart builds media: give `version`, not `image`".into(),
+                            ));
+                        }
+                        if !image_ref_ok(&image) {
+                            return Err(bad(
+                                "pos.image",
+                                format!("{image:?} is not an image reference"),
+                            ));
+                        }
+                        (image, None)
+                    }
+                    (None, Some(version)) => {
+                        let media = Media::new(&p.app, &version, p.kickstart.as_deref(), source)
+                            .map_err(|(k, r)| bad(k, r))?;
+                        (media.image.clone(), Some(media))
+                    }
+                    _ => {
+                        return Err(bad(
+                            "pos",
+                            "give either `version` (media built from the app's kickstart) or `image` (a prebuilt image)".into(),
+                        ))
+                    }
+                };
                 let url_ok = (p.artifact_url.starts_with("https://")
                     || p.artifact_url.starts_with("file:///"))
                     && !p.artifact_url.contains(char::is_whitespace);
@@ -388,7 +411,8 @@ impl StackSpec {
                 }
                 Some(PosSpec {
                     app: p.app,
-                    image: p.image,
+                    image,
+                    media,
                     artifact_url: p.artifact_url,
                     artifact_sha256: p.artifact_sha256,
                     memory: p.memory,
@@ -414,6 +438,104 @@ impl StackSpec {
             pos,
         })
     }
+}
+
+/// The kickstarts shipped with poscloud, one per POS app.
+const KICKSTARTS: &[(&str, &str)] = &[
+    ("rti", include_str!("../../bootstrap/kickstart/rti.ks")),
+    ("daisy", include_str!("../../bootstrap/kickstart/daisy.ks")),
+];
+
+/// OS media for the POS app: built once from a kickstart, cached by `key` per region.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Media {
+    pub version: String,
+    /// Where the kickstart came from (built-in name or file), for messages.
+    pub kickstart_source: String,
+    #[serde(skip)]
+    pub kickstart: String,
+    /// SHA-256 of app, version and kickstart: the same media anywhere has the same key.
+    pub key: String,
+    /// The tag the host gives the media: poscloud/<app>:<version>-<key prefix>.
+    pub image: String,
+}
+
+impl Media {
+    /// Validates the version and reads the kickstart (errors: the profile key and why).
+    fn new(
+        app: &str,
+        version: &str,
+        kickstart: Option<&str>,
+        stack_file: &str,
+    ) -> std::result::Result<Media, (&'static str, String)> {
+        let version_ok = version.len() <= 64
+            && version.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && version
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+        if !version_ok {
+            return Err((
+                "pos.version",
+                format!("{version:?}: lowercase letters, digits, . _ - (at most 64)"),
+            ));
+        }
+        let (kickstart_source, text) = match kickstart {
+            None => {
+                let (_, text) = KICKSTARTS
+                    .iter()
+                    .find(|(a, _)| *a == app)
+                    .expect("app checked");
+                (format!("bootstrap/kickstart/{app}.ks"), text.to_string())
+            }
+            Some(k) => {
+                let path = Path::new(stack_file)
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .join(k);
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    (
+                        "pos.kickstart",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                (path.display().to_string(), text)
+            }
+        };
+        // Media are shared by every shop of a region: a fixed root password must never be in them.
+        if text.lines().map(str::trim).any(|l| {
+            l.starts_with("rootpw")
+                && l.split_whitespace().collect::<Vec<_>>() != ["rootpw", "--lock"]
+        }) {
+            return Err((
+                "pos.kickstart",
+                format!("{kickstart_source}: a `rootpw` line other than `rootpw --lock` (line not shown: it may hold a password); media must use `rootpw --lock`"),
+            ));
+        }
+        use sha2::Digest;
+        let digest = sha2::Sha256::new()
+            .chain_update(app.as_bytes())
+            .chain_update([0])
+            .chain_update(version.as_bytes())
+            .chain_update([0])
+            .chain_update(text.as_bytes())
+            .finalize();
+        let key: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Media {
+            version: version.to_string(),
+            image: format!("poscloud/{app}:{version}-{}", &key[..12]),
+            kickstart_source,
+            kickstart: text,
+            key,
+        })
+    }
+}
+
+/// An image reference as the host scripts accept it.
+pub fn image_ref_ok(image: &str) -> bool {
+    image.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && image
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._/:@-".contains(&b))
 }
 
 fn keys(m: &BTreeMap<String, String>) -> String {
@@ -635,6 +757,79 @@ mod tests {
                 other => panic!("{to}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn media_are_keyed_by_app_version_and_kickstart() {
+        let pos = |extra: &str| {
+            format!("{}\n[pos]\napp = \"rti\"\nartifact_url = \"https://a.example/r.tar\"\nartifact_sha256 = \"{}\"\n{extra}", BUILTIN[1].1, "0".repeat(64))
+        };
+        let media = |extra: &str| {
+            StackSpec::parse(id(), "x.toml", &pos(extra), None)
+                .unwrap()
+                .pos
+                .unwrap()
+        };
+        let a = media("version = \"10.1\"\n");
+        let m = a.media.as_ref().unwrap();
+        assert_eq!(m.kickstart_source, "bootstrap/kickstart/rti.ks");
+        assert_eq!(a.image, format!("poscloud/rti:10.1-{}", &m.key[..12]));
+        assert_eq!(
+            m.key,
+            media("version = \"10.1\"\n").media.unwrap().key,
+            "stable"
+        );
+        assert_ne!(m.key, media("version = \"10.2\"\n").media.unwrap().key);
+        // A kickstart file next to the stack file; another kickstart is other media.
+        let dir = std::env::temp_dir().join(format!("poscloud-ks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("my.ks"), "rootpw --lock\n%packages\n%end\n").unwrap();
+        std::fs::write(dir.join("pw.ks"), "rootpw --plaintext florist\n").unwrap();
+        let file = dir.join("s.toml").display().to_string();
+        let mine = StackSpec::parse(
+            id(),
+            &file,
+            &pos("version = \"10.1\"\nkickstart = \"my.ks\"\n"),
+            None,
+        )
+        .unwrap()
+        .pos
+        .unwrap();
+        assert_ne!(mine.media.unwrap().key, m.key);
+        for (extra, key) in [
+            (
+                "version = \"10.1\"\nkickstart = \"pw.ks\"\n",
+                "pos.kickstart",
+            ),
+            (
+                "version = \"10.1\"\nkickstart = \"missing.ks\"\n",
+                "pos.kickstart",
+            ),
+            ("version = \"10.1\"\nimage = \"poscloud/x:1\"\n", "pos"),
+            ("", "pos"),
+            ("version = \"10.1; rm\"\n", "pos.version"),
+            (
+                "image = \"poscloud/x:1\"\nkickstart = \"my.ks\"\n",
+                "pos.kickstart",
+            ),
+        ] {
+            match StackSpec::parse(id(), &file, &pos(extra), None).unwrap_err() {
+                Error::Profile { key: k, reason, .. } => assert_eq!(k, key, "{extra}: {reason}"),
+                other => panic!("{extra}: {other:?}"),
+            }
+        }
+        let err = StackSpec::parse(
+            id(),
+            &file,
+            &pos("version = \"1\"\nkickstart = \"pw.ks\"\n"),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            !err.to_string().contains("florist"),
+            "the password is not echoed: {err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

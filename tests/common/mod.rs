@@ -123,6 +123,7 @@ struct ProxyState {
 /// Recording proxy in front of the emulator.
 pub struct Proxy {
     state: Arc<Mutex<ProxyState>>,
+    pub host: String,
     pub port: u16,
     _rt: tokio::runtime::Runtime,
 }
@@ -224,6 +225,12 @@ async fn handle(
 
 impl Proxy {
     pub fn start(upstream: u16) -> Proxy {
+        Proxy::start_on("127.0.0.1", upstream)
+    }
+
+    /// A proxy listening on `host` (e.g. the root side of a test host's veth, so that the
+    /// test host can reach the emulator with presigned URLs poscloud made for this endpoint).
+    pub fn start_on(host: &str, upstream: u16) -> Proxy {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -231,7 +238,7 @@ impl Proxy {
             .unwrap();
         let state = Arc::new(Mutex::new(ProxyState::default()));
         let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .block_on(tokio::net::TcpListener::bind((host, 0)))
             .unwrap();
         let port = listener.local_addr().unwrap().port();
         let st = state.clone();
@@ -256,13 +263,14 @@ impl Proxy {
         });
         Proxy {
             state,
+            host: host.to_string(),
             port,
             _rt: rt,
         }
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.host, self.port)
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -654,6 +662,18 @@ impl Rig {
                 .unwrap();
             for p in params.parameters() {
                 out.push(format!("parameter {}", p.name().unwrap()));
+            }
+            let snaps = self
+                .ec2
+                .describe_snapshots()
+                .owner_ids("self")
+                .filters(f("tag:poscloud:shop", shop))
+                .filters(f("tag:poscloud:env", env))
+                .send()
+                .await
+                .unwrap();
+            for s in snaps.snapshots() {
+                out.push(format!("snapshot {}", s.snapshot_id().unwrap()));
             }
             out
         })
