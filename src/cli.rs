@@ -199,13 +199,20 @@ pub struct ProvisionArgs {
     pub break_lock: bool,
 }
 
-/// Where restored data comes from (provision --restore-from, pos restore --from).
+/// Where restored data comes from (provision --restore-from).
 #[derive(Debug, Clone, Args)]
 pub struct RestoreSourceArgs {
     /// Restore customer data before the POS starts: ssh://user@host[:port]/path/ (rsync over
     /// SSH), s3://bucket/key.tar.gz (an archive) or file:///path/ on the host
     #[arg(long = "restore-from", value_name = "SOURCE")]
     pub from: Option<String>,
+    #[command(flatten)]
+    pub auth: SourceArgs,
+}
+
+/// How to read a restore source (provision --restore-from, pos restore --from).
+#[derive(Debug, Clone, Args)]
+pub struct SourceArgs {
     /// For ssh:// sources: path ON THE HOST of the key that logs in to the backup server
     #[arg(long, value_name = "PATH")]
     pub source_key_file: Option<String>,
@@ -308,15 +315,8 @@ pub struct PosRestoreArgs {
     /// Data directory on the host [default: /var/lib/poscloud/data/<app>]
     #[arg(long, value_name = "PATH")]
     pub data_dir: Option<String>,
-    /// For ssh:// sources: path ON THE HOST of the key that logs in to the backup server
-    #[arg(long, value_name = "PATH")]
-    pub source_key_file: Option<String>,
-    /// For ssh:// sources: the backup server's public host key, checked out of band
-    #[arg(long, value_name = "FILE")]
-    pub source_host_key_file: Option<PathBuf>,
-    /// The manifest (sha256sum format) inside the source
-    #[arg(long, default_value = "MANIFEST.sha256")]
-    pub manifest: String,
+    #[command(flatten)]
+    pub auth: SourceArgs,
     #[command(flatten)]
     pub reach: ReachArgs,
     /// Remove a lock left by a run that is gone (prints whose it was)

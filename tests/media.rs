@@ -23,21 +23,6 @@ struct Shop<'a> {
     stack: String,
 }
 
-fn docker(h: &TestHost, args: &[&str]) -> (bool, String) {
-    let out = Command::new("docker")
-        .args(args)
-        .env(
-            "DOCKER_HOST",
-            format!("unix://{}/podman.sock", h.dir.path().display()),
-        )
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).trim().to_string(),
-    )
-}
-
 impl<'a> Shop<'a> {
     fn new(rig: &'a Rig, shop: &'static str, name: &str, index: u8) -> Shop<'a> {
         let h = TestHost::up(name, index, true);
@@ -146,7 +131,7 @@ fn media_are_built_once_per_region_and_a_second_host_restores_from_s3() {
     });
     assert_eq!(objects.len(), 2, "the tarball and its record: {objects:?}");
     // The POS runs on the built media: the kickstart's chrooted %post wrote this file.
-    let (ok, media) = docker(&one.h, &["exec", "pos", "cat", "/etc/poscloud-media"]);
+    let (ok, media) = one.h.docker(&["exec", "pos", "cat", "/etc/poscloud-media"]);
     assert!(ok && media.contains("test media"), "{media}");
 
     // Host 2 (another shop, same media) loads them from the cache and builds nothing; its
@@ -192,7 +177,9 @@ fn media_are_built_once_per_region_and_a_second_host_restores_from_s3() {
     );
     // The restore ran before stage: the POS started on the restored data.
     assert!(phases["restore"]["done_at"].as_str() <= phases["stage"]["done_at"].as_str());
-    let (ok, _) = docker(&two.h, &["exec", "pos", "test", "-f", "/usr2/orders.db"]);
+    let (ok, _) = two
+        .h
+        .docker(&["exec", "pos", "test", "-f", "/usr2/orders.db"]);
     assert!(ok, "the POS sees the restored data at /usr2");
     // The presigned URLs are capabilities: never printed, never journaled.
     let journal = std::fs::read_to_string(rig.journal()).unwrap();
@@ -232,10 +219,7 @@ fn media_are_built_once_per_region_and_a_second_host_restores_from_s3() {
     let refused = one.run(&["image", "delete", "--image", &image]);
     assert_ne!(refused.code, 0);
     assert!(refused.stderr.contains("in use"), "{}", refused.stderr);
-    assert!(
-        docker(&one.h, &["image", "inspect", &image]).0,
-        "still there"
-    );
+    assert!(one.h.docker(&["image", "inspect", &image]).0, "still there");
 
     // pos snapshot: a committed image on the host and an EBS snapshot tagged with the stack.
     let snap = one
@@ -244,14 +228,14 @@ fn media_are_built_once_per_region_and_a_second_host_restores_from_s3() {
         .json();
     let tag = snap["image"]["image"].as_str().unwrap().to_string();
     assert!(tag.starts_with("poscloud/rti-snapshot:81000001-"), "{tag}");
-    assert!(docker(&one.h, &["image", "inspect", &tag]).0);
+    assert!(one.h.docker(&["image", "inspect", &tag]).0);
     assert_eq!(snap["ebs_snapshots"].as_array().unwrap().len(), 1, "{snap}");
     assert_eq!(rig.count(SHOP1, "qa", "snapshot"), 1);
     // An unused snapshot image can be deleted; the data directory is untouched.
     let data = one.h.root.join("var/lib/poscloud/data/rti");
     let before = tree(&data);
     one.run(&["image", "delete", "--image", &tag]).ok();
-    assert!(!docker(&one.h, &["image", "inspect", &tag]).0, "deleted");
+    assert!(!one.h.docker(&["image", "inspect", &tag]).0, "deleted");
     assert_eq!(tree(&data), before);
 
     // Teardown removes the snapshot with the rest; the cached media stay for the region.

@@ -75,35 +75,16 @@ fn err(o: &Outcome) -> String {
     )
 }
 
-/// The docker CLI of the test process against the host's engine: outside poscloud.
-fn docker(h: &TestHost, args: &[&str]) -> (bool, String) {
-    let out = Command::new("docker")
-        .args(args)
-        .env(
-            "DOCKER_HOST",
-            format!("unix://{}/podman.sock", h.dir.path().display()),
-        )
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).trim().to_string(),
-    )
-}
-
 fn docker_ok(h: &TestHost, args: &[&str]) -> String {
-    let (ok, out) = docker(h, args);
+    let (ok, out) = h.docker(args);
     assert!(ok, "docker {args:?} failed: {out}");
     out
 }
 
 /// eth1's IPv4 address and the default route as the POS container sees them.
 fn pos_net(h: &TestHost) -> (Option<String>, String) {
-    let (_, addr) = docker(
-        h,
-        &["exec", "pos", "ip", "-4", "-o", "addr", "show", "eth1"],
-    );
-    let (_, route) = docker(h, &["exec", "pos", "ip", "route", "show", "default"]);
+    let (_, addr) = h.docker(&["exec", "pos", "ip", "-4", "-o", "addr", "show", "eth1"]);
+    let (_, route) = h.docker(&["exec", "pos", "ip", "route", "show", "default"]);
     (addr.split_whitespace().nth(3).map(String::from), route)
 }
 
@@ -174,7 +155,7 @@ fn eth1_stays_with_the_pos_across_restarts_outside_poscloud() {
 
     // Its main process ends (a crash): the engine's restart policy brings it back, on eth1.
     let before = pid(&h);
-    let _ = docker(&h, &["exec", "pos", "kill", "1"]);
+    let _ = h.docker(&["exec", "pos", "kill", "1"]);
     assert!(
         eventually(Duration::from_secs(20), || {
             let p = pid(&h);
@@ -478,11 +459,8 @@ fn commit_snapshots_the_running_pos_with_labels() {
     assert!(String::from_utf8_lossy(&other.stderr).contains("shop 12345678"));
     assert_eq!(commit(&h, "Bad Tag").exit_code, 2);
     assert!(
-        !docker(
-            &h,
-            &["image", "inspect", "poscloud/rti-snapshot:12345678-2"]
-        )
-        .0
+        !h.docker(&["image", "inspect", "poscloud/rti-snapshot:12345678-2"])
+            .0
     );
     data_untouched(&h);
 }
@@ -592,7 +570,7 @@ fn images_lists_media_and_snapshots_and_image_delete_refuses_images_in_use() {
     assert!(stderr.contains("pos pos-net"), "{stderr}");
     // Also by id, and by the engine's normalised name.
     assert_eq!(pos(&h, "image-delete", &[("IMAGE", &media)]).exit_code, 4);
-    assert!(docker(&h, &["image", "inspect", &media]).0);
+    assert!(h.docker(&["image", "inspect", &media]).0);
     // Used by a stopped container only: refused as well.
     let del = pos(&h, "image-delete", &[("IMAGE", SNAP)]);
     assert_eq!(del.exit_code, 4, "{}", err(&del));
@@ -605,7 +583,7 @@ fn images_lists_media_and_snapshots_and_image_delete_refuses_images_in_use() {
     let r = del.result().unwrap();
     assert_eq!(r["deleted"], SNAP);
     assert_eq!(r["image_id"], snap_id.as_str());
-    assert!(!docker(&h, &["image", "inspect", &snap_id]).0);
+    assert!(!h.docker(&["image", "inspect", &snap_id]).0);
 
     // Unknown image; bad input.
     let unknown = pos(&h, "image-delete", &[("IMAGE", "poscloud/nothing:1")]);

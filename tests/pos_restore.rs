@@ -151,7 +151,7 @@ fn restore_from_the_backup_server_verifies_and_records() {
     assert_eq!(out.code, 2, "{out:?}");
     assert!(
         out.stderr
-            .contains("ssh://user@host[:port]/path/ or file:///path/"),
+            .contains("ssh://user@host[:port]/path/, s3://bucket/key.tar.gz or file:///path/"),
         "{}",
         out.stderr
     );

@@ -5,7 +5,6 @@
 mod common;
 use common::host::TestHost;
 use poscloud::remote::{no_sink, script, Inputs, Outcome};
-use std::process::Command;
 use std::time::Duration;
 
 fn stage(h: &TestHost, container: &str, url: &str, sha: &str) -> Outcome {
@@ -46,15 +45,7 @@ fn stage(h: &TestHost, container: &str, url: &str, sha: &str) -> Outcome {
 }
 
 fn docker(h: &TestHost, args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .env(
-            "DOCKER_HOST",
-            format!("unix://{}/podman.sock", h.dir.path().display()),
-        )
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    h.docker(args).1
 }
 
 #[test]

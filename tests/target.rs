@@ -40,6 +40,16 @@ fn setup() -> Setup {
         .status()
         .unwrap();
     assert!(ok.success());
+    // The same backup with one file changed after its manifest was written.
+    let bad = h.root.join("srv/bad-backup");
+    assert!(std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&backup)
+        .arg(&bad)
+        .status()
+        .unwrap()
+        .success());
+    std::fs::write(bad.join("a b/ordërs.db"), b"tampered").unwrap();
     Setup {
         stack: stack.to_string_lossy().into_owned(),
         rig,
@@ -135,6 +145,15 @@ fn provision_on_a_target_host_runs_every_phase_without_aws() {
             again.stderr
         );
     }
+
+    // image build: the media are on the host already; --force builds them again.
+    let b = s.run(&["--output", "json", "image", "build"]).ok().json();
+    assert_eq!(b["build"]["source"], "host", "{b}");
+    let b = s
+        .run(&["--output", "json", "image", "build", "--force"])
+        .ok()
+        .json();
+    assert_eq!(b["build"]["source"], "built", "{b}");
 
     // A lock held on the host names its holder (exit 3); --break-lock takes it over.
     let lock = s.h.root.join("var/lib/poscloud/lock");

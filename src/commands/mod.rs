@@ -87,6 +87,16 @@ pub async fn open_site<'a>(
     crate::phases::site(aws, &ctx.ui, id, &d, reach).await
 }
 
+/// `work`, or an error on Ctrl-C (the caller still releases its lock).
+async fn interruptible<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
+    tokio::select! {
+        r = work => r,
+        _ = tokio::signal::ctrl_c() => Err(Error::failed(
+            "interrupted; what was done so far stays, and the same command resumes from there",
+        )),
+    }
+}
+
 /// Runs `work` while holding the site's lock (the stack's in SSM, or the --target host's).
 pub async fn locked_site<T>(
     site: &Site<'_>,
@@ -95,12 +105,7 @@ pub async fn locked_site<T>(
     work: impl Future<Output = Result<T>>,
 ) -> Result<T> {
     site.lock(ui, break_lock).await?;
-    let result = tokio::select! {
-        r = work => r,
-        _ = tokio::signal::ctrl_c() => Err(Error::failed(
-            "interrupted; what was done so far stays, and the same command resumes from there",
-        )),
-    };
+    let result = interruptible(work).await;
     if let Err(e) = site.unlock().await {
         ui.warn(format!(
             "could not release the lock on {}: {e}",
@@ -119,12 +124,7 @@ pub async fn locked<T>(
     work: impl Future<Output = Result<T>>,
 ) -> Result<T> {
     crate::lock::acquire(aws, ui, id, aws.journal().command(), break_lock).await?;
-    let result = tokio::select! {
-        r = work => r,
-        _ = tokio::signal::ctrl_c() => Err(Error::failed(
-            "interrupted; what was done so far stays, and the same command resumes from there",
-        )),
-    };
+    let result = interruptible(work).await;
     if let Err(e) = crate::lock::release(aws, id).await {
         ui.warn(format!("could not release the lock of {id}: {e}"));
     }

@@ -1,4 +1,4 @@
-use super::provision::{public_key_file, reach};
+use super::provision::{reach, source_spec};
 use super::{locked_site, open_site, Ctx};
 use crate::cli::{PosArgs, PosCommand};
 use crate::error::{Error, Result};
@@ -261,26 +261,15 @@ pub async fn run(ctx: &Ctx, command: &PosCommand) -> Result<()> {
             let ui = &ctx.ui;
             let id = args.stack.id();
             // Every input checked before the first AWS call.
-            let host_key = args
-                .source_host_key_file
-                .as_deref()
-                .map(|f| public_key_file("--source-host-key-file", f))
-                .transpose()?;
-            let spec = restore::RestoreSpec::new(
+            let reach = reach(&args.reach)?;
+            let spec = source_spec(
                 args.app,
                 &args.from,
                 args.data_dir.as_deref(),
-                args.source_key_file.as_deref(),
-                host_key,
-                &args.manifest,
+                &args.auth,
+                &reach,
             )?;
             let stack = StackSpec::load(id.clone(), args.stack.stack.as_deref(), None)?;
-            let reach = reach(&args.reach)?;
-            if spec.is_s3() && reach.target.is_some() {
-                return Err(Error::usage(
-                    "an s3:// restore source needs AWS; with --target use ssh:// or file://",
-                ));
-            }
             let mut slot = None;
             let site = open_site(ctx, &reach, &id, "pos restore", &mut slot).await?;
             locked_site(&site, ui, args.break_lock, async {

@@ -2,7 +2,9 @@ use super::{locked, render_plan, render_price, Ctx};
 use crate::aws::discover::Discovered;
 use crate::aws::tags::Role;
 use crate::aws::Aws;
-use crate::cli::{Phase, ProvisionArgs, ReachArgs, RestoreSourceArgs, Transport, Until};
+use crate::cli::{
+    Phase, ProvisionArgs, ReachArgs, RestoreSourceArgs, SourceArgs, Transport, Until,
+};
 use crate::error::{Error, Result};
 use crate::phases::restore::{self, App, RestoreSpec};
 use crate::phases::{self, bootstrap, build, stage, PhaseState, Reach, Site};
@@ -240,7 +242,19 @@ pub fn restore_spec(
     } else {
         App::Rti
     };
-    let host_key = args
+    let data_dir = stage::data_dir(pos);
+    source_spec(app, from, Some(&data_dir), &args.auth, reach).map(Some)
+}
+
+/// A restore source with its options, validated (also for `pos restore`).
+pub fn source_spec(
+    app: App,
+    from: &str,
+    data_dir: Option<&str>,
+    auth: &SourceArgs,
+    reach: &Reach,
+) -> Result<RestoreSpec> {
+    let host_key = auth
         .source_host_key_file
         .as_deref()
         .map(|f| public_key_file("--source-host-key-file", f))
@@ -248,17 +262,17 @@ pub fn restore_spec(
     let r = RestoreSpec::new(
         app,
         from,
-        Some(&stage::data_dir(pos)),
-        args.source_key_file.as_deref(),
+        data_dir,
+        auth.source_key_file.as_deref(),
         host_key,
-        &args.manifest,
+        &auth.manifest,
     )?;
     if r.is_s3() && reach.target.is_some() {
         return Err(Error::usage(
             "an s3:// restore source needs AWS; with --target use ssh:// or file://",
         ));
     }
-    Ok(Some(r))
+    Ok(r)
 }
 
 /// `provision`: discover, plan, preflight, lock, create what is missing, run the remote

@@ -131,6 +131,23 @@ impl TestHost {
         ("file:///srv/pos-rti.tar".to_string(), sum)
     }
 
+    /// The test process's docker CLI against this host's engine (outside poscloud):
+    /// success and trimmed stdout.
+    pub fn docker(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new("docker")
+            .args(args)
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}/podman.sock", self.dir.path().display()),
+            )
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        )
+    }
+
     /// Does the POS address answer from the VPC side (lan0) of this host?
     pub fn pos_answers(&self) -> bool {
         Command::new("ip")
