@@ -66,7 +66,10 @@ impl Ui {
             buf.extend_from_slice(bytes);
             while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = buf.drain(..=nl).collect();
-                eprint!("    │ {}", String::from_utf8_lossy(&line));
+                // The result line is for poscloud; the step's own line says what it means.
+                if !line.starts_with(b"POSCLOUD_RESULT ") {
+                    eprint!("    │ {}", String::from_utf8_lossy(&line));
+                }
             }
         })
     }

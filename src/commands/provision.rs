@@ -449,13 +449,12 @@ async fn on_target(
     }
     super::locked_site(&site, ui, args.break_lock, async {
         let done = run_phases(&site, ui, spec, restore, wanted, &args.redo).await?;
-        let mut text = format!("provisioned {} on {}\n", spec.id, site.describe());
-        for (name, st) in &done {
-            text.push_str(&format!(
-                "  {name:<15} done {} via {}\n",
-                st.done_at, st.target
-            ));
-        }
+        let text = format!(
+            "provisioned {} on {}\n{}",
+            spec.id,
+            site.describe(),
+            render_phases(&done)
+        );
         ctx.result(
             json!({"converged": true, "target": site.describe(), "phases": done}),
             &text,
@@ -463,6 +462,15 @@ async fn on_target(
         Ok(())
     })
     .await
+}
+
+/// One line per phase, in the order they run.
+fn render_phases(phases: &BTreeMap<String, PhaseState>) -> String {
+    phases::PHASES
+        .iter()
+        .filter_map(|p| phases.get(*p).map(|st| (p, st)))
+        .map(|(p, st)| format!("  {p:<15} done {} via {}\n", st.done_at, st.target))
+        .collect()
 }
 
 fn render_summary(s: &Summary, headline: &str) -> String {
@@ -479,11 +487,6 @@ fn render_summary(s: &Summary, headline: &str) -> String {
         o(&s.pos_private_ip),
         s.monthly_cost_usd
     );
-    for (name, st) in &s.phases {
-        text.push_str(&format!(
-            "  {name:<15} done {} via {}\n",
-            st.done_at, st.target
-        ));
-    }
+    text.push_str(&render_phases(&s.phases));
     text
 }

@@ -69,7 +69,7 @@ pub async fn run(ctx: &Ctx, args: &StackArgs) -> Result<()> {
                 phases.insert(p.to_string(), serde_json::to_value(&st).expect("json"));
             }
             None => {
-                let _ = writeln!(text, "  phase {p:<14} not done");
+                let _ = writeln!(text, "  phase {p:<14} not run");
                 phases.insert(p.to_string(), serde_json::Value::Null);
             }
         }
