@@ -2,6 +2,7 @@
 //! Everything here is checked before the first AWS call.
 
 mod profile;
+pub mod vpn;
 
 pub use profile::{image_ref_ok, AmiSpec, Media, PosSpec, Price, StackSpec};
 
