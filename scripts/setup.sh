@@ -14,7 +14,7 @@ moto_version="5.2.1"
 # VPN daemon and swanctl on test hosts; rsync: restores and cutover syncs.
 apt_packages=(shellcheck cloud-init openssh-server openssh-client iproute2 pkg-config libssl-dev
   curl podman runc busybox-static strongswan-swanctl strongswan-charon libcharon-extra-plugins
-  libstrongswan-extra-plugins iputils-ping rsync)
+  libstrongswan-extra-plugins libstrongswan-standard-plugins iputils-ping rsync)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

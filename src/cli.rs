@@ -72,6 +72,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ImageCommand,
     },
+    /// Site-to-site IPsec tunnels from the POS to the florist's locations
+    Vpn {
+        #[command(subcommand)]
+        command: VpnCommand,
+    },
     /// Print the host's rendered user-data (cloud-config) for a stack; no AWS call
     #[command(name = "userdata")]
     UserData(StackArgs),
@@ -322,4 +327,78 @@ pub struct PosRestoreArgs {
     /// Remove a lock left by a run that is gone (prints whose it was)
     #[arg(long)]
     pub break_lock: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VpnCommand {
+    /// Create (or update) a location's tunnel: key made and kept in SSM, tunnel brought up
+    Create(VpnCreateArgs),
+    /// The shop's locations as recorded in SSM
+    List(PosArgs),
+    /// Each tunnel as strongSwan on the host sees it (IKE/CHILD SA, bytes, rekey)
+    Status(VpnArgs),
+    /// Remove a location: its tunnel, its files on the host, its key and settings in SSM
+    Delete(VpnLocationArgs),
+    /// What the florist's router admin needs; the key only with --reveal
+    Sheet(VpnSheetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VpnArgs {
+    #[command(flatten)]
+    pub pos: PosArgs,
+    /// One location (default: all)
+    #[arg(long)]
+    pub location: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VpnLocationArgs {
+    #[command(flatten)]
+    pub pos: PosArgs,
+    /// The location's name
+    #[arg(long)]
+    pub location: String,
+}
+
+#[derive(Debug, Args)]
+pub struct VpnCreateArgs {
+    #[command(flatten)]
+    pub pos: PosArgs,
+    /// The location's name (a-z, 0-9, '-'; starts with a letter)
+    #[arg(long)]
+    pub location: String,
+    /// The florist router's public IPv4 address
+    #[arg(long, value_name = "A.B.C.D")]
+    pub peer_ip: String,
+    /// The florist's LAN(s) behind the router
+    #[arg(long, value_name = "CIDR[,CIDR]")]
+    pub peer_net: String,
+    /// IKE version: 2, or 1 for legacy routers only
+    #[arg(long, default_value_t = 2)]
+    pub ike_version: u8,
+    /// IKE proposals (strongSwan syntax) instead of the strong defaults
+    #[arg(long)]
+    pub proposal: Option<String>,
+    /// ESP proposals (strongSwan syntax) instead of the strong defaults
+    #[arg(long)]
+    pub esp_proposal: Option<String>,
+    /// Accept weak algorithms (SHA-1, MODP-1024, 3DES…) for a router that can do no better
+    #[arg(long)]
+    pub allow_weak: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VpnSheetArgs {
+    #[command(flatten)]
+    pub pos: PosArgs,
+    /// The location's name
+    #[arg(long)]
+    pub location: String,
+    /// Include the pre-shared key: printed only to a terminal, else written to --psk-file
+    #[arg(long)]
+    pub reveal: bool,
+    /// With --reveal: write the key to this new file (mode 600) instead of the terminal
+    #[arg(long, value_name = "FILE")]
+    pub psk_file: Option<PathBuf>,
 }

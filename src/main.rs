@@ -36,6 +36,7 @@ fn main() {
             Command::Teardown(a) => commands::teardown::run(&ctx, a).await,
             Command::Pos { command } => commands::pos::run(&ctx, command).await,
             Command::Image { command } => commands::image::run(&ctx, command).await,
+            Command::Vpn { command } => commands::vpn::run(&ctx, command).await,
             Command::UserData(a) => commands::userdata::run(&ctx, a),
             Command::Completions { shell } => {
                 clap_complete::generate(

@@ -144,4 +144,60 @@ impl Aws {
         self.wrote("PutParameter", name);
         Ok(())
     }
+
+    /// Writes a SecureString (encrypted with the account's aws/ssm key), replacing any value.
+    /// The value is never logged: the journal records the name only.
+    pub async fn put_secret(&self, name: &str, value: &str) -> Result<()> {
+        self.ssm
+            .put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+            .await
+            .map_err(|e| self.err("PutParameter", Some(name), e))?;
+        self.wrote("PutParameter", name);
+        Ok(())
+    }
+
+    /// Reads a SecureString, decrypted; None when it does not exist.
+    pub async fn get_secret(&self, name: &str) -> Result<Option<String>> {
+        match self
+            .ssm
+            .get_parameter()
+            .name(name)
+            .with_decryption(true)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.parameter().and_then(|p| p.value()).map(str::to_string)),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_parameter_not_found()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(self.err("GetParameter", Some(name), e)),
+        }
+    }
+
+    /// Every plain parameter directly under `path` (name, value).
+    pub async fn params_under(&self, path: &str) -> Result<Vec<(String, String)>> {
+        let pages = self
+            .ssm
+            .get_parameters_by_path()
+            .path(path)
+            .recursive(false)
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| self.err("GetParametersByPath", Some(path), e))?;
+        Ok(pages
+            .iter()
+            .flat_map(|p| p.parameters())
+            .filter_map(|p| Some((p.name()?.to_string(), p.value()?.to_string())))
+            .collect())
+    }
 }

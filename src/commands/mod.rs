@@ -8,6 +8,7 @@ pub mod provision;
 pub mod status;
 pub mod teardown;
 pub mod userdata;
+pub mod vpn;
 
 use crate::aws::{Aws, Connect};
 use crate::cli::{Global, Output, StackArgs};

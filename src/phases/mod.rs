@@ -5,6 +5,7 @@ pub mod bootstrap;
 pub mod build;
 pub mod restore;
 pub mod stage;
+pub mod vpn;
 
 use crate::aws::discover::Discovered;
 use crate::aws::ssm::LockHolder;

@@ -45,6 +45,10 @@ pub const SCRIPTS: &[Script] = &[
         body: include_str!("../../bootstrap/build.sh"),
     },
     Script {
+        name: "vpn.sh",
+        body: include_str!("../../bootstrap/vpn.sh"),
+    },
+    Script {
         name: "state.sh",
         body: include_str!("../../bootstrap/state.sh"),
     },

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod host;
+pub mod vpn;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};

@@ -1,0 +1,590 @@
+#!/usr/bin/env bash
+# The POS side of the site-to-site VPN: one IPsec tunnel per florist location, initiated by
+# the POS (no inbound port). One strongSwan charon serves all locations; it runs in the
+# network namespace of the POS network holder (CONTAINER-net, where eth1 lives, see pos.sh),
+# with its own strongswan.conf, vici socket and a private /run (its pid file path is
+# compiled in), detached, recorded by PID. Configured with swanctl through that socket.
+#
+#   apply    create or update LOCATION, start charon if needed, load everything, bring the
+#            location's CHILD_SA up and wait for it (~20 s). Exit 1 with the reason if it
+#            does not come up. A changed connection or key closes the location's SAs first,
+#            so the tunnel is re-established with what is in the files.
+#   status   each location (or LOCATION) as charon sees it: IKE and CHILD state, bytes,
+#            established and rekey times.
+#   delete   terminate LOCATION's SAs, remove its files, unload it; the others stay up.
+#   stop     all tunnels down: charon stopped by its PID.
+#   start    charon started again and every location brought up from the files on the host.
+#
+# Inputs (environment): ACTION, CONTAINER (default pos; charon goes in CONTAINER-net),
+# IPSEC_USERSPACE (1: userspace ESP even when the kernel has ESP), and per action:
+#   apply    LOCATION (^[a-z][a-z0-9-]{0,30}$), PEER_IP, PEER_NETS (CIDR[,CIDR…]),
+#            LOCAL_NET (CIDR), LOCAL_IP (eth1's address), LOCAL_ID (the POS's public IP, its
+#            IKE identity), REMOTE_ID (default PEER_IP), IKE_VERSION (2 default, or 1),
+#            PROPOSALS (IKE, default IKEv2 aes256gcm16-prfsha256-ecp256,aes256gcm16-prfsha256-
+#            x25519, IKEv1 aes256-sha256-ecp256,aes256-sha256-modp2048), ESP_PROPOSALS (default
+#            aes256gcm16-ecp256), PSK (the pre-shared key: base64 of at least 32 bytes, used as
+#            that ASCII text: the string the florist's router admin types in), or instead
+#            PSK_PARAM (its SSM SecureString, under /poscloud/) and REGION: the host reads it
+#            with its instance role (IMDSv2 credentials, a SigV4 request made by python, as
+#            CentOS 7 has no AWS CLI), so it travels in no SSM command.
+#            Fixed: DPD every 30 s with restart, start_action start (charon keeps it up).
+#   status   LOCATION (optional)
+#   delete   LOCATION
+#   stop, start: nothing more
+# The PSK only ever goes to the secrets file (written by the printf builtin, umask 077): it
+# is unset from the environment before any command runs, so no child (charon included)
+# inherits it, and it is never on a command line or in the output.
+#
+# Files (POSCLOUD_ROOT prefixes them; empty on a real host):
+#   /etc/poscloud/vpn/strongswan.conf        charon's and swanctl's settings
+#   /etc/poscloud/vpn/swanctl.conf           includes conf.d/*.conf and conf.d/*.secrets
+#   /etc/poscloud/vpn/conf.d/LOCATION.conf   the connection
+#   /etc/poscloud/vpn/conf.d/LOCATION.secrets  its PSK (root, 0600)
+#   /var/lib/poscloud/vpn/charon.pid, charon.vici (socket), charon.log, charon.out, mode,
+#                                            lock (runs of this script take turns)
+# ESP: kernel-netlink (kernel ESP) where the kernel can hold an ESP SA, else kernel-libipsec
+# (userspace ESP over a TUN device, always UDP-encapsulated on 4500). The check adds a
+# throwaway ESP SA in a new, empty network namespace (`unshare -n ip xfrm state add`): it
+# fails when the kernel has no ESP (or not even AES-CBC/HMAC-SHA-256), where userspace ESP
+# is the one that works. On CentOS 7 the kernel loads esp4 on demand for it, so no modprobe
+# (nor /proc/net/xfrm_stat, present here without ESP) is needed. IPSEC_USERSPACE=1 forces
+# userspace ESP.
+# Results: one `POSCLOUD_RESULT {json}` line on stdout.
+# Exit codes: 0 done, 1 failure (apply/start: a tunnel not up), 2 bad input (nothing changed).
+set -euo pipefail
+
+bad() { echo "vpn: $*" >&2; exit 2; }
+fail() { echo "vpn: $*" >&2; exit 1; }
+
+# The secret leaves the environment first: nothing started below may inherit it.
+psk=${PSK-}
+unset PSK
+
+# Prints the SecureString PARAM (in REGION) read with the instance role's credentials.
+# Everything goes through the environment and stdin, nothing through argv. The endpoints
+# can be moved only on a test host (POSCLOUD_ROOT set).
+ssm_get() {
+  local py imds=http://169.254.169.254 endpoint=""
+  py=$(command -v python3 || command -v python2 || command -v python) || {
+    echo "vpn: no python to read SSM with" >&2
+    return 1
+  }
+  if [[ -n ${POSCLOUD_ROOT:-} ]]; then
+    imds=${POSCLOUD_IMDS_URL:-$imds}
+    endpoint=${POSCLOUD_SSM_URL:-}
+  fi
+  PARAM=$PSK_PARAM AWSREGION=$REGION IMDS=$imds ENDPOINT=$endpoint "$py" - <<'PY'
+import datetime, hashlib, hmac, json, os, sys
+try:
+    from urllib.request import Request, urlopen
+except ImportError:
+    from urllib2 import Request, urlopen
+
+def fetch(url, headers, data=None, method=None):
+    r = Request(url, data=data, headers=headers)
+    if method:
+        r.get_method = lambda: method
+    return urlopen(r, timeout=15).read().decode("utf-8")
+
+def mac(key, msg):
+    return hmac.new(key, msg.encode("utf-8"), hashlib.sha256).digest()
+
+def main():
+    imds, region = os.environ["IMDS"], os.environ["AWSREGION"]
+    endpoint = os.environ.get("ENDPOINT") or "https://ssm.%s.amazonaws.com/" % region
+    token = fetch(imds + "/latest/api/token", {"X-aws-ec2-metadata-token-ttl-seconds": "60"}, b"", "PUT")
+    base = imds + "/latest/meta-data/iam/security-credentials/"
+    role = fetch(base, {"X-aws-ec2-metadata-token": token}).split("\n")[0].strip()
+    cred = json.loads(fetch(base + role, {"X-aws-ec2-metadata-token": token}))
+    body = json.dumps({"Name": os.environ["PARAM"], "WithDecryption": True}).encode("utf-8")
+    now = datetime.datetime.utcnow()
+    stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+    headers = {
+        "content-type": "application/x-amz-json-1.1",
+        "host": endpoint.split("://", 1)[1].split("/", 1)[0],
+        "x-amz-date": stamp,
+        "x-amz-security-token": cred["Token"],
+        "x-amz-target": "AmazonSSM.GetParameter",
+    }
+    names = sorted(headers)
+    signed = ";".join(names)
+    canonical = "\n".join(["POST", "/", "", "".join("%s:%s\n" % (k, headers[k]) for k in names),
+                           signed, hashlib.sha256(body).hexdigest()])
+    scope = "%s/%s/ssm/aws4_request" % (day, region)
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope,
+                         hashlib.sha256(canonical.encode("utf-8")).hexdigest()])
+    key = mac(("AWS4" + cred["SecretAccessKey"]).encode("utf-8"), day)
+    for part in (region, "ssm", "aws4_request"):
+        key = mac(key, part)
+    headers["authorization"] = "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s" % (
+        cred["AccessKeyId"], scope, signed,
+        hmac.new(key, to_sign.encode("utf-8"), hashlib.sha256).hexdigest())
+    del headers["host"]  # urllib sends the same Host itself
+    sys.stdout.write(json.loads(fetch(endpoint, headers, body, "POST"))["Parameter"]["Value"])
+
+try:
+    main()
+except Exception as e:  # the kind of error only: a message could quote what was read
+    sys.stderr.write("%s%s\n" % (type(e).__name__, " (HTTP %s)" % e.code if hasattr(e, "code") else ""))
+    sys.exit(1)
+PY
+}
+
+action=${ACTION:-}
+[[ $action =~ ^(apply|status|delete|stop|start)$ ]] ||
+  bad "ACTION must be apply, status, delete, stop or start"
+container=${CONTAINER:-pos}
+[[ $container =~ ^[a-z][a-z0-9_-]{0,30}$ ]] || bad "CONTAINER must be a simple name"
+net=$container-net
+userspace=${IPSEC_USERSPACE:-0}
+[[ $userspace =~ ^[01]$ ]] || bad "IPSEC_USERSPACE must be 0 or 1"
+root=${POSCLOUD_ROOT:-}
+loc_re='^[a-z][a-z0-9-]{0,30}$'
+
+ipv4() {
+  local IFS=. o
+  # shellcheck disable=SC2206 # split on dots on purpose
+  local parts=($1)
+  [[ $1 =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || return 1
+  for o in "${parts[@]}"; do
+    [[ $o =~ ^(0|[1-9][0-9]*)$ ]] && ((o <= 255)) || return 1
+  done
+}
+cidr() {
+  [[ $1 == */* ]] || return 1
+  ipv4 "${1%/*}" && [[ ${1#*/} =~ ^(0|[1-9][0-9]?)$ ]] && ((${1#*/} <= 32))
+}
+
+location=${LOCATION:-}
+case $action in
+  apply)
+    [[ $location =~ $loc_re ]] || bad "LOCATION must match $loc_re"
+    ipv4 "${PEER_IP:-}" || bad "PEER_IP must be an IPv4 address"
+    [[ -n ${PEER_NETS:-} ]] || bad "PEER_NETS must be CIDR[,CIDR…]"
+    IFS=, read -r -a peer_nets <<<"$PEER_NETS"
+    for n in "${peer_nets[@]}"; do cidr "$n" || bad "PEER_NETS: $n is not an IPv4 CIDR"; done
+    [[ $PEER_NETS != *, && $PEER_NETS != ,* && $PEER_NETS != *,,* ]] || bad "PEER_NETS has an empty item"
+    cidr "${LOCAL_NET:-}" || bad "LOCAL_NET must be an IPv4 CIDR"
+    ipv4 "${LOCAL_IP:-}" || bad "LOCAL_IP must be an IPv4 address"
+    ipv4 "${LOCAL_ID:-}" || bad "LOCAL_ID must be an IPv4 address (the POS's public address)"
+    remote_id=${REMOTE_ID:-$PEER_IP}
+    ipv4 "$remote_id" || [[ $remote_id =~ ^[A-Za-z0-9][A-Za-z0-9.@_-]{0,62}$ ]] ||
+      bad "REMOTE_ID must be an IPv4 address or a simple name"
+    ike_version=${IKE_VERSION:-2}
+    [[ $ike_version =~ ^[12]$ ]] || bad "IKE_VERSION must be 2 or 1"
+    # strongSwan has no AEAD (GCM) IKE SAs in IKEv1: its default uses AES-CBC with SHA-256.
+    if [[ $ike_version == 2 ]]; then
+      proposals=${PROPOSALS:-aes256gcm16-prfsha256-ecp256,aes256gcm16-prfsha256-x25519}
+    else
+      proposals=${PROPOSALS:-aes256-sha256-ecp256,aes256-sha256-modp2048}
+    fi
+    esp_proposals=${ESP_PROPOSALS:-aes256gcm16-ecp256}
+    prop_re='^[a-z0-9_]+(-[a-z0-9_]+)*(,[a-z0-9_]+(-[a-z0-9_]+)*)*$'
+    [[ $proposals =~ $prop_re ]] || bad "PROPOSALS must be a strongSwan proposal list"
+    [[ $esp_proposals =~ $prop_re ]] || bad "ESP_PROPOSALS must be a strongSwan proposal list"
+    if [[ -z $psk && -n ${PSK_PARAM:-} ]]; then
+      [[ $PSK_PARAM =~ ^/poscloud/[A-Za-z0-9/_.-]{1,200}$ ]] || bad "PSK_PARAM must be an SSM parameter name under /poscloud/"
+      [[ ${REGION:-} =~ ^[a-z]{2}(-[a-z]+)+-[0-9]$ ]] || bad "REGION must be an AWS region"
+      # Only the last line of python's complaint: never a response body.
+      errf=$(mktemp)
+      if ! psk=$(ssm_get 2>"$errf"); then
+        why=$(tail -n 1 "$errf")
+        rm -f "$errf"
+        fail "cannot read the key $PSK_PARAM from SSM: $why"
+      fi
+      rm -f "$errf"
+    fi
+    # Base64 of >= 32 bytes: 44+ characters in groups of 4 (never echoed in a message).
+    pad=${psk//[^=]/}
+    if ! [[ $psk =~ ^[A-Za-z0-9+/]+={0,2}$ ]] || ((${#psk} % 4 != 0)) ||
+      ((${#psk} * 3 / 4 - ${#pad} < 32)); then
+      bad "PSK must be base64 of at least 32 bytes"
+    fi
+    ;;
+  delete)
+    [[ $location =~ $loc_re ]] || bad "LOCATION must match $loc_re"
+    ;;
+  status)
+    [[ -z $location || $location =~ $loc_re ]] || bad "LOCATION must match $loc_re"
+    ;;
+esac
+
+conf=$root/etc/poscloud/vpn
+state=$root/var/lib/poscloud/vpn
+pidfile=$state/charon.pid
+vici=$state/charon.vici
+log=$state/charon.log
+export STRONGSWAN_CONF=$conf/strongswan.conf
+
+# One run at a time: two applies must not both start a charon or load half-written files.
+mkdir -p "$state"
+exec 9>"$state/lock"
+flock -w 120 9 || fail "another vpn.sh run holds $state/lock"
+
+# A JSON string (the values here never hold other control characters).
+json() {
+  local s=$1
+  s=${s//\\/\\\\}
+  s=${s//\"/\\\"}
+  s=${s//$'\n'/\\n}
+  printf '"%s"' "$s"
+}
+
+first() { local f; for f in "$@"; do [[ -x $f ]] && { echo "$f"; return 0; }; done; return 1; }
+# EPEL (CentOS 7) installs charon under /usr/libexec/strongswan, Debian under /usr/lib/ipsec.
+charon_bin() { first /usr/libexec/strongswan/charon /usr/lib/ipsec/charon /usr/libexec/ipsec/charon /usr/lib/strongswan/charon; }
+swanctl_bin=$(first /usr/sbin/swanctl /usr/bin/swanctl /usr/local/sbin/swanctl) || swanctl_bin=""
+sw() { "$swanctl_bin" "$@" --uri "unix://$vici"; }
+
+# A container's process as this host sees it (as in pos.sh): Docker reports host PIDs, an
+# engine in its own PID namespace reports its own, so map through the cgroup and NSpid.
+container_pid() {
+  local cid cpid cg p
+  cid=$(docker inspect -f '{{.Id}}' "$1" 2>/dev/null) || return 1
+  cpid=$(docker inspect -f '{{.State.Pid}}' "$1") || return 1
+  [[ $cpid != 0 ]] || return 1
+  if grep -qs "$cid" "/proc/$cpid/cgroup"; then
+    echo "$cpid"
+    return 0
+  fi
+  while IFS= read -r cg; do
+    p=${cg#/proc/}
+    p=${p%/cgroup}
+    if awk -v c="$cpid" '/^NSpid:/ { for (i = 3; i <= NF; i++) if ($i == c) f = 1 } END { exit !f }' "/proc/$p/status" 2>/dev/null; then
+      echo "$p"
+      return 0
+    fi
+  done < <(grep -ls "$cid" /proc/[0-9]*/cgroup 2>/dev/null || true)
+  return 1
+}
+
+# The recorded charon, if it still runs (a recycled PID is not charon).
+charon_pid() {
+  local p
+  p=$(cat "$pidfile" 2>/dev/null) || return 1
+  [[ $p =~ ^[0-9]+$ && $(cat "/proc/$p/comm" 2>/dev/null) == charon ]] || return 1
+  echo "$p"
+}
+
+stop_charon() {
+  local p i
+  p=$(charon_pid) || { rm -f "$pidfile"; return 0; }
+  # TERM: charon deletes its SAs with the peers before it exits.
+  kill -TERM "$p" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    [[ -e /proc/$p ]] || break
+    sleep 0.2
+  done
+  if [[ -e /proc/$p ]]; then
+    kill -KILL "$p" 2>/dev/null || true
+    sleep 0.2
+  fi
+  rm -f "$pidfile" "$vici"
+  echo "vpn: charon $p stopped"
+}
+
+# Does the kernel take an ESP SA? Tried in a new, empty namespace so nothing stays behind.
+kernel_esp() {
+  unshare -n ip xfrm state add src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x100 mode tunnel \
+    enc 'cbc(aes)' 0x00000000000000000000000000000000 \
+    auth-trunc 'hmac(sha256)' 0x0000000000000000000000000000000000000000000000000000000000000000 128 \
+    >/dev/null 2>&1
+}
+
+write_strongswan_conf() {
+  local kernel=$1
+  mkdir -p "$conf/conf.d" "$state"
+  cat >"$conf/strongswan.conf.new" <<EOF
+# Written by poscloud (vpn.sh): the POS side's charon, run in the namespace of $net.
+charon {
+  load_modular = no
+  # openssl (ECP, GCM) or gcm+aes+gmp, whichever the distribution ships; a missing one is skipped.
+  load = random nonce openssl aes sha1 sha2 hmac gcm gmp curve25519 kdf pem pkcs1 x509 pubkey $kernel socket-default vici
+  plugins {
+    vici {
+      socket = unix://$vici
+    }
+  }
+  filelog {
+    poscloud {
+      path = $log
+      time_format = %Y-%m-%dT%H:%M:%S
+      append = yes
+      flush_line = yes
+      # <location|n> on each line: the reason for one location is read from its own lines.
+      ike_name = yes
+      default = 1
+    }
+  }
+}
+swanctl {
+  load = pem pkcs1 x509 pubkey random
+}
+EOF
+  mv -f "$conf/strongswan.conf.new" "$conf/strongswan.conf"
+  if [[ ! -f $conf/swanctl.conf ]]; then
+    printf '%s\n' "# Written by poscloud (vpn.sh): one connection and one secrets file per location." \
+      "include conf.d/*.conf" "include conf.d/*.secrets" >"$conf/swanctl.conf"
+  fi
+}
+
+# Starts charon in the holder's namespace unless it already runs there.
+ensure_charon() {
+  local hpid p bin mode i
+  [[ -n $swanctl_bin ]] || fail "swanctl is not installed"
+  bin=$(charon_bin) || fail "charon is not installed"
+  hpid=$(container_pid "$net") || fail "$net (the holder of eth1) is not running: stage the POS first"
+  if p=$(charon_pid); then
+    if [[ $(readlink "/proc/$p/ns/net") == "$(readlink "/proc/$hpid/ns/net")" ]]; then
+      charon_mode=$(cat "$state/mode" 2>/dev/null || echo unknown)
+      return 0
+    fi
+    echo "vpn: charon $p runs outside the namespace of $net (restarted holder): restarting it"
+    stop_charon
+  fi
+  if ((userspace)) || ! kernel_esp; then
+    mode=userspace
+    write_strongswan_conf "kernel-libipsec kernel-netlink"
+  else
+    mode=kernel
+    write_strongswan_conf "kernel-netlink"
+  fi
+  [[ $mode == kernel || -c /dev/net/tun ]] || fail "userspace ESP needs /dev/net/tun"
+  rm -f "$vici"
+  # nsenter -n and unshare -m (without --fork) exec, and so does sh: $! is charon itself.
+  # Without the lock's descriptor (9), which charon would otherwise hold forever.
+  # A private /run: charon's pid file path is compiled in (/run/charon.pid on Debian,
+  # /run/strongswan/charon.pid on Fedora/EPEL builds); the vici socket lives in $state.
+  # shellcheck disable=SC2016 # $0 is expanded by the inner sh
+  setsid nsenter -t "$hpid" -n unshare -m --propagation private \
+    sh -c 'mount -t tmpfs -o mode=755 tmpfs /run && mkdir -m 700 /run/strongswan && exec "$0"' "$bin" \
+    </dev/null >>"$state/charon.out" 2>&1 9>&- &
+  p=$!
+  echo "$p" >"$pidfile"
+  echo "$mode" >"$state/mode"
+  charon_mode=$mode
+  for ((i = 0; i < 100; i++)); do
+    [[ -S $vici ]] && sw --stats >/dev/null 2>&1 && break
+    [[ -e /proc/$p ]] || fail "charon exited at start: $(tail -n 5 "$state/charon.out" "$log" 2>/dev/null | tr '\n' ' ')"
+    sleep 0.1
+  done
+  [[ -S $vici ]] || fail "charon did not open its vici socket $vici"
+  echo "vpn: charon $p started in the namespace of $net ($mode ESP)"
+}
+
+load_all() {
+  local out
+  out=$(sw --load-all --clear --noprompt --file "$conf/swanctl.conf" 2>&1) ||
+    fail "swanctl --load-all failed: $(printf '%s' "$out" | grep -v '^plugin ' | tail -n 5 | tr '\n' ' ')"
+}
+
+# "IKE CHILD in out established rekey" for one location (- where unknown), from list-sas.
+sa_info() {
+  { sw --list-sas --ike "$1" 2>/dev/null || true; } | awk -v loc="$1" '
+    BEGIN { ike = "-"; child = "-"; bin = 0; bout = 0; est = "-"; rekey = "-" }
+    $1 == loc ":" && $2 ~ /^#/ {
+      st = $3; sub(",", "", st)
+      if (NF >= 4 && $4 ~ /^IKEv/) { if (ike != "ESTABLISHED") ike = st }
+      else if ($0 ~ /reqid/) { c = $5; sub(",", "", c); if (child != "INSTALLED") child = c }
+      next
+    }
+    /^ +established [0-9]+s ago/ { e = $2; sub("s", "", e); if (est == "-") est = e
+      if (match($0, /rekeying in [0-9]+s/)) { r = substr($0, RSTART + 12, RLENGTH - 13); if (rekey == "-") rekey = r } }
+    $1 == "in" && $0 ~ /bytes/ { for (i = 2; i <= NF; i++) if ($i ~ /^bytes/) { b = $(i - 1); gsub(",", "", b); bin += b } }
+    $1 == "out" && $0 ~ /bytes/ { for (i = 2; i <= NF; i++) if ($i ~ /^bytes/) { b = $(i - 1); gsub(",", "", b); bout += b } }
+    END { print ike, child, bin, bout, est, rekey }'
+}
+
+locations() {
+  local f
+  for f in "$conf"/conf.d/*.conf; do
+    [[ -e $f ]] || continue
+    f=${f##*/}
+    echo "${f%.conf}"
+  done
+}
+
+# loc_json LOCATION [SA-INFO]: one location as JSON (SA-INFO as sa_info prints it).
+loc_json() {
+  local ike child bin bout est rekey
+  read -r ike child bin bout est rekey <<<"${2:-$(sa_info "$1")}"
+  [[ $est =~ ^[0-9]+$ ]] || est=null
+  [[ $rekey =~ ^[0-9]+$ ]] || rekey=null
+  printf '{"location":%s,"up":%s,"ike_sa":%s,"child_sa":%s,"bytes_in":%s,"bytes_out":%s,"established_s":%s,"rekey_in_s":%s}' \
+    "$(json "$1")" "$([[ $child == INSTALLED ]] && echo true || echo false)" \
+    "$(json "${ike/#-/none}")" "$(json "${child/#-/none}")" "$bin" "$bout" "$est" "$rekey"
+}
+
+# reason LOCATION SINCE [TEXT]: why a location is not up, from charon's lines for it since
+# byte SINCE of its log and TEXT (swanctl's output).
+reason() {
+  local since=$2 text peer
+  peer=$(awk -F'= *' '/remote_addrs/ { print $2; exit }' "$conf/conf.d/$1.conf")
+  text=$({ tail -c +"$((since + 1))" "$log" 2>/dev/null || true; } | grep -F "<$1|" || true)
+  text+=$'\n'${3:-}
+  if grep -qiE 'AUTHENTICATION_FAILED|authentication of .* failed|tried [0-9]+ shared key|INVALID_HASH|decryption failed|invalid HASH' <<<"$text"; then
+    echo "authentication failed (pre-shared key or identities do not match the peer)"
+  elif grep -qiE 'NO_PROPOSAL_CHOSEN|no acceptable proposal|no matching proposal' <<<"$text"; then
+    echo "no proposal chosen (the peer does not accept the proposals)"
+  elif grep -qiE 'TS_UNACCEPTABLE|traffic selectors .* unacceptable' <<<"$text"; then
+    echo "traffic selectors unacceptable (the networks do not match the peer's)"
+  elif grep -qiE 'INVALID_ID_INFORMATION|no matching peer config|no peer config' <<<"$text"; then
+    echo "identity not accepted by the peer"
+  elif grep -qiE 'retransmit|giving up|peer not responding' <<<"$text"; then
+    echo "no answer from the peer $peer"
+  else
+    echo "the tunnel did not come up in time"
+  fi
+}
+
+# Brings one location's CHILD_SA up; prints the reason and returns 1 when it does not.
+bring_up() {
+  local l=$1 since=$2 ike child out i initiated=0 t0=$SECONDS
+  for ((i = 0; SECONDS - t0 < 22; i++)); do
+    read -r ike child _ <<<"$(sa_info "$l")"
+    [[ $child == INSTALLED ]] && return 0
+    # start_action=start makes charon initiate on load; initiate ourselves only when no
+    # IKE_SA is on the way (after a failure, or when the config was already loaded).
+    if ((!initiated)) && [[ $ike == - ]] && ((i >= 10)); then
+      initiated=1
+      out=$(sw --initiate --child "$l" --ike "$l" --timeout 18 2>&1) || true
+      continue
+    fi
+    if ((initiated)) && [[ $ike == - ]]; then
+      reason "$l" "$since" "${out:-}"
+      return 1
+    fi
+    sleep 0.2
+  done
+  reason "$l" "$since" "${out:-}"
+  return 1
+}
+
+log_size() { stat -c %s "$log" 2>/dev/null || echo 0; }
+
+case $action in
+  apply)
+    ensure_charon
+    since=$(log_size)
+    umask 077
+    children="$location"
+    {
+      echo "# Written by poscloud (vpn.sh): the tunnel to florist location $location."
+      echo "connections {"
+      echo "  $location {"
+      echo "    version = $ike_version"
+      echo "    local_addrs = $LOCAL_IP"
+      echo "    remote_addrs = $PEER_IP"
+      echo "    proposals = $proposals"
+      echo "    dpd_delay = 30s"
+      echo "    local {"
+      echo "      auth = psk"
+      echo "      id = $LOCAL_ID"
+      echo "    }"
+      echo "    remote {"
+      echo "      auth = psk"
+      echo "      id = $remote_id"
+      echo "    }"
+      echo "    children {"
+      echo "      $children {"
+      echo "        local_ts = $LOCAL_NET"
+      echo "        remote_ts = $PEER_NETS"
+      echo "        esp_proposals = $esp_proposals"
+      echo "        dpd_action = restart"
+      echo "        start_action = start"
+      echo "      }"
+      echo "    }"
+      echo "  }"
+      echo "}"
+    } >"$conf/conf.d/$location.conf.new"
+    # printf is a builtin: the key is on no command line. umask 077: root only, mode 600.
+    printf 'secrets {\n  ike-%s {\n    id-local = %s\n    id-remote = %s\n    secret = "%s"\n  }\n}\n' \
+      "$location" "$LOCAL_ID" "$remote_id" "$psk" >"$conf/conf.d/$location.secrets.new"
+    psk=""
+    chmod 600 "$conf/conf.d/$location.secrets.new" "$conf/conf.d/$location.conf.new"
+    changed=0
+    for f in "$conf/conf.d/$location".{conf,secrets}; do
+      [[ -f $f ]] && ! cmp -s "$f.new" "$f" && changed=1
+      mv -f "$f.new" "$f"
+    done
+    # Changed settings or key: re-establish, so that the tunnel runs with what is in the files
+    # (an established IKE_SA would keep the old ones until it is re-authenticated).
+    if ((changed)); then
+      sw --terminate --ike "$location" --timeout 10 >/dev/null 2>&1 || true
+      echo "vpn: $location changed: its SAs were closed to re-establish them"
+    fi
+    load_all
+    echo "vpn: $location loaded (IKEv$ike_version to $PEER_IP, $LOCAL_NET <-> $PEER_NETS)"
+    if why=$(bring_up "$location" "$since"); then
+      read -r ike child _ <<<"$(sa_info "$location")"
+      echo "vpn: $location is up ($charon_mode ESP)"
+      printf 'POSCLOUD_RESULT {"location":%s,"state":"up","ike_sa":%s,"child_sa":%s,"esp":%s}\n' \
+        "$(json "$location")" "$(json "$ike")" "$(json "$child")" "$(json "$charon_mode")"
+      exit 0
+    fi
+    read -r ike child _ <<<"$(sa_info "$location")"
+    state_word=down
+    [[ $ike != - ]] && state_word=connecting
+    echo "vpn: $location is not up: $why" >&2
+    printf 'POSCLOUD_RESULT {"location":%s,"state":"%s","ike_sa":%s,"child_sa":%s,"reason":%s}\n' \
+      "$(json "$location")" "$state_word" "$(json "${ike/#-/none}")" "$(json "${child/#-/none}")" "$(json "$why")"
+    exit 1
+    ;;
+
+  status)
+    running=false
+    charon_pid >/dev/null && running=true
+    list=""
+    while IFS= read -r l; do
+      [[ -z $location || $l == "$location" ]] || continue
+      info="- - 0 0 - -"
+      [[ $running == true ]] && info=$(sa_info "$l")
+      read -r ike child bin bout est _ <<<"$info"
+      when=""
+      [[ $est != - ]] && when=", established ${est}s ago"
+      echo "vpn: $l: IKE ${ike/#-/none}, CHILD ${child/#-/none}, bytes in $bin out $bout$when"
+      list+=${list:+,}$(loc_json "$l" "$info")
+    done < <(locations)
+    [[ -z $location || -f $conf/conf.d/$location.conf ]] || fail "no location $location on this host"
+    echo "POSCLOUD_RESULT {\"charon\":$running,\"locations\":[$list]}"
+    exit 0
+    ;;
+
+  delete)
+    existed=false
+    [[ -f $conf/conf.d/$location.conf || -f $conf/conf.d/$location.secrets ]] && existed=true
+    rm -f "$conf/conf.d/$location.conf" "$conf/conf.d/$location.secrets"
+    if charon_pid >/dev/null; then
+      sw --terminate --ike "$location" --timeout 10 >/dev/null 2>&1 || true
+      # Unloads the connection and its key (--clear): they are no longer in the files.
+      load_all
+    fi
+    echo "vpn: $location deleted (existed: $existed)"
+    printf 'POSCLOUD_RESULT {"deleted":%s,"existed":%s}\n' "$(json "$location")" "$existed"
+    exit 0
+    ;;
+
+  stop)
+    stop_charon
+    echo 'POSCLOUD_RESULT {"stopped":true}'
+    exit 0
+    ;;
+
+  start)
+    ensure_charon
+    since=$(log_size)
+    load_all
+    list="" failed=0
+    while IFS= read -r l; do
+      if why=$(bring_up "$l" "$since"); then
+        echo "vpn: $l is up"
+      else
+        echo "vpn: $l is not up: $why" >&2
+        failed=1
+      fi
+      list+=${list:+,}$(loc_json "$l")
+    done < <(locations)
+    echo "POSCLOUD_RESULT {\"charon\":true,\"esp\":$(json "$charon_mode"),\"locations\":[$list]}"
+    exit "$failed"
+    ;;
+esac

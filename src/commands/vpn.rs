@@ -1,0 +1,299 @@
+//! `vpn create|list|status|delete|sheet`: one IPsec tunnel per florist location.
+
+use super::provision::reach;
+use super::{locked_site, Ctx};
+use crate::aws::tags::Role;
+use crate::cli::{PosArgs, VpnCommand};
+use crate::error::{Error, Result};
+use crate::phases::vpn::{self, LocationRecord};
+use crate::phases::Reach;
+use crate::spec::vpn::{check_name, Location, LocationInput};
+use crate::spec::StackSpec;
+use serde_json::json;
+use std::fmt::Write;
+
+/// The stack and the reach, checked before any AWS call; the VPN's keys live in SSM.
+fn load(args: &PosArgs) -> Result<(StackSpec, Reach)> {
+    let spec = StackSpec::load(args.stack.id(), args.stack.stack.as_deref(), None)?;
+    let reach = reach(&args.reach)?;
+    if reach.target.is_some() {
+        return Err(Error::usage(
+            "vpn works on stacks in AWS (the keys are SSM SecureStrings); --target is not supported",
+        ));
+    }
+    Ok((spec, reach))
+}
+
+pub async fn run(ctx: &Ctx, command: &VpnCommand) -> Result<()> {
+    let ui = &ctx.ui;
+    match command {
+        VpnCommand::Create(a) => {
+            let (spec, reach) = load(&a.pos)?;
+            let input = LocationInput {
+                name: &a.location,
+                peer_ip: &a.peer_ip,
+                peer_nets: &a.peer_net,
+                ike_version: a.ike_version,
+                proposals: a.proposal.as_deref(),
+                esp_proposals: a.esp_proposal.as_deref(),
+                allow_weak: a.allow_weak,
+            };
+            // Everything but the other locations is checked before any AWS call.
+            Location::new(&input, &spec.network, &[])?;
+            let aws = ctx
+                .connect(&super::command_line("vpn create", &spec.id))
+                .await?;
+            let existing = vpn::locations(&aws, &spec.id).await?;
+            let others: Vec<Location> = existing.iter().map(|r| r.location.clone()).collect();
+            let location = Location::new(&input, &spec.network, &others)?;
+            if location.ike_version == 1 {
+                ui.warn("IKEv1 is legacy: use it only for a router that cannot do IKEv2");
+            }
+            if a.allow_weak {
+                ui.warn("--allow-weak: this tunnel may use algorithms that no longer protect card data well");
+            }
+            let d = aws.discover(&spec.id).await?;
+            let pos_ip = d
+                .eip(Role::EipPos)
+                .map(|e| e.public_ip.clone())
+                .ok_or_else(|| {
+                    Error::failed(format!(
+                        "{} has no POS Elastic IP: provision it first",
+                        spec.id
+                    ))
+                })?;
+            let site = crate::phases::site(&aws, ui, &spec.id, &d, &reach).await?;
+            locked_site(&site, ui, a.pos.break_lock, async {
+                let prior = existing.iter().find(|r| r.location.name == location.name);
+                let psk_name = vpn::psk_name(&spec.id, &location.name);
+                let now = crate::journal::now();
+                let rotated = match (prior, aws.get_secret(&psk_name).await?.is_some()) {
+                    (Some(p), true) => p.psk_rotated_at.clone(),
+                    _ => {
+                        aws.put_secret(&psk_name, &crate::spec::vpn::new_psk()?).await?;
+                        now.clone()
+                    }
+                };
+                let rec = LocationRecord {
+                    location: location.clone(),
+                    created_at: prior.map(|p| p.created_at.clone()).unwrap_or(now),
+                    psk_rotated_at: rotated,
+                };
+                aws.put_param(
+                    &vpn::config_name(&spec.id, &location.name),
+                    &serde_json::to_string(&rec).expect("json"),
+                )
+                .await?;
+                // A new location's router usually gets its key only after this (from the
+                // sheet): a peer that does not answer or refuses the key is not a failure yet.
+                let up = match vpn::apply(&site, ui, &spec, &rec, &pos_ip).await {
+                    Ok(up) => up,
+                    Err(e)
+                        if prior.is_none()
+                            && ["no answer from the peer", "authentication failed"]
+                                .iter()
+                                .any(|r| e.to_string().contains(r)) =>
+                    {
+                        ui.warn(format!(
+                            "the tunnel to {} is not up yet: the router has to be configured (`poscloud vpn sheet --location {}`); it comes up by itself once it is",
+                            location.peer_ip, location.name
+                        ));
+                        json!({"state": "waiting for the peer"})
+                    }
+                    Err(e) => return Err(e),
+                };
+                ctx.result(
+                    json!({"location": rec, "tunnel": up}),
+                    &format!(
+                        "vpn {}: {} (peer {}); `poscloud vpn sheet --location {}` for the router admin\n",
+                        location.name,
+                        up["state"].as_str().unwrap_or("?"),
+                        location.peer_ip,
+                        location.name
+                    ),
+                );
+                Ok(())
+            })
+            .await
+        }
+        VpnCommand::List(a) => {
+            let (spec, _) = load(a)?;
+            let aws = ctx
+                .connect(&super::command_line("vpn list", &spec.id))
+                .await?;
+            let locs = vpn::locations(&aws, &spec.id).await?;
+            let mut text = format!(
+                "{:<20} {:<16} {:<28} {:<4} KEY SINCE\n",
+                "LOCATION", "PEER", "NETWORKS", "IKE"
+            );
+            for r in &locs {
+                let l = &r.location;
+                let nets: Vec<String> = l.peer_nets.iter().map(|n| n.to_string()).collect();
+                let _ = writeln!(
+                    text,
+                    "{:<20} {:<16} {:<28} v{:<3} {}",
+                    l.name,
+                    l.peer_ip,
+                    nets.join(","),
+                    l.ike_version,
+                    r.psk_rotated_at
+                );
+            }
+            ctx.result(json!({"locations": locs}), &text);
+            Ok(())
+        }
+        VpnCommand::Status(a) => {
+            let (spec, reach) = load(&a.pos)?;
+            if let Some(l) = &a.location {
+                check_name(l)?;
+            }
+            let mut slot = None;
+            let site = super::open_site(ctx, &reach, &spec.id, "vpn status", &mut slot).await?;
+            let r = vpn::host(&site, "status", a.location.as_deref()).await?;
+            let mut text = String::new();
+            for l in r["locations"].as_array().into_iter().flatten() {
+                let _ = writeln!(
+                    text,
+                    "{:<20} {:<5} IKE {:<12} CHILD {:<10} in {} B, out {} B",
+                    l["location"].as_str().unwrap_or("?"),
+                    if l["up"] == true { "up" } else { "DOWN" },
+                    l["ike_sa"].as_str().unwrap_or("-"),
+                    l["child_sa"].as_str().unwrap_or("-"),
+                    l["bytes_in"],
+                    l["bytes_out"]
+                );
+            }
+            if text.is_empty() {
+                text = "no tunnels on the host\n".into();
+            }
+            ctx.result(r, &text);
+            Ok(())
+        }
+        VpnCommand::Delete(a) => {
+            let (spec, reach) = load(&a.pos)?;
+            check_name(&a.location)?;
+            let mut slot = None;
+            let site = super::open_site(ctx, &reach, &spec.id, "vpn delete", &mut slot).await?;
+            let aws = site.aws().expect("vpn sites are in AWS");
+            locked_site(&site, ui, a.pos.break_lock, async {
+                let step = ui.step(format!("vpn: delete {}", a.location));
+                if let Err(e) = vpn::host(&site, "delete", Some(&a.location)).await {
+                    step.failed();
+                    return Err(e);
+                }
+                for name in [
+                    vpn::config_name(&spec.id, &a.location),
+                    vpn::psk_name(&spec.id, &a.location),
+                ] {
+                    match aws.delete_parameter(&name).await {
+                        Err(Error::Aws(f)) if f.code == "ParameterNotFound" => {}
+                        other => other?,
+                    }
+                }
+                step.done("");
+                ctx.result(
+                    json!({"deleted": a.location}),
+                    &format!(
+                        "vpn {}: deleted (the other locations keep running)\n",
+                        a.location
+                    ),
+                );
+                Ok(())
+            })
+            .await
+        }
+        VpnCommand::Sheet(a) => sheet(ctx, a).await,
+    }
+}
+
+/// The router admin's sheet. The key is shown only with --reveal, and then only to a
+/// terminal or into a new file readable by its owner alone; never into the journal.
+async fn sheet(ctx: &Ctx, a: &crate::cli::VpnSheetArgs) -> Result<()> {
+    let (spec, _) = load(&a.pos)?;
+    check_name(&a.location)?;
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    if a.reveal && a.psk_file.is_none() && (!tty || ctx.ui.json) {
+        return Err(Error::usage(
+            "--reveal prints the key only to a terminal (and not with --output json): add --psk-file FILE",
+        ));
+    }
+    if a.psk_file.is_some() && !a.reveal {
+        return Err(Error::usage("--psk-file goes with --reveal"));
+    }
+    let aws = ctx
+        .connect(&super::command_line("vpn sheet", &spec.id))
+        .await?;
+    let rec = vpn::locations(&aws, &spec.id)
+        .await?
+        .into_iter()
+        .find(|r| r.location.name == a.location)
+        .ok_or_else(|| Error::usage(format!("{} has no VPN location {:?}", spec.id, a.location)))?;
+    let d = aws.discover(&spec.id).await?;
+    let pos_ip = d
+        .eip(Role::EipPos)
+        .map(|e| e.public_ip.clone())
+        .unwrap_or_else(|| "-".into());
+    let l = &rec.location;
+    let nets: Vec<String> = l.peer_nets.iter().map(|n| n.to_string()).collect();
+    let mut text = format!(
+        "VPN sheet for {} — location {}\n\
+         \x20 their router (peer)      {}\n\
+         \x20 POS side address / ID    {pos_ip}\n\
+         \x20 POS network (remote)     {}\n\
+         \x20 their networks (local)   {}\n\
+         \x20 IKE version              {}\n\
+         \x20 IKE proposals            {}\n\
+         \x20 ESP proposals            {}\n\
+         \x20 lifetimes                IKE 4 h, IPsec SA 1 h (rekeyed before)\n\
+         \x20 dead peer detection      30 s, restart\n\
+         \x20 initiator                the POS side (their router only responds)\n\
+         \x20 authentication           pre-shared key, made {}\n",
+        spec.id,
+        l.name,
+        l.peer_ip,
+        spec.network,
+        nets.join(", "),
+        l.ike_version,
+        l.proposals,
+        l.esp_proposals,
+        rec.psk_rotated_at
+    );
+    let mut psk_file = None;
+    if a.reveal {
+        let psk = aws
+            .get_secret(&vpn::psk_name(&spec.id, &l.name))
+            .await?
+            .ok_or_else(|| Error::failed(format!("no key in SSM for {}", l.name)))?;
+        match &a.psk_file {
+            Some(f) => {
+                use std::io::Write as _;
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(f)
+                    .map_err(|e| Error::usage(format!("--psk-file {}: {e}", f.display())))?;
+                writeln!(file, "{psk}")
+                    .map_err(|e| Error::failed(format!("{}: {e}", f.display())))?;
+                let _ = writeln!(
+                    text,
+                    "  pre-shared key           in {} (mode 600)",
+                    f.display()
+                );
+                psk_file = Some(f.display().to_string());
+            }
+            None => {
+                let _ = writeln!(text, "  pre-shared key           {psk}");
+            }
+        }
+    } else {
+        text.push_str("  pre-shared key           (hidden; --reveal shows it)\n");
+    }
+    ctx.result(
+        json!({"location": rec, "pos_public_ip": pos_ip, "pos_network": spec.network.to_string(),
+               "psk_file": psk_file}),
+        &text,
+    );
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! The VPN: one IPsec tunnel per florist location, the POS side initiating. A location's
+//! settings are an SSM String parameter, its pre-shared key an SSM SecureString; the host
+//! side is bootstrap/vpn.sh (strongSwan in the POS network namespace).
+
+use super::Site;
+use crate::aws::Aws;
+use crate::error::{Error, Result};
+use crate::remote::{Inputs, Remote};
+use crate::spec::vpn::Location;
+use crate::spec::{StackId, StackSpec};
+use crate::ui::Ui;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// What SSM keeps of a location (the key lives apart, as a SecureString).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LocationRecord {
+    #[serde(flatten)]
+    pub location: Location,
+    pub created_at: String,
+    /// When the current key was made (key age is a compliance item).
+    pub psk_rotated_at: String,
+}
+
+pub fn config_path(id: &StackId) -> String {
+    format!("{}vpn/", id.param_path())
+}
+
+pub fn config_name(id: &StackId, location: &str) -> String {
+    format!("{}{location}", config_path(id))
+}
+
+pub fn psk_name(id: &StackId, location: &str) -> String {
+    format!("{}vpn-psk/{location}", id.param_path())
+}
+
+/// Every location of the stack, by name.
+pub async fn locations(aws: &Aws, id: &StackId) -> Result<Vec<LocationRecord>> {
+    let mut out = Vec::new();
+    for (name, value) in aws.params_under(&config_path(id)).await? {
+        let rec: LocationRecord = serde_json::from_str(&value).map_err(|e| {
+            Error::failed(format!(
+                "{name} does not hold a VPN location ({e}); remove it or fix it"
+            ))
+        })?;
+        out.push(rec);
+    }
+    out.sort_by(|a, b| a.location.name.cmp(&b.location.name));
+    Ok(out)
+}
+
+fn explain(action: &'static str) -> impl Fn(i32) -> (String, String) {
+    move |code| {
+        if code == 2 {
+            (
+                format!("the host refused the vpn {action} inputs"),
+                "check the location's settings".into(),
+            )
+        } else {
+            (
+                format!("vpn {action} failed"),
+                "read the reason above; `poscloud vpn status` shows each tunnel as strongSwan sees it".into(),
+            )
+        }
+    }
+}
+
+/// Configures the location on the host and brings its tunnel up. The key reaches the host
+/// through the SSH channel's encrypted input, or, over SSM, by the host reading the
+/// SecureString with its own role: it is never in a command line, the journal or the output.
+pub async fn apply(
+    site: &Site<'_>,
+    ui: &Ui,
+    spec: &StackSpec,
+    rec: &LocationRecord,
+    pos_public_ip: &str,
+) -> Result<serde_json::Value> {
+    let aws = site
+        .aws()
+        .ok_or_else(|| Error::usage("the VPN needs the stack in AWS: its keys live in SSM"))?;
+    let l = &rec.location;
+    let nets: Vec<String> = l.peer_nets.iter().map(|n| n.to_string()).collect();
+    let mut inputs = Inputs::new()
+        .set("ACTION", "apply")?
+        .set("LOCATION", &l.name)?
+        .set("PEER_IP", l.peer_ip.to_string())?
+        .set("PEER_NETS", nets.join(","))?
+        .set("LOCAL_NET", spec.network.to_string())?
+        .set("LOCAL_IP", spec.pos_ip.to_string())?
+        .set("LOCAL_ID", pos_public_ip)?
+        .set("IKE_VERSION", l.ike_version.to_string())?
+        .set("PROPOSALS", &l.proposals)?
+        .set("ESP_PROPOSALS", &l.esp_proposals)?;
+    let name = psk_name(&site.id, &l.name);
+    inputs = match &site.remote {
+        Remote::Ssh(_) => {
+            let psk = aws
+                .get_secret(&name)
+                .await?
+                .ok_or_else(|| Error::failed(format!("no key for {} in SSM ({name})", l.name)))?;
+            inputs.set("PSK", psk)?
+        }
+        Remote::Ssm(_) => inputs.set("PSK_PARAM", &name)?.set("REGION", &aws.region)?,
+    };
+    let step = ui.step(format!(
+        "vpn: {} → {} ({})",
+        l.name,
+        l.peer_ip,
+        nets.join(", ")
+    ));
+    match site
+        .run_script(
+            "vpn.sh",
+            &inputs,
+            Duration::from_secs(180),
+            ui.remote_sink(),
+            explain("apply"),
+        )
+        .await
+    {
+        Ok(r) => {
+            step.done(r["state"].as_str().unwrap_or(""));
+            Ok(r)
+        }
+        Err(e) => {
+            step.failed();
+            Err(e)
+        }
+    }
+}
+
+/// Runs vpn.sh with ACTION (status, delete) for one location or all.
+pub async fn host(
+    site: &Site<'_>,
+    action: &'static str,
+    location: Option<&str>,
+) -> Result<serde_json::Value> {
+    let mut inputs = Inputs::new().set("ACTION", action)?;
+    if let Some(l) = location {
+        inputs = inputs.set("LOCATION", l)?;
+    }
+    site.run_script(
+        "vpn.sh",
+        &inputs,
+        Duration::from_secs(120),
+        crate::remote::no_sink(),
+        explain(action),
+    )
+    .await
+}
