@@ -341,6 +341,27 @@ pub enum VpnCommand {
     Delete(VpnLocationArgs),
     /// What the florist's router admin needs; the key only with --reveal
     Sheet(VpnSheetArgs),
+    /// A new key: kept aside until --confirm (the router has it), or in use at once (--now)
+    Rotate(VpnRotateArgs),
+    /// Every tunnel of the host up again (strongSwan started from the host's files)
+    Start(PosArgs),
+    /// Every tunnel of the host down (strongSwan stopped); settings and keys stay
+    Stop(PosArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VpnRotateArgs {
+    #[command(flatten)]
+    pub pos: PosArgs,
+    /// The location's name
+    #[arg(long)]
+    pub location: String,
+    /// The router has the new key: put it in use, forget the old one
+    #[arg(long, conflicts_with = "now")]
+    pub confirm: bool,
+    /// Put a new key in use at once (the tunnel is down until the router has it)
+    #[arg(long)]
+    pub now: bool,
 }
 
 #[derive(Debug, Args)]
@@ -401,4 +422,7 @@ pub struct VpnSheetArgs {
     /// With --reveal: write the key to this new file (mode 600) instead of the terminal
     #[arg(long, value_name = "FILE")]
     pub psk_file: Option<PathBuf>,
+    /// Show the new key of a pending rotation instead of the one in use
+    #[arg(long)]
+    pub next: bool,
 }

@@ -126,6 +126,103 @@ fn a_location_is_created_configured_from_its_sheet_and_deleted() {
         list.stdout
     );
 
+    // Rotation: the new key waits until the router has it; the tunnel keeps the old one.
+    run(&rig, &pos, &["vpn", "rotate", "--location", "mainstore"]).ok();
+    assert!(pos.ping(&peer.lan_ip()), "still up on the old key");
+    let again = run(&rig, &pos, &["vpn", "rotate", "--location", "mainstore"]);
+    assert_eq!(
+        again.code, 2,
+        "a pending rotation is not replaced: {}",
+        again.stderr
+    );
+    let next_file = rig.home.path().join("next.psk");
+    let nf = next_file.to_string_lossy().into_owned();
+    run(
+        &rig,
+        &pos,
+        &[
+            "vpn",
+            "sheet",
+            "--location",
+            "mainstore",
+            "--reveal",
+            "--next",
+            "--psk-file",
+            &nf,
+        ],
+    )
+    .ok();
+    let new_psk = std::fs::read_to_string(&next_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_ne!(new_psk, psk);
+    peer.configure("2", &new_psk);
+    let confirmed = run(
+        &rig,
+        &pos,
+        &[
+            "--output",
+            "json",
+            "vpn",
+            "rotate",
+            "--location",
+            "mainstore",
+            "--confirm",
+        ],
+    )
+    .ok();
+    assert_eq!(
+        confirmed.json()["tunnel"]["state"],
+        "up",
+        "{}",
+        confirmed.stdout
+    );
+    assert!(pos.ping(&peer.lan_ip()), "up on the new key");
+    let rec = run(&rig, &pos, &["--output", "json", "vpn", "list"])
+        .ok()
+        .json();
+    assert!(rec["locations"][0]["psk_next_since"].is_null(), "{rec}");
+    // --now: a key the router does not have yet brings the tunnel down, and says so.
+    let now = run(
+        &rig,
+        &pos,
+        &["vpn", "rotate", "--location", "mainstore", "--now"],
+    );
+    assert_eq!(now.code, 1, "{}", now.stderr);
+    assert!(
+        now.stderr.contains("authentication failed"),
+        "{}",
+        now.stderr
+    );
+    let st = run(&rig, &pos, &["--output", "json", "vpn", "status"])
+        .ok()
+        .json();
+    assert_eq!(st["locations"][0]["up"], false, "{st}");
+    let f3 = rig.home.path().join("now.psk");
+    let f3s = f3.to_string_lossy().into_owned();
+    run(
+        &rig,
+        &pos,
+        &[
+            "vpn",
+            "sheet",
+            "--location",
+            "mainstore",
+            "--reveal",
+            "--psk-file",
+            &f3s,
+        ],
+    )
+    .ok();
+    let third_psk = std::fs::read_to_string(&f3).unwrap().trim().to_string();
+    peer.configure("2", &third_psk);
+    run(&rig, &pos, &["vpn", "start"]).ok();
+    assert!(
+        pos.ping(&peer.lan_ip()),
+        "up again once the router has the key"
+    );
+
     // A second location may not overlap the first one's networks (refused before any write).
     rig.proxy.reset();
     let overlap = run(
@@ -173,8 +270,12 @@ fn a_location_is_created_configured_from_its_sheet_and_deleted() {
         &second.stdout,
         &second.stderr,
         &journal,
+        &now.stdout,
+        &now.stderr,
     ] {
-        assert!(!text.contains(&psk), "the key leaked");
+        for key in [&psk, &new_psk, &third_psk] {
+            assert!(!text.contains(key.as_str()), "a key leaked");
+        }
     }
 
     // Delete: the tunnel, the host's files and both parameters go.

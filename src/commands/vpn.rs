@@ -78,12 +78,9 @@ pub async fn run(ctx: &Ctx, command: &VpnCommand) -> Result<()> {
                     location: location.clone(),
                     created_at: prior.map(|p| p.created_at.clone()).unwrap_or(now),
                     psk_rotated_at: rotated,
+                    psk_next_since: prior.and_then(|p| p.psk_next_since.clone()),
                 };
-                aws.put_param(
-                    &vpn::config_name(&spec.id, &location.name),
-                    &serde_json::to_string(&rec).expect("json"),
-                )
-                .await?;
+                vpn::save(&aws, &spec.id, &rec).await?;
                 // A new location's router usually gets its key only after this (from the
                 // sheet): a peer that does not answer or refuses the key is not a failure yet.
                 let up = match vpn::apply(&site, ui, &spec, &rec, &pos_ip).await {
@@ -184,6 +181,7 @@ pub async fn run(ctx: &Ctx, command: &VpnCommand) -> Result<()> {
                 for name in [
                     vpn::config_name(&spec.id, &a.location),
                     vpn::psk_name(&spec.id, &a.location),
+                    vpn::next_psk_name(&spec.id, &a.location),
                 ] {
                     match aws.delete_parameter(&name).await {
                         Err(Error::Aws(f)) if f.code == "ParameterNotFound" => {}
@@ -203,7 +201,117 @@ pub async fn run(ctx: &Ctx, command: &VpnCommand) -> Result<()> {
             .await
         }
         VpnCommand::Sheet(a) => sheet(ctx, a).await,
+        VpnCommand::Rotate(a) => rotate(ctx, a).await,
+        VpnCommand::Start(a) | VpnCommand::Stop(a) => {
+            let action = if matches!(command, VpnCommand::Start(_)) {
+                "start"
+            } else {
+                "stop"
+            };
+            let (spec, reach) = load(a)?;
+            let mut slot = None;
+            let site = super::open_site(ctx, &reach, &spec.id, &format!("vpn {action}"), &mut slot)
+                .await?;
+            locked_site(&site, ui, a.break_lock, async {
+                let step = ui.step(format!("vpn: {action} every tunnel"));
+                let r = match vpn::host(&site, action, None).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        step.failed();
+                        return Err(e);
+                    }
+                };
+                step.done("");
+                ctx.result(r, &format!("vpn {action}: done for {}\n", spec.id));
+                Ok(())
+            })
+            .await
+        }
     }
+}
+
+/// `vpn rotate`: a new key. Without a flag it waits in SSM for the router (the sheet shows
+/// it with --next) and the tunnel keeps the old one; --confirm puts it in use; --now makes
+/// one and puts it in use at once. The rotation date is recorded (key age is reported).
+async fn rotate(ctx: &Ctx, a: &crate::cli::VpnRotateArgs) -> Result<()> {
+    let ui = &ctx.ui;
+    let (spec, reach) = load(&a.pos)?;
+    check_name(&a.location)?;
+    let aws = ctx
+        .connect(&super::command_line("vpn rotate", &spec.id))
+        .await?;
+    let mut rec = vpn::locations(&aws, &spec.id)
+        .await?
+        .into_iter()
+        .find(|r| r.location.name == a.location)
+        .ok_or_else(|| Error::usage(format!("{} has no VPN location {:?}", spec.id, a.location)))?;
+    let (current, next) = (
+        vpn::psk_name(&spec.id, &a.location),
+        vpn::next_psk_name(&spec.id, &a.location),
+    );
+    if a.confirm && rec.psk_next_since.is_none() {
+        return Err(Error::usage(format!(
+            "no rotation of {} is pending: `poscloud vpn rotate --location {}` starts one",
+            a.location, a.location
+        )));
+    }
+    if !a.confirm && !a.now {
+        if let Some(since) = &rec.psk_next_since {
+            return Err(Error::usage(format!(
+                "a new key for {} waits since {since}: --confirm once the router has it, or --now",
+                a.location
+            )));
+        }
+    }
+    let d = aws.discover(&spec.id).await?;
+    let pos_ip = d
+        .eip(Role::EipPos)
+        .map(|e| e.public_ip.clone())
+        .ok_or_else(|| Error::failed(format!("{} has no POS Elastic IP", spec.id)))?;
+    let site = crate::phases::site(&aws, ui, &spec.id, &d, &reach).await?;
+    locked_site(&site, ui, a.pos.break_lock, async {
+        let now = crate::journal::now();
+        if !a.confirm && !a.now {
+            aws.put_secret(&next, &crate::spec::vpn::new_psk()?).await?;
+            rec.psk_next_since = Some(now);
+            vpn::save(&aws, &spec.id, &rec).await?;
+            ctx.result(
+                json!({"location": rec, "pending": true}),
+                &format!(
+                    "new key for {loc} made; the tunnel keeps the old one.\n  next: give the router admin `poscloud vpn sheet --location {loc} --reveal --next`, then `poscloud vpn rotate --location {loc} --confirm`\n",
+                    loc = a.location
+                ),
+            );
+            return Ok(());
+        }
+        let key = if a.confirm {
+            aws.get_secret(&next)
+                .await?
+                .ok_or_else(|| Error::failed(format!("the pending key {next} is missing; start the rotation again")))?
+        } else {
+            crate::spec::vpn::new_psk()?
+        };
+        aws.put_secret(&current, &key).await?;
+        rec.psk_rotated_at = now;
+        rec.psk_next_since = None;
+        vpn::save(&aws, &spec.id, &rec).await?;
+        match aws.delete_parameter(&next).await {
+            Err(Error::Aws(f)) if f.code == "ParameterNotFound" => {}
+            other => other?,
+        }
+        let up = vpn::apply(&site, ui, &spec, &rec, &pos_ip).await.map_err(|e| {
+            Error::failed(format!(
+                "{e}\n  the new key is in use on the POS side: the tunnel comes up once the router has it (`poscloud vpn sheet --location {} --reveal`)",
+                a.location
+            ))
+        })?;
+        ctx.result(
+            json!({"location": rec, "tunnel": up}),
+            &format!("vpn {}: new key in use, tunnel {}\n", a.location, up["state"].as_str().unwrap_or("?")),
+        );
+        Ok(())
+    })
+    .await
 }
 
 /// The router admin's sheet. The key is shown only with --reveal, and then only to a
@@ -217,8 +325,8 @@ async fn sheet(ctx: &Ctx, a: &crate::cli::VpnSheetArgs) -> Result<()> {
             "--reveal prints the key only to a terminal (and not with --output json): add --psk-file FILE",
         ));
     }
-    if a.psk_file.is_some() && !a.reveal {
-        return Err(Error::usage("--psk-file goes with --reveal"));
+    if (a.psk_file.is_some() || a.next) && !a.reveal {
+        return Err(Error::usage("--psk-file and --next go with --reveal"));
     }
     let aws = ctx
         .connect(&super::command_line("vpn sheet", &spec.id))
@@ -258,12 +366,26 @@ async fn sheet(ctx: &Ctx, a: &crate::cli::VpnSheetArgs) -> Result<()> {
         l.esp_proposals,
         rec.psk_rotated_at
     );
+    if let Some(since) = &rec.psk_next_since {
+        let _ = writeln!(
+            text,
+            "  new key (rotation)       made {since}, not in use yet (--next)"
+        );
+    }
     let mut psk_file = None;
     if a.reveal {
-        let psk = aws
-            .get_secret(&vpn::psk_name(&spec.id, &l.name))
-            .await?
-            .ok_or_else(|| Error::failed(format!("no key in SSM for {}", l.name)))?;
+        let name = if a.next {
+            vpn::next_psk_name(&spec.id, &l.name)
+        } else {
+            vpn::psk_name(&spec.id, &l.name)
+        };
+        let psk = aws.get_secret(&name).await?.ok_or_else(|| {
+            Error::usage(format!(
+                "no {}key for {} in SSM",
+                if a.next { "pending " } else { "" },
+                l.name
+            ))
+        })?;
         match &a.psk_file {
             Some(f) => {
                 use std::io::Write as _;

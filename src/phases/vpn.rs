@@ -20,6 +20,9 @@ pub struct LocationRecord {
     pub created_at: String,
     /// When the current key was made (key age is a compliance item).
     pub psk_rotated_at: String,
+    /// A rotation waiting for the router: since when the next key exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psk_next_since: Option<String>,
 }
 
 pub fn config_path(id: &StackId) -> String {
@@ -32,6 +35,19 @@ pub fn config_name(id: &StackId, location: &str) -> String {
 
 pub fn psk_name(id: &StackId, location: &str) -> String {
     format!("{}vpn-psk/{location}", id.param_path())
+}
+
+/// The next key during a rotation, until the router has it.
+pub fn next_psk_name(id: &StackId, location: &str) -> String {
+    format!("{}vpn-psk-next/{location}", id.param_path())
+}
+
+pub async fn save(aws: &Aws, id: &StackId, rec: &LocationRecord) -> Result<()> {
+    aws.put_param(
+        &config_name(id, &rec.location.name),
+        &serde_json::to_string(rec).expect("json"),
+    )
+    .await
 }
 
 /// Every location of the stack, by name.
