@@ -295,3 +295,80 @@ fn a_location_is_created_configured_from_its_sheet_and_deleted() {
         .ok();
     assert_eq!(rig.tagged(SHOP, "qa"), Vec::<String>::new());
 }
+
+#[test]
+fn provision_keeps_the_locations_the_stack_declares() {
+    let rig = Rig::new();
+    let pos = Pos::up("vpnb2", 49);
+    pos.h.finish_userdata();
+    let (url, sum) = pos.h.pos_artifact("true\n");
+    let base = std::fs::read_to_string(common::repo().join("stacks/qa.toml")).unwrap();
+    let stack = rig.home.path().join("vpn.toml");
+    std::fs::write(
+        &stack,
+        format!(
+            "{base}\n[pos]\napp = \"rti\"\nimage = \"poscloud/base:test\"\nartifact_url = \"{url}\"\nartifact_sha256 = \"{sum}\"\nmemory = \"256m\"\n\n[[vpn]]\nlocation = \"depot\"\npeer_ip = \"5.5.5.50\"\npeer_nets = [\"10.50.0.0/24\"]\n"
+        ),
+    )
+    .unwrap();
+    let stack = stack.to_string_lossy().into_owned();
+    let p = |extra: &[&str]| {
+        let mut a = vec!["provision", "--stack", stack.as_str()];
+        a.extend_from_slice(extra);
+        run(&rig, &pos, &a)
+    };
+    p(&["--until", "infra"]).ok();
+    let eip = rig.block(async {
+        rig.ec2
+            .describe_addresses()
+            .send()
+            .await
+            .unwrap()
+            .addresses()
+            .iter()
+            .find(|a| {
+                a.tags()
+                    .iter()
+                    .any(|t| t.key() == Some("poscloud:role") && t.value() == Some("eip-pos"))
+            })
+            .and_then(|a| a.public_ip().map(str::to_string))
+            .unwrap()
+    });
+    let mut peer = Peer::up(&pos, "b2", 5);
+    peer.pos_id = eip;
+
+    // The vpn phase makes the location and its key; the router has none yet.
+    let out = p(&["--output", "json"]).ok();
+    let vpn = &out.json()["summary"]["phases"]["vpn"]["result"];
+    assert_eq!(vpn["tunnels"]["depot"], "waiting for the peer", "{vpn}");
+    let f = rig.home.path().join("depot.psk");
+    let fs = f.to_string_lossy().into_owned();
+    run(
+        &rig,
+        &pos,
+        &[
+            "vpn",
+            "sheet",
+            "--location",
+            "depot",
+            "--reveal",
+            "--psk-file",
+            &fs,
+        ],
+    )
+    .ok();
+    peer.configure("2", std::fs::read_to_string(&f).unwrap().trim());
+    run(&rig, &pos, &["vpn", "start"]).ok();
+    assert!(
+        pos.ping(&peer.lan_ip()),
+        "traffic passes once the router has the key"
+    );
+    // Converged: nothing to do, the tunnel stays.
+    let again = p(&[]).ok();
+    assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
+    assert!(pos.ping(&peer.lan_ip()));
+
+    rig.run(&["teardown", "--shop", SHOP, "--env", "qa", "--yes"])
+        .ok();
+    assert_eq!(rig.tagged(SHOP, "qa"), Vec::<String>::new());
+}

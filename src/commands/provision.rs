@@ -114,6 +114,7 @@ fn wanted(
     spec: &StackSpec,
     until: Until,
     restore: Option<&RestoreSpec>,
+    target: bool,
     ui: &Ui,
 ) -> Vec<&'static str> {
     let mut w = Vec::new();
@@ -139,6 +140,11 @@ fn wanted(
         w.push("stage");
     }
     if until >= Until::Ready {
+        if !spec.vpn.is_empty() && target {
+            ui.warn("vpn: skipped: the VPN's keys live in SSM, which --target hosts do not use");
+        } else if !spec.vpn.is_empty() {
+            w.push("vpn");
+        }
         w.push("ready");
     }
     w
@@ -162,11 +168,14 @@ fn pending(
                 "build" => build::current(spec, st),
                 "stage" => stage::current(spec, st),
                 "restore" => restore.is_some_and(|r| restore::current(r, st)),
+                "vpn" => phases::vpn::current(spec, st),
                 _ => true,
             },
         };
         let cascade = match *p {
             "stage" => out.contains(&"restore"),
+            // A new stage may have a new network namespace for charon to move to.
+            "vpn" => out.contains(&"stage"),
             "ready" => !out.is_empty(),
             _ => false,
         };
@@ -185,6 +194,7 @@ async fn run_phases(
     restore: Option<&RestoreSpec>,
     wanted: &[&'static str],
     redo: &[Phase],
+    pos_public_ip: Option<&str>,
 ) -> Result<BTreeMap<String, PhaseState>> {
     let mut states = BTreeMap::new();
     for p in wanted {
@@ -213,6 +223,11 @@ async fn run_phases(
                 Some(restore::run(site, ui, r).await?)
             }
             "stage" => Some(stage::run(site, ui, spec).await?),
+            "vpn" => {
+                let eip =
+                    pos_public_ip.ok_or_else(|| Error::failed("the POS has no Elastic IP"))?;
+                Some(phases::vpn::run(site, ui, spec, eip).await?)
+            }
             _ => Some(stage::ready(site, ui, spec).await?),
         };
         if let Some(st) = st {
@@ -283,7 +298,13 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
     let spec = StackSpec::load(id.clone(), args.stack.stack.as_deref(), args.size)?;
     let reach = reach(&args.reach)?;
     let restore = restore_spec(&spec, &args.restore, &reach)?;
-    let wanted = wanted(&spec, args.until, restore.as_ref(), ui);
+    let wanted = wanted(
+        &spec,
+        args.until,
+        restore.as_ref(),
+        reach.target.is_some(),
+        ui,
+    );
     if let Some(t) = &reach.target {
         return on_target(ctx, args, &spec, &reach, restore.as_ref(), &wanted, t).await;
     }
@@ -394,7 +415,17 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
         let mut done = BTreeMap::new();
         if !wanted.is_empty() {
             let site = phases::site(&aws, ui, &id, &d, &reach).await?;
-            done = run_phases(&site, ui, &spec, restore.as_ref(), &wanted, &args.redo).await?;
+            let eip = d.eip(Role::EipPos).map(|e| e.public_ip.clone());
+            done = run_phases(
+                &site,
+                ui,
+                &spec,
+                restore.as_ref(),
+                &wanted,
+                &args.redo,
+                eip.as_deref(),
+            )
+            .await?;
         }
         let s = summary(&aws, &spec, &d, done);
         ctx.result(
@@ -448,7 +479,7 @@ async fn on_target(
         return Ok(());
     }
     super::locked_site(&site, ui, args.break_lock, async {
-        let done = run_phases(&site, ui, spec, restore, wanted, &args.redo).await?;
+        let done = run_phases(&site, ui, spec, restore, wanted, &args.redo, None).await?;
         let text = format!(
             "provisioned {} on {}\n{}",
             spec.id,

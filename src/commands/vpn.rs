@@ -5,7 +5,7 @@ use super::{locked_site, Ctx};
 use crate::aws::tags::Role;
 use crate::cli::{PosArgs, VpnCommand};
 use crate::error::{Error, Result};
-use crate::phases::vpn::{self, LocationRecord};
+use crate::phases::vpn;
 use crate::phases::Reach;
 use crate::spec::vpn::{check_name, Location, LocationInput};
 use crate::spec::StackSpec;
@@ -65,40 +65,8 @@ pub async fn run(ctx: &Ctx, command: &VpnCommand) -> Result<()> {
             let site = crate::phases::site(&aws, ui, &spec.id, &d, &reach).await?;
             locked_site(&site, ui, a.pos.break_lock, async {
                 let prior = existing.iter().find(|r| r.location.name == location.name);
-                let psk_name = vpn::psk_name(&spec.id, &location.name);
-                let now = crate::journal::now();
-                let rotated = match (prior, aws.get_secret(&psk_name).await?.is_some()) {
-                    (Some(p), true) => p.psk_rotated_at.clone(),
-                    _ => {
-                        aws.put_secret(&psk_name, &crate::spec::vpn::new_psk()?).await?;
-                        now.clone()
-                    }
-                };
-                let rec = LocationRecord {
-                    location: location.clone(),
-                    created_at: prior.map(|p| p.created_at.clone()).unwrap_or(now),
-                    psk_rotated_at: rotated,
-                    psk_next_since: prior.and_then(|p| p.psk_next_since.clone()),
-                };
-                vpn::save(&aws, &spec.id, &rec).await?;
-                // A new location's router usually gets its key only after this (from the
-                // sheet): a peer that does not answer or refuses the key is not a failure yet.
-                let up = match vpn::apply(&site, ui, &spec, &rec, &pos_ip).await {
-                    Ok(up) => up,
-                    Err(e)
-                        if prior.is_none()
-                            && ["no answer from the peer", "authentication failed"]
-                                .iter()
-                                .any(|r| e.to_string().contains(r)) =>
-                    {
-                        ui.warn(format!(
-                            "the tunnel to {} is not up yet: the router has to be configured (`poscloud vpn sheet --location {}`); it comes up by itself once it is",
-                            location.peer_ip, location.name
-                        ));
-                        json!({"state": "waiting for the peer"})
-                    }
-                    Err(e) => return Err(e),
-                };
+                let rec = vpn::ensure(&aws, &spec.id, &location, prior).await?;
+                let up = vpn::bring_up(&site, ui, &spec, &rec, &pos_ip, prior.is_none()).await?;
                 ctx.result(
                     json!({"location": rec, "tunnel": up}),
                     &format!(

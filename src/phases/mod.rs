@@ -26,7 +26,7 @@ use std::time::Duration;
 
 /// The phases after infra that provision runs, in order (restore only with --restore-from;
 /// it runs before stage so that the POS starts on verified data).
-pub const PHASES: &[&str] = &["bootstrap", "build", "restore", "stage", "ready"];
+pub const PHASES: &[&str] = &["bootstrap", "build", "restore", "stage", "vpn", "ready"];
 /// Every phase whose completion is recorded (status shows them all).
 pub const RECORDED: &[&str] = PHASES;
 

@@ -145,6 +145,92 @@ pub async fn apply(
     }
 }
 
+/// The location's record and key in SSM: a key is made when there is none, the dates of
+/// an existing location are kept.
+pub async fn ensure(
+    aws: &Aws,
+    id: &StackId,
+    location: &Location,
+    prior: Option<&LocationRecord>,
+) -> Result<LocationRecord> {
+    let psk = psk_name(id, &location.name);
+    let now = crate::journal::now();
+    let rotated = match (prior, aws.get_secret(&psk).await?.is_some()) {
+        (Some(p), true) => p.psk_rotated_at.clone(),
+        _ => {
+            aws.put_secret(&psk, &crate::spec::vpn::new_psk()?).await?;
+            now.clone()
+        }
+    };
+    let rec = LocationRecord {
+        location: location.clone(),
+        created_at: prior.map(|p| p.created_at.clone()).unwrap_or(now),
+        psk_rotated_at: rotated,
+        psk_next_since: prior.and_then(|p| p.psk_next_since.clone()),
+    };
+    save(aws, id, &rec).await?;
+    Ok(rec)
+}
+
+/// `apply`, where a new location's router that does not answer or refuses the key is not a
+/// failure yet: it usually gets its key from the sheet after this.
+pub async fn bring_up(
+    site: &Site<'_>,
+    ui: &Ui,
+    spec: &StackSpec,
+    rec: &LocationRecord,
+    pos_public_ip: &str,
+    new: bool,
+) -> Result<serde_json::Value> {
+    match apply(site, ui, spec, rec, pos_public_ip).await {
+        Ok(up) => Ok(up),
+        Err(e)
+            if new
+                && ["no answer from the peer", "authentication failed"]
+                    .iter()
+                    .any(|r| e.to_string().contains(r)) =>
+        {
+            let l = &rec.location;
+            ui.warn(format!(
+                "the tunnel to {} is not up yet: the router has to be configured (`poscloud vpn sheet --location {}`); it comes up by itself once it is",
+                l.peer_ip, l.name
+            ));
+            Ok(serde_json::json!({"location": l.name, "state": "waiting for the peer"}))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The vpn phase of provision: every location the stack declares, in SSM and up on the host.
+pub async fn run(
+    site: &Site<'_>,
+    ui: &Ui,
+    spec: &StackSpec,
+    pos_public_ip: &str,
+) -> Result<super::PhaseState> {
+    let aws = site
+        .aws()
+        .ok_or_else(|| Error::usage("the VPN needs the stack in AWS: its keys live in SSM"))?;
+    let existing = locations(aws, &site.id).await?;
+    let mut tunnels = serde_json::Map::new();
+    for l in &spec.vpn {
+        let prior = existing.iter().find(|r| r.location.name == l.name);
+        let rec = ensure(aws, &site.id, l, prior).await?;
+        let up = bring_up(site, ui, spec, &rec, pos_public_ip, prior.is_none()).await?;
+        tunnels.insert(l.name.clone(), up["state"].clone());
+    }
+    site.record_phase(
+        "vpn",
+        serde_json::json!({"declared": spec.vpn, "tunnels": tunnels}),
+    )
+    .await
+}
+
+/// Whether a vpn record is of the locations the stack declares now.
+pub fn current(spec: &StackSpec, st: &super::PhaseState) -> bool {
+    serde_json::to_value(&spec.vpn).is_ok_and(|v| st.result["declared"] == v)
+}
+
 /// Runs vpn.sh with ACTION (status, delete) for one location or all.
 pub async fn host(
     site: &Site<'_>,

@@ -40,6 +40,27 @@ struct RawProfile {
     price: RawPrice,
     #[serde(default)]
     pos: Option<RawPos>,
+    /// Florist locations: one IPsec tunnel each, made by provision's vpn phase.
+    #[serde(default)]
+    vpn: Vec<RawVpn>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVpn {
+    location: String,
+    peer_ip: String,
+    peer_nets: Vec<String>,
+    #[serde(default = "default_ike")]
+    ike_version: u8,
+    proposals: Option<String>,
+    esp_proposals: Option<String>,
+    #[serde(default)]
+    allow_weak: bool,
+}
+
+fn default_ike() -> u8 {
+    2
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +159,8 @@ pub struct StackSpec {
     pub price: Price,
     /// None: the stack has no POS configured yet, provision stops after bootstrap.
     pub pos: Option<PosSpec>,
+    /// Florist locations the vpn phase keeps up (others may be added with `vpn create`).
+    pub vpn: Vec<super::vpn::Location>,
 }
 
 impl StackSpec {
@@ -421,6 +444,29 @@ impl StackSpec {
             }
         };
 
+        let mut vpn: Vec<super::vpn::Location> = Vec::new();
+        for (i, v) in raw.vpn.iter().enumerate() {
+            let nets = v.peer_nets.join(",");
+            let input = super::vpn::LocationInput {
+                name: &v.location,
+                peer_ip: &v.peer_ip,
+                peer_nets: &nets,
+                ike_version: v.ike_version,
+                proposals: v.proposals.as_deref(),
+                esp_proposals: v.esp_proposals.as_deref(),
+                allow_weak: v.allow_weak,
+            };
+            if vpn.iter().any(|l| l.name == v.location) {
+                return Err(bad(
+                    &format!("vpn[{i}].location"),
+                    format!("{:?} is declared twice", v.location),
+                ));
+            }
+            let l = super::vpn::Location::new(&input, &network, &vpn)
+                .map_err(|e| bad(&format!("vpn[{i}]"), e.to_string()))?;
+            vpn.push(l);
+        }
+
         Ok(StackSpec {
             id,
             source: source.to_string(),
@@ -436,6 +482,7 @@ impl StackSpec {
             vpc_quota: raw.quotas.vpcs_per_region,
             price,
             pos,
+            vpn,
         })
     }
 }
@@ -830,6 +877,57 @@ mod tests {
             "the password is not echoed: {err}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn vpn_locations_are_validated_together() {
+        let loc = |name: &str, net: &str| {
+            format!("\n[[vpn]]\nlocation = \"{name}\"\npeer_ip = \"5.6.7.8\"\npeer_nets = [\"{net}\"]\n")
+        };
+        let two = format!(
+            "{}{}{}",
+            BUILTIN[1].1,
+            loc("a", "10.1.0.0/16"),
+            loc("b", "10.2.0.0/16")
+        );
+        let s = StackSpec::parse(id(), "x.toml", &two, None).unwrap();
+        assert_eq!(s.vpn.len(), 2);
+        assert_eq!(s.vpn[0].ike_version, 2);
+        for (text, key, why) in [
+            (
+                format!(
+                    "{}{}{}",
+                    BUILTIN[1].1,
+                    loc("a", "10.1.0.0/16"),
+                    loc("a", "10.2.0.0/16")
+                ),
+                "vpn[1].location",
+                "twice",
+            ),
+            (
+                format!(
+                    "{}{}{}",
+                    BUILTIN[1].1,
+                    loc("a", "10.1.0.0/16"),
+                    loc("b", "10.1.2.0/24")
+                ),
+                "vpn[1]",
+                "of location a",
+            ),
+            (
+                format!("{}{}", BUILTIN[1].1, loc("a", "192.168.222.0/24")),
+                "vpn[0]",
+                "POS network",
+            ),
+        ] {
+            match StackSpec::parse(id(), "x.toml", &text, None).unwrap_err() {
+                Error::Profile { key: k, reason, .. } => {
+                    assert_eq!(k, key, "{reason}");
+                    assert!(reason.contains(why), "{reason}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]
