@@ -118,7 +118,18 @@ pub fn host_key_name(id: &StackId) -> String {
 impl Aws {
     /// Reads a plain String parameter; None when it does not exist.
     pub async fn get_param(&self, name: &str) -> Result<Option<String>> {
-        match self.ssm.get_parameter().name(name).send().await {
+        self.read_param(name, false).await
+    }
+
+    async fn read_param(&self, name: &str, decrypt: bool) -> Result<Option<String>> {
+        match self
+            .ssm
+            .get_parameter()
+            .name(name)
+            .with_decryption(decrypt)
+            .send()
+            .await
+        {
             Ok(out) => Ok(out.parameter().and_then(|p| p.value()).map(str::to_string)),
             Err(e)
                 if e.as_service_error()
@@ -163,23 +174,7 @@ impl Aws {
 
     /// Reads a SecureString, decrypted; None when it does not exist.
     pub async fn get_secret(&self, name: &str) -> Result<Option<String>> {
-        match self
-            .ssm
-            .get_parameter()
-            .name(name)
-            .with_decryption(true)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(out.parameter().and_then(|p| p.value()).map(str::to_string)),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_parameter_not_found()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(self.err("GetParameter", Some(name), e)),
-        }
+        self.read_param(name, true).await
     }
 
     /// Every plain parameter directly under `path` (name, value).

@@ -284,7 +284,10 @@ echo "$ns_ip $key_type $key_blob" >"$dir/known_hosts"
 mkdir -p "$dir/root"
 
 # -- sshd
-setenv="POSCLOUD_ROOT=$dir/root"
+# HOME: an empty home, so that the machine's own ~/.bashrc (which bash reads for commands
+# run by sshd) cannot print into the scripts' output.
+mkdir -p "$dir/home"
+setenv="POSCLOUD_ROOT=$dir/root HOME=$dir/home"
 if ((podman)); then
   setenv+=" DOCKER_HOST=unix://$dir/podman.sock"
   # podman 4.3's Docker API answers the docker CLI's commit request (sent without a body)
