@@ -23,6 +23,27 @@ fn run(rig: &Rig, pos: &Pos, args: &[&str]) -> Run {
     rig.run(&a)
 }
 
+/// `vpn sheet --reveal [--next] --psk-file HOME/FILE`: the run and the key it wrote.
+fn reveal(rig: &Rig, pos: &Pos, location: &str, file: &str, next: bool) -> (Run, String) {
+    let path = rig.home.path().join(file);
+    let f = path.to_string_lossy().into_owned();
+    let mut args = vec![
+        "vpn",
+        "sheet",
+        "--location",
+        location,
+        "--reveal",
+        "--psk-file",
+        &f,
+    ];
+    if next {
+        args.push("--next");
+    }
+    let out = run(rig, pos, &args).ok();
+    let key = std::fs::read_to_string(&path).unwrap().trim().to_string();
+    (out, key)
+}
+
 /// The POS's Elastic IP, as the emulator gave it (the router's idea of the POS identity).
 fn pos_eip(rig: &Rig) -> String {
     rig.block(async {
@@ -79,23 +100,8 @@ fn a_location_is_created_configured_from_its_sheet_and_deleted() {
     ] {
         assert!(sheet.stdout.contains(want), "{want} in:\n{}", sheet.stdout);
     }
+    let (revealed, psk) = reveal(&rig, &pos, "mainstore", "mainstore.psk", false);
     let file = rig.home.path().join("mainstore.psk");
-    let f = file.to_string_lossy().into_owned();
-    let revealed = run(
-        &rig,
-        &pos,
-        &[
-            "vpn",
-            "sheet",
-            "--location",
-            "mainstore",
-            "--reveal",
-            "--psk-file",
-            &f,
-        ],
-    )
-    .ok();
-    let psk = std::fs::read_to_string(&file).unwrap().trim().to_string();
     assert_eq!(psk.len(), 44, "32 bytes, base64");
     assert_eq!(
         std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
@@ -140,27 +146,7 @@ fn a_location_is_created_configured_from_its_sheet_and_deleted() {
         "a pending rotation is not replaced: {}",
         again.stderr
     );
-    let next_file = rig.home.path().join("next.psk");
-    let nf = next_file.to_string_lossy().into_owned();
-    run(
-        &rig,
-        &pos,
-        &[
-            "vpn",
-            "sheet",
-            "--location",
-            "mainstore",
-            "--reveal",
-            "--next",
-            "--psk-file",
-            &nf,
-        ],
-    )
-    .ok();
-    let new_psk = std::fs::read_to_string(&next_file)
-        .unwrap()
-        .trim()
-        .to_string();
+    let (_, new_psk) = reveal(&rig, &pos, "mainstore", "next.psk", true);
     assert_ne!(new_psk, psk);
     peer.configure("2", &new_psk);
     let confirmed = run(
@@ -204,23 +190,7 @@ fn a_location_is_created_configured_from_its_sheet_and_deleted() {
         .ok()
         .json();
     assert_eq!(st["locations"][0]["up"], false, "{st}");
-    let f3 = rig.home.path().join("now.psk");
-    let f3s = f3.to_string_lossy().into_owned();
-    run(
-        &rig,
-        &pos,
-        &[
-            "vpn",
-            "sheet",
-            "--location",
-            "mainstore",
-            "--reveal",
-            "--psk-file",
-            &f3s,
-        ],
-    )
-    .ok();
-    let third_psk = std::fs::read_to_string(&f3).unwrap().trim().to_string();
+    let (_, third_psk) = reveal(&rig, &pos, "mainstore", "now.psk", false);
     peer.configure("2", &third_psk);
     run(&rig, &pos, &["vpn", "start"]).ok();
     assert!(
@@ -331,23 +301,8 @@ fn provision_keeps_the_locations_the_stack_declares() {
     let out = p(&["--output", "json"]).ok();
     let vpn = &out.json()["summary"]["phases"]["vpn"]["result"];
     assert_eq!(vpn["tunnels"]["depot"], "waiting for the peer", "{vpn}");
-    let f = rig.home.path().join("depot.psk");
-    let fs = f.to_string_lossy().into_owned();
-    run(
-        &rig,
-        &pos,
-        &[
-            "vpn",
-            "sheet",
-            "--location",
-            "depot",
-            "--reveal",
-            "--psk-file",
-            &fs,
-        ],
-    )
-    .ok();
-    peer.configure("2", std::fs::read_to_string(&f).unwrap().trim());
+    let (_, psk) = reveal(&rig, &pos, "depot", "depot.psk", false);
+    peer.configure("2", &psk);
     run(&rig, &pos, &["vpn", "start"]).ok();
     assert!(
         pos.ping(&peer.lan_ip()),

@@ -143,27 +143,22 @@ impl Aws {
 
     /// Writes a plain String parameter (not for secrets), replacing any value.
     pub async fn put_param(&self, name: &str, value: &str) -> Result<()> {
-        self.ssm
-            .put_parameter()
-            .name(name)
-            .value(value)
-            .r#type(ParameterType::String)
-            .overwrite(true)
-            .send()
-            .await
-            .map_err(|e| self.err("PutParameter", Some(name), e))?;
-        self.wrote("PutParameter", name);
-        Ok(())
+        self.write_param(name, value, ParameterType::String).await
     }
 
     /// Writes a SecureString (encrypted with the account's aws/ssm key), replacing any value.
     /// The value is never logged: the journal records the name only.
     pub async fn put_secret(&self, name: &str, value: &str) -> Result<()> {
+        self.write_param(name, value, ParameterType::SecureString)
+            .await
+    }
+
+    async fn write_param(&self, name: &str, value: &str, kind: ParameterType) -> Result<()> {
         self.ssm
             .put_parameter()
             .name(name)
             .value(value)
-            .r#type(ParameterType::SecureString)
+            .r#type(kind)
             .overwrite(true)
             .send()
             .await

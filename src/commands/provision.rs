@@ -415,7 +415,7 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
         let mut done = BTreeMap::new();
         if !wanted.is_empty() {
             let site = phases::site(&aws, ui, &id, &d, &reach).await?;
-            let eip = d.eip(Role::EipPos).map(|e| e.public_ip.clone());
+            let eip = phases::vpn::pos_public_ip(&d, &id).ok();
             done = run_phases(
                 &site,
                 ui,

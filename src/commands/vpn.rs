@@ -2,7 +2,6 @@
 
 use super::provision::reach;
 use super::{locked_site, Ctx};
-use crate::aws::tags::Role;
 use crate::cli::{PosArgs, VpnCommand};
 use crate::error::{Error, Result};
 use crate::phases::vpn;
@@ -53,15 +52,7 @@ pub async fn run(ctx: &Ctx, command: &VpnCommand) -> Result<()> {
                 ui.warn("--allow-weak: this tunnel may use algorithms that no longer protect card data well");
             }
             let d = aws.discover(&spec.id).await?;
-            let pos_ip = d
-                .eip(Role::EipPos)
-                .map(|e| e.public_ip.clone())
-                .ok_or_else(|| {
-                    Error::failed(format!(
-                        "{} has no POS Elastic IP: provision it first",
-                        spec.id
-                    ))
-                })?;
+            let pos_ip = vpn::pos_public_ip(&d, &spec.id)?;
             let site = crate::phases::site(&aws, ui, &spec.id, &d, &reach).await?;
             locked_site(&site, ui, a.pos.break_lock, async {
                 let prior = existing.iter().find(|r| r.location.name == location.name);
@@ -208,11 +199,7 @@ async fn rotate(ctx: &Ctx, a: &crate::cli::VpnRotateArgs) -> Result<()> {
     let aws = ctx
         .connect(&super::command_line("vpn rotate", &spec.id))
         .await?;
-    let mut rec = vpn::locations(&aws, &spec.id)
-        .await?
-        .into_iter()
-        .find(|r| r.location.name == a.location)
-        .ok_or_else(|| Error::usage(format!("{} has no VPN location {:?}", spec.id, a.location)))?;
+    let mut rec = vpn::find(&aws, &spec.id, &a.location).await?;
     let (current, next) = (
         vpn::psk_name(&spec.id, &a.location),
         vpn::next_psk_name(&spec.id, &a.location),
@@ -232,10 +219,7 @@ async fn rotate(ctx: &Ctx, a: &crate::cli::VpnRotateArgs) -> Result<()> {
         }
     }
     let d = aws.discover(&spec.id).await?;
-    let pos_ip = d
-        .eip(Role::EipPos)
-        .map(|e| e.public_ip.clone())
-        .ok_or_else(|| Error::failed(format!("{} has no POS Elastic IP", spec.id)))?;
+    let pos_ip = vpn::pos_public_ip(&d, &spec.id)?;
     let site = crate::phases::site(&aws, ui, &spec.id, &d, &reach).await?;
     locked_site(&site, ui, a.pos.break_lock, async {
         let now = crate::journal::now();
@@ -299,16 +283,9 @@ async fn sheet(ctx: &Ctx, a: &crate::cli::VpnSheetArgs) -> Result<()> {
     let aws = ctx
         .connect(&super::command_line("vpn sheet", &spec.id))
         .await?;
-    let rec = vpn::locations(&aws, &spec.id)
-        .await?
-        .into_iter()
-        .find(|r| r.location.name == a.location)
-        .ok_or_else(|| Error::usage(format!("{} has no VPN location {:?}", spec.id, a.location)))?;
+    let rec = vpn::find(&aws, &spec.id, &a.location).await?;
     let d = aws.discover(&spec.id).await?;
-    let pos_ip = d
-        .eip(Role::EipPos)
-        .map(|e| e.public_ip.clone())
-        .unwrap_or_else(|| "-".into());
+    let pos_ip = vpn::pos_public_ip(&d, &spec.id).unwrap_or_else(|_| "-".into());
     let l = &rec.location;
     let nets: Vec<String> = l.peer_nets.iter().map(|n| n.to_string()).collect();
     let mut text = format!(

@@ -145,6 +145,22 @@ pub async fn apply(
     }
 }
 
+/// One location of the stack; a usage error naming it when there is none.
+pub async fn find(aws: &Aws, id: &StackId, name: &str) -> Result<LocationRecord> {
+    locations(aws, id)
+        .await?
+        .into_iter()
+        .find(|r| r.location.name == name)
+        .ok_or_else(|| Error::usage(format!("{id} has no VPN location {name:?}")))
+}
+
+/// The POS's Elastic IP: the tunnel's public end and the POS side's IKE identity.
+pub fn pos_public_ip(d: &crate::aws::discover::Discovered, id: &StackId) -> Result<String> {
+    d.eip(crate::aws::tags::Role::EipPos)
+        .map(|e| e.public_ip.clone())
+        .ok_or_else(|| Error::failed(format!("{id} has no POS Elastic IP: provision it first")))
+}
+
 /// The location's record and key in SSM: a key is made when there is none, the dates of
 /// an existing location are kept.
 pub async fn ensure(
