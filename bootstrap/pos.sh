@@ -11,7 +11,8 @@
 #                 poscloud-pos-net.service, enabled where systemd runs). Safe to run again:
 #                 what is in place is kept.
 #   status        reports the containers and eth1.
-#   stop          stops the POS, takes eth1 back to the host, stops the holder.
+#   stop          stops the VPN's tunnels (vpn.sh, if installed), the POS, takes eth1 back
+#                 to the host, stops the holder.
 #   ready         (the last provision phase) checks the POS runs, the holder runs, eth1 has
 #                 POS_IP, and the container's health command passes now; exit 1 with the
 #                 reasons if not.
@@ -20,7 +21,8 @@
 #   image-delete  removes IMAGE unless a container (running or not) uses it.
 #   watch         the eth1 hook for host reboots, runs forever: each time the holder starts
 #                 it hands eth1 to it, moves a POS left in the holder's old namespace into
-#                 the new one, and starts a POS that Docker failed to start before the holder.
+#                 the new one, starts a POS that Docker failed to start before the holder,
+#                 and starts the VPN's tunnels in the holder's namespace (vpn.sh start).
 # The data directory is never touched by any action.
 #
 # Inputs (environment): ACTION (default stage), CONTAINER (default pos; the holder is
@@ -117,6 +119,23 @@ take_back() {
   fi
 }
 
+# The VPN (vpn.sh, installed by its first apply): its charon runs in the holder's namespace.
+vpn_bin=$root/usr/local/libexec/poscloud/vpn.sh
+vpn() { [[ -x $vpn_bin ]] || return 0; ACTION=$1 CONTAINER=$container LOCATION='' "$vpn_bin"; }
+
+# charon keeps the namespace it was started in alive: after a holder restart with no POS
+# running, eth1 is left there with it. Takes it back to the host.
+charon_take_back() {
+  local p h
+  p=$(cat "$root/var/lib/poscloud/vpn/charon.pid" 2>/dev/null) || return 0
+  [[ $(cat "/proc/$p/comm" 2>/dev/null) == charon ]] || return 0
+  h=$(container_pid "$net") || return 0
+  if [[ $(netns_of "$p") != "$(netns_of "$h")" ]] && has_eth1 "$p"; then
+    nsenter -t "$p" -n ip link set "$eth1" netns "$$" || return 1
+    echo "pos: $eth1 back on the host from charon's old namespace"
+  fi
+}
+
 # Is the POS container running in a namespace of its own (the design before the holder,
 # or a holder restarted under it)? Then eth1 there is not in the holder's.
 pos_apart() {
@@ -184,6 +203,9 @@ case $action in
     ;;
 
   stop)
+    # The tunnels go down first: charon would keep the holder's namespace alive. The eth1
+    # hook starts them again with the holder.
+    vpn stop >/dev/null || echo "pos: stopping the VPN failed" >&2
     # A POS in a namespace of its own would take eth1 with it.
     pos_apart && take_back "$container"
     if running "$container"; then
@@ -326,8 +348,11 @@ case $action in
         take_back "$container" && docker restart -t 20 "$container" >/dev/null &&
           echo "pos: watch: $container restarted into the namespace of $net"
       fi
+      charon_take_back || true
       net_up || echo "pos: watch: $eth1 not handed to $net" >&2
       revive || true
+      # The tunnels, in the holder's (new) namespace; a no-op without VPN locations.
+      vpn start || echo "pos: watch: not every VPN tunnel came up (poscloud vpn status)" >&2
     }
     # Events since before the first check, so a start in between is not missed.
     since=$(date +%s)
@@ -412,6 +437,8 @@ EnvironmentFile=$hook_env
 ExecStart=$hook_bin
 Restart=always
 RestartSec=5
+# The hook starts the VPN's charon, which must outlive a restart of the hook.
+KillMode=process
 
 [Install]
 WantedBy=multi-user.target

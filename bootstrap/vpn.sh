@@ -12,8 +12,14 @@
 #   status   each location (or LOCATION) as charon sees it: IKE and CHILD state, bytes,
 #            established and rekey times.
 #   delete   terminate LOCATION's SAs, remove its files, unload it; the others stay up.
-#   stop     all tunnels down: charon stopped by its PID.
-#   start    charon started again and every location brought up from the files on the host.
+#   stop     all tunnels down: charon stopped by its PID. With LOCATION: only that one, and
+#            it stays down (also across restarts and `start`) until `start` names it; its
+#            connection file is renamed LOCATION.conf.stopped, out of swanctl's include.
+#   start    charon started again and every location (not stopped one by one) brought up
+#            from the files on the host; nothing to do when the host has no location. With
+#            LOCATION: that one back in and up. The eth1 hook of pos.sh runs `start` each time
+#            the holder starts (reboot, holder restart), so the tunnels come back by themselves.
+# apply and start install this script as /usr/local/libexec/poscloud/vpn.sh for that hook.
 #
 # Inputs (environment): ACTION, CONTAINER (default pos; charon goes in CONTAINER-net),
 # IPSEC_USERSPACE (1: userspace ESP even when the kernel has ESP), and per action:
@@ -25,12 +31,11 @@
 #            aes256gcm16-ecp256), PSK (the pre-shared key: base64 of at least 32 bytes, used as
 #            that ASCII text: the string the florist's router admin types in), or instead
 #            PSK_PARAM (its SSM SecureString, under /poscloud/) and REGION: the host reads it
-#            with its instance role (IMDSv2 credentials, a SigV4 request made by python, as
-#            CentOS 7 has no AWS CLI), so it travels in no SSM command.
+#            with its instance role (IMDSv2 credentials, a SigV4 request made by python: no
+#            AWS CLI needed), so it travels in no SSM command.
 #            Fixed: DPD every 30 s with restart, start_action start (charon keeps it up).
-#   status   LOCATION (optional)
+#   status, stop, start   LOCATION (optional)
 #   delete   LOCATION
-#   stop, start: nothing more
 # The PSK only ever goes to the secrets file (written by the printf builtin, umask 077): it
 # is unset from the environment before any command runs, so no child (charon included)
 # inherits it, and it is never on a command line or in the output.
@@ -38,7 +43,7 @@
 # Files (POSCLOUD_ROOT prefixes them; empty on a real host):
 #   /etc/poscloud/vpn/strongswan.conf        charon's and swanctl's settings
 #   /etc/poscloud/vpn/swanctl.conf           includes conf.d/*.conf and conf.d/*.secrets
-#   /etc/poscloud/vpn/conf.d/LOCATION.conf   the connection
+#   /etc/poscloud/vpn/conf.d/LOCATION.conf   the connection (.conf.stopped: stopped alone)
 #   /etc/poscloud/vpn/conf.d/LOCATION.secrets  its PSK (root, 0600)
 #   /var/lib/poscloud/vpn/charon.pid, charon.vici (socket), charon.log, charon.out, mode,
 #                                            lock (runs of this script take turns)
@@ -204,7 +209,7 @@ case $action in
   delete)
     [[ $location =~ $loc_re ]] || bad "LOCATION must match $loc_re"
     ;;
-  status)
+  status | stop | start)
     [[ -z $location || $location =~ $loc_re ]] || bad "LOCATION must match $loc_re"
     ;;
 esac
@@ -395,6 +400,7 @@ sa_info() {
     END { print ike, child, bin, bout, est, rekey }'
 }
 
+# The locations swanctl loads (not those stopped one by one).
 locations() {
   local f
   for f in "$conf"/conf.d/*.conf; do
@@ -403,15 +409,33 @@ locations() {
     echo "${f%.conf}"
   done
 }
+stopped_locations() {
+  local f
+  for f in "$conf"/conf.d/*.conf.stopped; do
+    [[ -e $f ]] || continue
+    f=${f##*/}
+    echo "${f%.conf.stopped}"
+  done
+}
 
-# loc_json LOCATION [SA-INFO]: one location as JSON (SA-INFO as sa_info prints it).
+# This script where pos.sh's eth1 hook finds it (replaced only when it differs, by a rename:
+# a run of the old file keeps reading it).
+install_self() {
+  local dest=$root/usr/local/libexec/poscloud/vpn.sh
+  [[ -f $0 ]] || return 0
+  cmp -s "$0" "$dest" && return 0
+  install -D -m 0755 "$0" "$dest.new" && mv -f "$dest.new" "$dest"
+}
+
+# loc_json LOCATION [SA-INFO [STOPPED]]: one location as JSON (SA-INFO as sa_info prints it;
+# STOPPED true for one stopped alone).
 loc_json() {
   local ike child bin bout est rekey
   read -r ike child bin bout est rekey <<<"${2:-$(sa_info "$1")}"
   [[ $est =~ ^[0-9]+$ ]] || est=null
   [[ $rekey =~ ^[0-9]+$ ]] || rekey=null
-  printf '{"location":%s,"up":%s,"ike_sa":%s,"child_sa":%s,"bytes_in":%s,"bytes_out":%s,"established_s":%s,"rekey_in_s":%s}' \
-    "$(json "$1")" "$([[ $child == INSTALLED ]] && echo true || echo false)" \
+  printf '{"location":%s,"up":%s,"stopped":%s,"ike_sa":%s,"child_sa":%s,"bytes_in":%s,"bytes_out":%s,"established_s":%s,"rekey_in_s":%s}' \
+    "$(json "$1")" "$([[ $child == INSTALLED ]] && echo true || echo false)" "${3:-false}" \
     "$(json "${ike/#-/none}")" "$(json "${child/#-/none}")" "$bin" "$bout" "$est" "$rekey"
 }
 
@@ -419,7 +443,7 @@ loc_json() {
 # byte SINCE of its log and TEXT (swanctl's output).
 reason() {
   local since=$2 text peer
-  peer=$(awk -F'= *' '/remote_addrs/ { print $2; exit }' "$conf/conf.d/$1.conf")
+  peer=$(awk -F'= *' '/remote_addrs/ { print $2; exit }' "$conf/conf.d/$1.conf" 2>/dev/null || true)
   text=$({ tail -c +"$((since + 1))" "$log" 2>/dev/null || true; } | grep -F "<$1|" || true)
   text+=$'\n'${3:-}
   if grep -qiE 'AUTHENTICATION_FAILED|authentication of .* failed|tried [0-9]+ shared key|INVALID_HASH|decryption failed|invalid HASH' <<<"$text"; then
@@ -502,6 +526,9 @@ case $action in
       "$location" "$LOCAL_ID" "$remote_id" "$psk" >"$conf/conf.d/$location.secrets.new"
     psk=""
     chmod 600 "$conf/conf.d/$location.secrets.new" "$conf/conf.d/$location.conf.new"
+    # apply brings a location up: one stopped alone is back in.
+    rm -f "$conf/conf.d/$location.conf.stopped"
+    install_self
     changed=0
     for f in "$conf/conf.d/$location".{conf,secrets}; do
       [[ -f $f ]] && ! cmp -s "$f.new" "$f" && changed=1
@@ -545,15 +572,23 @@ case $action in
       echo "vpn: $l: IKE ${ike/#-/none}, CHILD ${child/#-/none}, bytes in $bin out $bout$when"
       list+=${list:+,}$(loc_json "$l" "$info")
     done < <(locations)
-    [[ -z $location || -f $conf/conf.d/$location.conf ]] || fail "no location $location on this host"
+    while IFS= read -r l; do
+      [[ -z $location || $l == "$location" ]] || continue
+      echo "vpn: $l: stopped (vpn start --location $l brings it back)"
+      list+=${list:+,}$(loc_json "$l" "- - 0 0 - -" true)
+    done < <(stopped_locations)
+    [[ -z $location || -f $conf/conf.d/$location.conf || -f $conf/conf.d/$location.conf.stopped ]] ||
+      fail "no location $location on this host"
     echo "POSCLOUD_RESULT {\"charon\":$running,\"locations\":[$list]}"
     exit 0
     ;;
 
   delete)
     existed=false
-    [[ -f $conf/conf.d/$location.conf || -f $conf/conf.d/$location.secrets ]] && existed=true
-    rm -f "$conf/conf.d/$location.conf" "$conf/conf.d/$location.secrets"
+    for f in "$conf/conf.d/$location".{conf,conf.stopped,secrets}; do
+      [[ -f $f ]] && existed=true
+    done
+    rm -f "$conf/conf.d/$location".{conf,conf.stopped,secrets}
     if charon_pid >/dev/null; then
       sw --terminate --ike "$location" --timeout 10 >/dev/null 2>&1 || true
       # Unloads the connection and its key (--clear): they are no longer in the files.
@@ -565,17 +600,46 @@ case $action in
     ;;
 
   stop)
-    stop_charon
-    echo 'POSCLOUD_RESULT {"stopped":true}'
+    if [[ -z $location ]]; then
+      stop_charon
+      echo 'POSCLOUD_RESULT {"stopped":true}'
+      exit 0
+    fi
+    if [[ -f $conf/conf.d/$location.conf ]]; then
+      mv -f "$conf/conf.d/$location.conf" "$conf/conf.d/$location.conf.stopped"
+    elif [[ ! -f $conf/conf.d/$location.conf.stopped ]]; then
+      fail "no location $location on this host"
+    fi
+    if charon_pid >/dev/null; then
+      sw --terminate --ike "$location" --timeout 10 >/dev/null 2>&1 || true
+      # Unloads the connection (no longer included): nothing brings it back up.
+      load_all
+    fi
+    echo "vpn: $location stopped; the other locations keep running"
+    printf 'POSCLOUD_RESULT {"stopped":%s}\n' "$(json "$location")"
     exit 0
     ;;
 
   start)
+    if [[ -n $location ]]; then
+      if [[ -f $conf/conf.d/$location.conf.stopped ]]; then
+        mv -f "$conf/conf.d/$location.conf.stopped" "$conf/conf.d/$location.conf"
+      elif [[ ! -f $conf/conf.d/$location.conf ]]; then
+        fail "no location $location on this host"
+      fi
+    fi
+    if [[ -z $(locations) ]]; then
+      echo "vpn: no location to start on this host"
+      echo 'POSCLOUD_RESULT {"charon":false,"locations":[]}'
+      exit 0
+    fi
+    install_self
     ensure_charon
     since=$(log_size)
     load_all
     list="" failed=0
     while IFS= read -r l; do
+      [[ -z $location || $l == "$location" ]] || continue
       if why=$(bring_up "$l" "$since"); then
         echo "vpn: $l is up"
       else

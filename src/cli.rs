@@ -343,10 +343,11 @@ pub enum VpnCommand {
     Sheet(VpnSheetArgs),
     /// A new key: kept aside until --confirm (the router has it), or in use at once (--now)
     Rotate(VpnRotateArgs),
-    /// Every tunnel of the host up again (strongSwan started from the host's files)
-    Start(PosArgs),
-    /// Every tunnel of the host down (strongSwan stopped); settings and keys stay
-    Stop(PosArgs),
+    /// Tunnels up again from the host's files: every one, or --location (stopped alone)
+    Start(VpnArgs),
+    /// Tunnels down, settings and keys kept: every one (strongSwan stopped), or --location
+    /// alone (it stays down until `vpn start --location`, the others keep running)
+    Stop(VpnArgs),
 }
 
 #[derive(Debug, Args)]

@@ -417,6 +417,11 @@ fn bad_inputs_are_refused_before_any_write() {
             vec![],
             "only to a terminal",
         ),
+        (
+            vec!["vpn", "stop", "--shop", "12345678", "--location", "../x"],
+            vec![],
+            "--location",
+        ),
     ];
     assert!(cases.len() >= 15);
     for (args, env, expect) in &cases {

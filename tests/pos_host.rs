@@ -183,75 +183,6 @@ fn eth1_stays_with_the_pos_across_restarts_outside_poscloud() {
     data_untouched(&h);
 }
 
-/// Starts the installed hook (ACTION=watch, the same files systemd would use) in the
-/// background on the host, the way its unit does.
-const START_WATCH: Script = Script {
-    name: "start-watch",
-    body: r#"set -euo pipefail
-set -a
-. "$POSCLOUD_ROOT/etc/poscloud/pos-net.env"
-set +a
-setsid "$POSCLOUD_ROOT/usr/local/libexec/poscloud/pos.sh" >"$LOG" 2>&1 </dev/null &
-echo "POSCLOUD_RESULT {\"pid\":$!}"
-"#,
-};
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit(')').next().map(|r| r.trim_start().to_string()))
-        .is_some_and(|r| !r.starts_with('Z') && !r.starts_with('X'))
-}
-
-fn children(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-            continue;
-        };
-        let ppid = stat
-            .rsplit(')')
-            .next()
-            .and_then(|r| r.split_whitespace().nth(1))
-            .and_then(|s| s.parse::<u32>().ok());
-        if ppid == Some(pid) {
-            out.push(p);
-        }
-    }
-    out
-}
-
-/// The background hook; stopped by its PID (TERM, then KILL) also when the test fails.
-struct Watch {
-    pid: u32,
-}
-
-impl Watch {
-    /// Stops it and returns whether it and its children (docker events) ended on TERM.
-    fn stop(&self) -> bool {
-        let kids = children(self.pid);
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status();
-        eventually(Duration::from_secs(10), || {
-            !alive(self.pid) && kids.iter().all(|k| !alive(*k))
-        })
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        if alive(self.pid) {
-            let _ = Command::new("kill")
-                .args(["-KILL", &self.pid.to_string()])
-                .status();
-        }
-    }
-}
-
 #[test]
 fn the_watch_hook_hands_eth1_to_the_holder_when_it_starts() {
     let (h, _) = staged("psh2", 45);
@@ -278,14 +209,8 @@ fn the_watch_hook_hands_eth1_to_the_holder_when_it_starts() {
     assert!(!h.pos_answers());
 
     let log = h.dir.path().join("watch.log");
-    let started = run_script(
-        &h,
-        &START_WATCH,
-        &Inputs::new().set("LOG", log.to_string_lossy()).unwrap(),
-    );
-    assert_eq!(started.exit_code, 0, "{}", err(&started));
-    let pid = started.result().unwrap()["pid"].as_u64().unwrap() as u32;
-    let watch = Watch { pid };
+    let watch = h.start_watch(&log);
+    let pid = watch.pid;
     let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     assert!(cmdline.contains("libexec/poscloud/pos.sh"), "{cmdline:?}");
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();

@@ -7,9 +7,10 @@
 //! a local stand-in for IMDS and SSM, not against AWS.
 
 mod common;
-use common::vpn::{Peer, Pos};
+use common::vpn::{eventually, Peer, Pos};
 use common::{Rig, Run};
 use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
 
 const SHOP: &str = "83000001";
 
@@ -196,6 +197,17 @@ fn a_location_is_created_configured_from_its_sheet_and_deleted() {
     assert!(
         pos.ping(&peer.lan_ip()),
         "up again once the router has the key"
+    );
+
+    // One location stopped through poscloud stays down until it is started by name.
+    run(&rig, &pos, &["vpn", "stop", "--location", "mainstore"]).ok();
+    assert!(!pos.ping(&peer.lan_ip()), "stopped");
+    let st = run(&rig, &pos, &["vpn", "status"]).ok();
+    assert!(st.stdout.contains("stopped"), "{}", st.stdout);
+    run(&rig, &pos, &["vpn", "start", "--location", "mainstore"]).ok();
+    assert!(
+        eventually(Duration::from_secs(10), || pos.ping(&peer.lan_ip())),
+        "started again"
     );
 
     // A second location may not overlap the first one's networks (refused before any write).

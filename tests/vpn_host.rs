@@ -128,19 +128,19 @@ fn apply_brings_the_tunnel_up_and_traffic_passes() {
     assert_eq!(r["locations"][0]["up"], true, "{r}");
     assert!(eventually(Duration::from_secs(10), || pos.ping(&peer.lan_ip())));
 
-    // The POS stopped and staged again (as after a reboot): the holder has a new network
-    // namespace, charon is left in the old one. start finds that and restarts it there.
+    // The POS stopped (its tunnels stop first: charon would keep the holder's namespace
+    // alive) and staged again: the holder has a new namespace; start brings charon up there.
     let before = pos.charon_pid().unwrap();
+    let old_ns = ns(pos.holder_pid());
     let out = pos.run(&script("pos.sh"), &[("ACTION", "stop")]);
     assert_eq!(out.exit_code, 0, "{}", err(&out));
+    assert!(eventually(Duration::from_secs(5), || !alive(before)));
     pos.stage();
-    assert_ne!(ns(before), ns(pos.holder_pid()), "a new namespace");
+    assert_ne!(old_ns, ns(pos.holder_pid()), "a new namespace");
     let out = pos.vpn("start", &[]);
     assert_eq!(out.exit_code, 0, "{}", err(&out));
-    assert!(out.stdout_text().contains("restarting it"), "{}", err(&out));
     let after = pos.charon_pid().unwrap();
     assert_ne!(after, before);
-    assert!(!alive(before), "the old charon is gone");
     assert_eq!(ns(after), ns(pos.holder_pid()));
     assert!(eventually(Duration::from_secs(10), || pos.ping(&peer.lan_ip())));
 }
@@ -260,6 +260,110 @@ fn ikev1_interoperates_with_a_legacy_peer() {
     let st = pos.status("oldstore");
     assert_eq!(st["up"], true, "{st}");
     assert!(st["bytes_out"].as_u64().unwrap() > 0, "{st}");
+}
+
+#[test]
+fn one_location_stops_alone_and_the_eth1_hook_brings_the_tunnels_back() {
+    let pos = Pos::up("vpn6", 50);
+    let mut a = Peer::up(&pos, "f1", 5);
+    let mut b = Peer::up(&pos, "f2", 6);
+    let (ka, kb) = (new_psk(), new_psk());
+    a.configure("2", &ka);
+    b.configure("2", &kb);
+    assert_up(&pos.apply("store-a", &a, &ka, "2"), "store-a");
+    assert_up(&pos.apply("store-b", &b, &kb, "2"), "store-b");
+    assert!(eventually(Duration::from_secs(10), || pos.ping(&a.lan_ip())));
+    assert!(eventually(Duration::from_secs(10), || pos.ping(&b.lan_ip())));
+
+    // One location stopped: down, the other keeps running, status says "stopped".
+    let out = pos.vpn("stop", &[("LOCATION", "store-a")]);
+    assert_eq!(out.exit_code, 0, "{}", err(&out));
+    assert_eq!(out.result().unwrap()["stopped"], "store-a");
+    assert!(pos.conf().join("conf.d/store-a.conf.stopped").exists());
+    assert!(!pos.conf().join("conf.d/store-a.conf").exists());
+    assert!(!pos.ping(&a.lan_ip()), "store-a is down");
+    assert!(pos.ping(&b.lan_ip()), "store-b keeps running");
+    let st = pos.status("store-a");
+    assert_eq!(
+        (st["stopped"].clone(), st["up"].clone()),
+        (true.into(), false.into()),
+        "{st}"
+    );
+    assert_eq!(pos.status("store-b")["up"], true);
+
+    // Everything stopped and started again: store-a stays down until it is named.
+    assert_eq!(pos.vpn("stop", &[]).exit_code, 0);
+    let out = pos.vpn("start", &[]);
+    assert_eq!(out.exit_code, 0, "{}", err(&out));
+    let r = out.result().unwrap();
+    assert_eq!(r["locations"].as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r["locations"][0]["location"], "store-b", "{r}");
+    assert!(eventually(Duration::from_secs(10), || pos.ping(&b.lan_ip())));
+    assert!(!pos.ping(&a.lan_ip()), "store-a stays stopped");
+    let out = pos.vpn("start", &[("LOCATION", "store-a")]);
+    assert_eq!(out.exit_code, 0, "{}", err(&out));
+    let r = out.result().unwrap();
+    assert_eq!(r["locations"][0]["location"], "store-a", "{r}");
+    assert_eq!(r["locations"][0]["up"], true, "{r}");
+    assert!(eventually(Duration::from_secs(10), || pos.ping(&a.lan_ip())));
+    for action in ["stop", "start"] {
+        let out = pos.vpn(action, &[("LOCATION", "nowhere")]);
+        assert_eq!(out.exit_code, 1, "{action}");
+        assert!(err(&out).contains("no location nowhere"), "{}", err(&out));
+    }
+
+    // apply installed vpn.sh where the eth1 hook (pos.sh watch) finds it.
+    let installed = pos.h.root.join("usr/local/libexec/poscloud/vpn.sh");
+    assert_eq!(std::fs::read_to_string(&installed).unwrap(), VPN.body);
+    let log = pos.h.dir.path().join("watch.log");
+    let watch = pos.h.start_watch(&log);
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        eventually(Duration::from_secs(30), || read_log()
+            .contains("on each start")),
+        "{}",
+        read_log()
+    );
+    let ns = |p: u32| std::fs::read_link(format!("/proc/{p}/ns/net")).unwrap();
+    let both_up = || {
+        eventually(Duration::from_secs(60), || {
+            pos.run(
+                &script("pos.sh"),
+                &[("ACTION", "ready"), ("POS_IP", POS_IP)],
+            )
+            .exit_code
+                == 0
+                && pos.ping(&a.lan_ip())
+                && pos.ping(&b.lan_ip())
+        })
+    };
+
+    // The holder restarted outside poscloud: the hook starts charon in its new namespace and
+    // both tunnels come back, with no vpn command.
+    let before = pos.charon_pid().unwrap();
+    let (ok, _) = pos.h.docker(&["restart", "pos-net"]);
+    assert!(ok);
+    assert!(
+        both_up(),
+        "tunnels not back after a holder restart: {}",
+        read_log()
+    );
+    let after = pos.charon_pid().unwrap();
+    assert_ne!(after, before, "{}", read_log());
+    assert!(read_log().contains("restarting it"), "{}", read_log());
+    assert!(!alive(before), "the old charon is gone");
+    assert_eq!(ns(after), ns(pos.holder_pid()));
+
+    // A reboot: the containers stop (pos.sh stop stops the tunnels first, so no charon keeps
+    // the old namespace), then the engine starts them: the hook brings everything back.
+    let out = pos.run(&script("pos.sh"), &[("ACTION", "stop")]);
+    assert_eq!(out.exit_code, 0, "{}", err(&out));
+    assert!(eventually(Duration::from_secs(5), || !alive(after)));
+    let (ok, _) = pos.h.docker(&["start", "pos-net", "pos"]);
+    assert!(ok);
+    assert!(both_up(), "tunnels not back after a reboot: {}", read_log());
+    assert!(pos.status("store-a")["up"] == true && pos.status("store-b")["up"] == true);
+    assert!(watch.stop(), "the hook or its docker events survived TERM");
 }
 
 /// Every process's command line, read over and over until `stop`; the ones holding `needle`.

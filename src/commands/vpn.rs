@@ -110,9 +110,15 @@ pub async fn run(ctx: &Ctx, command: &VpnCommand) -> Result<()> {
             for l in r["locations"].as_array().into_iter().flatten() {
                 let _ = writeln!(
                     text,
-                    "{:<20} {:<5} IKE {:<12} CHILD {:<10} in {} B, out {} B",
+                    "{:<20} {:<7} IKE {:<12} CHILD {:<10} in {} B, out {} B",
                     l["location"].as_str().unwrap_or("?"),
-                    if l["up"] == true { "up" } else { "DOWN" },
+                    if l["up"] == true {
+                        "up"
+                    } else if l["stopped"] == true {
+                        "stopped"
+                    } else {
+                        "DOWN"
+                    },
                     l["ike_sa"].as_str().unwrap_or("-"),
                     l["child_sa"].as_str().unwrap_or("-"),
                     l["bytes_in"],
@@ -167,13 +173,17 @@ pub async fn run(ctx: &Ctx, command: &VpnCommand) -> Result<()> {
             } else {
                 "stop"
             };
-            let (spec, reach) = load(a)?;
+            let (spec, reach) = load(&a.pos)?;
+            if let Some(l) = &a.location {
+                check_name(l)?;
+            }
+            let what = a.location.as_deref().unwrap_or("every tunnel");
             let mut slot = None;
             let site = super::open_site(ctx, &reach, &spec.id, &format!("vpn {action}"), &mut slot)
                 .await?;
-            locked_site(&site, ui, a.break_lock, async {
-                let step = ui.step(format!("vpn: {action} every tunnel"));
-                let r = match vpn::host(&site, action, None).await {
+            locked_site(&site, ui, a.pos.break_lock, async {
+                let step = ui.step(format!("vpn: {action} {what}"));
+                let r = match vpn::host(&site, action, a.location.as_deref()).await {
                     Ok(r) => r,
                     Err(e) => {
                         step.failed();
@@ -181,7 +191,10 @@ pub async fn run(ctx: &Ctx, command: &VpnCommand) -> Result<()> {
                     }
                 };
                 step.done("");
-                ctx.result(r, &format!("vpn {action}: done for {}\n", spec.id));
+                ctx.result(
+                    r,
+                    &format!("vpn {action}: done for {what} of {}\n", spec.id),
+                );
                 Ok(())
             })
             .await

@@ -169,3 +169,105 @@ impl Drop for TestHost {
             .output();
     }
 }
+
+/// Starts the installed eth1 hook (pos.sh ACTION=watch, the same files systemd would use)
+/// in the background on the host, the way its unit does.
+const START_WATCH: poscloud::remote::Script = poscloud::remote::Script {
+    name: "start-watch",
+    body: r#"set -euo pipefail
+set -a
+. "$POSCLOUD_ROOT/etc/poscloud/pos-net.env"
+set +a
+setsid "$POSCLOUD_ROOT/usr/local/libexec/poscloud/pos.sh" >"$LOG" 2>&1 </dev/null &
+echo "POSCLOUD_RESULT {\"pid\":$!}"
+"#,
+};
+
+impl TestHost {
+    /// The installed eth1 hook, running in the background with its output in `log`.
+    pub fn start_watch(&self, log: &std::path::Path) -> Watch {
+        let inputs = poscloud::remote::Inputs::new()
+            .set("LOG", log.to_string_lossy())
+            .unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let out = rt
+            .block_on(self.remote().run(
+                &START_WATCH,
+                &inputs,
+                std::time::Duration::from_secs(60),
+                poscloud::remote::no_sink(),
+            ))
+            .unwrap();
+        assert_eq!(out.exit_code, 0, "{}", String::from_utf8_lossy(&out.stderr));
+        let pid = out.result().unwrap()["pid"].as_u64().unwrap() as u32;
+        Watch { pid }
+    }
+}
+
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit(')').next().map(|r| r.trim_start().to_string()))
+        .is_some_and(|r| !r.starts_with('Z') && !r.starts_with('X'))
+}
+
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().nth(1))
+            .and_then(|s| s.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The background hook; stopped by its PID (TERM, then KILL with its children) also when
+/// the test fails.
+pub struct Watch {
+    pub pid: u32,
+}
+
+impl Watch {
+    /// Stops it and returns whether it and its children (docker events) ended on TERM.
+    pub fn stop(&self) -> bool {
+        let kids = children(self.pid);
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status();
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < std::time::Duration::from_secs(10) {
+            if !alive(self.pid) && kids.iter().all(|k| !alive(*k)) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        false
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if alive(self.pid) {
+            let kids = children(self.pid);
+            for p in std::iter::once(self.pid).chain(kids) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &p.to_string()])
+                    .status();
+            }
+        }
+    }
+}

@@ -9,6 +9,7 @@
 //! it must route into the tunnel). Each peer has an empty bridge `lan` as its LAN. This
 //! kernel has no ESP: both charons use userspace ESP (kernel-libipsec, UDP on 4500).
 
+pub use super::host::alive;
 use super::host::TestHost;
 use base64::Engine;
 use poscloud::remote::{no_sink, script, Inputs, Outcome, Script};
@@ -78,13 +79,6 @@ pub fn new_psk() -> String {
         .read_exact(&mut b)
         .unwrap();
     base64::engine::general_purpose::STANDARD.encode(b)
-}
-
-pub fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit(')').next().map(|r| r.trim_start().to_string()))
-        .is_some_and(|r| !r.starts_with('Z') && !r.starts_with('X'))
 }
 
 /// TERM, then KILL after 5 s; only when the PID is still the named program.
