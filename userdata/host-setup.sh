@@ -79,8 +79,7 @@ EOF
 [[ -s $key ]] || retry 10 curl -fsSL --max-time 60 -o $key https://download.docker.com/linux/centos/gpg
 rpm -q gpg-pubkey-621e9f35 >/dev/null || rpm --import $key
 rpm -q gpg-pubkey-621e9f35 >/dev/null || { rm -f $key; die "$key is not Docker's key"; }
-# awscli (EPEL): the host reads its VPN keys from SSM SecureStrings with its own role.
-p=(docker-ce-26.1.4 docker-ce-cli-26.1.4 containerd.io strongswan audit iptables awscli)
+p=(docker-ce-26.1.4 docker-ce-cli-26.1.4 containerd.io strongswan audit iptables)
 rpm -q "${p[@]}" >/dev/null || retry 5 yum -y install "${p[@]}"
 rpm -q amazon-ssm-agent >/dev/null || retry 10 yum -y install "$ssm"
 
