@@ -131,6 +131,12 @@ fn a_location_is_created_configured_from_its_sheet_and_deleted() {
         .json();
     assert_eq!(status["locations"][0]["location"], "mainstore", "{status}");
     assert_eq!(status["locations"][0]["up"], true, "{status}");
+    let text = run(&rig, &pos, &["vpn", "status"]).ok();
+    assert!(
+        text.stdout.contains("mainstore") && text.stdout.contains("established"),
+        "{}",
+        text.stdout
+    );
     let list = run(&rig, &pos, &["vpn", "list"]).ok();
     assert!(
         list.stdout.contains("mainstore") && list.stdout.contains(&peer.ip),

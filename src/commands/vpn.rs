@@ -110,7 +110,7 @@ pub async fn run(ctx: &Ctx, command: &VpnCommand) -> Result<()> {
             for l in r["locations"].as_array().into_iter().flatten() {
                 let _ = writeln!(
                     text,
-                    "{:<20} {:<7} IKE {:<12} CHILD {:<10} in {} B, out {} B",
+                    "{:<20} {:<7} IKE {:<12} CHILD {:<10} in {} B, out {} B{}",
                     l["location"].as_str().unwrap_or("?"),
                     if l["up"] == true {
                         "up"
@@ -122,7 +122,12 @@ pub async fn run(ctx: &Ctx, command: &VpnCommand) -> Result<()> {
                     l["ike_sa"].as_str().unwrap_or("-"),
                     l["child_sa"].as_str().unwrap_or("-"),
                     l["bytes_in"],
-                    l["bytes_out"]
+                    l["bytes_out"],
+                    match (l["established_s"].as_u64(), l["rekey_in_s"].as_u64()) {
+                        (Some(e), Some(r)) => format!(", established {e} s ago, rekey in {r} s"),
+                        (Some(e), None) => format!(", established {e} s ago"),
+                        _ => String::new(),
+                    }
                 );
             }
             if text.is_empty() {
