@@ -19,6 +19,10 @@
 #   commit        snapshots the POS container into the image TAG (it keeps running).
 #   images        lists the images labelled poscloud.app (media, snapshots) and their users.
 #   image-delete  removes IMAGE unless a container (running or not) uses it.
+#   holder-pid    prints (alone on stdout) the PID of the holder's process as this host sees
+#                 it, for other scripts to enter its network namespace (vpn.sh, cutover.sh
+#                 call the installed copy, /usr/local/libexec/poscloud/pos.sh); exit 1 when
+#                 the holder is not running.
 #   watch         the eth1 hook for host reboots, runs forever: each time the holder starts
 #                 it hands eth1 to it, moves a POS left in the holder's old namespace into
 #                 the new one, starts a POS that Docker failed to start before the holder,
@@ -36,7 +40,7 @@
 #   ready         POS_IP
 #   commit        SHOP (must match the container's label), TAG (image reference)
 #   image-delete  IMAGE (reference or id)
-#   status, stop, images: nothing more
+#   status, stop, images, holder-pid: nothing more
 # POSCLOUD_ROOT prefixes host paths (DATA_DIR, file:// paths, markers, the hook's files):
 # empty on a real host, a test host's own directory in tests.
 # Results: one `POSCLOUD_RESULT {json}` line on stdout.
@@ -48,8 +52,8 @@ bad() { echo "pos: $*" >&2; exit 2; }
 fail() { echo "pos: $*" >&2; exit 1; }
 
 action=${ACTION:-stage}
-[[ $action =~ ^(stage|status|stop|ready|commit|images|image-delete|watch)$ ]] ||
-  bad "ACTION must be stage, status, stop, ready, commit, images, image-delete or watch"
+[[ $action =~ ^(stage|status|stop|ready|commit|images|image-delete|watch|holder-pid)$ ]] ||
+  bad "ACTION must be stage, status, stop, ready, commit, images, image-delete, watch or holder-pid"
 container=${CONTAINER:-pos}
 [[ $container =~ ^[a-z][a-z0-9_-]{0,30}$ ]] || bad "CONTAINER must be a simple name"
 net=$container-net
@@ -182,6 +186,11 @@ image_users() {
 users_of() { image_users | awk -v id="$1" '$1 == id { print $2 }' | sort | paste -sd' ' -; }
 
 case $action in
+  holder-pid)
+    container_pid "$net" || fail "$net (the holder of eth1) is not running: stage the POS first"
+    exit 0
+    ;;
+
   status)
     exists=false run=false health=none image=none more="" addr="" net_run=false
     if docker inspect "$container" >/dev/null 2>&1; then

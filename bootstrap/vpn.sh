@@ -241,26 +241,11 @@ charon_bin() { first /usr/libexec/strongswan/charon /usr/lib/ipsec/charon /usr/l
 swanctl_bin=$(first /usr/sbin/swanctl /usr/bin/swanctl /usr/local/sbin/swanctl) || swanctl_bin=""
 sw() { "$swanctl_bin" "$@" --uri "unix://$vici"; }
 
-# A container's process as this host sees it (as in pos.sh): Docker reports host PIDs, an
-# engine in its own PID namespace reports its own, so map through the cgroup and NSpid.
-container_pid() {
-  local cid cpid cg p
-  cid=$(docker inspect -f '{{.Id}}' "$1" 2>/dev/null) || return 1
-  cpid=$(docker inspect -f '{{.State.Pid}}' "$1") || return 1
-  [[ $cpid != 0 ]] || return 1
-  if grep -qs "$cid" "/proc/$cpid/cgroup"; then
-    echo "$cpid"
-    return 0
-  fi
-  while IFS= read -r cg; do
-    p=${cg#/proc/}
-    p=${p%/cgroup}
-    if awk -v c="$cpid" '/^NSpid:/ { for (i = 3; i <= NF; i++) if ($i == c) f = 1 } END { exit !f }' "/proc/$p/status" 2>/dev/null; then
-      echo "$p"
-      return 0
-    fi
-  done < <(grep -ls "$cid" /proc/[0-9]*/cgroup 2>/dev/null || true)
-  return 1
+# The holder's process as this host sees it, from the installed pos.sh (stage installs it).
+holder_pid() {
+  local pos=$root/usr/local/libexec/poscloud/pos.sh
+  [[ -x $pos ]] || fail "$pos is missing: stage the POS first"
+  ACTION=holder-pid CONTAINER=$container "$pos"
 }
 
 # The recorded charon, if it still runs (a recycled PID is not charon).
@@ -338,7 +323,7 @@ ensure_charon() {
   local hpid p bin mode i
   [[ -n $swanctl_bin ]] || fail "swanctl is not installed"
   bin=$(charon_bin) || fail "charon is not installed"
-  hpid=$(container_pid "$net") || fail "$net (the holder of eth1) is not running: stage the POS first"
+  hpid=$(holder_pid) || exit 1
   if p=$(charon_pid); then
     if [[ $(readlink "/proc/$p/ns/net") == "$(readlink "/proc/$hpid/ns/net")" ]]; then
       charon_mode=$(cat "$state/mode" 2>/dev/null || echo unknown)
