@@ -77,6 +77,11 @@ pub enum Command {
         #[command(subcommand)]
         command: VpnCommand,
     },
+    /// Move a shop's physical POS server to its cloud host (cutover night)
+    Cutover {
+        #[command(subcommand)]
+        command: CutoverCommand,
+    },
     /// Print the host's rendered user-data (cloud-config) for a stack; no AWS call
     #[command(name = "userdata")]
     UserData(StackArgs),
@@ -426,4 +431,50 @@ pub struct VpnSheetArgs {
     /// Show the new key of a pending rotation instead of the one in use
     #[arg(long)]
     pub next: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CutoverCommand {
+    /// The preflight checks and the steps with the estimated downtime; changes nothing
+    Plan(CutoverArgs),
+    /// Run the steps, from where the last run stopped (any engineer, any laptop)
+    Run(CutoverRunArgs),
+    /// The cutover's progress as recorded in SSM
+    Status(PosArgs),
+    /// After the freeze: stop the cloud POS, start the physical POS again and check it
+    Rollback(CutoverArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CutoverArgs {
+    #[command(flatten)]
+    pub pos: PosArgs,
+    /// The physical POS server, as this machine reaches it over SSH
+    #[arg(long, value_name = "ssh://USER@HOST[:PORT]")]
+    pub from: String,
+    /// Its public host key (one `.pub` / known_hosts line, checked out of band): pinned
+    #[arg(long, value_name = "FILE")]
+    pub from_host_key_file: Option<PathBuf>,
+    /// The private key to log in to it with (default: the ssh-agent)
+    #[arg(long, value_name = "FILE")]
+    pub from_key: Option<PathBuf>,
+    /// Its IPv4 address as the cloud host reaches it through the VPN (default: the
+    /// --from host, when that is an IPv4 address)
+    #[arg(long, value_name = "A.B.C.D")]
+    pub from_lan: Option<String>,
+    /// The POS application (default: the stack's [pos] app)
+    #[arg(long, value_enum)]
+    pub app: Option<crate::phases::restore::App>,
+}
+
+#[derive(Debug, Args)]
+pub struct CutoverRunArgs {
+    #[command(flatten)]
+    pub cutover: CutoverArgs,
+    /// Limit both syncs to this many KiB/s (spare the shop's uplink while it is open)
+    #[arg(long, value_name = "KIBPS", default_value_t = 0)]
+    pub bwlimit: u32,
+    /// Stop after this step
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::phases::cutover::STEPS))]
+    pub until: Option<String>,
 }

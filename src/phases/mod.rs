@@ -3,6 +3,7 @@
 
 pub mod bootstrap;
 pub mod build;
+pub mod cutover;
 pub mod restore;
 pub mod stage;
 pub mod vpn;
@@ -227,6 +228,28 @@ impl<'a> Site<'a> {
     ) -> Result<serde_json::Value> {
         let target = self.describe();
         let out = self
+            .run_script_output(name, inputs, timeout, sink, explain)
+            .await?;
+        out.result().ok_or_else(|| {
+            Error::failed(format!(
+                "{name} on {target} ended without a result line (POSCLOUD_RESULT); was the script run at all?"
+            ))
+        })
+    }
+}
+
+impl Site<'_> {
+    /// As `run_script`, but the whole outcome (for scripts whose output is the data).
+    pub async fn run_script_output(
+        &self,
+        name: &str,
+        inputs: &Inputs,
+        timeout: Duration,
+        sink: Sink,
+        explain: impl Fn(i32) -> (String, String),
+    ) -> Result<crate::remote::Outcome> {
+        let target = self.describe();
+        let out = self
             .remote
             .run(&script(name), inputs, timeout, sink)
             .await?;
@@ -239,11 +262,7 @@ impl<'a> Site<'a> {
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        out.result().ok_or_else(|| {
-            Error::failed(format!(
-                "{name} on {target} ended without a result line (POSCLOUD_RESULT); was the script run at all?"
-            ))
-        })
+        Ok(out)
     }
 }
 

@@ -94,6 +94,12 @@ pub async fn run(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<PhaseStat
 /// The ready phase: the POS container and its network holder run, eth1 inside has the POS
 /// address, and the container's health command passes now.
 pub async fn ready(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<PhaseState> {
+    let result = check_ready(site, ui, spec).await?;
+    site.record_phase("ready", result).await
+}
+
+/// The ready check alone (nothing recorded): also the cutover's health check.
+pub async fn check_ready(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<serde_json::Value> {
     let step = ui.step("ready: POS health and address");
     let inputs = Inputs::new()
         .set("ACTION", "ready")?
@@ -119,5 +125,5 @@ pub async fn ready(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<PhaseSt
         result["container"].as_str().unwrap_or("pos"),
         spec.pos_ip
     ));
-    site.record_phase("ready", result).await
+    Ok(result)
 }

@@ -49,6 +49,10 @@ pub const SCRIPTS: &[Script] = &[
         body: include_str!("../../bootstrap/vpn.sh"),
     },
     Script {
+        name: "cutover.sh",
+        body: include_str!("../../bootstrap/cutover.sh"),
+    },
+    Script {
         name: "state.sh",
         body: include_str!("../../bootstrap/state.sh"),
     },

@@ -4,7 +4,9 @@
 mod profile;
 pub mod vpn;
 
-pub use profile::{image_ref_ok, AmiSpec, Media, PosSpec, Price, StackSpec};
+pub use profile::{
+    image_ref_ok, AmiSpec, CutoverConf, CutoverSpec, Media, PosSpec, Price, StackSpec,
+};
 
 use crate::error::{Error, Result};
 use std::fmt;

@@ -43,6 +43,96 @@ struct RawProfile {
     /// Florist locations: one IPsec tunnel each, made by provision's vpn phase.
     #[serde(default)]
     vpn: Vec<RawVpn>,
+    /// The physical server's POS application, for `cutover`.
+    #[serde(default)]
+    cutover: CutoverConf,
+}
+
+/// How `cutover` handles the POS application on the shop's physical server. Commands run
+/// there with bash as the SSH user; unset ones default per app (see `for_app`).
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CutoverConf {
+    /// The data directory on the physical server (default /usr2 for rti, /d for daisy).
+    pub data_dir: Option<String>,
+    /// Stops the POS application (default `service APP stop`).
+    pub stop: Option<String>,
+    /// Starts it (default `service APP start`); must return once it is started.
+    pub start: Option<String>,
+    /// Exits 0 while the application runs and answers (default `service APP status`).
+    pub check: Option<String>,
+    /// A file whose modification time is the last backup's (reported by the preflight).
+    pub backup_stamp: Option<String>,
+}
+
+/// `CutoverConf` with every value set.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CutoverSpec {
+    pub data_dir: String,
+    pub stop: String,
+    pub start: String,
+    pub check: String,
+    pub backup_stamp: Option<String>,
+}
+
+impl CutoverConf {
+    pub fn for_app(&self, app: &str) -> CutoverSpec {
+        let default_dir = if app == "daisy" { "/d" } else { "/usr2" };
+        CutoverSpec {
+            data_dir: self.data_dir.clone().unwrap_or_else(|| default_dir.into()),
+            stop: self
+                .stop
+                .clone()
+                .unwrap_or_else(|| format!("service {app} stop")),
+            start: self
+                .start
+                .clone()
+                .unwrap_or_else(|| format!("service {app} start")),
+            check: self
+                .check
+                .clone()
+                .unwrap_or_else(|| format!("service {app} status")),
+            backup_stamp: self.backup_stamp.clone(),
+        }
+    }
+
+    fn check(&self) -> std::result::Result<(), (String, String)> {
+        let path_ok = |p: &str| {
+            p.starts_with('/')
+                && p.len() > 1
+                && !p.split('/').any(|c| c == "..")
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/_.+-".contains(&b))
+        };
+        for (k, v) in [
+            ("data_dir", &self.data_dir),
+            ("backup_stamp", &self.backup_stamp),
+        ] {
+            if let Some(p) = v {
+                if !path_ok(p) {
+                    return Err((
+                        format!("cutover.{k}"),
+                        format!("{p:?}: an absolute path (letters, digits, /_.+-) without .."),
+                    ));
+                }
+            }
+        }
+        for (k, v) in [
+            ("stop", &self.stop),
+            ("start", &self.start),
+            ("check", &self.check),
+        ] {
+            if let Some(c) = v {
+                if c.trim().is_empty() || c.contains(['\n', '\r', '\0']) {
+                    return Err((
+                        format!("cutover.{k}"),
+                        "must be a one-line shell command".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,6 +251,7 @@ pub struct StackSpec {
     pub pos: Option<PosSpec>,
     /// Florist locations the vpn phase keeps up (others may be added with `vpn create`).
     pub vpn: Vec<super::vpn::Location>,
+    pub cutover: CutoverConf,
 }
 
 impl StackSpec {
@@ -467,6 +558,8 @@ impl StackSpec {
             vpn.push(l);
         }
 
+        raw.cutover.check().map_err(|(k, why)| bad(&k, why))?;
+
         Ok(StackSpec {
             id,
             source: source.to_string(),
@@ -483,6 +576,7 @@ impl StackSpec {
             price,
             pos,
             vpn,
+            cutover: raw.cutover,
         })
     }
 }

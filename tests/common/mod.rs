@@ -6,6 +6,7 @@
 //! reached the emulator, before poscloud sees the answer: the harshest crash point.
 #![allow(dead_code)]
 
+pub mod data;
 pub mod host;
 pub mod vpn;
 

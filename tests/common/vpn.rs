@@ -324,6 +324,83 @@ impl Peer {
         self.dir.path().join(f)
     }
 
+    /// Puts a test host on this router's LAN as 10.<n>0.0.10 (a veth from its namespace to
+    /// the LAN bridge), routes the POS address back through the router, and forwards that
+    /// address's SSH port to the host's sshd (which listens on its own address only).
+    /// Returns the LAN address. The veth goes with the namespaces.
+    pub fn attach_host(&self, h: &TestHost, tag: &str) -> String {
+        let lan_prefix = &self.lan[..self.lan.len() - "0/24".len()];
+        let addr = format!("{lan_prefix}10");
+        let gw = format!("{lan_prefix}1");
+        let ns = format!("pc-{}", h.name);
+        let inner = format!("pcl{tag}");
+        sh(&[
+            "ip",
+            "-n",
+            &ns,
+            "link",
+            "add",
+            &inner,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &inner,
+            "netns",
+            &self.netns,
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &self.netns,
+            "link",
+            "set",
+            &inner,
+            "master",
+            "lan",
+            "up",
+        ]);
+        // The router forwards between its LAN and the tunnel.
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.netns,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
+        let cidr = format!("{addr}/24");
+        sh(&["ip", "-n", &ns, "addr", "add", &cidr, "dev", &inner]);
+        sh(&["ip", "-n", &ns, "link", "set", &inner, "up"]);
+        // The POS address alone: test hosts have a 192.168.222.0/24 of their own (lan0).
+        let pos = format!("{POS_IP}/32");
+        sh(&["ip", "-n", &ns, "route", "add", &pos, "via", &gw]);
+        let to = format!("{}:{}", h.address, h.port);
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &ns,
+            "iptables",
+            "-t",
+            "nat",
+            "-A",
+            "PREROUTING",
+            "-d",
+            &addr,
+            "-p",
+            "tcp",
+            "--dport",
+            "22",
+            "-j",
+            "DNAT",
+            "--to-destination",
+            &to,
+        ]);
+        addr
+    }
+
     pub fn vici(&self) -> String {
         format!("unix://{}", self.path("charon.vici").display())
     }

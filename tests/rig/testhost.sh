@@ -310,7 +310,9 @@ cat >"$dir/sshd_config" <<EOF
 ListenAddress $ns_ip:22
 HostKey $dir/ssh_host_ed25519_key
 PidFile $dir/sshd.pid
-AuthorizedKeysFile $dir/authorized_keys
+# The second file is \$HOME/.ssh/authorized_keys of the sessions (HOME above), which scripts
+# may add keys to (cutover.sh does).
+AuthorizedKeysFile $dir/authorized_keys $dir/home/.ssh/authorized_keys
 PermitRootLogin prohibit-password
 PubkeyAuthentication yes
 PasswordAuthentication no

@@ -1,0 +1,360 @@
+//! `cutover plan|run|status|rollback`: the shop's physical POS server to its cloud host.
+
+use super::provision::{public_key_file, reach};
+use super::{command_line, locked_site, Ctx};
+use crate::cli::{CutoverArgs, CutoverCommand, PosArgs};
+use crate::error::{Error, Result};
+use crate::journal::Journal;
+use crate::phases::cutover::{self, Cutover, Record, Source, STEPS};
+use crate::phases::{Reach, Site};
+use crate::remote::ssh::SshTarget;
+use crate::spec::{CutoverSpec, StackSpec};
+use serde_json::json;
+use std::fmt::Write;
+use std::net::Ipv4Addr;
+
+pub async fn run(ctx: &Ctx, command: &CutoverCommand) -> Result<()> {
+    match command {
+        CutoverCommand::Plan(a) => plan(ctx, a).await,
+        CutoverCommand::Run(a) => run_steps(ctx, a).await,
+        CutoverCommand::Status(a) => status(ctx, a).await,
+        CutoverCommand::Rollback(a) => rollback(ctx, a).await,
+    }
+}
+
+/// Everything from the command line, checked before any AWS call or connection.
+struct Checked {
+    spec: StackSpec,
+    reach: Reach,
+    target: SshTarget,
+    lan: Ipv4Addr,
+    app: String,
+    cutover: CutoverSpec,
+}
+
+fn check(a: &CutoverArgs) -> Result<Checked> {
+    let spec = StackSpec::load(a.pos.stack.id(), a.pos.stack.stack.as_deref(), None)?;
+    let reach = reach(&a.pos.reach)?;
+    if reach.target.is_some() {
+        return Err(Error::usage(
+            "cutover works on stacks in AWS (its journal lives in SSM); --target is not supported",
+        ));
+    }
+    let rest = a
+        .from
+        .strip_prefix("ssh://")
+        .ok_or_else(|| Error::usage(format!("--from {:?}: use ssh://user@host[:port]", a.from)))?;
+    if rest.contains('/') {
+        return Err(Error::usage(format!(
+            "--from {:?}: no path here; the data directory is [cutover] data_dir in the stack file (default /usr2 for rti, /d for daisy)",
+            a.from
+        )));
+    }
+    let (user, host, port) = SshTarget::parse_address(rest)?;
+    let host_key = match &a.from_host_key_file {
+        Some(f) => public_key_file("--from-host-key-file", f)?,
+        None => {
+            return Err(Error::usage(
+                "--from needs --from-host-key-file: the physical server's public host key, checked out of band (e.g. /etc/ssh/ssh_host_ed25519_key.pub read on its console)",
+            ))
+        }
+    };
+    if let Some(k) = &a.from_key {
+        std::fs::metadata(k)
+            .map_err(|e| Error::usage(format!("--from-key {}: {e}", k.display())))?;
+    }
+    let lan = match &a.from_lan {
+        Some(s) => s
+            .parse::<Ipv4Addr>()
+            .map_err(|_| Error::usage(format!("--from-lan {s:?} is not an IPv4 address")))?,
+        None => host.parse::<Ipv4Addr>().map_err(|_| {
+            Error::usage(format!(
+                "--from host {host:?} is not an IPv4 address: give --from-lan, its address as the cloud host reaches it through the VPN"
+            ))
+        })?,
+    };
+    let stack_app = spec.pos.as_ref().map(|p| p.app.clone());
+    let app = match (a.app, &stack_app) {
+        (Some(x), Some(s)) if x.as_str() != s => {
+            return Err(Error::usage(format!(
+                "--app {} but the stack's POS is {s}",
+                x.as_str()
+            )))
+        }
+        (Some(x), _) => x.as_str().to_string(),
+        (None, Some(s)) => s.clone(),
+        (None, None) => {
+            return Err(Error::usage(format!(
+                "{}: no [pos] section: stage the cloud POS before a cutover",
+                spec.source
+            )))
+        }
+    };
+    if spec.pos.is_none() {
+        return Err(Error::usage(format!(
+            "{}: no [pos] section: stage the cloud POS before a cutover",
+            spec.source
+        )));
+    }
+    let cutover = spec.cutover.for_app(&app);
+    Ok(Checked {
+        spec,
+        reach,
+        target: SshTarget {
+            user,
+            host,
+            port,
+            key_file: a.from_key.clone(),
+            host_key,
+        },
+        lan,
+        app,
+        cutover,
+    })
+}
+
+fn source<'a>(ctx: &Ctx, c: &Checked, line: &str) -> Result<Source<'a>> {
+    let journal = Journal::open(ctx.global.journal.as_deref(), line)?;
+    Ok(Source {
+        site: Site::host(c.spec.id.clone(), c.target.clone(), journal),
+        target: c.target.clone(),
+        lan: c.lan,
+        app: c.app.clone(),
+        spec: c.cutover.clone(),
+    })
+}
+
+async fn plan(ctx: &Ctx, a: &CutoverArgs) -> Result<()> {
+    let c = check(a)?;
+    let id = &c.spec.id;
+    let line = command_line("cutover plan", id);
+    let aws = ctx.connect(&line).await?;
+    let d = aws.discover(id).await?;
+    let site = crate::phases::site(&aws, &ctx.ui, id, &d, &c.reach).await?;
+    let src = source(ctx, &c, &line)?;
+    let rec = cutover::load(&aws, id).await?;
+    let step = ctx.ui.step("preflight (read only)");
+    let pf = match cutover::preflight(&site, &aws, &c.spec, &src).await {
+        Ok(p) => p,
+        Err(e) => {
+            step.failed();
+            return Err(e);
+        }
+    };
+    step.done("");
+    let bytes = pf.facts["bytes"].as_u64().unwrap_or(0);
+    let mut text = format!(
+        "cutover of {id} from {} ({}, data {})\n",
+        src.url(),
+        c.app,
+        c.cutover.data_dir
+    );
+    for l in &pf.lines {
+        let _ = writeln!(text, "  ok: {l}");
+    }
+    for p in &pf.problems {
+        let _ = writeln!(text, "  PROBLEM: {p}");
+    }
+    text.push_str("steps:\n");
+    for s in STEPS {
+        let done = rec
+            .as_ref()
+            .filter(|r| r.state == "running")
+            .is_some_and(|r| r.done(s));
+        let _ = writeln!(
+            text,
+            "  {} {s:<11} {}",
+            if done { "done" } else { "    " },
+            describe(s)
+        );
+    }
+    let _ = writeln!(
+        text,
+        "estimated downtime (freeze → cloud POS up): {}",
+        cutover::estimate_downtime(bytes)
+    );
+    if let Some(r) = rec.as_ref().filter(|r| r.state == "done") {
+        let _ = writeln!(text, "note: a cutover from {} already finished", r.source);
+    }
+    ctx.result(
+        json!({"source": src.url(), "checks": pf.lines, "problems": pf.problems,
+               "facts": pf.facts, "vpn": pf.location, "steps": STEPS, "record": rec,
+               "estimated_downtime": cutover::estimate_downtime(bytes)}),
+        &text,
+    );
+    if pf.problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::failed(format!(
+            "the preflight found {} problem(s) (above); fix them before `cutover run`",
+            pf.problems.len()
+        )))
+    }
+}
+
+fn describe(step: &str) -> &'static str {
+    match step {
+        "preflight" => "checks: cloud POS staged, VPN up, source reachable, space, backup age",
+        "pre-sync" => "bulk copy while the shop is open (rsync, cloud host pulls over the VPN)",
+        "freeze" => "stop the physical POS (downtime starts)",
+        "final-sync" => "copy the changes since the pre-sync",
+        "verify" => "checksum of every file on both sides; any difference stops here",
+        "switch" => "start the cloud POS, health check, print the downtime",
+        "finish" => "mark the physical server as migrated; remove the cloud host's key from it",
+        _ => "",
+    }
+}
+
+async fn run_steps(ctx: &Ctx, a: &crate::cli::CutoverRunArgs) -> Result<()> {
+    let ui = &ctx.ui;
+    let c = check(&a.cutover)?;
+    let id = &c.spec.id;
+    let line = command_line("cutover run", id);
+    let aws = ctx.connect(&line).await?;
+    if let Some(r) = cutover::load(&aws, id).await?.filter(|r| r.state == "done") {
+        let at = r.steps["finish"]["at"].as_str().unwrap_or("?").to_string();
+        ctx.result(
+            json!({"record": r, "changed": false}),
+            &format!(
+                "the cutover of {id} from {} finished at {at}: nothing to do\n",
+                r.source
+            ),
+        );
+        return Ok(());
+    }
+    let d = aws.discover(id).await?;
+    let instance = d
+        .instance()
+        .map(|i| i.id.clone())
+        .ok_or_else(|| Error::failed(format!("{id} has no instance: provision it first")))?;
+    let site = crate::phases::site(&aws, ui, id, &d, &c.reach).await?;
+    let src = source(ctx, &c, &line)?;
+    let cut = Cutover {
+        site: &site,
+        aws: &aws,
+        ui,
+        spec: &c.spec,
+        src: &src,
+        instance,
+        bwlimit: a.bwlimit,
+    };
+    let rec = locked_site(
+        &site,
+        ui,
+        a.cutover.pos.break_lock,
+        cut.run(a.until.as_deref()),
+    )
+    .await?;
+    let text = match rec.next_step() {
+        None => format!(
+            "cutover of {id} done: the cloud POS serves, the physical server is stopped and marked as migrated{}\n",
+            downtime_text(&rec)
+        ),
+        Some(next) => format!(
+            "cutover of {id} stopped before {next} (--until); `poscloud cutover run` goes on from there\n"
+        ),
+    };
+    ctx.result(json!({"record": rec, "changed": true}), &text);
+    Ok(())
+}
+
+fn downtime_text(rec: &Record) -> String {
+    rec.steps
+        .get("switch")
+        .and_then(|s| s["downtime_s"].as_u64())
+        .map(|d| format!(" (downtime {} min {} s)", d / 60, d % 60))
+        .unwrap_or_default()
+}
+
+async fn status(ctx: &Ctx, a: &PosArgs) -> Result<()> {
+    let id = a.stack.id();
+    // Validates the stack file too: the same errors as the other commands.
+    StackSpec::load(id.clone(), a.stack.stack.as_deref(), None)?;
+    let aws = ctx.connect(&command_line("cutover status", &id)).await?;
+    let Some(rec) = cutover::load(&aws, &id).await? else {
+        ctx.result(
+            json!({"record": null}),
+            &format!("no cutover recorded for {id}\n"),
+        );
+        return Ok(());
+    };
+    let mut text = format!(
+        "cutover of {id} from {}: {} (started {} by {})\n",
+        rec.source, rec.state, rec.started_at, rec.by
+    );
+    for s in STEPS {
+        let st = rec.steps.get(*s);
+        let at = st.and_then(|v| v["at"].as_str());
+        let shown = match (at, st) {
+            (Some(at), _) => format!("done {at}"),
+            (None, Some(v)) => format!(
+                "begun {}",
+                v["started_at"].as_str().unwrap_or("(not finished)")
+            ),
+            (None, None) => String::new(),
+        };
+        let _ = writeln!(text, "  {s:<11} {shown}");
+    }
+    if rec.state == "running" {
+        if let Some(n) = rec.next_step() {
+            let _ = writeln!(text, "next: {n} (`poscloud cutover run` resumes there)");
+        }
+    }
+    if let Some(at) = &rec.rolled_back_at {
+        let _ = writeln!(text, "rolled back {} time(s), last at {at}", rec.rollbacks);
+    }
+    text.push_str(&downtime_text(&rec).replace(" (", "").replace(')', "\n"));
+    ctx.result(json!({"record": rec}), &text);
+    Ok(())
+}
+
+async fn rollback(ctx: &Ctx, a: &CutoverArgs) -> Result<()> {
+    let ui = &ctx.ui;
+    let c = check(a)?;
+    let id = &c.spec.id;
+    let line = command_line("cutover rollback", id);
+    let aws = ctx.connect(&line).await?;
+    match cutover::load(&aws, id).await? {
+        None => {
+            return Err(Error::usage(format!("{id} has no cutover to roll back")));
+        }
+        Some(r) if r.state == "done" => {
+            return Err(Error::usage(format!(
+                "the cutover of {id} finished at {}: the cloud POS has served since, and rolling back would lose what it recorded. Copy the data back to the physical server first (not automated), then start it by hand",
+                r.steps["finish"]["at"].as_str().unwrap_or("?")
+            )));
+        }
+        Some(r) if r.state != "running" => {
+            ctx.result(
+                json!({"record": r, "changed": false}),
+                &format!(
+                    "the cutover of {id} is already {}: nothing to do\n",
+                    r.state
+                ),
+            );
+            return Ok(());
+        }
+        Some(_) => {}
+    }
+    let d = aws.discover(id).await?;
+    let instance = d.instance().map(|i| i.id.clone()).unwrap_or_default();
+    let site = crate::phases::site(&aws, ui, id, &d, &c.reach).await?;
+    let src = source(ctx, &c, &line)?;
+    let cut = Cutover {
+        site: &site,
+        aws: &aws,
+        ui,
+        spec: &c.spec,
+        src: &src,
+        instance,
+        bwlimit: 0,
+    };
+    let rec = locked_site(&site, ui, a.pos.break_lock, cut.rollback()).await?;
+    let text = if rec.state == "cleared" {
+        format!("nothing of {id} was stopped yet: the cutover record is cleared and the cloud host's key removed from the source\n")
+    } else {
+        format!("rolled back: the physical POS of {id} runs and answers again; the cloud POS is stopped. `poscloud cutover run` starts over\n")
+    };
+    ctx.result(json!({"record": rec, "changed": true}), &text);
+    Ok(())
+}

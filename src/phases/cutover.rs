@@ -1,0 +1,817 @@
+//! Cutover night: the shop's physical POS server ("the source") to its cloud host, in steps
+//! that are each recorded in SSM (so a second engineer sees the same progress and resumes)
+//! and safe to run again. The cloud host pulls the data over SSH through the VPN to the shop;
+//! poscloud reaches the source over SSH with its host key pinned.
+
+use super::{stage, vpn, Site};
+use crate::aws::Aws;
+use crate::error::{Error, Result};
+use crate::journal::{local_host, local_user, now};
+use crate::remote::ssh::SshTarget;
+use crate::remote::{no_sink, Inputs};
+use crate::spec::{CutoverSpec, StackId, StackSpec};
+use crate::ui::Ui;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+/// The steps, in order.
+pub const STEPS: &[&str] = &[
+    "preflight",
+    "pre-sync",
+    "freeze",
+    "final-sync",
+    "verify",
+    "switch",
+    "finish",
+];
+
+/// A large shop's data over a shop's uplink: hours.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
+const SHORT: Duration = Duration::from_secs(300);
+/// Checksums of every file: minutes to hours.
+const MANIFEST_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
+/// Free space wanted on the cloud data volume, as a multiple of the data's size.
+const SPACE_FACTOR: f64 = 1.2;
+/// Throughput assumed for the downtime estimate (checksums on each side, bytes per second).
+const HASH_RATE: f64 = 150e6;
+
+/// The cutover's record: SSM `/poscloud/<shop>/<env>/cutover`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Record {
+    pub source: String,
+    /// running, done or rolled-back.
+    pub state: String,
+    pub started_at: String,
+    pub by: String,
+    /// Step → its result with `at` (when it completed). `freeze` has `started_at` first.
+    pub steps: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub rollbacks: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_at: Option<String>,
+}
+
+impl Record {
+    pub fn done(&self, step: &str) -> bool {
+        self.steps.get(step).is_some_and(|s| s.get("at").is_some())
+    }
+
+    /// The first step not done, if any.
+    pub fn next_step(&self) -> Option<&'static str> {
+        STEPS.iter().copied().find(|s| !self.done(s))
+    }
+
+    /// Whether the physical POS may have been stopped by poscloud (freeze begun).
+    pub fn frozen(&self) -> bool {
+        self.steps.contains_key("freeze")
+    }
+}
+
+pub fn record_name(id: &StackId) -> String {
+    format!("{}cutover", id.param_path())
+}
+
+pub async fn load(aws: &Aws, id: &StackId) -> Result<Option<Record>> {
+    match aws.get_param(&record_name(id)).await? {
+        Some(v) => serde_json::from_str(&v).map(Some).map_err(|e| {
+            Error::failed(format!(
+                "{} does not hold a cutover record ({e}); fix or delete it",
+                record_name(id)
+            ))
+        }),
+        None => Ok(None),
+    }
+}
+
+async fn save(aws: &Aws, id: &StackId, rec: &Record) -> Result<()> {
+    aws.put_param(&record_name(id), &serde_json::to_string(rec).expect("json"))
+        .await
+}
+
+/// The physical server: how poscloud reaches it, how the cloud host reaches it, and its
+/// POS application.
+pub struct Source<'a> {
+    pub site: Site<'a>,
+    pub target: SshTarget,
+    /// The address the cloud host reaches it at, through the VPN.
+    pub lan: Ipv4Addr,
+    pub app: String,
+    pub spec: CutoverSpec,
+}
+
+impl Source<'_> {
+    pub fn url(&self) -> String {
+        format!(
+            "ssh://{}@{}:{}",
+            self.target.user, self.target.host, self.target.port
+        )
+    }
+
+    fn inputs(&self, action: &str) -> Result<Inputs> {
+        Inputs::new()
+            .set("ACTION", action)?
+            .set("DATA_DIR", &self.spec.data_dir)?
+            .set("STOP_CMD", &self.spec.stop)?
+            .set("START_CMD", &self.spec.start)?
+            .set("CHECK_CMD", &self.spec.check)
+    }
+
+    async fn run(&self, action: &str, extra: &[(&str, &str)], what: &'static str) -> Result<Value> {
+        let mut inputs = self.inputs(action)?;
+        for (k, v) in extra {
+            inputs = inputs.set(k, *v)?;
+        }
+        self.site
+            .run_script("cutover.sh", &inputs, SHORT, no_sink(), move |_| {
+                (
+                    what.into(),
+                    "read the reason above; the same command resumes once it is fixed".into(),
+                )
+            })
+            .await
+    }
+
+    pub async fn facts(&self) -> Result<Value> {
+        let mut inputs = self.inputs("src-facts")?;
+        if let Some(b) = &self.spec.backup_stamp {
+            inputs = inputs.set("BACKUP_STAMP", b)?;
+        }
+        let out = self
+            .site
+            .remote
+            .run(
+                &crate::remote::script("cutover.sh"),
+                &inputs,
+                SHORT,
+                no_sink(),
+            )
+            .await?;
+        match (out.exit_code, out.result()) {
+            (0 | 3, Some(r)) => Ok(r),
+            (code, _) => Err(Error::failed(format!(
+                "cannot read the source {} (exit {code}):\n{}",
+                self.url(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))),
+        }
+    }
+}
+
+/// Everything the preflight found; `problems` empty means go.
+pub struct Preflight {
+    pub facts: Value,
+    pub problems: Vec<String>,
+    pub lines: Vec<String>,
+    pub location: Option<String>,
+}
+
+/// The checks of step 1; changes nothing anywhere.
+pub async fn preflight(
+    site: &Site<'_>,
+    aws: &Aws,
+    spec: &StackSpec,
+    src: &Source<'_>,
+) -> Result<Preflight> {
+    let mut problems = Vec::new();
+    let mut lines = Vec::new();
+    let id = &spec.id;
+    let pos = spec.pos.as_ref().ok_or_else(|| {
+        Error::usage(format!(
+            "{}: no [pos] section: the cloud POS must be staged before a cutover",
+            spec.source
+        ))
+    })?;
+
+    // The cloud side: staged, the holder with eth1 running.
+    let staged = super::phase_state(aws, id, "stage").await?;
+    let ready = super::phase_state(aws, id, "ready").await?;
+    if staged.is_none() || ready.is_none() {
+        problems.push(format!(
+            "the cloud POS of {id} is not provisioned to the end (no stage/ready record): run `poscloud provision` first"
+        ));
+    }
+    let status = site
+        .run_script(
+            "pos.sh",
+            &Inputs::new()
+                .set("ACTION", "status")?
+                .set("CONTAINER", "pos")?,
+            SHORT,
+            no_sink(),
+            |_| {
+                (
+                    "reading the POS status failed".into(),
+                    "check the host".into(),
+                )
+            },
+        )
+        .await?;
+    let want = format!("{}/{}", spec.pos_ip, spec.network.prefix_len());
+    if status["net_running"] != true || status["eth1"] != want.as_str() || status["exists"] != true
+    {
+        problems.push(format!(
+            "the cloud POS is not staged and healthy (container exists: {}, network holder running: {}, eth1: {}): `poscloud pos status`, `poscloud pos start`",
+            status["exists"], status["net_running"], status["eth1"]
+        ));
+    } else {
+        lines.push(format!("cloud POS staged, eth1 {want}"));
+    }
+
+    // The VPN location whose networks hold the source's LAN address, up.
+    let locations = vpn::locations(aws, id).await?;
+    let location = locations
+        .iter()
+        .find(|r| r.location.peer_nets.iter().any(|n| n.contains(&src.lan)))
+        .map(|r| r.location.name.clone());
+    match &location {
+        None => problems.push(format!(
+            "no VPN location of {id} reaches {} (the source as the cloud reaches it): `poscloud vpn create` for the shop, or --from-lan",
+            src.lan
+        )),
+        Some(l) => {
+            let st = vpn::host(site, "status", Some(l)).await?;
+            if st["locations"][0]["up"] == true {
+                lines.push(format!("VPN {l} up (reaches {})", src.lan));
+            } else {
+                problems.push(format!(
+                    "the VPN {l} (which reaches {}) is not up: `poscloud vpn status`, `poscloud vpn start --location {l}`",
+                    src.lan
+                ));
+            }
+        }
+    }
+
+    // The source: reachable with its pinned key, data and application found, not migrated.
+    let facts = src.facts().await?;
+    if facts["found"] != true {
+        problems.push(format!(
+            "the data directory {} is not on the source {}: set [cutover] data_dir in the stack file",
+            src.spec.data_dir,
+            src.url()
+        ));
+    } else {
+        lines.push(format!(
+            "source {} reached (host key pinned): {} holds {} files, {} bytes; POS application {}",
+            src.url(),
+            src.spec.data_dir,
+            facts["files"],
+            facts["bytes"],
+            facts["app"].as_str().unwrap_or("?")
+        ));
+    }
+    if let Some(m) = facts["marker"].as_str() {
+        problems.push(format!(
+            "the source is already marked as migrated ({}): {}",
+            "/etc/poscloud-migrated",
+            m.replace('\n', "; ")
+        ));
+    }
+    match facts["backup_age_s"].as_u64() {
+        Some(s) => lines.push(format!("last backup {} ago", human_duration(s))),
+        None if src.spec.backup_stamp.is_some() => {
+            lines.push("last backup: unknown (no backup stamp on the source)".into())
+        }
+        None => lines.push("last backup: not known ([cutover] backup_stamp is not set)".into()),
+    }
+
+    // Space on the cloud data volume.
+    let cloud = cloud_facts(site, &stage::data_dir(pos), false).await?;
+    let bytes = facts["bytes"].as_u64().unwrap_or(0);
+    let need = (bytes as f64 * SPACE_FACTOR) as u64;
+    let free = cloud["free_bytes"].as_u64().unwrap_or(0);
+    if free < need {
+        problems.push(format!(
+            "the cloud data volume has {free} bytes free; the data needs {need} ({SPACE_FACTOR} × {bytes}): grow the volume first"
+        ));
+    } else {
+        lines.push(format!(
+            "cloud data volume: {free} bytes free, {need} needed"
+        ));
+    }
+    Ok(Preflight {
+        facts,
+        problems,
+        lines,
+        location,
+    })
+}
+
+fn human_duration(s: u64) -> String {
+    match s {
+        0..=5399 => format!("{} min", s.div_ceil(60)),
+        5400..=172_799 => format!("{:.1} h", s as f64 / 3600.0),
+        _ => format!("{} days", s / 86400),
+    }
+}
+
+/// An estimate of the downtime (freeze → POS up) for `bytes` of data: the final sync of a
+/// day's changes, checksums on both sides, and the POS start.
+pub fn estimate_downtime(bytes: u64) -> String {
+    let hash = bytes as f64 / HASH_RATE;
+    let total = 60.0 + hash + 60.0;
+    format!(
+        "about {} (final sync of the changes since the pre-sync ~1 min, checksums of {bytes} bytes ~{}, POS start ~1 min)",
+        human_duration(total as u64),
+        human_duration(hash as u64)
+    )
+}
+
+async fn cloud_facts(site: &Site<'_>, data_dir: &str, keygen: bool) -> Result<Value> {
+    let mut inputs = Inputs::new()
+        .set("ACTION", "cloud-facts")?
+        .set("DATA_DIR", data_dir)?;
+    if keygen {
+        inputs = inputs.set("KEYGEN", "1")?;
+    }
+    site.run_script("cutover.sh", &inputs, SHORT, no_sink(), |_| {
+        (
+            "reading the cloud data volume failed".into(),
+            "check the host".into(),
+        )
+    })
+    .await
+}
+
+/// One cutover run: what it needs and where it records.
+pub struct Cutover<'a, 'b> {
+    pub site: &'b Site<'a>,
+    pub aws: &'a Aws,
+    pub ui: &'b Ui,
+    pub spec: &'b StackSpec,
+    pub src: &'b Source<'a>,
+    /// The cloud instance (for the migration marker).
+    pub instance: String,
+    /// KiB/s for the syncs (0: no limit).
+    pub bwlimit: u32,
+}
+
+impl Cutover<'_, '_> {
+    fn id(&self) -> &StackId {
+        &self.spec.id
+    }
+
+    fn data_dir(&self) -> String {
+        stage::data_dir(self.spec.pos.as_ref().expect("checked by preflight"))
+    }
+
+    async fn mark(&self, rec: &mut Record, step: &str, mut result: Value) -> Result<()> {
+        let prior = rec.steps.remove(step);
+        if let (Some(Value::Object(p)), Value::Object(r)) = (prior, &mut result) {
+            for (k, v) in p {
+                r.entry(k).or_insert(v);
+            }
+        }
+        result["at"] = json!(now());
+        rec.steps.insert(step.into(), result);
+        save(self.aws, self.id(), rec).await?;
+        self.site.journal().event(
+            "cutover-step",
+            json!({"stack": self.id().to_string(), "step": step}),
+        );
+        Ok(())
+    }
+
+    /// rsync on the cloud host from the source's SRC_DIR (its data directory as its SSH
+    /// server sees it, from the preflight's facts).
+    async fn sync(&self, src_dir: &str) -> Result<Value> {
+        let bwlimit = self.bwlimit;
+        let t = &self.src.target;
+        let inputs = Inputs::new()
+            .set("ACTION", "cloud-sync")?
+            .set("DATA_DIR", self.data_dir())?
+            .set("SRC_USER", &t.user)?
+            .set("SRC_HOST", self.src.lan.to_string())?
+            .set("SRC_PORT", t.port.to_string())?
+            .set("SRC_HOST_KEY", t.host_key.to_line())?
+            .set("SRC_DIR", src_dir)?
+            .set("BWLIMIT", bwlimit.to_string())?;
+        self.site
+            .run_script("cutover.sh", &inputs, SYNC_TIMEOUT, self.ui.remote_sink(), |_| {
+                (
+                    "the data sync from the source failed".into(),
+                    "check the VPN (`poscloud vpn status`) and the source; the same command resumes (rsync moves only what is missing)".into(),
+                )
+            })
+            .await
+    }
+
+    /// The source's data directory as its SSH server sees it, from the preflight record.
+    fn src_dir(rec: &Record) -> Result<String> {
+        rec.steps["preflight"]["data_dir"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| Error::failed("the preflight record has no data_dir: run `poscloud cutover rollback`, then `cutover run` again"))
+    }
+
+    /// Runs the steps from the first one not done; `until` stops after that step.
+    pub async fn run(&self, until: Option<&str>) -> Result<Record> {
+        let id = self.id();
+        let mut rec = match load(self.aws, id).await? {
+            Some(r) if r.state == "done" => return Ok(r),
+            Some(r) if r.state == "running" && r.source != self.src.url() => {
+                return Err(Error::usage(format!(
+                    "a cutover of {id} from {} is in progress; finish it with that --from, or `poscloud cutover rollback`",
+                    r.source
+                )))
+            }
+            Some(r) if r.state == "running" => r,
+            prior => Record {
+                source: self.src.url(),
+                state: "running".into(),
+                started_at: now(),
+                by: format!("{}@{}", local_user(), local_host()),
+                steps: BTreeMap::new(),
+                rollbacks: prior.as_ref().map_or(0, |p| p.rollbacks),
+                rolled_back_at: prior.and_then(|p| p.rolled_back_at),
+            },
+        };
+        for &step in STEPS {
+            if rec.done(step) {
+                continue;
+            }
+            match step {
+                "preflight" => self.preflight(&mut rec).await?,
+                "pre-sync" => {
+                    let ui = self.ui.step("pre-sync: bulk copy while the shop is open");
+                    let r = self.pre_sync(&rec).await;
+                    let r = finish_step(ui, r, |r| {
+                        format!("{} files, {} bytes", r["files"], r["bytes"])
+                    })?;
+                    self.mark(&mut rec, step, r).await?;
+                }
+                "freeze" => self.freeze(&mut rec).await?,
+                "final-sync" => {
+                    let ui = self.ui.step("final sync: the changes since the pre-sync");
+                    let r = self.sync(&Self::src_dir(&rec)?).await;
+                    let r = finish_step(ui, r, |r| {
+                        format!("{} files, {} bytes", r["files"], r["bytes"])
+                    })?;
+                    self.mark(&mut rec, step, r).await?;
+                }
+                "verify" => self.verify(&mut rec).await?,
+                "switch" => self.switch(&mut rec).await?,
+                "finish" => {
+                    let ui = self
+                        .ui
+                        .step("finish: the physical server marked as migrated");
+                    let r = self.finish().await;
+                    let r = finish_step(ui, r, |_| String::new())?;
+                    rec.state = "done".into();
+                    self.mark(&mut rec, step, r).await?;
+                }
+                _ => unreachable!("{step}"),
+            }
+            if until == Some(step) {
+                break;
+            }
+        }
+        Ok(rec)
+    }
+
+    async fn preflight(&self, rec: &mut Record) -> Result<()> {
+        let ui = self.ui.step("preflight: cloud POS, VPN, source, space");
+        let pf = match preflight(self.site, self.aws, self.spec, self.src).await {
+            Ok(p) => p,
+            Err(e) => {
+                ui.failed();
+                return Err(e);
+            }
+        };
+        if !pf.problems.is_empty() {
+            ui.failed();
+            return Err(Error::failed(format!(
+                "the preflight found {} problem(s); nothing was changed:\n  - {}",
+                pf.problems.len(),
+                pf.problems.join("\n  - ")
+            )));
+        }
+        ui.done("");
+        for l in &pf.lines {
+            self.ui.info(format!("  {l}"));
+        }
+        let f = &pf.facts;
+        self.mark(
+            rec,
+            "preflight",
+            json!({"data_dir": f["data_dir"], "bytes": f["bytes"], "files": f["files"],
+                   "app": f["app"], "backup_age_s": f["backup_age_s"], "vpn": pf.location}),
+        )
+        .await
+    }
+
+    async fn pre_sync(&self, rec: &Record) -> Result<Value> {
+        let cloud = cloud_facts(self.site, &self.data_dir(), true).await?;
+        let key = cloud["pubkey"]
+            .as_str()
+            .ok_or_else(|| Error::failed("the cloud host made no cutover key"))?;
+        self.src
+            .run(
+                "src-authorize",
+                &[("SHOP", self.id().shop.as_str()), ("PUBKEY", key)],
+                "letting the cloud host read the data failed",
+            )
+            .await?;
+        self.sync(&Self::src_dir(rec)?).await
+    }
+
+    /// Stops the physical POS. `started_at` and whether it ran are recorded before the stop,
+    /// so a run killed in between knows poscloud stopped it.
+    async fn freeze(&self, rec: &mut Record) -> Result<()> {
+        let ui = self
+            .ui
+            .step("freeze: the physical POS stops (downtime starts)");
+        if !rec.frozen() {
+            let facts = match self.src.facts().await {
+                Ok(f) => f,
+                Err(e) => {
+                    ui.failed();
+                    return Err(e);
+                }
+            };
+            rec.steps.insert(
+                "freeze".into(),
+                json!({"started_at": now(), "was_running": facts["app"] == "running"}),
+            );
+            save(self.aws, self.id(), rec).await?;
+        }
+        let r = self
+            .src
+            .run("src-stop", &[], "stopping the physical POS failed")
+            .await;
+        let r = finish_step(ui, r, |_| String::new())?;
+        let _ = r;
+        self.mark(rec, "freeze", json!({"stopped_by_poscloud": true}))
+            .await
+    }
+
+    async fn verify(&self, rec: &mut Record) -> Result<()> {
+        let ui = self
+            .ui
+            .step("verify: checksums of every file on both sides");
+        let both = async {
+            let src = self
+                .src
+                .site
+                .run_script_output(
+                    "cutover.sh",
+                    &Inputs::new()
+                        .set("ACTION", "manifest")?
+                        .set("DATA_DIR", &self.src.spec.data_dir)?,
+                    MANIFEST_TIMEOUT,
+                    no_sink(),
+                    |_| {
+                        (
+                            "checksums on the source failed".into(),
+                            "check the source".into(),
+                        )
+                    },
+                )
+                .await?;
+            let cloud = self
+                .site
+                .run_script_output(
+                    "cutover.sh",
+                    &Inputs::new()
+                        .set("ACTION", "manifest")?
+                        .set("DATA_DIR", self.data_dir())?,
+                    MANIFEST_TIMEOUT,
+                    no_sink(),
+                    |_| {
+                        (
+                            "checksums on the cloud host failed".into(),
+                            "check the host".into(),
+                        )
+                    },
+                )
+                .await?;
+            Ok::<_, Error>((src.stdout_text(), cloud.stdout_text()))
+        };
+        let (src, cloud) = match both.await {
+            Ok(x) => x,
+            Err(e) => {
+                ui.failed();
+                return Err(e);
+            }
+        };
+        let diff = compare(&src, &cloud);
+        if !diff.is_empty() {
+            ui.failed();
+            // The final sync runs again on the next `cutover run`.
+            rec.steps.remove("final-sync");
+            save(self.aws, self.id(), rec).await?;
+            let shown: Vec<&String> = diff.iter().take(20).collect();
+            let more = diff.len().saturating_sub(shown.len());
+            return Err(Error::failed(format!(
+                "verify: {} file(s) differ between the source and the cloud copy; the cutover stops here (the cloud POS was not started):\n  {}{}\n  next: find out what changed the source after the freeze; `poscloud cutover run` syncs again and verifies, `poscloud cutover rollback` restarts the physical POS",
+                diff.len(),
+                shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n  "),
+                if more > 0 { format!("\n  … and {more} more") } else { String::new() }
+            )));
+        }
+        let files = src
+            .lines()
+            .filter(|l| !l.starts_with("POSCLOUD_RESULT "))
+            .count();
+        ui.done(&format!("{files} files identical"));
+        self.mark(rec, "verify", json!({"files": files})).await
+    }
+
+    async fn switch(&self, rec: &mut Record) -> Result<()> {
+        let ui = self.ui.step("switch: the cloud POS starts");
+        let started = async {
+            self.site
+                .run_script(
+                    "cutover.sh",
+                    &Inputs::new()
+                        .set("ACTION", "cloud-pos")?
+                        .set("POS_ACTION", "start")?,
+                    SHORT,
+                    no_sink(),
+                    |_| ("starting the cloud POS failed".into(), "`poscloud pos status`; `poscloud cutover rollback` restarts the physical POS".into()),
+                )
+                .await
+        }
+        .await;
+        if let Err(e) = started {
+            ui.failed();
+            return Err(e);
+        }
+        ui.done("");
+        stage::check_ready(self.site, self.ui, self.spec).await?;
+        let up_at = now();
+        let downtime = rec.steps["freeze"]["started_at"]
+            .as_str()
+            .and_then(|s| seconds_between(s, &up_at));
+        self.mark(
+            rec,
+            "switch",
+            json!({"up_at": up_at, "downtime_s": downtime}),
+        )
+        .await?;
+        if let Some(d) = downtime {
+            self.ui.info(format!(
+                "downtime: {} (freeze → cloud POS up)",
+                human_duration_exact(d)
+            ));
+        }
+        Ok(())
+    }
+
+    async fn finish(&self) -> Result<Value> {
+        let at = now();
+        self.src
+            .run(
+                "src-mark",
+                &[
+                    ("SHOP", self.id().shop.as_str()),
+                    ("AT", &at),
+                    ("INSTANCE", &self.instance),
+                ],
+                "marking the physical server as migrated failed",
+            )
+            .await?;
+        self.src
+            .run(
+                "src-deauthorize",
+                &[("SHOP", self.id().shop.as_str())],
+                "removing the cloud host's key from the source failed",
+            )
+            .await?;
+        Ok(json!({"marker": "/etc/poscloud-migrated", "instance": self.instance}))
+    }
+
+    /// After the freeze: the cloud POS stopped, the physical one started and answering, the
+    /// marker and the cloud host's key removed from the source; recorded.
+    pub async fn rollback(&self) -> Result<Record> {
+        let id = self.id();
+        let mut rec = match load(self.aws, id).await? {
+            Some(r) if r.state == "running" && r.frozen() => r,
+            Some(r) if r.state == "running" => {
+                // Nothing stopped yet: only the key the pre-sync may have left goes.
+                self.src
+                    .run(
+                        "src-deauthorize",
+                        &[("SHOP", id.shop.as_str())],
+                        "removing the cloud host's key from the source failed",
+                    )
+                    .await?;
+                self.aws.delete_parameter(&record_name(id)).await?;
+                let mut r = r;
+                r.state = "cleared".into();
+                return Ok(r);
+            }
+            Some(r) => return Ok(r),
+            None => return Err(Error::usage(format!("{id} has no cutover to roll back"))),
+        };
+        let ui = self
+            .ui
+            .step("rollback: cloud POS stopped, physical POS started");
+        let work = async {
+            self.site
+                .run_script(
+                    "cutover.sh",
+                    &Inputs::new()
+                        .set("ACTION", "cloud-pos")?
+                        .set("POS_ACTION", "stop")?,
+                    SHORT,
+                    no_sink(),
+                    |_| {
+                        (
+                            "stopping the cloud POS failed".into(),
+                            "`poscloud pos stop`, then roll back again".into(),
+                        )
+                    },
+                )
+                .await?;
+            self.src
+                .run("src-unmark", &[], "removing the migration marker failed")
+                .await?;
+            self.src
+                .run("src-start", &[], "the physical POS did not start")
+                .await?;
+            self.src
+                .run(
+                    "src-deauthorize",
+                    &[("SHOP", id.shop.as_str())],
+                    "removing the cloud host's key from the source failed",
+                )
+                .await
+        };
+        finish_step(ui, work.await, |_| String::new())?;
+        rec.state = "rolled-back".into();
+        rec.rollbacks += 1;
+        rec.rolled_back_at = Some(now());
+        save(self.aws, id, &rec).await?;
+        self.site
+            .journal()
+            .event("cutover-rollback", json!({"stack": id.to_string()}));
+        Ok(rec)
+    }
+}
+
+fn finish_step(
+    ui: crate::ui::Step,
+    r: Result<Value>,
+    detail: impl Fn(&Value) -> String,
+) -> Result<Value> {
+    match r {
+        Ok(v) => {
+            ui.done(&detail(&v));
+            Ok(v)
+        }
+        Err(e) => {
+            ui.failed();
+            Err(e)
+        }
+    }
+}
+
+fn seconds_between(a: &str, b: &str) -> Option<u64> {
+    let t = |s: &str| humantime::parse_rfc3339(s).ok();
+    t(b)?.duration_since(t(a)?).ok().map(|d| d.as_secs())
+}
+
+fn human_duration_exact(s: u64) -> String {
+    format!("{} min {} s", s / 60, s % 60)
+}
+
+/// The differences between two manifests (cutover.sh `manifest`), one line each:
+/// "differs: NAME", "missing in the cloud copy: NAME", "only in the cloud copy: NAME".
+pub fn compare(src: &str, cloud: &str) -> Vec<String> {
+    // "HASH  NAME", or "\\HASH  NAME" with \\ and \n escaped in NAME: names with a
+    // backslash are always escaped, so the escaped form is a key of its own.
+    fn parse(text: &str) -> BTreeMap<String, &str> {
+        text.lines()
+            .filter(|l| !l.starts_with("POSCLOUD_RESULT "))
+            .filter_map(|l| {
+                let (body, escaped) = match l.strip_prefix('\\') {
+                    Some(b) => (b, true),
+                    None => (l, false),
+                };
+                let (hash, name) = body.split_once("  ")?;
+                let key = if escaped {
+                    format!("\\{name}")
+                } else {
+                    name.to_string()
+                };
+                Some((key, hash))
+            })
+            .collect()
+    }
+    let (a, b) = (parse(src), parse(cloud));
+    let names: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let mut out = Vec::new();
+    for n in names {
+        match (a.get(n), b.get(n)) {
+            (Some(x), Some(y)) if x == y => {}
+            (Some(_), Some(_)) => out.push(format!("differs: {n}")),
+            (Some(_), None) => out.push(format!("missing in the cloud copy: {n}")),
+            (None, Some(_)) => out.push(format!("only in the cloud copy: {n}")),
+            (None, None) => {}
+        }
+    }
+    out
+}

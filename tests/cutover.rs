@@ -1,0 +1,448 @@
+//! `cutover plan|run|status|rollback` through the binary, with real parts: the emulator for
+//! AWS (the cutover record in SSM), a "cloud" test host with the POS staged (reached over
+//! SSH with a pinned key), a real strongSwan router for the florist's shop, and a
+//! "physical" test host on that router's LAN with sshd, 1 000+ files (large and odd-named)
+//! and a stand-in POS service (an HTTP server) it can stop and start. The cloud host pulls
+//! the data through the tunnel with rsync over SSH, as it would on cutover night.
+//!
+//! Looser than real life: the cloud host is reached over SSH (not SSM Run Command), and both
+//! hosts share this machine's file system below their own root directories.
+
+mod common;
+use common::data::{assert_same_tree, generate, put, Rng};
+use common::host::TestHost;
+use common::vpn::{eventually, Peer, Pos};
+use common::{Rig, Run};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const SHOP: &str = "83000002";
+
+/// The stand-in POS application of the physical server: an HTTP server on port 8400 of the
+/// host's namespace, recorded by PID. `status` passes while it answers.
+const SERVICE: &str = r#"#!/bin/sh
+pidf="$POSCLOUD_ROOT/run/pos-service.pid"
+case $1 in
+  start)
+    mkdir -p "$POSCLOUD_ROOT/run" "$POSCLOUD_ROOT/srv/www"
+    echo "pos ok" >"$POSCLOUD_ROOT/srv/www/index.html"
+    setsid python3 -m http.server 8400 --directory "$POSCLOUD_ROOT/srv/www" >/dev/null 2>&1 </dev/null &
+    echo $! >"$pidf"
+    ;;
+  stop)
+    [ -f "$pidf" ] && kill "$(cat "$pidf")" 2>/dev/null
+    rm -f "$pidf"
+    ;;
+  status) curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:8400/ ;;
+esac
+"#;
+
+struct Physical {
+    h: TestHost,
+    lan: String,
+}
+
+impl Physical {
+    fn data(&self) -> PathBuf {
+        self.h.root.join("usr2")
+    }
+
+    fn service(&self, action: &str) -> bool {
+        Command::new("ip")
+            .args(["netns", "exec", &format!("pc-{}", self.h.name)])
+            .args(["env", &format!("POSCLOUD_ROOT={}", self.h.root.display())])
+            .arg("sh")
+            .arg(self.h.root.join("srv/pos-service"))
+            .arg(action)
+            .status()
+            .unwrap()
+            .success()
+    }
+
+    fn serves(&self) -> bool {
+        self.service("status")
+    }
+
+    fn authorized_keys(&self) -> String {
+        std::fs::read_to_string(self.h.dir.path().join("home/.ssh/authorized_keys"))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Physical {
+    fn drop(&mut self) {
+        // The stand-in service, by its recorded PID.
+        if let Ok(p) = std::fs::read_to_string(self.h.root.join("run/pos-service.pid")) {
+            let _ = Command::new("kill").arg(p.trim()).status();
+        }
+    }
+}
+
+struct Setup {
+    rig: Rig,
+    pos: Pos,
+    phys: Physical,
+    _peer: Peer,
+    stack: String,
+}
+
+impl Setup {
+    fn run(&self, args: &[&str]) -> Run {
+        let a = self.args(args);
+        self.rig
+            .run(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    fn args<'a>(&'a self, args: &[&'a str]) -> Vec<String> {
+        let p = &self.pos.h;
+        let mut a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        for s in [
+            "--shop",
+            SHOP,
+            "--env",
+            "qa",
+            "--stack",
+            &self.stack,
+            "--ssh",
+            &p.ssh_address(),
+            "--ssh-key",
+            &p.client_key.to_string_lossy(),
+            "--host-key-file",
+            &p.host_key_pub.to_string_lossy(),
+        ] {
+            a.push(s.to_string());
+        }
+        a
+    }
+
+    /// cutover plan|run|rollback with the source options.
+    fn cutover(&self, sub: &str, extra: &[&str]) -> Run {
+        let args = self.cutover_args(sub, extra);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.rig.run(&refs)
+    }
+
+    fn cutover_args(&self, sub: &str, extra: &[&str]) -> Vec<String> {
+        let h = &self.phys.h;
+        let from = format!("ssh://{}@{}:{}", h.user, h.address, h.port);
+        let hk = h.host_key_pub.to_string_lossy().into_owned();
+        let key = h.client_key.to_string_lossy().into_owned();
+        let mut a = vec![
+            "cutover",
+            sub,
+            "--from",
+            &from,
+            "--from-host-key-file",
+            &hk,
+            "--from-key",
+            &key,
+            "--from-lan",
+            &self.phys.lan,
+        ];
+        a.extend_from_slice(extra);
+        self.args(&a)
+    }
+
+    /// Starts `cutover run` and kills it (SIGKILL, by PID) once an rsync writing into the
+    /// cloud's data directory runs: an engineer's laptop dying mid-sync.
+    fn kill_during_sync(&self, extra: &[&str]) {
+        let args = self.cutover_args("run", extra);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut child = self.rig.command(&refs).spawn().unwrap();
+        let dest = self.cloud_data().to_string_lossy().into_owned();
+        let seen = eventually(Duration::from_secs(120), || {
+            rsync_into(&dest) || child.try_wait().unwrap().is_some()
+        });
+        assert!(seen, "no rsync seen");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be interrupted"
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    fn cloud_data(&self) -> PathBuf {
+        self.pos.h.root.join("var/lib/poscloud/data/rti")
+    }
+
+    fn record(&self) -> serde_json::Value {
+        let out = self
+            .run(&["--output", "json", "cutover", "status"])
+            .ok()
+            .json();
+        out["record"].clone()
+    }
+
+    fn cloud_pos_running(&self) -> bool {
+        self.pos
+            .h
+            .docker(&["inspect", "-f", "{{.State.Running}}", "pos"])
+            .1
+            == "true"
+    }
+}
+
+/// Is an rsync running whose command line names `dest`?
+fn rsync_into(dest: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+            let c = String::from_utf8_lossy(&c);
+            c.starts_with("rsync\0") && c.contains(dest)
+        })
+    })
+}
+
+fn setup() -> Setup {
+    let rig = Rig::new();
+    let pos = Pos::up("cut1", 56);
+    pos.h.finish_userdata();
+    let (url, sum) = pos.h.pos_artifact("true\n");
+    let base = std::fs::read_to_string(common::repo().join("stacks/qa.toml")).unwrap();
+    let stack = rig.home.path().join("cutover.toml");
+    std::fs::write(
+        &stack,
+        format!(
+            "{base}\n[pos]\napp = \"rti\"\nimage = \"poscloud/base:test\"\nartifact_url = \"{url}\"\nartifact_sha256 = \"{sum}\"\nmemory = \"256m\"\n\n[cutover]\nstop = \"sh $POSCLOUD_ROOT/srv/pos-service stop\"\nstart = \"sh $POSCLOUD_ROOT/srv/pos-service start\"\ncheck = \"sh $POSCLOUD_ROOT/srv/pos-service status\"\nbackup_stamp = \"/var/backups/pos.stamp\"\n"
+        ),
+    )
+    .unwrap();
+    let stack = stack.to_string_lossy().into_owned();
+
+    // The physical server: data, a backup stamp, the POS service running.
+    let h = TestHost::up("cphys", 57, false);
+    let peer = Peer::up(&pos, "g1", 5);
+    let lan = peer.attach_host(&h, "g1");
+    let phys = Physical { h, lan };
+    std::fs::create_dir_all(phys.h.root.join("srv")).unwrap();
+    std::fs::write(phys.h.root.join("srv/pos-service"), SERVICE).unwrap();
+    generate(&phys.data(), 1000, 7);
+    let mut rng = Rng(11);
+    put(&phys.data(), b"big/transactions.db", &rng.bytes(24 << 20));
+    std::os::unix::fs::symlink("big/transactions.db", phys.data().join("current.db")).unwrap();
+    put(&phys.h.root, b"var/backups/pos.stamp", b"");
+    assert!(phys.service("start"));
+    assert!(eventually(Duration::from_secs(10), || phys.serves()));
+
+    let mut s = Setup {
+        rig,
+        pos,
+        phys,
+        _peer: peer,
+        stack,
+    };
+    // The cloud stack, provisioned to the end, and the VPN to the shop up.
+    s.run(&["provision", "--until", "infra"]).ok();
+    let eip = eip(&s.rig);
+    s._peer.pos_id = eip;
+    s.run(&["provision"]).ok();
+    s.run(&[
+        "vpn",
+        "create",
+        "--location",
+        "shop",
+        "--peer-ip",
+        &s._peer.ip.clone(),
+        "--peer-net",
+        &s._peer.lan.clone(),
+    ])
+    .ok();
+    let psk_file = s.rig.home.path().join("shop.psk");
+    s.run(&[
+        "vpn",
+        "sheet",
+        "--location",
+        "shop",
+        "--reveal",
+        "--psk-file",
+        &psk_file.to_string_lossy(),
+    ])
+    .ok();
+    let psk = std::fs::read_to_string(&psk_file).unwrap();
+    s._peer.configure("2", psk.trim());
+    s.run(&["vpn", "start"]).ok();
+    assert!(s.pos.ping(&s.phys.lan), "the physical server over the VPN");
+    s
+}
+
+fn eip(rig: &Rig) -> String {
+    rig.block(async {
+        rig.ec2
+            .describe_addresses()
+            .send()
+            .await
+            .unwrap()
+            .addresses()
+            .iter()
+            .find(|a| {
+                a.tags()
+                    .iter()
+                    .any(|t| t.key() == Some("poscloud:role") && t.value() == Some("eip-pos"))
+            })
+            .and_then(|a| a.public_ip().map(str::to_string))
+            .unwrap()
+    })
+}
+
+fn change_file(dir: &Path, rel: &str, content: &[u8]) {
+    std::fs::write(dir.join(rel), content).unwrap();
+}
+
+#[test]
+fn a_cutover_resumes_after_interruptions_stops_on_a_changed_file_and_rolls_back() {
+    let s = setup();
+    let _ = &s._peer;
+
+    // plan: the checks and the steps, and nothing changes anywhere.
+    s.rig.proxy.reset();
+    let plan = s.cutover("plan", &[]).ok();
+    assert!(
+        plan.stdout.contains("estimated downtime"),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan.stdout.contains("VPN shop up"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("last backup"), "{}", plan.stdout);
+    assert_eq!(
+        s.rig.proxy.writes(),
+        Vec::<String>::new(),
+        "plan wrote to AWS"
+    );
+    assert!(s.phys.serves(), "plan left the physical POS running");
+    assert!(
+        s.phys.authorized_keys().is_empty(),
+        "plan authorized no key"
+    );
+    assert!(!s.pos.h.root.join("var/lib/poscloud/cutover").exists());
+
+    // Killed during the pre-sync (slowed to 4 MB/s): the re-run redoes the pre-sync only.
+    s.kill_during_sync(&["--bwlimit", "4000"]);
+    let rec = s.record();
+    assert!(rec["steps"]["pre-sync"]["at"].is_null(), "{rec}");
+    assert!(rec["steps"]["preflight"]["at"].is_string(), "{rec}");
+    assert!(s.phys.serves(), "the shop is still open");
+    let out = s
+        .cutover("run", &["--until", "pre-sync", "--break-lock"])
+        .ok();
+    assert!(
+        out.stdout.contains("stopped before freeze"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        s.phys.serves(),
+        "the pre-sync does not stop the physical POS"
+    );
+    assert!(
+        s.phys
+            .authorized_keys()
+            .contains("poscloud-cutover-83000002")
+            && s.phys.authorized_keys().contains("command=\""),
+        "the cloud host's key, restricted: {}",
+        s.phys.authorized_keys()
+    );
+    assert!(
+        !s.cloud_pos_running(),
+        "the cloud POS waits while its data is replaced"
+    );
+
+    // The shop keeps working after the pre-sync: a large change, a new file, a deleted one.
+    let mut rng = Rng(99);
+    put(&s.phys.data(), b"big/transactions.db", &rng.bytes(20 << 20));
+    put(&s.phys.data(), b"new today.txt", b"an order for roses\n");
+    std::fs::remove_file(s.phys.data().join("d3/s3/f0003.bin")).unwrap();
+
+    // Killed right after the freeze is recorded (the lock, freeze begun, freeze done).
+    let args = s.cutover_args("run", &["--break-lock"]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = s.rig.command(&refs).spawn().unwrap();
+    s.rig.proxy.kill_after_write(3, child.id());
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    let rec = s.record();
+    assert!(rec["steps"]["freeze"]["at"].is_string(), "{rec}");
+    assert_eq!(rec["steps"]["freeze"]["was_running"], true, "{rec}");
+    assert!(rec["steps"]["final-sync"].is_null(), "{rec}");
+    assert!(!s.phys.serves(), "the physical POS is stopped");
+
+    // Killed during the final sync (slowed): the re-run syncs the rest.
+    s.kill_during_sync(&["--bwlimit", "4000", "--break-lock"]);
+    assert!(s.record()["steps"]["final-sync"]["at"].is_null());
+    s.cutover("run", &["--until", "final-sync", "--break-lock"])
+        .ok();
+    let rec = s.record();
+    assert!(rec["steps"]["final-sync"]["at"].is_string(), "{rec}");
+    assert_eq!(
+        rec["steps"]["freeze"]["was_running"], true,
+        "a resumed freeze keeps what it found first: {rec}"
+    );
+
+    // A file changed on the source after the freeze: verify names it and stops.
+    change_file(
+        &s.phys.data(),
+        "d5/s0/f0005.bin",
+        b"changed after the freeze",
+    );
+    let out = s.cutover("run", &[]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("differs: ./d5/s0/f0005.bin"),
+        "{}",
+        out.stderr
+    );
+    assert!(!s.cloud_pos_running(), "the cloud POS was not started");
+    let rec = s.record();
+    assert!(rec["steps"]["verify"].is_null(), "{rec}");
+    assert!(
+        rec["steps"]["final-sync"].is_null(),
+        "synced again next time: {rec}"
+    );
+
+    // Rollback after the freeze: the physical POS serves again.
+    let out = s.cutover("rollback", &[]).ok();
+    assert!(out.stdout.contains("rolled back"), "{}", out.stdout);
+    assert!(s.phys.serves(), "the physical POS answers again");
+    assert!(!s.cloud_pos_running());
+    assert!(!s.phys.authorized_keys().contains("poscloud-cutover"));
+    let rec = s.record();
+    assert_eq!(rec["state"], "rolled-back", "{rec}");
+    assert_eq!(rec["rollbacks"], 1, "{rec}");
+
+    // The cutover again, to the end.
+    let out = s.cutover("run", &[]).ok();
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(all.contains("downtime"), "{all}");
+    assert!(
+        out.stdout.contains("done: the cloud POS serves"),
+        "{}",
+        out.stdout
+    );
+    assert_same_tree(&s.cloud_data(), &s.phys.data(), "cloud copy");
+    assert!(s.cloud_pos_running());
+    assert!(s.pos.h.pos_answers(), "the cloud POS answers on eth1");
+    assert!(!s.phys.serves(), "the physical POS stays stopped");
+    let marker = std::fs::read_to_string(s.phys.h.root.join("etc/poscloud-migrated")).unwrap();
+    assert!(marker.contains("shop=83000002"), "{marker}");
+    assert!(marker.contains("cloud=i-"), "{marker}");
+    assert!(!s.phys.authorized_keys().contains("poscloud-cutover"));
+    let rec = s.record();
+    assert_eq!(rec["state"], "done", "{rec}");
+    assert!(rec["steps"]["switch"]["downtime_s"].is_u64(), "{rec}");
+
+    // Done: a second run does nothing and says so; a rollback is refused.
+    s.rig.proxy.reset();
+    let again = s.cutover("run", &[]).ok();
+    assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
+    assert_eq!(s.rig.proxy.writes(), Vec::<String>::new());
+    let refused = s.cutover("rollback", &[]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    let st = s.run(&["cutover", "status"]).ok();
+    assert!(st.stdout.contains("done"), "{}", st.stdout);
+
+    s.rig
+        .run(&["teardown", "--shop", SHOP, "--env", "qa", "--yes"])
+        .ok();
+    assert_eq!(s.rig.tagged(SHOP, "qa"), Vec::<String>::new());
+}
