@@ -164,6 +164,30 @@ impl Setup {
         child.wait().unwrap();
     }
 
+    /// Runs `cmd` on the physical server over SSH with the cloud host's cutover key (as an
+    /// intruder on the cloud host could): exit code and stderr.
+    fn with_cloud_key(&self, cmd: &str) -> (i32, String) {
+        let h = &self.phys.h;
+        let key = self.pos.h.root.join("var/lib/poscloud/cutover/id_ed25519");
+        let kh = self.rig.home.path().join("phys_known_hosts");
+        let line = std::fs::read_to_string(&h.host_key_pub).unwrap();
+        std::fs::write(&kh, format!("{} {}", h.address, line)).unwrap();
+        let out = Command::new("ssh")
+            .arg("-n")
+            .args(["-i", &key.to_string_lossy()])
+            .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
+            .args(["-o", &format!("UserKnownHostsFile={}", kh.display())])
+            .args(["-o", "StrictHostKeyChecking=yes"])
+            .arg(format!("{}@{}", h.user, h.address))
+            .arg(cmd)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     fn cloud_data(&self) -> PathBuf {
         self.pos.h.root.join("var/lib/poscloud/data/rti")
     }
@@ -347,6 +371,27 @@ fn a_cutover_resumes_after_interruptions_stops_on_a_changed_file_and_rolls_back(
         !s.cloud_pos_running(),
         "the cloud POS waits while its data is replaced"
     );
+    // The cloud host's key runs nothing but rsync reading the data directory.
+    let data = s.phys.data().to_string_lossy().into_owned();
+    for (cmd, what) in [
+        ("cat /etc/hostname".to_string(), "a shell command"),
+        (
+            format!("rsync --server -logDtpre.iLsfxCIvu . {data}/"),
+            "an rsync writing",
+        ),
+        (
+            "rsync --server --sender -logDtpre.iLsfxCIvu . /etc/".into(),
+            "another directory",
+        ),
+        (
+            format!("rsync --server --sender -l . {data}/;id"),
+            "a second command",
+        ),
+    ] {
+        let (code, err) = s.with_cloud_key(&cmd);
+        assert_ne!(code, 0, "{what} was allowed");
+        assert!(err.contains("refused"), "{what}: {err}");
+    }
 
     // The shop keeps working after the pre-sync: a large change, a new file, a deleted one.
     let mut rng = Rng(99);

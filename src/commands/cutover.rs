@@ -119,7 +119,6 @@ fn source<'a>(ctx: &Ctx, c: &Checked, line: &str) -> Result<Source<'a>> {
         site: Site::host(c.spec.id.clone(), c.target.clone(), journal),
         target: c.target.clone(),
         lan: c.lan,
-        app: c.app.clone(),
         spec: c.cutover.clone(),
     })
 }
@@ -133,6 +132,17 @@ async fn plan(ctx: &Ctx, a: &CutoverArgs) -> Result<()> {
     let site = crate::phases::site(&aws, &ctx.ui, id, &d, &c.reach).await?;
     let src = source(ctx, &c, &line)?;
     let rec = cutover::load(&aws, id).await?;
+    if let Some(r) = rec.as_ref().filter(|r| r.state == "done") {
+        ctx.result(
+            json!({"record": r}),
+            &format!(
+                "the cutover of {id} from {} finished at {}: nothing to plan\n",
+                r.source,
+                r.steps["finish"]["at"].as_str().unwrap_or("?")
+            ),
+        );
+        return Ok(());
+    }
     let step = ctx.ui.step("preflight (read only)");
     let pf = match cutover::preflight(&site, &aws, &c.spec, &src).await {
         Ok(p) => p,
@@ -173,9 +183,6 @@ async fn plan(ctx: &Ctx, a: &CutoverArgs) -> Result<()> {
         "estimated downtime (freeze → cloud POS up): {}",
         cutover::estimate_downtime(bytes)
     );
-    if let Some(r) = rec.as_ref().filter(|r| r.state == "done") {
-        let _ = writeln!(text, "note: a cutover from {} already finished", r.source);
-    }
     ctx.result(
         json!({"source": src.url(), "checks": pf.lines, "problems": pf.problems,
                "facts": pf.facts, "vpn": pf.location, "steps": STEPS, "record": rec,
@@ -303,7 +310,18 @@ async fn status(ctx: &Ctx, a: &PosArgs) -> Result<()> {
     if let Some(at) = &rec.rolled_back_at {
         let _ = writeln!(text, "rolled back {} time(s), last at {at}", rec.rollbacks);
     }
-    text.push_str(&downtime_text(&rec).replace(" (", "").replace(')', "\n"));
+    if let Some(d) = rec
+        .steps
+        .get("switch")
+        .and_then(|s| s["downtime_s"].as_u64())
+    {
+        let _ = writeln!(
+            text,
+            "downtime {} min {} s (freeze → cloud POS up)",
+            d / 60,
+            d % 60
+        );
+    }
     ctx.result(json!({"record": rec}), &text);
     Ok(())
 }

@@ -91,14 +91,13 @@ async fn save(aws: &Aws, id: &StackId, rec: &Record) -> Result<()> {
         .await
 }
 
-/// The physical server: how poscloud reaches it, how the cloud host reaches it, and its
-/// POS application.
+/// The physical server: how poscloud reaches it, how the cloud host reaches it, and how its
+/// POS application is handled.
 pub struct Source<'a> {
     pub site: Site<'a>,
     pub target: SshTarget,
     /// The address the cloud host reaches it at, through the VPN.
     pub lan: Ipv4Addr,
-    pub app: String,
     pub spec: CutoverSpec,
 }
 
@@ -814,4 +813,51 @@ pub fn compare(src: &str, cloud: &str) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compare_names_every_difference_and_ignores_the_result_line() {
+        let src = "aa  ./same\nbb  ./changed\ncc  ./gone\n\\dd  ./new\\nline\nsymlink:ee  ./link\nPOSCLOUD_RESULT {\"data_dir\":\"/a\"}\n";
+        let cloud = "aa  ./same\nxx  ./changed\n\\dd  ./new\\nline\nff  ./link\ngg  ./extra\nPOSCLOUD_RESULT {\"data_dir\":\"/b\"}\n";
+        assert_eq!(
+            compare(src, cloud),
+            vec![
+                "differs: ./changed",
+                "only in the cloud copy: ./extra",
+                "missing in the cloud copy: ./gone",
+                "differs: ./link",
+            ]
+        );
+        assert!(compare(src, src).is_empty());
+    }
+
+    #[test]
+    fn the_next_step_is_the_first_not_done() {
+        let mut r = Record::default();
+        assert_eq!(r.next_step(), Some("preflight"));
+        r.steps.insert("preflight".into(), json!({"at": "t"}));
+        r.steps.insert("pre-sync".into(), json!({"at": "t"}));
+        // A freeze begun but not finished is not done, but the POS may be stopped.
+        r.steps.insert("freeze".into(), json!({"started_at": "t"}));
+        assert_eq!(r.next_step(), Some("freeze"));
+        assert!(r.frozen());
+        for s in STEPS {
+            r.steps.insert((*s).into(), json!({"at": "t"}));
+        }
+        assert_eq!(r.next_step(), None);
+    }
+
+    #[test]
+    fn downtime_is_measured_between_two_times() {
+        assert_eq!(
+            seconds_between("2026-11-23T01:00:00Z", "2026-11-23T01:04:05Z"),
+            Some(245)
+        );
+        assert_eq!(human_duration_exact(245), "4 min 5 s");
+        assert!(estimate_downtime(15_000_000_000).contains("checksums of 15000000000 bytes"));
+    }
 }
