@@ -34,7 +34,7 @@ case $1 in
     [ -f "$pidf" ] && kill "$(cat "$pidf")" 2>/dev/null
     rm -f "$pidf"
     ;;
-  status) curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:8400/ ;;
+  status) curl -fs -o /dev/null --max-time 2 http://127.0.0.1:8400/ ;;
 esac
 "#;
 

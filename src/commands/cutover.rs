@@ -138,7 +138,7 @@ async fn plan(ctx: &Ctx, a: &CutoverArgs) -> Result<()> {
             &format!(
                 "the cutover of {id} from {} finished at {}: nothing to plan\n",
                 r.source,
-                r.steps["finish"]["at"].as_str().unwrap_or("?")
+                r.text("finish", "at").unwrap_or("?")
             ),
         );
         return Ok(());
@@ -219,7 +219,7 @@ async fn run_steps(ctx: &Ctx, a: &crate::cli::CutoverRunArgs) -> Result<()> {
     let line = command_line("cutover run", id);
     let aws = ctx.connect(&line).await?;
     if let Some(r) = cutover::load(&aws, id).await?.filter(|r| r.state == "done") {
-        let at = r.steps["finish"]["at"].as_str().unwrap_or("?").to_string();
+        let at = r.text("finish", "at").unwrap_or("?").to_string();
         ctx.result(
             json!({"record": r, "changed": false}),
             &format!(
@@ -339,7 +339,7 @@ async fn rollback(ctx: &Ctx, a: &CutoverArgs) -> Result<()> {
         Some(r) if r.state == "done" => {
             return Err(Error::usage(format!(
                 "the cutover of {id} finished at {}: the cloud POS has served since, and rolling back would lose what it recorded. Copy the data back to the physical server first (not automated), then start it by hand",
-                r.steps["finish"]["at"].as_str().unwrap_or("?")
+                r.text("finish", "at").unwrap_or("?")
             )));
         }
         Some(r) if r.state != "running" => {

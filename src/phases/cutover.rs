@@ -64,6 +64,11 @@ impl Record {
         STEPS.iter().copied().find(|s| !self.done(s))
     }
 
+    /// A text value of a step's result.
+    pub fn text(&self, step: &str, key: &str) -> Option<&str> {
+        self.steps.get(step).and_then(|s| s[key].as_str())
+    }
+
     /// Whether the physical POS may have been stopped by poscloud (freeze begun).
     pub fn frozen(&self) -> bool {
         self.steps.contains_key("freeze")
@@ -261,6 +266,12 @@ pub async fn preflight(
             facts["app"].as_str().unwrap_or("?")
         ));
     }
+    if facts["found"] == true && facts["app"] != "running" {
+        problems.push(format!(
+            "the POS application does not answer on the source (`{}` fails): is it running, and is [cutover] check right?",
+            src.spec.check
+        ));
+    }
     if let Some(m) = facts["marker"].as_str() {
         problems.push(format!(
             "the source is already marked as migrated ({}): {}",
@@ -399,8 +410,7 @@ impl Cutover<'_, '_> {
 
     /// The source's data directory as its SSH server sees it, from the preflight record.
     fn src_dir(rec: &Record) -> Result<String> {
-        rec.steps["preflight"]["data_dir"]
-            .as_str()
+        rec.text("preflight", "data_dir")
             .map(str::to_string)
             .ok_or_else(|| Error::failed("the preflight record has no data_dir: run `poscloud cutover rollback`, then `cutover run` again"))
     }
@@ -641,8 +651,8 @@ impl Cutover<'_, '_> {
         ui.done("");
         stage::check_ready(self.site, self.ui, self.spec).await?;
         let up_at = now();
-        let downtime = rec.steps["freeze"]["started_at"]
-            .as_str()
+        let downtime = rec
+            .text("freeze", "started_at")
             .and_then(|s| seconds_between(s, &up_at));
         self.mark(
             rec,
