@@ -19,7 +19,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Global {
     /// AWS region (default: the profile's or AWS_REGION)
     #[arg(long, global = true, env = "AWS_REGION")]
@@ -184,10 +184,28 @@ pub struct ReachArgs {
     pub target: Option<String>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ProvisionArgs {
-    #[command(flatten)]
-    pub stack: StackArgs,
+    /// Shop code: exactly 8 digits
+    #[arg(
+        long,
+        required_unless_present = "shops_file",
+        conflicts_with = "shops_file"
+    )]
+    pub shop: Option<ShopCode>,
+    /// Environment [default: prod]
+    #[arg(long, value_enum)]
+    pub env: Option<Env>,
+    /// Stack profile: prod, qa, dev or a path to a .toml file (default: the env's name)
+    #[arg(long, value_name = "NAME|FILE")]
+    pub stack: Option<String>,
+    /// Provision every shop of a CSV file: one `shop,env[,stack]` a line (a header line
+    /// starting with `shop`, blank lines and `#` comments are skipped)
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["env", "stack", "target", "from"])]
+    pub shops_file: Option<PathBuf>,
+    /// With --shops-file: how many shops at once (1-32)
+    #[arg(long, default_value_t = 4, requires = "shops_file", value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub parallel: u16,
     /// Server size from the stack profile (default: the profile's `size`)
     #[arg(long, value_enum)]
     pub size: Option<Size>,
@@ -477,4 +495,18 @@ pub struct CutoverRunArgs {
     /// Stop after this step
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::phases::cutover::STEPS))]
     pub until: Option<String>,
+}
+
+impl ProvisionArgs {
+    /// The one stack of a run without --shops-file (clap requires --shop then).
+    pub fn stack_args(&self) -> StackArgs {
+        StackArgs {
+            shop: self
+                .shop
+                .clone()
+                .expect("clap requires --shop without --shops-file"),
+            env: self.env,
+            stack: self.stack.clone(),
+        }
+    }
 }

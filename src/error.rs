@@ -52,6 +52,11 @@ pub enum Error {
     /// Anything else that went wrong, already phrased for the user.
     #[error("{0}")]
     Failed(String),
+
+    /// Failed, and the command's printed result already says what (batch runs): the exit
+    /// code is a failure's, and no separate error document is printed.
+    #[error("{0}")]
+    Reported(String),
 }
 
 /// An AWS API error with where it happened and what to do next.

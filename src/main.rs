@@ -55,7 +55,7 @@ fn main() {
     });
     if let Err(e) = result {
         let code = e.exit_code();
-        if json {
+        if json && !matches!(e, Error::Reported(_)) {
             println!(
                 "{}",
                 serde_json::json!({"error": e.to_string(), "exit_code": code})

@@ -52,8 +52,15 @@ impl Aws {
     }
 
     /// Fails when creating `vpcs` more VPCs and `eips` more Elastic IPs would pass the
-    /// region's limits. The VPC limit is not in the EC2 API, so the stack profile gives it.
-    pub async fn check_quotas(&self, vpcs: usize, eips: usize, vpc_limit: u32) -> Result<()> {
+    /// region's limits. The VPC limit is not in the EC2 API, so the stack profile gives it;
+    /// the Elastic IP limit is EC2's account attribute unless the profile gives it.
+    pub async fn check_quotas(
+        &self,
+        vpcs: usize,
+        eips: usize,
+        vpc_limit: u32,
+        eip_limit: Option<u32>,
+    ) -> Result<()> {
         if vpcs > 0 {
             let used = self
                 .ec2
@@ -73,23 +80,10 @@ impl Aws {
             }
         }
         if eips > 0 {
-            let attrs = self
-                .ec2
-                .describe_account_attributes()
-                .attribute_names(aws_sdk_ec2::types::AccountAttributeName::from(
-                    "vpc-max-elastic-ips",
-                ))
-                .send()
-                .await
-                .map_err(|e| self.err("DescribeAccountAttributes", None, e))?;
-            let limit: usize = attrs
-                .account_attributes()
-                .iter()
-                .find(|a| a.attribute_name() == Some("vpc-max-elastic-ips"))
-                .and_then(|a| a.attribute_values().first())
-                .and_then(|v| v.attribute_value())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(5);
+            let limit = match eip_limit {
+                Some(l) => l as usize,
+                None => self.eip_limit().await?,
+            };
             let used = self
                 .ec2
                 .describe_addresses()
@@ -100,11 +94,32 @@ impl Aws {
                 .len();
             if used + eips > limit {
                 return Err(Error::failed(format!(
-                    "{} has {used} of {limit} Elastic IPs in use; this stack needs {eips} more\n  next: release unused Elastic IPs (they cost money idle too) or ask AWS for a higher quota",
+                    "{} has {used} of {limit} Elastic IPs in use; this stack needs {eips} more\n  next: release unused Elastic IPs (they cost money idle too) or ask AWS for a higher quota (then `quotas.elastic_ips_per_region` in the stack file)",
                     self.region
                 )));
             }
         }
         Ok(())
+    }
+
+    /// EC2's account attribute `vpc-max-elastic-ips` (5 when it says nothing).
+    async fn eip_limit(&self) -> Result<usize> {
+        let attrs = self
+            .ec2
+            .describe_account_attributes()
+            .attribute_names(aws_sdk_ec2::types::AccountAttributeName::from(
+                "vpc-max-elastic-ips",
+            ))
+            .send()
+            .await
+            .map_err(|e| self.err("DescribeAccountAttributes", None, e))?;
+        Ok(attrs
+            .account_attributes()
+            .iter()
+            .find(|a| a.attribute_name() == Some("vpc-max-elastic-ips"))
+            .and_then(|a| a.attribute_values().first())
+            .and_then(|v| v.attribute_value())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5))
     }
 }

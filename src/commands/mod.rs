@@ -1,5 +1,6 @@
 //! One function per subcommand: build options, call the library, render the result.
 
+pub mod batch;
 pub mod cutover;
 pub mod image;
 pub mod list;
@@ -25,12 +26,32 @@ use std::future::Future;
 pub struct Ctx {
     pub global: Global,
     pub ui: Ui,
+    /// Where `result` goes instead of stdout (one run of a batch).
+    captured: Option<std::cell::RefCell<Option<serde_json::Value>>>,
 }
 
 impl Ctx {
     pub fn new(global: Global) -> Ctx {
         let ui = Ui::new(global.output == Output::Json, global.quiet);
-        Ctx { global, ui }
+        Ctx {
+            global,
+            ui,
+            captured: None,
+        }
+    }
+
+    /// A context for one run of a batch: no progress lines, the result kept (`captured`).
+    pub fn capturing(global: Global) -> Ctx {
+        Ctx {
+            ui: Ui::new(false, true),
+            global,
+            captured: Some(Default::default()),
+        }
+    }
+
+    /// The result a capturing context kept.
+    pub fn captured(&self) -> Option<serde_json::Value> {
+        self.captured.as_ref().and_then(|c| c.borrow_mut().take())
     }
 
     /// Opens the journal and connects; both fail before any AWS call on bad input.
@@ -49,7 +70,9 @@ impl Ctx {
 
     /// Prints the command's result: the JSON document, or the text.
     pub fn result(&self, json: serde_json::Value, text: &str) {
-        if self.ui.json {
+        if let Some(c) = &self.captured {
+            *c.borrow_mut() = Some(json);
+        } else if self.ui.json {
             println!("{}", serde_json::to_string_pretty(&json).expect("json"));
         } else if !text.is_empty() {
             print!("{text}");

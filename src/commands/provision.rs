@@ -294,8 +294,11 @@ pub fn source_spec(
 /// phases up to `--until`, summarise. With `--target`: the remote phases only, no AWS.
 pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
     let ui = &ctx.ui;
-    let id = args.stack.id();
-    let spec = StackSpec::load(id.clone(), args.stack.stack.as_deref(), args.size)?;
+    if let Some(file) = &args.shops_file {
+        return super::batch::provision(ctx, args, file).await;
+    }
+    let id = args.stack_args().id();
+    let spec = StackSpec::load(id.clone(), args.stack.as_deref(), args.size)?;
     let reach = reach(&args.reach)?;
     let restore = restore_spec(&spec, &args.restore, &reach)?;
     let wanted = wanted(
@@ -372,6 +375,7 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
         plan.count(|c| matches!(c, Change::CreateVpc { .. })),
         plan.count(|c| matches!(c, Change::AllocateEip { .. })),
         spec.vpc_quota,
+        spec.eip_quota,
     )
     .await?;
     step.done(image.as_ref().map(|i| i.id.as_str()).unwrap_or(""));

@@ -203,6 +203,9 @@ struct RawAmi {
 #[serde(deny_unknown_fields)]
 struct RawQuotas {
     vpcs_per_region: u32,
+    /// Instead of EC2's account attribute `vpc-max-elastic-ips` (e.g. after a Service
+    /// Quotas increase, or on an emulator that reports a fixed 5).
+    elastic_ips_per_region: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -246,6 +249,8 @@ pub struct StackSpec {
     pub termination_protection: bool,
     pub ami: AmiSpec,
     pub vpc_quota: u32,
+    /// None: EC2's account attribute gives the Elastic IP limit.
+    pub eip_quota: Option<u32>,
     pub price: Price,
     /// None: the stack has no POS configured yet, provision stops after bootstrap.
     pub pos: Option<PosSpec>,
@@ -573,6 +578,7 @@ impl StackSpec {
             termination_protection: raw.termination_protection,
             ami,
             vpc_quota: raw.quotas.vpcs_per_region,
+            eip_quota: raw.quotas.elastic_ips_per_region,
             price,
             pos,
             vpn,
