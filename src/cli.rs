@@ -254,8 +254,25 @@ pub struct SourceArgs {
 
 #[derive(Debug, Args)]
 pub struct TeardownArgs {
-    #[command(flatten)]
-    pub stack: StackArgs,
+    /// Shop code: exactly 8 digits
+    #[arg(
+        long,
+        required_unless_present = "older_than",
+        conflicts_with = "older_than"
+    )]
+    pub shop: Option<ShopCode>,
+    /// Environment (no default for teardown: name the one you mean)
+    #[arg(long, value_enum)]
+    pub env: Option<Env>,
+    /// Stack profile: prod, qa, dev or a path to a .toml file (default: the env's name)
+    #[arg(long, value_name = "NAME|FILE")]
+    pub stack: Option<String>,
+    /// Every stack of --env (qa or dev, never prod) created longer ago than this (7d, 36h…)
+    #[arg(long, value_name = "AGE", requires = "env")]
+    pub older_than: Option<humantime::Duration>,
+    /// With --older-than: how many stacks to remove at once (1-32)
+    #[arg(long, default_value_t = 4, requires = "older_than", value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub parallel: u16,
     /// List what would be removed; change nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -505,6 +522,20 @@ impl ProvisionArgs {
                 .shop
                 .clone()
                 .expect("clap requires --shop without --shops-file"),
+            env: self.env,
+            stack: self.stack.clone(),
+        }
+    }
+}
+
+impl TeardownArgs {
+    /// The one stack of a run without --older-than (clap requires --shop then).
+    pub fn stack_args(&self) -> StackArgs {
+        StackArgs {
+            shop: self
+                .shop
+                .clone()
+                .expect("clap requires --shop without --older-than"),
             env: self.env,
             stack: self.stack.clone(),
         }

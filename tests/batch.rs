@@ -124,3 +124,157 @@ fn ten_shops_at_four_at_a_time_one_failure_is_reported_and_the_others_converge()
     assert!(bad.stderr.contains("bad.csv:2: shop"), "{}", bad.stderr);
     assert!(rig.proxy.calls().is_empty());
 }
+
+/// Sets the stack's VPC creation tag `days` days back, as if it had been made then.
+fn age(rig: &Rig, shop: &str, env: &str, days: u64) {
+    let when = std::time::SystemTime::now() - std::time::Duration::from_secs(days * 86400);
+    let when = humantime::format_rfc3339_seconds(when).to_string();
+    rig.block(async {
+        let vpcs = rig
+            .ec2
+            .describe_vpcs()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("tag:poscloud:shop")
+                    .values(shop)
+                    .build(),
+            )
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("tag:poscloud:env")
+                    .values(env)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let vpc = vpcs.vpcs()[0].vpc_id().unwrap().to_string();
+        rig.ec2
+            .create_tags()
+            .resources(vpc)
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key("poscloud:created")
+                    .value(when)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn bulk_teardown_removes_only_old_enough_stacks_of_the_env_and_never_prod() {
+    let rig = Rig::new();
+    let stack = rig.stack_file(
+        "bulk.toml",
+        "vpcs_per_region = 5",
+        "vpcs_per_region = 50\nelastic_ips_per_region = 100",
+    );
+    let mix = [
+        ("85000001", "qa", 10),
+        ("85000002", "qa", 2),
+        ("85000003", "qa", 30),
+        ("85000004", "dev", 10),
+        ("85000005", "prod", 400),
+    ];
+    let mut csv = String::new();
+    for (shop, env, _) in mix {
+        csv.push_str(&format!("{shop},{env},{stack}\n"));
+    }
+    let file = rig.home.path().join("mix.csv");
+    std::fs::write(&file, csv).unwrap();
+    rig.run(&[
+        "provision",
+        "--shops-file",
+        &file.to_string_lossy(),
+        "--until",
+        "infra",
+    ])
+    .ok();
+    for (shop, env, days) in mix {
+        age(&rig, shop, env, days);
+    }
+
+    // The list first, and a dry run changes nothing.
+    rig.proxy.reset();
+    let dry = rig
+        .run(&["teardown", "--env", "qa", "--older-than", "7d", "--dry-run"])
+        .ok();
+    assert!(
+        dry.stdout.contains("85000001") && dry.stdout.contains("85000003"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        !dry.stdout.contains("85000002"),
+        "too young: {}",
+        dry.stdout
+    );
+    assert!(
+        !dry.stdout.contains("85000004"),
+        "another env: {}",
+        dry.stdout
+    );
+    assert_eq!(rig.proxy.writes(), Vec::<String>::new());
+
+    // Without a terminal it needs --yes.
+    let ask = rig.run(&["teardown", "--env", "qa", "--older-than", "7d"]);
+    assert_eq!(ask.code, 2, "{}", ask.stderr);
+
+    let out = rig
+        .run(&[
+            "--output",
+            "json",
+            "teardown",
+            "--env",
+            "qa",
+            "--older-than",
+            "7d",
+            "--yes",
+            "--parallel",
+            "2",
+        ])
+        .ok();
+    assert_eq!(
+        out.json()["removed"].as_array().unwrap().len(),
+        2,
+        "{}",
+        out.stdout
+    );
+    assert!(rig.tagged("85000001", "qa").is_empty());
+    assert!(rig.tagged("85000003", "qa").is_empty());
+    assert!(!rig.tagged("85000002", "qa").is_empty(), "too young: kept");
+    assert!(
+        !rig.tagged("85000004", "dev").is_empty(),
+        "another env: kept"
+    );
+    assert!(!rig.tagged("85000005", "prod").is_empty(), "prod: kept");
+
+    // Prod is refused outright, before any AWS call.
+    rig.proxy.reset();
+    let prod = rig.run(&[
+        "teardown",
+        "--env",
+        "prod",
+        "--older-than",
+        "7d",
+        "--yes",
+        "--allow-prod",
+    ]);
+    assert_eq!(prod.code, 4, "{}", prod.stderr);
+    assert!(
+        prod.stderr.contains("never removes prod"),
+        "{}",
+        prod.stderr
+    );
+    assert!(rig.proxy.calls().is_empty());
+    assert!(!rig.tagged("85000005", "prod").is_empty());
+
+    // Nothing old enough left in qa: says so.
+    let none = rig
+        .run(&["teardown", "--env", "qa", "--older-than", "7d", "--yes"])
+        .ok();
+    assert!(none.stdout.contains("no qa stack"), "{}", none.stdout);
+}

@@ -790,6 +790,8 @@ impl Aws {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StackSummary {
     pub vpc: Option<String>,
+    /// The VPC's creation time tag (stacks made before it existed have none).
+    pub created: Option<String>,
     pub instance: Option<String>,
     pub state: Option<String>,
     pub instance_type: Option<String>,
@@ -797,6 +799,16 @@ pub struct StackSummary {
     pub public_ips: Vec<String>,
     pub iam_role: bool,
     pub parameters: usize,
+}
+
+impl StackSummary {
+    /// When the stack was created: its VPC's tag, else the instance's launch time.
+    pub fn created_at(&self) -> Option<std::time::SystemTime> {
+        self.created
+            .as_deref()
+            .or(self.launch_time.as_deref())
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+    }
 }
 
 impl Aws {
@@ -815,7 +827,9 @@ impl Aws {
             .map_err(|e| self.err("DescribeVpcs", None, e))?;
         for v in vpcs {
             if let Some((id, _)) = tags::stack_of(v.tags()) {
-                out.entry(id).or_default().vpc = v.vpc_id().map(str::to_string);
+                let s = out.entry(id).or_default();
+                s.vpc = v.vpc_id().map(str::to_string);
+                s.created = tags::get(v.tags(), tags::CREATED).map(str::to_string);
             }
         }
         let reservations = self

@@ -49,7 +49,12 @@ impl Aws {
             .ec2
             .create_vpc()
             .cidr_block(cidr)
-            .tag_specifications(tags::spec(id, Role::Vpc, ResourceType::Vpc))
+            .tag_specifications(tags::spec_with(
+                id,
+                Role::Vpc,
+                ResourceType::Vpc,
+                Some((tags::CREATED, crate::journal::now())),
+            ))
             .send()
             .await
             .map_err(|e| self.err("CreateVpc", None, e))?;

@@ -6,6 +6,8 @@ use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 pub const SHOP: &str = "poscloud:shop";
 pub const ENV: &str = "poscloud:env";
 pub const ROLE: &str = "poscloud:role";
+/// On the VPC only: when the stack was created (RFC 3339), for `teardown --older-than`.
+pub const CREATED: &str = "poscloud:created";
 
 /// What a resource is for within its stack (the `poscloud:role` tag value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -95,8 +97,18 @@ pub fn pairs(id: &StackId, role: Role) -> [(&'static str, String); 4] {
 
 /// Tags applied atomically at creation, so no resource ever exists untagged.
 pub fn spec(id: &StackId, role: Role, kind: ResourceType) -> TagSpecification {
+    spec_with(id, role, kind, None)
+}
+
+/// `spec` plus one more tag (the VPC's creation time).
+pub fn spec_with(
+    id: &StackId,
+    role: Role,
+    kind: ResourceType,
+    extra: Option<(&str, String)>,
+) -> TagSpecification {
     let mut b = TagSpecification::builder().resource_type(kind);
-    for (k, v) in pairs(id, role) {
+    for (k, v) in pairs(id, role).into_iter().chain(extra) {
         b = b.tags(Tag::builder().key(k).value(v).build());
     }
     b.build()

@@ -1,9 +1,11 @@
 use super::{locked, Ctx};
 use crate::cli::TeardownArgs;
 use crate::error::{Error, Result};
-use crate::spec::Env;
+use crate::spec::{Env, StackId};
 use crate::teardown::Teardown;
+use futures_util::stream::{self, StreamExt};
 use serde_json::json;
+use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal, Write};
 
 fn ask(prompt: &str) -> Option<String> {
@@ -19,9 +21,12 @@ fn ask(prompt: &str) -> Option<String> {
 
 /// `teardown`: remove everything of a stack in dependency order, then verify.
 pub async fn run(ctx: &Ctx, args: &TeardownArgs) -> Result<()> {
+    if let Some(age) = args.older_than {
+        return bulk(ctx, args, age.into()).await;
+    }
     let ui = &ctx.ui;
-    let id = args.stack.id();
-    if id.env == Env::Prod && args.stack.env.is_none() {
+    let id = args.stack_args().id();
+    if id.env == Env::Prod && args.env.is_none() {
         return Err(Error::Protected(format!(
             "refusing to tear down shop {} without an explicit env: the default env is prod.\n  next: name the env you mean, e.g. --env qa (a prod teardown needs --env prod)",
             id.shop
@@ -84,14 +89,28 @@ pub async fn run(ctx: &Ctx, args: &TeardownArgs) -> Result<()> {
         }
     }
 
-    let failures = locked(&aws, ui, &id, args.break_lock, async {
+    let text = remove(ctx, &aws, &id, args.break_lock, &remaining).await?;
+    ctx.result(json!({"removed": remaining, "existed": true}), &text);
+    Ok(())
+}
+
+/// Removes the stack under its lock, then verifies that nothing tagged is left.
+async fn remove(
+    ctx: &Ctx,
+    aws: &crate::aws::Aws,
+    id: &StackId,
+    break_lock: bool,
+    remaining: &[String],
+) -> Result<String> {
+    let ui = &ctx.ui;
+    let failures = locked(aws, ui, id, break_lock, async {
         // Look again under the lock: another run may have changed the stack meanwhile.
-        let d = aws.discover(&id).await?;
-        Ok(Teardown::new(&aws, ui, &id).run(&d).await)
+        let d = aws.discover(id).await?;
+        Ok(Teardown::new(aws, ui, id).run(&d).await)
     })
     .await?;
 
-    let left = aws.discover(&id).await?.remaining();
+    let left = aws.discover(id).await?.remaining();
     if !left.is_empty() {
         let mut msg = format!(
             "teardown of {id} in {} left {} resource(s):\n",
@@ -107,12 +126,149 @@ pub async fn run(ctx: &Ctx, args: &TeardownArgs) -> Result<()> {
         msg.push_str("  next: run the same teardown again; if it keeps failing, remove these in the console and tell the team");
         return Err(Error::failed(msg));
     }
+    Ok(format!(
+        "removed {} resource(s) of {id}; nothing tagged remains\n",
+        remaining.len()
+    ))
+}
+
+/// `teardown --env qa|dev --older-than AGE`: every such stack, listed first, then removed
+/// with the same verified teardown, `--parallel` at a time. Never prod.
+async fn bulk(ctx: &Ctx, args: &TeardownArgs, age: std::time::Duration) -> Result<()> {
+    let ui = &ctx.ui;
+    let env = args.env.expect("clap requires --env with --older-than");
+    if env == Env::Prod {
+        return Err(Error::Protected(
+            "--older-than never removes prod stacks; tear a prod stack down by its shop code"
+                .into(),
+        ));
+    }
+    let aws = ctx
+        .connect(&format!(
+            "teardown --env {env} --older-than {}",
+            humantime::format_duration(age)
+        ))
+        .await?;
+    let cutoff = std::time::SystemTime::now() - age;
+    let mut old = Vec::new();
+    let mut unknown = Vec::new();
+    for (id, s) in aws.list_stacks().await? {
+        if id.env != env {
+            continue;
+        }
+        match s.created_at() {
+            Some(t) if t < cutoff => old.push((id, s)),
+            Some(_) => {}
+            None => unknown.push(id),
+        }
+    }
+    for id in &unknown {
+        ui.warn(format!(
+            "{id}: its creation time is unknown (no poscloud:created tag, no instance): left alone; tear it down by its shop code"
+        ));
+    }
+    let mut listing = String::new();
+    for (id, s) in &old {
+        let _ = writeln!(
+            listing,
+            "  {:<10} {:<4} created {}  {}",
+            id.shop.as_str(),
+            id.env.as_str(),
+            s.created
+                .as_deref()
+                .or(s.launch_time.as_deref())
+                .unwrap_or("?"),
+            s.instance.as_deref().unwrap_or("(no instance)")
+        );
+    }
+    let names: Vec<serde_json::Value> = old
+        .iter()
+        .map(|(id, _)| json!({"shop": id.shop.as_str(), "env": id.env.as_str()}))
+        .collect();
+    if old.is_empty() {
+        ctx.result(
+            json!({"stacks": names, "removed": []}),
+            &format!(
+                "no {env} stack in {} is older than {}\n",
+                aws.region,
+                humantime::format_duration(age)
+            ),
+        );
+        return Ok(());
+    }
+    let head = format!(
+        "{} {env} stack(s) in {} created more than {} ago:\n{listing}",
+        old.len(),
+        aws.region,
+        humantime::format_duration(age)
+    );
+    if args.dry_run {
+        ctx.result(
+            json!({"dry_run": true, "stacks": names}),
+            &format!("dry run: would remove {head}"),
+        );
+        return Ok(());
+    }
+    ui.info(format!("removing {head}"));
+    if !args.yes {
+        match ask(&format!("Remove all {} of them? Type yes: ", old.len())) {
+            Some(t) if t == "yes" => {}
+            Some(_) => return Err(Error::usage("not confirmed; nothing was removed")),
+            None => {
+                return Err(Error::usage(
+                    "teardown needs confirmation and there is no terminal to ask at: pass --yes",
+                ))
+            }
+        }
+    }
+    let total = old.len();
+    let mut runs = stream::iter(old.into_iter().map(|(id, _)| {
+        let sub = Ctx::capturing(ctx.global.clone());
+        let break_lock = args.break_lock;
+        async move {
+            let r = async {
+                let aws = sub.connect(&super::command_line("teardown", &id)).await?;
+                let remaining = aws.discover(&id).await?.remaining();
+                remove(&sub, &aws, &id, break_lock, &remaining).await
+            }
+            .await;
+            (id, r)
+        }
+    }))
+    .buffer_unordered(args.parallel as usize);
+    let (mut removed, mut failed) = (Vec::new(), Vec::new());
+    while let Some((id, r)) = runs.next().await {
+        match r {
+            Ok(_) => {
+                ui.info(format!(
+                    "[{}/{total}] {id}: removed",
+                    removed.len() + failed.len() + 1
+                ));
+                removed.push(json!({"shop": id.shop.as_str(), "env": id.env.as_str()}));
+            }
+            Err(e) => {
+                ui.warn(format!(
+                    "[{}/{total}] {id}: FAILED: {}",
+                    removed.len() + failed.len() + 1,
+                    e.to_string().lines().next().unwrap_or("")
+                ));
+                failed.push(json!({"shop": id.shop.as_str(), "env": id.env.as_str(), "error": e.to_string()}));
+            }
+        }
+    }
     ctx.result(
-        json!({"removed": remaining, "existed": true}),
+        json!({"stacks": names, "removed": removed, "failed": failed}),
         &format!(
-            "removed {} resource(s) of {id}; nothing tagged remains\n",
-            remaining.len()
+            "removed {} of {total} {env} stack(s); {} failed\n",
+            removed.len(),
+            failed.len()
         ),
     );
+    if !failed.is_empty() {
+        return Err(Error::Reported(format!(
+            "{} of {total} stacks failed to tear down (named above); run the same command again",
+            failed.len()
+        )));
+    }
     Ok(())
 }
