@@ -582,8 +582,21 @@ fn list_dry_run_json_and_docs_generation() {
     assert!(stacks
         .iter()
         .all(|s| s["state"] == "running" && s["public_ips"].as_array().unwrap().len() == 2));
+    // Infra only: no phase recorded, no VPN; launch time and creation time known.
+    assert!(
+        stacks.iter().all(|s| s["phases"] == serde_json::json!([])
+            && s["vpn_locations"] == 0
+            && s["launch_time"].is_string()
+            && s["created"].is_string()),
+        "{list}"
+    );
     let text = rig.run(&["list"]).ok();
     assert!(text.stdout.contains("22222222   qa"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("LAUNCHED") && text.stdout.contains("PHASES"),
+        "{}",
+        text.stdout
+    );
 
     rig.proxy.reset();
     let dry = rig

@@ -330,6 +330,25 @@ fn provision_keeps_the_locations_the_stack_declares() {
     let again = p(&[]).ok();
     assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
     assert!(pos.ping(&peer.lan_ip()));
+    // `list` shows the phases done and the VPN count from the records.
+    let list = rig.run(&["--output", "json", "list"]).ok().json();
+    let row = list["stacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["shop"] == SHOP)
+        .unwrap()
+        .clone();
+    for p in ["bootstrap", "stage", "vpn", "ready"] {
+        assert!(
+            row["phases"].as_array().unwrap().iter().any(|x| x == p),
+            "{p}: {row}"
+        );
+    }
+    assert_eq!(row["vpn_locations"], 1, "{row}");
+    let text = rig.run(&["list"]).ok();
+    let line = text.stdout.lines().find(|l| l.starts_with(SHOP)).unwrap();
+    assert!(line.contains("ready") && line.contains(" 1 "), "{line}");
 
     rig.run(&["teardown", "--shop", SHOP, "--env", "qa", "--yes"])
         .ok();

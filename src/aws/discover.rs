@@ -799,6 +799,10 @@ pub struct StackSummary {
     pub public_ips: Vec<String>,
     pub iam_role: bool,
     pub parameters: usize,
+    /// Remote phases recorded as done (SSM `phase/<name>`).
+    pub phases: Vec<String>,
+    /// VPN locations recorded (SSM `vpn/<location>`).
+    pub vpn_locations: usize,
 }
 
 impl StackSummary {
@@ -900,10 +904,17 @@ impl Aws {
             .await
             .map_err(|e| self.err("GetParametersByPath", Some("/poscloud/"), e))?;
         for p in params.iter().flat_map(|page| page.parameters()) {
+            // /poscloud/<shop>/<env>/<kind>[/<name>]
             let mut parts = p.name().unwrap_or_default().split('/').skip(2);
             if let (Some(shop), Some(env)) = (parts.next(), parts.next()) {
                 if let (Ok(shop), Ok(env)) = (shop.parse(), env.parse()) {
-                    out.entry(StackId { shop, env }).or_default().parameters += 1;
+                    let s = out.entry(StackId { shop, env }).or_default();
+                    s.parameters += 1;
+                    match (parts.next(), parts.next()) {
+                        (Some("phase"), Some(name)) => s.phases.push(name.to_string()),
+                        (Some("vpn"), Some(_)) => s.vpn_locations += 1,
+                        _ => {}
+                    }
                 }
             }
         }
