@@ -259,7 +259,7 @@ fn setup() -> Setup {
     };
     // The cloud stack, provisioned to the end, and the VPN to the shop up.
     s.run(&["provision", "--until", "infra"]).ok();
-    let eip = eip(&s.rig);
+    let eip = s.rig.pos_eip();
     s._peer.pos_id = eip;
     s.run(&["provision"]).ok();
     s.run(&[
@@ -289,25 +289,6 @@ fn setup() -> Setup {
     s.run(&["vpn", "start"]).ok();
     assert!(s.pos.ping(&s.phys.lan), "the physical server over the VPN");
     s
-}
-
-fn eip(rig: &Rig) -> String {
-    rig.block(async {
-        rig.ec2
-            .describe_addresses()
-            .send()
-            .await
-            .unwrap()
-            .addresses()
-            .iter()
-            .find(|a| {
-                a.tags()
-                    .iter()
-                    .any(|t| t.key() == Some("poscloud:role") && t.value() == Some("eip-pos"))
-            })
-            .and_then(|a| a.public_ip().map(str::to_string))
-            .unwrap()
-    })
 }
 
 fn change_file(dir: &Path, rel: &str, content: &[u8]) {

@@ -45,32 +45,12 @@ fn reveal(rig: &Rig, pos: &Pos, location: &str, file: &str, next: bool) -> (Run,
     (out, key)
 }
 
-/// The POS's Elastic IP, as the emulator gave it (the router's idea of the POS identity).
-fn pos_eip(rig: &Rig) -> String {
-    rig.block(async {
-        rig.ec2
-            .describe_addresses()
-            .send()
-            .await
-            .unwrap()
-            .addresses()
-            .iter()
-            .find(|a| {
-                a.tags()
-                    .iter()
-                    .any(|t| t.key() == Some("poscloud:role") && t.value() == Some("eip-pos"))
-            })
-            .and_then(|a| a.public_ip().map(str::to_string))
-            .unwrap()
-    })
-}
-
 #[test]
 fn a_location_is_created_configured_from_its_sheet_and_deleted() {
     let rig = Rig::new();
     let pos = Pos::up("vpnb1", 40);
     rig.provision_infra(SHOP, "qa").ok();
-    let eip = pos_eip(&rig);
+    let eip = rig.pos_eip();
     let mut peer = Peer::up(&pos, "b1", 5);
     peer.pos_id = eip.clone();
     let (peer_ip, peer_lan) = (peer.ip.clone(), peer.lan.clone());
@@ -311,7 +291,7 @@ fn provision_keeps_the_locations_the_stack_declares() {
         run(&rig, &pos, &a)
     };
     p(&["--until", "infra"]).ok();
-    let eip = pos_eip(&rig);
+    let eip = rig.pos_eip();
     let mut peer = Peer::up(&pos, "b2", 5);
     peer.pos_id = eip;
 

@@ -236,8 +236,16 @@ pub async fn preflight(
             src.lan
         )),
         Some(l) => {
-            let st = vpn::host(site, "status", Some(l)).await?;
-            if st["locations"][0]["up"] == true {
+            let st = match vpn::host(site, "status", Some(l)).await {
+                Ok(st) => st,
+                Err(e) => json!({"error": e.to_string()}),
+            };
+            if let Some(e) = st["error"].as_str() {
+                problems.push(format!(
+                    "the VPN {l} cannot be read on the cloud host: {}",
+                    e.lines().next().unwrap_or("")
+                ));
+            } else if st["locations"][0]["up"] == true {
                 lines.push(format!("VPN {l} up (reaches {})", src.lan));
             } else {
                 problems.push(format!(

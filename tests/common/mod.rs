@@ -458,6 +458,26 @@ impl Rig {
     }
 
     /// A stack file in the scratch dir: stacks/qa.toml with `from` replaced by `to`.
+    /// The POS Elastic IP of the one stack in the emulator (its `eip-pos` role tag).
+    pub fn pos_eip(&self) -> String {
+        self.block(async {
+            self.ec2
+                .describe_addresses()
+                .send()
+                .await
+                .unwrap()
+                .addresses()
+                .iter()
+                .find(|a| {
+                    a.tags()
+                        .iter()
+                        .any(|t| t.key() == Some("poscloud:role") && t.value() == Some("eip-pos"))
+                })
+                .and_then(|a| a.public_ip().map(str::to_string))
+                .expect("a POS Elastic IP")
+        })
+    }
+
     pub fn stack_file(&self, name: &str, from: &str, to: &str) -> String {
         let base = std::fs::read_to_string(repo().join("stacks/qa.toml")).unwrap();
         assert!(base.contains(from), "{from} not in stacks/qa.toml");
