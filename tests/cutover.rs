@@ -340,6 +340,14 @@ fn a_cutover_resumes_after_interruptions_stops_on_a_changed_file_and_rolls_back(
         s.phys.serves(),
         "the pre-sync does not stop the physical POS"
     );
+    // The same --until again: the pre-sync is done, and it must not go on to the freeze.
+    let out = s.cutover("run", &["--until", "pre-sync"]).ok();
+    assert!(
+        out.stdout.contains("stopped before freeze"),
+        "{}",
+        out.stdout
+    );
+    assert!(s.phys.serves(), "a second --until pre-sync froze the shop");
     assert!(
         s.phys
             .authorized_keys()

@@ -258,7 +258,8 @@ async fn run_steps(ctx: &Ctx, a: &crate::cli::CutoverRunArgs) -> Result<()> {
             downtime_text(&rec)
         ),
         Some(next) => format!(
-            "cutover of {id} stopped before {next} (--until); `poscloud cutover run` goes on from there\n"
+            "cutover of {id} stopped before {next} (--until {}); `poscloud cutover run` goes on from there\n",
+            a.until.as_deref().unwrap_or("?")
         ),
     };
     ctx.result(json!({"record": rec, "changed": true}), &text);

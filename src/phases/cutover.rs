@@ -423,7 +423,8 @@ impl Cutover<'_, '_> {
             .ok_or_else(|| Error::failed("the preflight record has no data_dir: run `poscloud cutover rollback`, then `cutover run` again"))
     }
 
-    /// Runs the steps from the first one not done; `until` stops after that step.
+    /// Runs the steps from the first one not done; `until` stops after that step, also when
+    /// it was done already (a second `--until pre-sync` must never go on to the freeze).
     pub async fn run(&self, until: Option<&str>) -> Result<Record> {
         let id = self.id();
         let mut rec = match load(self.aws, id).await? {
@@ -447,6 +448,9 @@ impl Cutover<'_, '_> {
         };
         for &step in STEPS {
             if rec.done(step) {
+                if until == Some(step) {
+                    break;
+                }
                 continue;
             }
             match step {
