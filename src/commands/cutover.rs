@@ -123,14 +123,26 @@ fn source<'a>(ctx: &Ctx, c: &Checked, line: &str) -> Result<Source<'a>> {
     })
 }
 
+/// The cloud host (and its instance id, if it has one) and the source.
+async fn open<'a>(
+    ctx: &Ctx,
+    aws: &'a crate::aws::Aws,
+    c: &Checked,
+    line: &str,
+) -> Result<(Site<'a>, Option<String>, Source<'a>)> {
+    let id = &c.spec.id;
+    let d = aws.discover(id).await?;
+    let instance = d.instance().map(|i| i.id.clone());
+    let site = crate::phases::site(aws, &ctx.ui, id, &d, &c.reach).await?;
+    Ok((site, instance, source(ctx, c, line)?))
+}
+
 async fn plan(ctx: &Ctx, a: &CutoverArgs) -> Result<()> {
     let c = check(a)?;
     let id = &c.spec.id;
     let line = command_line("cutover plan", id);
     let aws = ctx.connect(&line).await?;
-    let d = aws.discover(id).await?;
-    let site = crate::phases::site(&aws, &ctx.ui, id, &d, &c.reach).await?;
-    let src = source(ctx, &c, &line)?;
+    let (site, _, src) = open(ctx, &aws, &c, &line).await?;
     let rec = cutover::load(&aws, id).await?;
     if let Some(r) = rec.as_ref().filter(|r| r.state == "done") {
         ctx.result(
@@ -229,13 +241,9 @@ async fn run_steps(ctx: &Ctx, a: &crate::cli::CutoverRunArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let d = aws.discover(id).await?;
-    let instance = d
-        .instance()
-        .map(|i| i.id.clone())
+    let (site, instance, src) = open(ctx, &aws, &c, &line).await?;
+    let instance = instance
         .ok_or_else(|| Error::failed(format!("{id} has no instance: provision it first")))?;
-    let site = crate::phases::site(&aws, ui, id, &d, &c.reach).await?;
-    let src = source(ctx, &c, &line)?;
     let cut = Cutover {
         site: &site,
         aws: &aws,
@@ -355,10 +363,8 @@ async fn rollback(ctx: &Ctx, a: &CutoverArgs) -> Result<()> {
         }
         Some(_) => {}
     }
-    let d = aws.discover(id).await?;
-    let instance = d.instance().map(|i| i.id.clone()).unwrap_or_default();
-    let site = crate::phases::site(&aws, ui, id, &d, &c.reach).await?;
-    let src = source(ctx, &c, &line)?;
+    let (site, instance, src) = open(ctx, &aws, &c, &line).await?;
+    let instance = instance.unwrap_or_default();
     let cut = Cutover {
         site: &site,
         aws: &aws,
