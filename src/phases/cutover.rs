@@ -572,15 +572,18 @@ impl Cutover<'_, '_> {
         let ui = self
             .ui
             .step("verify: checksums of every file on both sides");
+        // Both sides at once: the checksums are part of the downtime.
         let both = async {
-            let src = self
-                .src
-                .site
-                .run_script_output(
+            let src_inputs = Inputs::new()
+                .set("ACTION", "manifest")?
+                .set("DATA_DIR", &self.src.spec.data_dir)?;
+            let cloud_inputs = Inputs::new()
+                .set("ACTION", "manifest")?
+                .set("DATA_DIR", self.data_dir())?;
+            let (src, cloud) = tokio::join!(
+                self.src.site.run_script_output(
                     "cutover.sh",
-                    &Inputs::new()
-                        .set("ACTION", "manifest")?
-                        .set("DATA_DIR", &self.src.spec.data_dir)?,
+                    &src_inputs,
                     MANIFEST_TIMEOUT,
                     no_sink(),
                     |_| {
@@ -589,15 +592,10 @@ impl Cutover<'_, '_> {
                             "check the source".into(),
                         )
                     },
-                )
-                .await?;
-            let cloud = self
-                .site
-                .run_script_output(
+                ),
+                self.site.run_script_output(
                     "cutover.sh",
-                    &Inputs::new()
-                        .set("ACTION", "manifest")?
-                        .set("DATA_DIR", self.data_dir())?,
+                    &cloud_inputs,
                     MANIFEST_TIMEOUT,
                     no_sink(),
                     |_| {
@@ -607,7 +605,8 @@ impl Cutover<'_, '_> {
                         )
                     },
                 )
-                .await?;
+            );
+            let (src, cloud) = (src?, cloud?);
             Ok::<_, Error>((src.stdout_text(), cloud.stdout_text()))
         };
         let (src, cloud) = match both.await {
