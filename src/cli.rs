@@ -82,6 +82,11 @@ pub enum Command {
         #[command(subcommand)]
         command: CutoverCommand,
     },
+    /// Fleet reports: billing for a month, compliance of every stack
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// Print the host's rendered user-data (cloud-config) for a stack; no AWS call
     #[command(name = "userdata")]
     UserData(StackArgs),
@@ -250,6 +255,46 @@ pub struct SourceArgs {
     /// The manifest (sha256sum format) inside the source
     #[arg(long, default_value = "MANIFEST.sha256")]
     pub manifest: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Running hours and cost per shop and env for one month (journal + EC2 state)
+    Billing(BillingArgs),
+    /// Check every stack's security controls; exits 1 when any stack fails a rule
+    Compliance(ComplianceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BillingArgs {
+    /// The month, YYYY-MM (UTC) [default: this month, up to now]
+    #[arg(long, value_name = "YYYY-MM")]
+    pub month: Option<String>,
+    /// Print CSV instead of the table (--output json for JSON)
+    #[arg(long)]
+    pub csv: bool,
+    /// Prices from this stack profile for every stack (default: each env's own profile)
+    #[arg(long, value_name = "NAME|FILE")]
+    pub stack: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ComplianceArgs {
+    /// Only this shop
+    #[arg(long)]
+    pub shop: Option<ShopCode>,
+    /// Only this env
+    #[arg(long, value_enum)]
+    pub env: Option<Env>,
+    /// Admin CIDRs from this stack profile for every stack (default: each env's own profile)
+    #[arg(long, value_name = "NAME|FILE")]
+    pub stack: Option<String>,
+    /// Flag VPN keys older than this
+    #[arg(long, value_name = "AGE", default_value = "365d")]
+    pub max_psk_age: humantime::Duration,
+    /// Flag hosts whose OS was last updated longer ago than this (PCI DSS: critical patches within a month)
+    #[arg(long, value_name = "AGE", default_value = "30d")]
+    pub max_patch_age: humantime::Duration,
 }
 
 #[derive(Debug, Args)]

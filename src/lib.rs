@@ -11,6 +11,7 @@ pub mod lock;
 pub mod phases;
 pub mod plan;
 pub mod remote;
+pub mod report;
 pub mod spec;
 pub mod teardown;
 pub mod ui;

@@ -38,6 +38,7 @@ fn main() {
             Command::Image { command } => commands::image::run(&ctx, command).await,
             Command::Vpn { command } => commands::vpn::run(&ctx, command).await,
             Command::Cutover { command } => commands::cutover::run(&ctx, command).await,
+            Command::Report { command } => commands::report::run(&ctx, command).await,
             Command::UserData(a) => commands::userdata::run(&ctx, a),
             Command::Completions { shell } => {
                 clap_complete::generate(

@@ -796,13 +796,26 @@ pub struct StackSummary {
     pub state: Option<String>,
     pub instance_type: Option<String>,
     pub launch_time: Option<String>,
+    /// When a stopped instance stopped (EC2 keeps only its latest stop, in the state reason).
+    pub stopped_at: Option<String>,
     pub public_ips: Vec<String>,
+    /// The Elastic IPs' allocation ids (billing matches them with the journal).
+    pub allocations: Vec<String>,
     pub iam_role: bool,
     pub parameters: usize,
     /// Remote phases recorded as done (SSM `phase/<name>`).
     pub phases: Vec<String>,
     /// VPN locations recorded (SSM `vpn/<location>`).
     pub vpn_locations: usize,
+}
+
+/// The time in EC2's "User initiated (2026-11-20 10:00:00 GMT)" state reason, as RFC 3339.
+fn stopped_at(reason: &str) -> Option<String> {
+    let inner = reason.split_once('(')?.1.split_once(')')?.0;
+    let (date, time) = inner.split_once(' ')?;
+    let time = time.split(' ').next()?;
+    let t = format!("{date}T{time}Z");
+    humantime::parse_rfc3339(&t).ok().map(|_| t)
 }
 
 impl StackSummary {
@@ -857,6 +870,7 @@ impl Aws {
                 s.state = state.map(str::to_string);
                 s.instance_type = i.instance_type().map(|t| t.as_str().to_string());
                 s.launch_time = i.launch_time().map(|t| t.to_string());
+                s.stopped_at = i.state_transition_reason().and_then(stopped_at);
             }
         }
         let addrs = self
@@ -868,10 +882,11 @@ impl Aws {
             .map_err(|e| self.err("DescribeAddresses", None, e))?;
         for a in addrs.addresses() {
             if let Some((id, _)) = tags::stack_of(a.tags()) {
-                out.entry(id)
-                    .or_default()
-                    .public_ips
+                let s = out.entry(id).or_default();
+                s.public_ips
                     .push(a.public_ip().unwrap_or_default().to_string());
+                s.allocations
+                    .push(a.allocation_id().unwrap_or_default().to_string());
             }
         }
         let roles = self
@@ -919,5 +934,24 @@ impl Aws {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stopped_at;
+
+    #[test]
+    fn stop_time_from_the_state_reason() {
+        // AWS writes GMT, the emulator UTC.
+        for reason in [
+            "User initiated (2026-11-20 10:00:05 GMT)",
+            "User initiated (2026-11-20 10:00:05 UTC)",
+        ] {
+            assert_eq!(stopped_at(reason).as_deref(), Some("2026-11-20T10:00:05Z"));
+        }
+        assert_eq!(stopped_at(""), None);
+        assert_eq!(stopped_at("Server.SpotInstanceTermination"), None);
+        assert_eq!(stopped_at("User initiated (yesterday)"), None);
     }
 }

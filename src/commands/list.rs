@@ -1,19 +1,36 @@
 use super::Ctx;
 use crate::error::Result;
 use crate::phases::PHASES;
+use crate::report;
 use serde_json::json;
 use std::fmt::Write;
 
 /// `list`: one line per shop+env found in the region.
 pub async fn run(ctx: &Ctx) -> Result<()> {
+    let profiles = super::report::profiles(None)?;
+    let (writes, _) = report::read_journal(ctx.global.journal.as_deref())?;
+    let now = std::time::SystemTime::now();
+    let month = report::month_window(&report::this_month(now), now)?;
     let aws = ctx.connect("list").await?;
     let stacks = aws.list_stacks().await?;
     let mut text = format!(
-        "{:<10} {:<5} {:<21} {:<10} {:<10} {:<20} {:<12} {:<3} {}\n",
-        "SHOP", "ENV", "INSTANCE", "STATE", "TYPE", "LAUNCHED", "PHASES", "VPN", "PUBLIC IPS"
+        "{:<10} {:<5} {:<21} {:<10} {:<10} {:<20} {:>7} {:<12} {:<3} {}\n",
+        "SHOP",
+        "ENV",
+        "INSTANCE",
+        "STATE",
+        "TYPE",
+        "LAUNCHED",
+        "RUN H",
+        "PHASES",
+        "VPN",
+        "PUBLIC IPS"
     );
     let mut rows = Vec::new();
     for (id, s) in &stacks {
+        // Running hours this month: the journal's starts and stops plus EC2's latest ones.
+        let spec = super::report::profile_for(&profiles, id);
+        let hours = report::usage(id, &writes, Some(s), &spec, month).running_hours;
         // Done out of the provision phases, and the furthest one.
         let done: Vec<&str> = PHASES
             .iter()
@@ -26,13 +43,14 @@ pub async fn run(ctx: &Ctx) -> Result<()> {
         };
         let _ = writeln!(
             text,
-            "{:<10} {:<5} {:<21} {:<10} {:<10} {:<20} {:<12} {:<3} {}",
+            "{:<10} {:<5} {:<21} {:<10} {:<10} {:<20} {:>7.1} {:<12} {:<3} {}",
             id.shop.as_str(),
             id.env.as_str(),
             s.instance.as_deref().unwrap_or("-"),
             s.state.as_deref().unwrap_or("-"),
             s.instance_type.as_deref().unwrap_or("-"),
             s.launch_time.as_deref().unwrap_or("-"),
+            hours,
             phases,
             s.vpn_locations,
             if s.public_ips.is_empty() {
@@ -44,6 +62,7 @@ pub async fn run(ctx: &Ctx) -> Result<()> {
         let mut row = serde_json::to_value(s).expect("json");
         row["shop"] = json!(id.shop.as_str());
         row["env"] = json!(id.env.as_str());
+        row["running_hours_this_month"] = json!(hours);
         rows.push(row);
     }
     if stacks.is_empty() {

@@ -7,6 +7,7 @@ pub mod list;
 pub mod plan;
 pub mod pos;
 pub mod provision;
+pub mod report;
 pub mod status;
 pub mod teardown;
 pub mod userdata;

@@ -5,7 +5,7 @@ mod profile;
 pub mod vpn;
 
 pub use profile::{
-    image_ref_ok, AmiSpec, CutoverConf, CutoverSpec, Media, PosSpec, Price, StackSpec,
+    image_ref_ok, AmiSpec, CutoverConf, CutoverSpec, Media, PosSpec, Price, Rates, StackSpec,
 };
 
 use crate::error::{Error, Result};

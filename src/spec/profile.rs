@@ -224,6 +224,14 @@ pub enum AmiSpec {
     Newest { owner: String, name: String },
 }
 
+/// Hourly and monthly unit prices, for the billing report (which bills what really ran).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Rates {
+    pub instance_hour: BTreeMap<String, f64>,
+    pub gp3_gb_month: f64,
+    pub public_ipv4_hour: f64,
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Price {
     pub instance_month: f64,
@@ -252,6 +260,7 @@ pub struct StackSpec {
     /// None: EC2's account attribute gives the Elastic IP limit.
     pub eip_quota: Option<u32>,
     pub price: Price,
+    pub rates: Rates,
     /// None: the stack has no POS configured yet, provision stops after bootstrap.
     pub pos: Option<PosSpec>,
     /// Florist locations the vpn phase keeps up (others may be added with `vpn create`).
@@ -435,18 +444,20 @@ impl StackSpec {
                 return Err(bad(key, format!("{v} is not a price")));
             }
         }
+        for (t, v) in &p.instance_hour {
+            if !(v.is_finite() && *v >= 0.0) {
+                return Err(bad(
+                    &format!("price.instance_hour.{t}"),
+                    format!("{v} is not a price"),
+                ));
+            }
+        }
         let instance_hour = *p.instance_hour.get(&instance_type).ok_or_else(|| {
             bad(
                 "price.instance_hour",
                 format!("no price for instance type {instance_type:?}"),
             )
         })?;
-        if !(instance_hour.is_finite() && instance_hour >= 0.0) {
-            return Err(bad(
-                &format!("price.instance_hour.{instance_type}"),
-                format!("{instance_hour} is not a price"),
-            ));
-        }
         let instance_month = instance_hour * HOURS_PER_MONTH;
         let disk_month = raw.disk_gb as f64 * p.gp3_gb_month;
         let public_ipv4_month = 2.0 * p.public_ipv4_hour * HOURS_PER_MONTH;
@@ -580,6 +591,11 @@ impl StackSpec {
             vpc_quota: raw.quotas.vpcs_per_region,
             eip_quota: raw.quotas.elastic_ips_per_region,
             price,
+            rates: Rates {
+                instance_hour: raw.price.instance_hour,
+                gp3_gb_month: raw.price.gp3_gb_month,
+                public_ipv4_hour: raw.price.public_ipv4_hour,
+            },
             pos,
             vpn,
             cutover: raw.cutover,

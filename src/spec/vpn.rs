@@ -186,6 +186,11 @@ impl Location {
     }
 }
 
+/// The weak algorithms a proposal list names (the compliance report reads them too).
+pub fn weak_algorithms(s: &str) -> Vec<&str> {
+    s.split([',', '-']).filter(|a| WEAK.contains(a)).collect()
+}
+
 /// strongSwan proposal lists (`alg-alg-…[,…]`); weak algorithms only with `allow_weak`.
 fn check_proposals(flag: &str, s: &str, allow_weak: bool) -> Result<String> {
     let shape_ok = !s.is_empty()
@@ -203,7 +208,7 @@ fn check_proposals(flag: &str, s: &str, allow_weak: bool) -> Result<String> {
             format!("{s:?} is not a strongSwan proposal list (like {DEFAULT_PROPOSALS})"),
         ));
     }
-    let weak: Vec<&str> = s.split([',', '-']).filter(|a| WEAK.contains(a)).collect();
+    let weak = weak_algorithms(s);
     if !weak.is_empty() && !allow_weak {
         return Err(bad(
             flag,

@@ -1,0 +1,620 @@
+//! Fleet reports: billing (what really ran, from the journal and EC2's state) and
+//! compliance (each stack's controls checked against AWS). Pure functions over what the
+//! commands read; no AWS call here.
+
+use crate::aws::discover::{Discovered, StackSummary};
+use crate::aws::tags::Role;
+use crate::error::{Error, Result};
+use crate::phases::vpn::LocationRecord;
+use crate::phases::PhaseState;
+use crate::spec::{Env, Rates, StackId, StackSpec};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+const HOUR: f64 = 3600.0;
+
+fn parse_time(t: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(t).ok()
+}
+
+/// `YYYY-MM` → [first second of the month, first second of the next), the end clipped to
+/// `now`. A month that has not begun is refused.
+pub fn month_window(month: &str, now: SystemTime) -> Result<(SystemTime, SystemTime)> {
+    let bad = || Error::usage(format!("--month {month:?}: use YYYY-MM, e.g. 2026-10"));
+    let (y, m) = month.split_once('-').ok_or_else(bad)?;
+    let (y, m): (u32, u32) = match (y.len(), m.len()) {
+        (4, 2) => (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?),
+        _ => return Err(bad()),
+    };
+    if !(2000..3000).contains(&y) || !(1..=12).contains(&m) {
+        return Err(bad());
+    }
+    let start = parse_time(&format!("{y:04}-{m:02}-01T00:00:00Z")).ok_or_else(bad)?;
+    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    let end = parse_time(&format!("{ny:04}-{nm:02}-01T00:00:00Z")).ok_or_else(bad)?;
+    if start > now {
+        return Err(Error::usage(format!(
+            "--month {month}: that month has not begun"
+        )));
+    }
+    Ok((start, end.min(now)))
+}
+
+/// The current month, `YYYY-MM` (UTC).
+pub fn this_month(now: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(now).to_string()[..7].to_string()
+}
+
+/// Hours in a whole month (EBS is priced per GB-month, pro rata by the hour).
+fn month_hours(month_start: SystemTime) -> f64 {
+    let s = humantime::format_rfc3339_seconds(month_start).to_string();
+    let (y, m): (i32, u32) = (s[..4].parse().unwrap_or(2000), s[5..7].parse().unwrap_or(1));
+    let days = match m {
+        4 | 6 | 9 | 11 => 30,
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        _ => 31,
+    };
+    days as f64 * 24.0
+}
+
+/// One successful write of the journal that concerns a stack.
+#[derive(Debug, Clone)]
+pub struct Write {
+    pub at: SystemTime,
+    pub id: StackId,
+    pub op: String,
+    pub resource: String,
+}
+
+/// The stack a journal line's command names (`provision --shop 12345678 --env qa`).
+fn stack_of_command(command: &str) -> Option<StackId> {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let after = |flag: &str| {
+        words
+            .iter()
+            .position(|w| *w == flag)
+            .and_then(|i| words.get(i + 1))
+    };
+    Some(StackId {
+        shop: after("--shop")?.parse().ok()?,
+        env: after("--env")?.parse().ok()?,
+    })
+}
+
+/// The journal's successful writes, by stack. A missing journal is empty; lines that are
+/// not poscloud's (or are cut short by a crash) are skipped and counted.
+pub fn read_journal(path: Option<&Path>) -> Result<(Vec<Write>, usize)> {
+    let Some(path) = path
+        .map(Path::to_path_buf)
+        .or_else(crate::journal::default_path)
+    else {
+        return Ok((Vec::new(), 0));
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => {
+            return Err(Error::usage(format!(
+                "cannot read journal {}: {e}",
+                path.display()
+            )))
+        }
+    };
+    let (mut out, mut skipped) = (Vec::new(), 0);
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            skipped += 1;
+            continue;
+        };
+        if v["event"] != "write" || v["result"] != "ok" {
+            continue;
+        }
+        let fields = (
+            v["time"].as_str().and_then(parse_time),
+            v["command"].as_str().and_then(stack_of_command),
+            v["op"].as_str(),
+            v["resource"].as_str(),
+        );
+        match fields {
+            (Some(at), Some(id), Some(op), Some(resource)) => out.push(Write {
+                at,
+                id,
+                op: op.to_string(),
+                resource: resource.to_string(),
+            }),
+            _ => skipped += 1,
+        }
+    }
+    out.sort_by_key(|w| w.at);
+    Ok((out, skipped))
+}
+
+/// Hours inside [from, to) during which a resource was on, from its on/off events (any
+/// order). Returns also whether its history starts with an "off": it was on before the
+/// first record, and is counted on from `from` (the journal was started late or lost).
+fn hours_on(events: &mut [(SystemTime, bool)], from: SystemTime, to: SystemTime) -> (f64, bool) {
+    events.sort_by_key(|e| e.0);
+    let since_from = |t: SystemTime| t.max(from).min(to);
+    let mut secs = 0.0;
+    let incomplete = events.first().is_some_and(|e| !e.1);
+    let mut on_since = incomplete.then_some(from);
+    for &(t, on) in events.iter() {
+        match (on, on_since) {
+            (true, None) => on_since = Some(t),
+            (false, Some(s)) => {
+                secs += since_from(t)
+                    .duration_since(since_from(s))
+                    .unwrap_or_default()
+                    .as_secs_f64();
+                on_since = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = on_since {
+        secs += to
+            .duration_since(since_from(s))
+            .unwrap_or_default()
+            .as_secs_f64();
+    }
+    (secs / HOUR, incomplete)
+}
+
+/// What one stack used in a window, and what it cost.
+#[derive(Debug, Clone, Serialize)]
+pub struct Usage {
+    pub shop: String,
+    pub env: String,
+    pub instance_type: String,
+    /// Hours the instance ran (billed compute).
+    pub running_hours: f64,
+    /// Hours the instance existed, running or stopped (its volume is billed all along).
+    pub volume_hours: f64,
+    /// Elastic IP hours (public IPv4 is billed while allocated, attached or not).
+    pub public_ipv4_hours: f64,
+    pub instance_usd: f64,
+    pub ebs_usd: f64,
+    pub public_ipv4_usd: f64,
+    pub total_usd: f64,
+    /// Where the figures rest on less than a full history.
+    pub notes: Vec<String>,
+}
+
+/// Events of one resource kind, by resource id: (time, on).
+type Timeline = BTreeMap<String, Vec<(SystemTime, bool)>>;
+
+/// The usage of `id` in [from, to): the journal's writes for the stack, completed by what
+/// EC2 says now (`live`): the instance's latest start and stop and the Elastic IPs held.
+pub fn usage(
+    id: &StackId,
+    writes: &[Write],
+    live: Option<&StackSummary>,
+    spec: &StackSpec,
+    (from, to): (SystemTime, SystemTime),
+) -> Usage {
+    let (mut running, mut exists, mut eips) = (Timeline::new(), Timeline::new(), Timeline::new());
+    for w in writes.iter().filter(|w| w.id == *id) {
+        let r = w.resource.clone();
+        match w.op.as_str() {
+            "RunInstances" => {
+                running.entry(r.clone()).or_default().push((w.at, true));
+                exists.entry(r).or_default().push((w.at, true));
+            }
+            "StartInstances" => running.entry(r).or_default().push((w.at, true)),
+            "StopInstances" => running.entry(r).or_default().push((w.at, false)),
+            "TerminateInstances" => {
+                running.entry(r.clone()).or_default().push((w.at, false));
+                exists.entry(r).or_default().push((w.at, false));
+            }
+            "AllocateAddress" => eips.entry(r).or_default().push((w.at, true)),
+            "ReleaseAddress" => eips.entry(r).or_default().push((w.at, false)),
+            _ => {}
+        }
+    }
+    let mut notes = Vec::new();
+    let mut instance_type = None;
+    if let Some(s) = live {
+        let created = s.created.as_deref().and_then(parse_time);
+        let launched = s.launch_time.as_deref().and_then(parse_time);
+        if let (Some(i), Some(launched)) = (&s.instance, launched) {
+            instance_type = s.instance_type.clone();
+            let r = running.entry(i.clone()).or_default();
+            r.push((launched, true));
+            let stopped = matches!(s.state.as_deref(), Some("stopping" | "stopped"));
+            match s.stopped_at.as_deref().and_then(parse_time) {
+                Some(at) if stopped => r.push((at, false)),
+                _ if stopped => {
+                    r.push((launched, false));
+                    notes.push(format!("{i} is stopped and EC2 does not say since when: counted as stopped since its launch"));
+                }
+                _ => {}
+            }
+            let e = exists.entry(i.clone()).or_default();
+            if e.is_empty() {
+                e.push((created.unwrap_or(launched).min(launched), true));
+            }
+        }
+        for a in &s.allocations {
+            let e = eips.entry(a.clone()).or_default();
+            if e.is_empty() {
+                match created.or(launched) {
+                    Some(t) => e.push((t, true)),
+                    None => notes.push(format!("{a}: no allocation time known, not billed")),
+                }
+            }
+        }
+    }
+    let mut sum = |t: &mut Timeline, what: &str| {
+        let mut hours = 0.0;
+        for (r, ev) in t.iter_mut() {
+            let (h, incomplete) = hours_on(ev, from, to);
+            if incomplete && h > 0.0 {
+                notes.push(format!(
+                    "{r}: the journal starts after its {what} began; counted from the start of the period"
+                ));
+            }
+            hours += h;
+        }
+        hours
+    };
+    let running_hours = sum(&mut running, "run");
+    let volume_hours = sum(&mut exists, "launch");
+    let public_ipv4_hours = sum(&mut eips, "allocation");
+    let instance_type = instance_type.unwrap_or_else(|| spec.instance_type.clone());
+    let rates: &Rates = &spec.rates;
+    let instance_usd = match rates.instance_hour.get(&instance_type) {
+        Some(p) => running_hours * p,
+        None => {
+            notes.push(format!(
+                "no price for {instance_type} in {}: its hours are not costed",
+                spec.source
+            ));
+            0.0
+        }
+    };
+    let ebs_usd = spec.disk_gb as f64 * rates.gp3_gb_month * volume_hours / month_hours(from);
+    let public_ipv4_usd = public_ipv4_hours * rates.public_ipv4_hour;
+    let round = |v: f64| (v * 10_000.0).round() / 10_000.0;
+    Usage {
+        shop: id.shop.to_string(),
+        env: id.env.to_string(),
+        instance_type,
+        running_hours: round(running_hours),
+        volume_hours: round(volume_hours),
+        public_ipv4_hours: round(public_ipv4_hours),
+        instance_usd: round(instance_usd),
+        ebs_usd: round(ebs_usd),
+        public_ipv4_usd: round(public_ipv4_usd),
+        total_usd: round(instance_usd + ebs_usd + public_ipv4_usd),
+        notes,
+    }
+}
+
+/// The outcome of one compliance rule for one stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Fail,
+    /// The rule does not apply (no instance yet, no SSH, not prod, never bootstrapped).
+    Na,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub rule: &'static str,
+    pub status: Status,
+    pub detail: String,
+}
+
+/// Every rule, in report order.
+pub const RULES: &[&str] = &[
+    "imdsv2",
+    "volume-encrypted",
+    "sg-exposure",
+    "termination-protection",
+    "vpn-psk-age",
+    "vpn-proposals",
+    "os-patched",
+    "host-key-pinned",
+];
+
+/// What compliance reads of one stack besides its resources.
+pub struct Evidence<'a> {
+    pub d: &'a Discovered,
+    pub spec: &'a StackSpec,
+    pub vpn: &'a [LocationRecord],
+    pub bootstrap: Option<&'a PhaseState>,
+    pub host_key: Option<&'a str>,
+    pub now: SystemTime,
+    pub max_psk_age: Duration,
+    pub max_patch_age: Duration,
+}
+
+fn age_days(t: SystemTime, now: SystemTime) -> u64 {
+    now.duration_since(t).unwrap_or_default().as_secs() / 86_400
+}
+
+/// Checks every rule against one stack's evidence.
+pub fn compliance(e: &Evidence) -> Vec<Check> {
+    let check = |rule, status, detail: String| Check {
+        rule,
+        status,
+        detail,
+    };
+    let pass = |rule, detail: &str| check(rule, Status::Pass, detail.to_string());
+    let na = |rule, detail: &str| check(rule, Status::Na, detail.to_string());
+    let verdict = |rule, ok: bool, good: String, bad: String| {
+        if ok {
+            check(rule, Status::Pass, good)
+        } else {
+            check(rule, Status::Fail, bad)
+        }
+    };
+    let mut out = Vec::new();
+    let instance = e.d.instance();
+
+    out.push(match instance.map(|i| i.http_tokens.as_deref()) {
+        None => na("imdsv2", "no instance"),
+        Some(t) => verdict(
+            "imdsv2",
+            t == Some("required"),
+            "instance metadata needs a session token".into(),
+            format!(
+                "instance metadata tokens are {} (IMDSv1 answers credentials to any local request)",
+                t.unwrap_or("unknown")
+            ),
+        ),
+    });
+
+    out.push(match instance.map(|i| i.root_volume.as_ref()) {
+        None => na("volume-encrypted", "no instance"),
+        Some(None) => check(
+            "volume-encrypted",
+            Status::Fail,
+            "root volume not found".into(),
+        ),
+        Some(Some(v)) => verdict(
+            "volume-encrypted",
+            v.encrypted,
+            format!("{} encrypted", v.id),
+            format!("{} is NOT encrypted", v.id),
+        ),
+    });
+
+    // Inbound: exactly what the stack defines (tcp/22 from the admin CIDRs on host, nothing
+    // on pos); anything more is exposure, 0.0.0.0/0 named as such.
+    let mut exposed = Vec::new();
+    for role in [Role::SgHost, Role::SgPos] {
+        let Some(sg) = e.d.sg(role) else { continue };
+        let (wanted, _) = crate::plan::desired_rules(e.spec, role);
+        for r in sg.ingress.iter().filter(|r| !wanted.contains(r)) {
+            let open = if r.cidr == "0.0.0.0/0" {
+                " (the whole internet)"
+            } else {
+                ""
+            };
+            exposed.push(format!("{} {}: inbound {r}{open}", sg.id, role.as_str()));
+        }
+        if sg.other_rules > 0 {
+            exposed.push(format!(
+                "{} {}: {} rule(s) naming groups, prefix lists or IPv6",
+                sg.id,
+                role.as_str(),
+                sg.other_rules
+            ));
+        }
+    }
+    out.push(if e.d.security_groups.is_empty() {
+        na("sg-exposure", "no security groups")
+    } else {
+        verdict(
+            "sg-exposure",
+            exposed.is_empty(),
+            "inbound only as the stack defines".into(),
+            exposed.join("; "),
+        )
+    });
+
+    out.push(match instance {
+        None => na("termination-protection", "no instance"),
+        Some(_) if e.d.id.as_ref().map(|i| i.env) != Some(Env::Prod) => {
+            na("termination-protection", "not prod")
+        }
+        Some(i) => verdict(
+            "termination-protection",
+            i.termination_protection,
+            "on".into(),
+            format!("{} can be terminated by a single API call", i.id),
+        ),
+    });
+
+    let max_psk = e.max_psk_age.as_secs() / 86_400;
+    let mut old = Vec::new();
+    let mut weak = Vec::new();
+    for l in e.vpn {
+        match parse_time(&l.psk_rotated_at) {
+            Some(t) if age_days(t, e.now) <= max_psk => {}
+            Some(t) => old.push(format!(
+                "{}: key {} days old",
+                l.location.name,
+                age_days(t, e.now)
+            )),
+            None => old.push(format!("{}: key age unknown", l.location.name)),
+        }
+        let w: Vec<&str> = crate::spec::vpn::weak_algorithms(&l.location.proposals)
+            .into_iter()
+            .chain(crate::spec::vpn::weak_algorithms(&l.location.esp_proposals))
+            .collect();
+        if !w.is_empty() {
+            weak.push(format!("{}: {}", l.location.name, w.join(", ")));
+        }
+    }
+    let n = e.vpn.len();
+    if n == 0 {
+        out.push(na("vpn-psk-age", "no VPN locations"));
+        out.push(na("vpn-proposals", "no VPN locations"));
+    } else {
+        out.push(verdict(
+            "vpn-psk-age",
+            old.is_empty(),
+            format!("{n} key(s) younger than {max_psk} days"),
+            format!("{} (rotate with `poscloud vpn rotate`)", old.join("; ")),
+        ));
+        out.push(verdict(
+            "vpn-proposals",
+            weak.is_empty(),
+            format!("{n} location(s) with strong proposals"),
+            format!("weak: {}", weak.join("; ")),
+        ));
+    }
+
+    let max_patch = e.max_patch_age.as_secs() / 86_400;
+    out.push(match patched_at(e.bootstrap) {
+        None if e.bootstrap.is_none() => na("os-patched", "never bootstrapped"),
+        None => check(
+            "os-patched",
+            Status::Fail,
+            "the bootstrap record has no patch date (user-data not recorded)".into(),
+        ),
+        Some((text, t)) => verdict(
+            "os-patched",
+            age_days(t, e.now) <= max_patch,
+            format!("patched {text}"),
+            format!(
+                "last patched {text}, {} days ago (more than {max_patch})",
+                age_days(t, e.now)
+            ),
+        ),
+    });
+
+    // SSH is reachable when the host group lets tcp/22 in; then the key must be pinned.
+    let ssh_open = e.d.sg(Role::SgHost).is_some_and(|g| {
+        g.ingress
+            .iter()
+            .any(|r| r.protocol == "tcp" && covers(r, 22))
+    });
+    out.push(match (e.host_key, ssh_open) {
+        (Some(k), _) => pass("host-key-pinned", &key_fingerprint(k)),
+        (None, true) => check(
+            "host-key-pinned",
+            Status::Fail,
+            "SSH is open to the host but no host key is pinned".into(),
+        ),
+        (None, false) => na("host-key-pinned", "no SSH inbound"),
+    });
+    out
+}
+
+fn covers(r: &crate::aws::discover::Rule, port: i32) -> bool {
+    match (r.from_port, r.to_port) {
+        (Some(a), Some(b)) => a <= port && port <= b,
+        _ => true,
+    }
+}
+
+fn key_fingerprint(line: &str) -> String {
+    crate::remote::ssh::PinnedKey::parse(line)
+        .map(|k| format!("pinned {}", k.fingerprint()))
+        .unwrap_or_else(|_| "pinned (unreadable key)".into())
+}
+
+/// When user-data last updated the OS (its `finished` time in the bootstrap record).
+fn patched_at(b: Option<&PhaseState>) -> Option<(String, SystemTime)> {
+    let t = b?.result["userdata"]["finished"].as_str()?;
+    Some((t.to_string(), parse_time(t)?))
+}
+
+/// Host versions from the bootstrap record, for the report.
+pub fn host_versions(b: Option<&PhaseState>) -> Value {
+    match b {
+        None => Value::Null,
+        Some(b) => {
+            let r = &b.result;
+            serde_json::json!({
+                "docker": r["docker"],
+                "strongswan": r["strongswan"],
+                "kernel": r["kernel"],
+                "ssm_agent": r["userdata"]["ssm_agent"],
+                "reboot_required": r["userdata"]["reboot_required"],
+                "patched_at": r["userdata"]["finished"],
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> SystemTime {
+        parse_time(s).unwrap()
+    }
+
+    #[test]
+    fn months() {
+        let now = t("2026-11-23T17:00:00Z");
+        assert_eq!(
+            month_window("2026-10", now).unwrap(),
+            (t("2026-10-01T00:00:00Z"), t("2026-11-01T00:00:00Z"))
+        );
+        assert_eq!(
+            month_window("2026-11", now).unwrap(),
+            (t("2026-11-01T00:00:00Z"), now)
+        );
+        assert_eq!(
+            month_window("2025-12", now).unwrap().1,
+            t("2026-01-01T00:00:00Z")
+        );
+        for bad in [
+            "2026-13", "2026-1", "26-10", "2026/10", "", "2026-00", "2026-12",
+        ] {
+            assert!(month_window(bad, now).is_err(), "{bad}");
+        }
+        assert_eq!(month_hours(t("2024-02-01T00:00:00Z")), 29.0 * 24.0);
+        assert_eq!(month_hours(t("2026-10-01T00:00:00Z")), 31.0 * 24.0);
+        assert_eq!(this_month(now), "2026-11");
+    }
+
+    #[test]
+    fn hours_between_events_inside_the_window() {
+        let (from, to) = (t("2026-10-01T00:00:00Z"), t("2026-11-01T00:00:00Z"));
+        // Started before the window, stopped, started again, terminated.
+        let mut ev = vec![
+            (t("2026-10-05T12:00:00Z"), true),
+            (t("2026-09-30T20:00:00Z"), true),
+            (t("2026-10-02T00:00:00Z"), false),
+            (t("2026-10-06T00:00:00Z"), false),
+        ];
+        assert_eq!(hours_on(&mut ev, from, to), (36.0, false));
+        // Still on at the end of the window; a repeated "on" changes nothing.
+        let mut ev = vec![
+            (t("2026-10-31T22:00:00Z"), true),
+            (t("2026-10-31T23:00:00Z"), true),
+        ];
+        assert_eq!(hours_on(&mut ev, from, to), (2.0, false));
+        // History starts with an "off": on from the window's start, and said so.
+        let mut ev = vec![(t("2026-10-01T10:00:00Z"), false)];
+        assert_eq!(hours_on(&mut ev, from, to), (10.0, true));
+        // Entirely before or after the window.
+        let mut ev = vec![
+            (t("2026-09-01T00:00:00Z"), true),
+            (t("2026-09-02T00:00:00Z"), false),
+        ];
+        assert_eq!(hours_on(&mut ev, from, to).0, 0.0);
+        let mut ev = vec![(t("2026-11-02T00:00:00Z"), true)];
+        assert_eq!(hours_on(&mut ev, from, to).0, 0.0);
+    }
+
+    #[test]
+    fn journal_commands_name_the_stack() {
+        let id = stack_of_command("provision --shop 12345678 --env qa").unwrap();
+        assert_eq!((id.shop.as_str(), id.env), ("12345678", Env::Qa));
+        assert!(stack_of_command("list").is_none());
+        assert!(stack_of_command("provision --shop 1234 --env qa").is_none());
+    }
+}
