@@ -598,8 +598,39 @@ fn bad_inputs_are_refused_before_any_write() {
             vec![],
             "--target is not supported",
         ),
+        // Reports.
+        (
+            vec!["report", "billing", "--month", "2026-13"],
+            vec![],
+            "use YYYY-MM",
+        ),
+        (
+            vec!["report", "billing", "--month", "2999-01"],
+            vec![],
+            "has not begun",
+        ),
+        (
+            vec!["report", "billing", "--stack", &stacks[5]],
+            vec![],
+            "t3large",
+        ),
+        (
+            vec!["report", "compliance", "--max-psk-age", "a year"],
+            vec![],
+            "--max-psk-age",
+        ),
+        (
+            vec!["report", "compliance", "--shop", "1234"],
+            vec![],
+            "exactly 8 digits",
+        ),
+        (
+            vec!["report", "compliance", "--stack", &stacks[6]],
+            vec![],
+            "0.0.0.0/0",
+        ),
     ];
-    assert!(cases.len() >= 15);
+    assert!(cases.len() >= 30);
     for (args, env, expect) in &cases {
         rig.proxy.reset();
         let r = rig.run_env(args, env);
