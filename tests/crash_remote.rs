@@ -1,0 +1,162 @@
+//! Crashes in the remote phases: poscloud killed (SIGKILL) while build, restore and stage run
+//! on the host; the same command again (with `--break-lock` for the dead run's lock)
+//! completes, and the POS data is the backup, byte for byte. The host is a `--target` test
+//! host (the same scripts run there as on a stack's host through SSM; no AWS involved).
+
+mod common;
+use common::data::{generate, snapshot, Entry};
+use common::host::TestHost;
+use common::{Rig, Run};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+const SHOP: &str = "82000058";
+
+struct Setup {
+    rig: Rig,
+    h: TestHost,
+    stack: String,
+}
+
+fn setup() -> Setup {
+    let rig = Rig::new();
+    let h = TestHost::up("crm1", 58, true);
+    let (url, sum) = h.pos_artifact("echo v1 >/opt/pos/app/version\n");
+    let ks = common::repo().join("tests/fixtures/media-test.ks");
+    let pos = format!(
+        "\n[pos]\napp = \"rti\"\nversion = \"1.0-test\"\nkickstart = \"{}\"\nartifact_url = \"{url}\"\nartifact_sha256 = \"{sum}\"\nmemory = \"256m\"\n",
+        ks.display()
+    );
+    let base = std::fs::read_to_string(common::repo().join("stacks/qa.toml")).unwrap();
+    let stack = rig.home.path().join("edge.toml");
+    std::fs::write(&stack, base + &pos).unwrap();
+    // A backup on the host: 800 files with odd names, one of 3 MiB, and its manifest.
+    let backup = h.root.join("srv/backup");
+    generate(&backup, 800, 58);
+    let ok = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("find . -type f -print0 | xargs -0 sha256sum > /tmp/m.$$ && mv /tmp/m.$$ MANIFEST.sha256")
+        .current_dir(&backup)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    Setup {
+        stack: stack.to_string_lossy().into_owned(),
+        rig,
+        h,
+    }
+}
+
+const BACKUP: &str = "file:///srv/backup/";
+
+impl Setup {
+    fn args(&self, extra: &[&str]) -> Vec<String> {
+        let mut a: Vec<String> = ["provision", "--restore-from", BACKUP]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect();
+        let target = format!("ssh://{}", self.h.ssh_address());
+        let key = self.h.client_key.to_string_lossy().into_owned();
+        let hk = self.h.host_key_pub.to_string_lossy().into_owned();
+        for s in [
+            "--shop",
+            SHOP,
+            "--env",
+            "qa",
+            "--stack",
+            &self.stack,
+            "--target",
+            &target,
+            "--ssh-key",
+            &key,
+            "--host-key-file",
+            &hk,
+        ] {
+            a.push(s.to_string());
+        }
+        a
+    }
+
+    fn run(&self, extra: &[&str]) -> Run {
+        let a = self.args(extra);
+        self.rig.run(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// Runs provision and SIGKILLs it as soon as the host's script prints a line starting
+    /// with `marker` (the phase is under way on the host). Returns what it printed.
+    fn killed_during(&self, extra: &[&str], marker: &str) -> String {
+        let a = self.args(extra);
+        let mut child = self
+            .rig
+            .command(&a.iter().map(String::as_str).collect::<Vec<_>>())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut seen = String::new();
+        let mut killed = false;
+        for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+            let line = line.unwrap_or_default();
+            seen.push_str(&line);
+            seen.push('\n');
+            // The host's output is shown as "    │ build: …".
+            let host_line = line.split_once("│ ").map(|(_, l)| l).unwrap_or("");
+            if !killed && host_line.starts_with(marker) {
+                child.kill().unwrap();
+                killed = true;
+            }
+        }
+        let status = child.wait().unwrap();
+        assert!(killed, "the run ended before {marker:?} ({status}):\n{seen}");
+        seen
+    }
+
+    /// The POS data directory holds exactly the backup (names, content, modes).
+    fn assert_data_is_the_backup(&self, what: &str) {
+        let strip = |mut m: BTreeMap<Vec<u8>, Entry>| {
+            m.remove(b"MANIFEST.sha256".as_slice());
+            m
+        };
+        let data = strip(snapshot(&self.h.root.join("var/lib/poscloud/data/rti")));
+        let backup = strip(snapshot(&self.h.root.join("srv/backup")));
+        common::data::assert_same(&data, &backup, what);
+    }
+
+    /// The dead run's lock is reported as stale and stops a plain re-run; `--break-lock`
+    /// resumes and completes.
+    fn resume(&self, extra: &[&str], what: &str) {
+        let locked = self.run(extra);
+        assert_eq!(locked.code, 3, "{what}: {locked:?}");
+        assert!(locked.stderr.contains("stale"), "{what}: {}", locked.stderr);
+        let mut again: Vec<&str> = extra.to_vec();
+        again.push("--break-lock");
+        let done = self.run(&again).ok();
+        let phases = &self.run(&["--output", "json"]).ok().json()["phases"];
+        for p in ["bootstrap", "build", "restore", "stage", "ready"] {
+            assert!(phases[p]["done_at"].is_string(), "{what}: {p}: {phases}");
+        }
+        assert!(self.h.pos_answers(), "{what}: the POS answers\n{}", done.stderr);
+        self.assert_data_is_the_backup(what);
+    }
+}
+
+#[test]
+fn killed_during_build_restore_and_stage_the_same_command_completes_and_the_data_is_intact() {
+    let s = setup();
+
+    // 1. During the build of the OS media (the first run: nothing exists yet).
+    s.killed_during(&[], "build:");
+    s.resume(&[], "killed during build");
+
+    // 2. During a restore over existing data: the data is either the old or the new, never
+    //    half; the re-run restores it whole.
+    std::fs::write(s.h.root.join("var/lib/poscloud/data/rti/local-change"), b"x").unwrap();
+    s.killed_during(&["--redo", "restore"], "restore:");
+    s.resume(&["--redo", "restore"], "killed during restore");
+
+    // 3. During stage (the POS container being replaced): the data directory is untouched.
+    s.killed_during(&["--redo", "stage"], "pos:");
+    s.resume(&["--redo", "stage"], "killed during stage");
+}
