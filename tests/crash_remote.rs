@@ -22,15 +22,7 @@ struct Setup {
 fn setup() -> Setup {
     let rig = Rig::new();
     let h = TestHost::up("crm1", 58, true);
-    let (url, sum) = h.pos_artifact("echo v1 >/opt/pos/app/version\n");
-    let ks = common::repo().join("tests/fixtures/media-test.ks");
-    let pos = format!(
-        "\n[pos]\napp = \"rti\"\nversion = \"1.0-test\"\nkickstart = \"{}\"\nartifact_url = \"{url}\"\nartifact_sha256 = \"{sum}\"\nmemory = \"256m\"\n",
-        ks.display()
-    );
-    let base = std::fs::read_to_string(common::repo().join("stacks/qa.toml")).unwrap();
-    let stack = rig.home.path().join("edge.toml");
-    std::fs::write(&stack, base + &pos).unwrap();
+    let stack = h.media_stack(&rig.home.path().join("edge.toml"));
     // A backup on the host: 800 files with odd names, one of 3 MiB, and its manifest.
     let backup = h.root.join("srv/backup");
     generate(&backup, 800, 58);
@@ -41,11 +33,7 @@ fn setup() -> Setup {
         .status()
         .unwrap();
     assert!(ok.success());
-    Setup {
-        stack: stack.to_string_lossy().into_owned(),
-        rig,
-        h,
-    }
+    Setup { stack, rig, h }
 }
 
 const BACKUP: &str = "file:///srv/backup/";
@@ -81,7 +69,8 @@ impl Setup {
 
     fn run(&self, extra: &[&str]) -> Run {
         let a = self.args(extra);
-        self.rig.run(&a.iter().map(String::as_str).collect::<Vec<_>>())
+        self.rig
+            .run(&a.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     /// Runs provision and SIGKILLs it as soon as the host's script prints a line starting
@@ -109,7 +98,10 @@ impl Setup {
             }
         }
         let status = child.wait().unwrap();
-        assert!(killed, "the run ended before {marker:?} ({status}):\n{seen}");
+        assert!(
+            killed,
+            "the run ended before {marker:?} ({status}):\n{seen}"
+        );
         seen
     }
 
@@ -137,7 +129,11 @@ impl Setup {
         for p in ["bootstrap", "build", "restore", "stage", "ready"] {
             assert!(phases[p]["done_at"].is_string(), "{what}: {p}: {phases}");
         }
-        assert!(self.h.pos_answers(), "{what}: the POS answers\n{}", done.stderr);
+        assert!(
+            self.h.pos_answers(),
+            "{what}: the POS answers\n{}",
+            done.stderr
+        );
         self.assert_data_is_the_backup(what);
     }
 }
@@ -152,7 +148,11 @@ fn killed_during_build_restore_and_stage_the_same_command_completes_and_the_data
 
     // 2. During a restore over existing data: the data is either the old or the new, never
     //    half; the re-run restores it whole.
-    std::fs::write(s.h.root.join("var/lib/poscloud/data/rti/local-change"), b"x").unwrap();
+    std::fs::write(
+        s.h.root.join("var/lib/poscloud/data/rti/local-change"),
+        b"x",
+    )
+    .unwrap();
     s.killed_during(&["--redo", "restore"], "restore:");
     s.resume(&["--redo", "restore"], "killed during restore");
 

@@ -27,22 +27,14 @@ impl<'a> Shop<'a> {
     fn new(rig: &'a Rig, shop: &'static str, name: &str, index: u8) -> Shop<'a> {
         let h = TestHost::up(name, index, true);
         h.finish_userdata();
-        let (url, sum) = h.pos_artifact("echo v1 >/opt/pos/app/version\n");
-        let ks = common::repo().join("tests/fixtures/media-test.ks");
-        let pos = format!(
-            "\n[pos]\napp = \"rti\"\nversion = \"1.0-test\"\nkickstart = \"{}\"\nartifact_url = \"{url}\"\nartifact_sha256 = \"{sum}\"\nmemory = \"256m\"\n",
-            ks.display()
-        );
-        let base = std::fs::read_to_string(common::repo().join("stacks/qa.toml")).unwrap();
-        let stack = rig.home.path().join(format!("{shop}.toml"));
-        std::fs::write(&stack, base + &pos).unwrap();
+        let stack = h.media_stack(&rig.home.path().join(format!("{shop}.toml")));
         let proxy = Proxy::start_on(&format!("10.200.{index}.1"), rig.emu.port);
         Shop {
             rig,
             h,
             proxy,
             shop,
-            stack: stack.to_string_lossy().into_owned(),
+            stack,
         }
     }
 

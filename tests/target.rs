@@ -19,15 +19,7 @@ fn setup() -> Setup {
     let rig = Rig::new();
     // No finish_userdata(): poscloud's user-data never ran on such a host.
     let h = TestHost::up("tgt1", 27, true);
-    let (url, sum) = h.pos_artifact("echo v1 >/opt/pos/app/version\n");
-    let ks = common::repo().join("tests/fixtures/media-test.ks");
-    let pos = format!(
-        "\n[pos]\napp = \"rti\"\nversion = \"1.0-test\"\nkickstart = \"{}\"\nartifact_url = \"{url}\"\nartifact_sha256 = \"{sum}\"\nmemory = \"256m\"\n",
-        ks.display()
-    );
-    let base = std::fs::read_to_string(common::repo().join("stacks/qa.toml")).unwrap();
-    let stack = rig.home.path().join("edge.toml");
-    std::fs::write(&stack, base + &pos).unwrap();
+    let stack = h.media_stack(&rig.home.path().join("edge.toml"));
     // A backup already on the host (file://), with its manifest.
     let backup = h.root.join("srv/backup");
     std::fs::create_dir_all(backup.join("a b")).unwrap();
@@ -50,11 +42,7 @@ fn setup() -> Setup {
         .unwrap()
         .success());
     std::fs::write(bad.join("a b/ordërs.db"), b"tampered").unwrap();
-    Setup {
-        stack: stack.to_string_lossy().into_owned(),
-        rig,
-        h,
-    }
+    Setup { stack, rig, h }
 }
 
 impl Setup {

@@ -131,6 +131,20 @@ impl TestHost {
         ("file:///srv/pos-rti.tar".to_string(), sum)
     }
 
+    /// A stack file at `path`: the qa profile plus a [pos] that builds its media from the
+    /// small test kickstart and installs the artifact of `pos_artifact` ("v1").
+    pub fn media_stack(&self, path: &std::path::Path) -> String {
+        let (url, sum) = self.pos_artifact("echo v1 >/opt/pos/app/version\n");
+        let ks = super::repo().join("tests/fixtures/media-test.ks");
+        let pos = format!(
+            "\n[pos]\napp = \"rti\"\nversion = \"1.0-test\"\nkickstart = \"{}\"\nartifact_url = \"{url}\"\nartifact_sha256 = \"{sum}\"\nmemory = \"256m\"\n",
+            ks.display()
+        );
+        let base = std::fs::read_to_string(super::repo().join("stacks/qa.toml")).unwrap();
+        std::fs::write(path, base + &pos).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
     /// The test process's docker CLI against this host's engine (outside poscloud):
     /// success and trimmed stdout.
     pub fn docker(&self, args: &[&str]) -> (bool, String) {
