@@ -104,36 +104,58 @@ fn id_of(u: &Usage) -> StackId {
     }
 }
 
-const CSV_HEADER: &str = "shop,env,instance_type,running_hours,volume_hours,public_ipv4_hours,instance_usd,ebs_usd,public_ipv4_usd,total_usd";
+const HEADER: [&str; 10] = [
+    "shop",
+    "env",
+    "instance_type",
+    "running_hours",
+    "volume_hours",
+    "public_ipv4_hours",
+    "instance_usd",
+    "ebs_usd",
+    "public_ipv4_usd",
+    "total_usd",
+];
 
-fn csv(rows: &[Usage], totals: &serde_json::Value) -> String {
-    let mut out = format!("{CSV_HEADER}\n");
-    for u in rows {
-        let _ = writeln!(
-            out,
-            "{},{},{},{:.2},{:.2},{:.2},{:.2},{:.2},{:.2},{:.2}",
-            u.shop,
-            u.env,
-            u.instance_type,
-            u.running_hours,
-            u.volume_hours,
-            u.public_ipv4_hours,
-            u.instance_usd,
-            u.ebs_usd,
-            u.public_ipv4_usd,
-            u.total_usd
-        );
-    }
-    let t = |k: &str| totals[k].as_f64().unwrap_or(0.0);
-    let _ = writeln!(
-        out,
-        "TOTAL,,,{:.2},,,{:.2},{:.2},{:.2},{:.2}",
+/// A row's values, formatted once for both the table and the CSV.
+fn cells(u: &Usage) -> [String; 10] {
+    let f = |v: f64| format!("{v:.2}");
+    [
+        u.shop.clone(),
+        u.env.clone(),
+        u.instance_type.clone(),
+        f(u.running_hours),
+        f(u.volume_hours),
+        f(u.public_ipv4_hours),
+        f(u.instance_usd),
+        f(u.ebs_usd),
+        f(u.public_ipv4_usd),
+        f(u.total_usd),
+    ]
+}
+
+fn total_cells(totals: &serde_json::Value) -> [String; 10] {
+    let t = |k: &str| format!("{:.2}", totals[k].as_f64().unwrap_or(0.0));
+    let e = String::new;
+    [
+        "TOTAL".into(),
+        e(),
+        e(),
         t("running_hours"),
+        e(),
+        e(),
         t("instance_usd"),
         t("ebs_usd"),
         t("public_ipv4_usd"),
-        t("total_usd")
-    );
+        t("total_usd"),
+    ]
+}
+
+fn csv(rows: &[Usage], totals: &serde_json::Value) -> String {
+    let mut out = format!("{}\n", HEADER.join(","));
+    for r in rows.iter().map(cells).chain([total_cells(totals)]) {
+        let _ = writeln!(out, "{}", r.join(","));
+    }
     out
 }
 
@@ -143,42 +165,26 @@ fn table(month: &str, period: &str, rows: &[Usage], totals: &serde_json::Value) 
         out.push_str("no poscloud stack ran in this period (by this journal and region)\n");
         return out;
     }
-    let _ = writeln!(
-        out,
-        "{:<10} {:<5} {:<10} {:>8} {:>8} {:>8} {:>10} {:>8} {:>8} {:>10}",
-        "SHOP", "ENV", "TYPE", "RUN H", "DISK H", "IPV4 H", "INSTANCE", "EBS", "IPV4", "TOTAL"
-    );
-    for u in rows {
-        let _ = writeln!(
-            out,
-            "{:<10} {:<5} {:<10} {:>8.1} {:>8.1} {:>8.1} {:>10.2} {:>8.2} {:>8.2} {:>10.2}",
-            u.shop,
-            u.env,
-            u.instance_type,
-            u.running_hours,
-            u.volume_hours,
-            u.public_ipv4_hours,
-            u.instance_usd,
-            u.ebs_usd,
-            u.public_ipv4_usd,
-            u.total_usd
-        );
+    const WIDTH: [usize; 10] = [10, 5, 10, 8, 8, 8, 10, 8, 8, 10];
+    let head = [
+        "SHOP", "ENV", "TYPE", "RUN H", "DISK H", "IPV4 H", "INSTANCE", "EBS", "IPV4", "TOTAL",
+    ];
+    let line = |cells: &[String]| {
+        let mut l = String::new();
+        for (i, (c, w)) in cells.iter().zip(WIDTH).enumerate() {
+            // Names left, figures right.
+            let _ = if i < 3 {
+                write!(l, "{c:<w$} ")
+            } else {
+                write!(l, "{c:>w$} ")
+            };
+        }
+        l.trim_end().to_string()
+    };
+    let _ = writeln!(out, "{}", line(&head.map(String::from)));
+    for r in rows.iter().map(cells).chain([total_cells(totals)]) {
+        let _ = writeln!(out, "{}", line(&r));
     }
-    let t = |k: &str| totals[k].as_f64().unwrap_or(0.0);
-    let _ = writeln!(
-        out,
-        "{:<10} {:<5} {:<10} {:>8.1} {:>8} {:>8} {:>10.2} {:>8.2} {:>8.2} {:>10.2}",
-        "TOTAL",
-        "",
-        "",
-        t("running_hours"),
-        "",
-        "",
-        t("instance_usd"),
-        t("ebs_usd"),
-        t("public_ipv4_usd"),
-        t("total_usd")
-    );
     for u in rows.iter().filter(|u| !u.notes.is_empty()) {
         for n in &u.notes {
             let _ = writeln!(out, "note: {} {}: {n}", u.shop, u.env);
