@@ -3,7 +3,34 @@
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
+
+/// Where `note` sends its lines: set by the last `Ui::new` (before any, to the log).
+static NOTES: AtomicU8 = AtomicU8::new(NOTES_LOG);
+const NOTES_LOG: u8 = 0;
+const NOTES_SHOW: u8 = 1;
+const NOTES_HIDE: u8 = 2;
+
+/// A line from below the commands, where no `Ui` is at hand: the AWS layer's retries
+/// ("EC2 RunInstances: throttled (HTTP 503), retrying (attempt 2 of 8)"). Shown on stderr
+/// like progress; in JSON or quiet mode only in the debug log.
+pub fn note(msg: impl AsRef<str>) {
+    let msg = msg.as_ref();
+    match NOTES.load(Ordering::Relaxed) {
+        NOTES_SHOW => {
+            // On a terminal, clear a spinner's line first; the spinner redraws below.
+            let clear = if std::io::stderr().is_terminal() {
+                "\r\x1b[2K"
+            } else {
+                ""
+            };
+            eprintln!("{clear}  ↻ {msg}");
+        }
+        NOTES_HIDE => tracing::debug!("{msg}"),
+        _ => tracing::info!("{msg}"),
+    }
+}
 
 #[derive(Clone)]
 pub struct Ui {
@@ -16,12 +43,17 @@ pub struct Ui {
 impl Ui {
     pub fn new(json: bool, quiet: bool) -> Ui {
         let tty = std::io::stderr().is_terminal();
-        Ui {
+        let ui = Ui {
             json,
             quiet,
             color: tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
             tty,
-        }
+        };
+        NOTES.store(
+            if ui.chatty() { NOTES_SHOW } else { NOTES_HIDE },
+            Ordering::Relaxed,
+        );
+        ui
     }
 
     fn chatty(&self) -> bool {

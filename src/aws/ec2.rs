@@ -1,13 +1,15 @@
 //! EC2 writes: one small function per change, each recorded in the journal.
 
 use super::discover::{Eip, Eni, Igw, RouteTable, Rule, SecurityGroup, Subnet, Vpc};
+use super::retry::Verdict;
 use super::tags::{self, Role};
 use super::Aws;
 use crate::error::{Error, Result};
 use crate::spec::StackId;
 use aws_sdk_ec2::client::Waiters;
+use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{
-    AttributeBooleanValue, BlockDeviceMapping, DomainType, EbsBlockDevice, HttpTokensState,
+    AttributeBooleanValue, BlockDeviceMapping, DomainType, EbsBlockDevice, Filter, HttpTokensState,
     IamInstanceProfileSpecification, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest,
     InstanceNetworkInterfaceSpecification, InstanceType, IpPermission, IpRange, ResourceType,
     VolumeType,
@@ -34,6 +36,13 @@ pub struct Launch<'a> {
     pub client_token: String,
 }
 
+/// Filters for one stack's resource of one role (what `create_once` looks for).
+fn role_filters(id: &StackId, role: Role) -> Vec<Filter> {
+    let mut f = tags::filters(id);
+    f.push(tags::filter(&format!("tag:{}", tags::ROLE), role.as_str()));
+    f
+}
+
 fn ip_permission(r: &Rule) -> IpPermission {
     IpPermission::builder()
         .ip_protocol(&r.protocol)
@@ -45,25 +54,49 @@ fn ip_permission(r: &Rule) -> IpPermission {
 
 impl Aws {
     pub async fn create_vpc(&self, id: &StackId, cidr: &str) -> Result<Vpc> {
-        let out = self
-            .ec2
-            .create_vpc()
-            .cidr_block(cidr)
-            .tag_specifications(tags::spec_with(
-                id,
-                Role::Vpc,
-                ResourceType::Vpc,
-                Some((tags::CREATED, crate::journal::now())),
-            ))
-            .send()
-            .await
-            .map_err(|e| self.err("CreateVpc", None, e))?;
-        let vpc_id = out.vpc().and_then(|v| v.vpc_id()).unwrap_or_default();
-        self.wrote("CreateVpc", vpc_id);
-        Ok(Vpc {
-            id: vpc_id.to_string(),
-            cidr: cidr.to_string(),
-        })
+        let find = move || async move {
+            let out = self
+                .ec2
+                .describe_vpcs()
+                .set_filters(Some(role_filters(id, Role::Vpc)))
+                .send()
+                .await
+                .map_err(|e| self.err("DescribeVpcs", None, e))?;
+            Ok(out.vpcs().first().map(|v| Vpc {
+                id: v.vpc_id().unwrap_or_default().to_string(),
+                cidr: v.cidr_block().unwrap_or_default().to_string(),
+            }))
+        };
+        let create = move |v: Verdict| async move {
+            let out = self
+                .ec2
+                .create_vpc()
+                .cidr_block(cidr)
+                .tag_specifications(tags::spec_with(
+                    id,
+                    Role::Vpc,
+                    ResourceType::Vpc,
+                    Some((tags::CREATED, crate::journal::now())),
+                ))
+                .customize()
+                .config_override(v.ec2())
+                .send()
+                .await
+                .map_err(|e| self.err("CreateVpc", None, e))?;
+            Ok(Vpc {
+                id: out
+                    .vpc()
+                    .and_then(|v| v.vpc_id())
+                    .unwrap_or_default()
+                    .to_string(),
+                cidr: cidr.to_string(),
+            })
+        };
+        let vpc = self
+            .create_once("EC2 CreateVpc", "the stack's VPC exists", find, create)
+            .await?;
+        self.wrote("CreateVpc", &vpc.id);
+        Ok(vpc)
     }
 
     pub async fn delete_vpc(&self, vpc_id: &str) -> Result<()> {
@@ -78,45 +111,103 @@ impl Aws {
     }
 
     pub async fn create_igw(&self, id: &StackId) -> Result<Igw> {
+        let find = move || async move {
+            let out = self
+                .ec2
+                .describe_internet_gateways()
+                .set_filters(Some(role_filters(id, Role::Igw)))
+                .send()
+                .await
+                .map_err(|e| self.err("DescribeInternetGateways", None, e))?;
+            Ok(out.internet_gateways().first().map(|g| Igw {
+                id: g.internet_gateway_id().unwrap_or_default().to_string(),
+                attached_vpc: g
+                    .attachments()
+                    .iter()
+                    .find_map(|a| a.vpc_id().map(str::to_string)),
+            }))
+        };
+        let create = move |v: Verdict| async move {
+            let out = self
+                .ec2
+                .create_internet_gateway()
+                .tag_specifications(tags::spec(id, Role::Igw, ResourceType::InternetGateway))
+                .customize()
+                .config_override(v.ec2())
+                .send()
+                .await
+                .map_err(|e| self.err("CreateInternetGateway", None, e))?;
+            Ok(Igw {
+                id: out
+                    .internet_gateway()
+                    .and_then(|g| g.internet_gateway_id())
+                    .unwrap_or_default()
+                    .to_string(),
+                attached_vpc: None,
+            })
+        };
+        let igw = self
+            .create_once(
+                "EC2 CreateInternetGateway",
+                "the stack's internet gateway exists",
+                find,
+                create,
+            )
+            .await?;
+        self.wrote("CreateInternetGateway", &igw.id);
+        Ok(igw)
+    }
+
+    /// The VPC an internet gateway is attached to.
+    async fn igw_vpc(&self, igw_id: &str) -> Result<Option<String>> {
         let out = self
             .ec2
-            .create_internet_gateway()
-            .tag_specifications(tags::spec(id, Role::Igw, ResourceType::InternetGateway))
+            .describe_internet_gateways()
+            .internet_gateway_ids(igw_id)
             .send()
             .await
-            .map_err(|e| self.err("CreateInternetGateway", None, e))?;
-        let igw_id = out
-            .internet_gateway()
-            .and_then(|g| g.internet_gateway_id())
-            .unwrap_or_default();
-        self.wrote("CreateInternetGateway", igw_id);
-        Ok(Igw {
-            id: igw_id.to_string(),
-            attached_vpc: None,
-        })
+            .map_err(|e| self.err("DescribeInternetGateways", Some(igw_id), e))?;
+        Ok(out
+            .internet_gateways()
+            .iter()
+            .flat_map(|g| g.attachments())
+            .find_map(|a| a.vpc_id().map(str::to_string)))
     }
 
     pub async fn attach_igw(&self, igw_id: &str, vpc_id: &str) -> Result<()> {
-        self.ec2
+        let sent = self
+            .ec2
             .attach_internet_gateway()
             .internet_gateway_id(igw_id)
             .vpc_id(vpc_id)
             .send()
-            .await
-            .map_err(|e| self.err("AttachInternetGateway", Some(igw_id), e))?;
+            .await;
+        if let Err(e) = sent {
+            // A retry after an attach whose answer was lost: attached is what we wanted.
+            let done = e.code() == Some("Resource.AlreadyAssociated")
+                && self.igw_vpc(igw_id).await?.as_deref() == Some(vpc_id);
+            if !done {
+                return Err(self.err("AttachInternetGateway", Some(igw_id), e));
+            }
+        }
         self.wrote("AttachInternetGateway", igw_id);
         Ok(())
     }
 
     pub async fn detach_igw(&self, igw_id: &str, vpc_id: &str) -> Result<()> {
-        self.ec2
+        match self
+            .ec2
             .detach_internet_gateway()
             .internet_gateway_id(igw_id)
             .vpc_id(vpc_id)
             .send()
             .await
-            .map_err(|e| self.err("DetachInternetGateway", Some(igw_id), e))?;
-        self.wrote("DetachInternetGateway", igw_id);
+        {
+            Ok(_) => self.wrote("DetachInternetGateway", igw_id),
+            // Detached already (a retried detach whose first answer was lost).
+            Err(e) if e.code() == Some("Gateway.NotAttached") => {}
+            Err(e) => return Err(self.err("DetachInternetGateway", Some(igw_id), e)),
+        }
         Ok(())
     }
 
@@ -132,21 +223,50 @@ impl Aws {
     }
 
     pub async fn create_subnet(&self, id: &StackId, vpc_id: &str, cidr: &str) -> Result<Subnet> {
-        let out = self
-            .ec2
-            .create_subnet()
-            .vpc_id(vpc_id)
-            .cidr_block(cidr)
-            .tag_specifications(tags::spec(id, Role::Subnet, ResourceType::Subnet))
-            .send()
-            .await
-            .map_err(|e| self.err("CreateSubnet", Some(vpc_id), e))?;
-        let subnet_id = out.subnet().and_then(|s| s.subnet_id()).unwrap_or_default();
-        self.wrote("CreateSubnet", subnet_id);
-        Ok(Subnet {
-            id: subnet_id.to_string(),
-            cidr: cidr.to_string(),
-        })
+        let find = move || async move {
+            let out = self
+                .ec2
+                .describe_subnets()
+                .set_filters(Some(role_filters(id, Role::Subnet)))
+                .send()
+                .await
+                .map_err(|e| self.err("DescribeSubnets", None, e))?;
+            Ok(out.subnets().first().map(|s| Subnet {
+                id: s.subnet_id().unwrap_or_default().to_string(),
+                cidr: s.cidr_block().unwrap_or_default().to_string(),
+            }))
+        };
+        let create = move |v: Verdict| async move {
+            let out = self
+                .ec2
+                .create_subnet()
+                .vpc_id(vpc_id)
+                .cidr_block(cidr)
+                .tag_specifications(tags::spec(id, Role::Subnet, ResourceType::Subnet))
+                .customize()
+                .config_override(v.ec2())
+                .send()
+                .await
+                .map_err(|e| self.err("CreateSubnet", Some(vpc_id), e))?;
+            Ok(Subnet {
+                id: out
+                    .subnet()
+                    .and_then(|s| s.subnet_id())
+                    .unwrap_or_default()
+                    .to_string(),
+                cidr: cidr.to_string(),
+            })
+        };
+        let subnet = self
+            .create_once(
+                "EC2 CreateSubnet",
+                "the stack's subnet exists",
+                find,
+                create,
+            )
+            .await?;
+        self.wrote("CreateSubnet", &subnet.id);
+        Ok(subnet)
     }
 
     pub async fn delete_subnet(&self, subnet_id: &str) -> Result<()> {
@@ -161,60 +281,135 @@ impl Aws {
     }
 
     pub async fn create_route_table(&self, id: &StackId, vpc_id: &str) -> Result<RouteTable> {
+        let find = move || async move {
+            let out = self
+                .ec2
+                .describe_route_tables()
+                .set_filters(Some(role_filters(id, Role::RouteTable)))
+                .send()
+                .await
+                .map_err(|e| self.err("DescribeRouteTables", None, e))?;
+            Ok(out.route_tables().first().map(|t| RouteTable {
+                id: t.route_table_id().unwrap_or_default().to_string(),
+                default_gateway: None,
+                associations: Vec::new(),
+            }))
+        };
+        let create = move |v: Verdict| async move {
+            let out = self
+                .ec2
+                .create_route_table()
+                .vpc_id(vpc_id)
+                .tag_specifications(tags::spec(id, Role::RouteTable, ResourceType::RouteTable))
+                .customize()
+                .config_override(v.ec2())
+                .send()
+                .await
+                .map_err(|e| self.err("CreateRouteTable", Some(vpc_id), e))?;
+            Ok(RouteTable {
+                id: out
+                    .route_table()
+                    .and_then(|t| t.route_table_id())
+                    .unwrap_or_default()
+                    .to_string(),
+                default_gateway: None,
+                associations: Vec::new(),
+            })
+        };
+        let rtb = self
+            .create_once(
+                "EC2 CreateRouteTable",
+                "the stack's route table exists",
+                find,
+                create,
+            )
+            .await?;
+        self.wrote("CreateRouteTable", &rtb.id);
+        Ok(rtb)
+    }
+
+    /// One route table as EC2 has it now.
+    async fn route_table(&self, rtb_id: &str) -> Result<Option<aws_sdk_ec2::types::RouteTable>> {
         let out = self
             .ec2
-            .create_route_table()
-            .vpc_id(vpc_id)
-            .tag_specifications(tags::spec(id, Role::RouteTable, ResourceType::RouteTable))
+            .describe_route_tables()
+            .route_table_ids(rtb_id)
             .send()
             .await
-            .map_err(|e| self.err("CreateRouteTable", Some(vpc_id), e))?;
-        let rtb_id = out
-            .route_table()
-            .and_then(|t| t.route_table_id())
-            .unwrap_or_default();
-        self.wrote("CreateRouteTable", rtb_id);
-        Ok(RouteTable {
-            id: rtb_id.to_string(),
-            default_gateway: None,
-            associations: Vec::new(),
-        })
+            .map_err(|e| self.err("DescribeRouteTables", Some(rtb_id), e))?;
+        Ok(out.route_tables().first().cloned())
     }
 
     pub async fn create_default_route(&self, rtb_id: &str, igw_id: &str) -> Result<()> {
-        self.ec2
+        let sent = self
+            .ec2
             .create_route()
             .route_table_id(rtb_id)
             .destination_cidr_block("0.0.0.0/0")
             .gateway_id(igw_id)
             .send()
-            .await
-            .map_err(|e| self.err("CreateRoute", Some(rtb_id), e))?;
+            .await;
+        if let Err(e) = sent {
+            // A retried create whose first answer was lost: fine if the route is ours.
+            let done = e.code() == Some("RouteAlreadyExists")
+                && self.route_table(rtb_id).await?.is_some_and(|t| {
+                    t.routes().iter().any(|r| {
+                        r.destination_cidr_block() == Some("0.0.0.0/0")
+                            && r.gateway_id() == Some(igw_id)
+                    })
+                });
+            if !done {
+                return Err(self.err("CreateRoute", Some(rtb_id), e));
+            }
+        }
         self.wrote("CreateRoute", rtb_id);
         Ok(())
     }
 
     pub async fn associate_route_table(&self, rtb_id: &str, subnet_id: &str) -> Result<String> {
-        let out = self
+        let sent = self
             .ec2
             .associate_route_table()
             .route_table_id(rtb_id)
             .subnet_id(subnet_id)
             .send()
-            .await
-            .map_err(|e| self.err("AssociateRouteTable", Some(rtb_id), e))?;
+            .await;
+        let association = match sent {
+            Ok(out) => out.association_id().unwrap_or_default().to_string(),
+            Err(e) => {
+                // A retry after an association whose answer was lost: use that association.
+                let existing = if e.code() == Some("Resource.AlreadyAssociated") {
+                    self.route_table(rtb_id).await?.and_then(|t| {
+                        t.associations()
+                            .iter()
+                            .find(|a| a.subnet_id() == Some(subnet_id))
+                            .and_then(|a| a.route_table_association_id())
+                            .map(str::to_string)
+                    })
+                } else {
+                    None
+                };
+                existing.ok_or_else(|| self.err("AssociateRouteTable", Some(rtb_id), e))?
+            }
+        };
         self.wrote("AssociateRouteTable", rtb_id);
-        Ok(out.association_id().unwrap_or_default().to_string())
+        Ok(association)
     }
 
     pub async fn disassociate_route_table(&self, association_id: &str) -> Result<()> {
-        self.ec2
+        match self
+            .ec2
             .disassociate_route_table()
             .association_id(association_id)
             .send()
             .await
-            .map_err(|e| self.err("DisassociateRouteTable", Some(association_id), e))?;
-        self.wrote("DisassociateRouteTable", association_id);
+        {
+            Ok(_) => self.wrote("DisassociateRouteTable", association_id),
+            // Gone already (a retried call whose first answer was lost): the route table can
+            // be deleted next.
+            Err(e) if e.code() == Some("InvalidAssociationID.NotFound") => {}
+            Err(e) => return Err(self.err("DisassociateRouteTable", Some(association_id), e)),
+        }
         Ok(())
     }
 
@@ -237,19 +432,7 @@ impl Aws {
         vpc_id: &str,
         description: &str,
     ) -> Result<SecurityGroup> {
-        let out = self
-            .ec2
-            .create_security_group()
-            .group_name(tags::name(id, role))
-            .description(description)
-            .vpc_id(vpc_id)
-            .tag_specifications(tags::spec(id, role, ResourceType::SecurityGroup))
-            .send()
-            .await
-            .map_err(|e| self.err("CreateSecurityGroup", Some(vpc_id), e))?;
-        let sg_id = out.group_id().unwrap_or_default();
-        self.wrote("CreateSecurityGroup", sg_id);
-        Ok(SecurityGroup {
+        let new_group = move |sg_id: &str| SecurityGroup {
             id: sg_id.to_string(),
             role,
             ingress: Vec::new(),
@@ -260,55 +443,186 @@ impl Aws {
                 cidr: "0.0.0.0/0".into(),
             }],
             other_rules: 0,
-        })
+        };
+        let find = move || async move {
+            let out = self
+                .ec2
+                .describe_security_groups()
+                .set_filters(Some(role_filters(id, role)))
+                .send()
+                .await
+                .map_err(|e| self.err("DescribeSecurityGroups", None, e))?;
+            // Found right after its create: it still has only the default rules.
+            Ok(out
+                .security_groups()
+                .first()
+                .map(|g| new_group(g.group_id().unwrap_or_default())))
+        };
+        let create = move |v: Verdict| async move {
+            let out = self
+                .ec2
+                .create_security_group()
+                .group_name(tags::name(id, role))
+                .description(description)
+                .vpc_id(vpc_id)
+                .tag_specifications(tags::spec(id, role, ResourceType::SecurityGroup))
+                .customize()
+                .config_override(v.ec2())
+                .send()
+                .await
+                .map_err(|e| self.err("CreateSecurityGroup", Some(vpc_id), e))?;
+            Ok(new_group(out.group_id().unwrap_or_default()))
+        };
+        let sg = self
+            .create_once(
+                "EC2 CreateSecurityGroup",
+                "the security group exists",
+                find,
+                create,
+            )
+            .await?;
+        self.wrote("CreateSecurityGroup", &sg.id);
+        Ok(sg)
+    }
+
+    /// Whether a group has every one of `rules` (inbound or outbound) now.
+    async fn sg_has(&self, sg_id: &str, ingress: bool, rules: &[Rule]) -> Result<bool> {
+        let out = self
+            .ec2
+            .describe_security_groups()
+            .group_ids(sg_id)
+            .send()
+            .await
+            .map_err(|e| self.err("DescribeSecurityGroups", Some(sg_id), e))?;
+        let Some(g) = out.security_groups().first() else {
+            return Ok(false);
+        };
+        let perms = if ingress {
+            g.ip_permissions()
+        } else {
+            g.ip_permissions_egress()
+        };
+        let has = |r: &Rule| {
+            perms.iter().any(|p| {
+                p.ip_protocol() == Some(r.protocol.as_str())
+                    && (r.protocol == "-1"
+                        || (p.from_port() == r.from_port && p.to_port() == r.to_port))
+                    && p.ip_ranges()
+                        .iter()
+                        .any(|x| x.cidr_ip() == Some(r.cidr.as_str()))
+            })
+        };
+        Ok(rules.iter().all(has))
+    }
+
+    /// Adds rules. A retry after an add whose answer was lost meets its own rules
+    /// (InvalidPermission.Duplicate): fine when every rule is there.
+    async fn authorize(&self, sg_id: &str, ingress: bool, rules: &[Rule]) -> Result<()> {
+        let perms: Vec<IpPermission> = rules.iter().map(ip_permission).collect();
+        let (op, sent) = if ingress {
+            (
+                "AuthorizeSecurityGroupIngress",
+                self.ec2
+                    .authorize_security_group_ingress()
+                    .group_id(sg_id)
+                    .set_ip_permissions(Some(perms))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| {
+                        (
+                            e.code() == Some("InvalidPermission.Duplicate"),
+                            self.err("AuthorizeSecurityGroupIngress", Some(sg_id), e),
+                        )
+                    }),
+            )
+        } else {
+            (
+                "AuthorizeSecurityGroupEgress",
+                self.ec2
+                    .authorize_security_group_egress()
+                    .group_id(sg_id)
+                    .set_ip_permissions(Some(perms))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| {
+                        (
+                            e.code() == Some("InvalidPermission.Duplicate"),
+                            self.err("AuthorizeSecurityGroupEgress", Some(sg_id), e),
+                        )
+                    }),
+            )
+        };
+        match sent {
+            Ok(()) => {}
+            Err((true, _)) if self.sg_has(sg_id, ingress, rules).await? => {}
+            Err((_, e)) => return Err(e),
+        }
+        self.wrote(op, sg_id);
+        Ok(())
+    }
+
+    /// Removes rules; rules already gone (a retry after a lost answer) are fine.
+    async fn revoke(&self, sg_id: &str, ingress: bool, rules: &[Rule]) -> Result<()> {
+        let perms: Vec<IpPermission> = rules.iter().map(ip_permission).collect();
+        let (op, sent) = if ingress {
+            (
+                "RevokeSecurityGroupIngress",
+                self.ec2
+                    .revoke_security_group_ingress()
+                    .group_id(sg_id)
+                    .set_ip_permissions(Some(perms))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| {
+                        (
+                            e.code() == Some("InvalidPermission.NotFound"),
+                            self.err("RevokeSecurityGroupIngress", Some(sg_id), e),
+                        )
+                    }),
+            )
+        } else {
+            (
+                "RevokeSecurityGroupEgress",
+                self.ec2
+                    .revoke_security_group_egress()
+                    .group_id(sg_id)
+                    .set_ip_permissions(Some(perms))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| {
+                        (
+                            e.code() == Some("InvalidPermission.NotFound"),
+                            self.err("RevokeSecurityGroupEgress", Some(sg_id), e),
+                        )
+                    }),
+            )
+        };
+        match sent {
+            Ok(()) => self.wrote(op, sg_id),
+            Err((true, _)) => {}
+            Err((_, e)) => return Err(e),
+        }
+        Ok(())
     }
 
     pub async fn authorize_ingress(&self, sg_id: &str, rules: &[Rule]) -> Result<()> {
-        self.ec2
-            .authorize_security_group_ingress()
-            .group_id(sg_id)
-            .set_ip_permissions(Some(rules.iter().map(ip_permission).collect()))
-            .send()
-            .await
-            .map_err(|e| self.err("AuthorizeSecurityGroupIngress", Some(sg_id), e))?;
-        self.wrote("AuthorizeSecurityGroupIngress", sg_id);
-        Ok(())
+        self.authorize(sg_id, true, rules).await
     }
 
     pub async fn revoke_ingress(&self, sg_id: &str, rules: &[Rule]) -> Result<()> {
-        self.ec2
-            .revoke_security_group_ingress()
-            .group_id(sg_id)
-            .set_ip_permissions(Some(rules.iter().map(ip_permission).collect()))
-            .send()
-            .await
-            .map_err(|e| self.err("RevokeSecurityGroupIngress", Some(sg_id), e))?;
-        self.wrote("RevokeSecurityGroupIngress", sg_id);
-        Ok(())
+        self.revoke(sg_id, true, rules).await
     }
 
     pub async fn authorize_egress(&self, sg_id: &str, rules: &[Rule]) -> Result<()> {
-        self.ec2
-            .authorize_security_group_egress()
-            .group_id(sg_id)
-            .set_ip_permissions(Some(rules.iter().map(ip_permission).collect()))
-            .send()
-            .await
-            .map_err(|e| self.err("AuthorizeSecurityGroupEgress", Some(sg_id), e))?;
-        self.wrote("AuthorizeSecurityGroupEgress", sg_id);
-        Ok(())
+        self.authorize(sg_id, false, rules).await
     }
 
     pub async fn revoke_egress(&self, sg_id: &str, rules: &[Rule]) -> Result<()> {
-        self.ec2
-            .revoke_security_group_egress()
-            .group_id(sg_id)
-            .set_ip_permissions(Some(rules.iter().map(ip_permission).collect()))
-            .send()
-            .await
-            .map_err(|e| self.err("RevokeSecurityGroupEgress", Some(sg_id), e))?;
-        self.wrote("RevokeSecurityGroupEgress", sg_id);
-        Ok(())
+        self.revoke(sg_id, false, rules).await
     }
 
     pub async fn delete_security_group(&self, sg_id: &str) -> Result<()> {
@@ -330,30 +644,55 @@ impl Aws {
         ip: &str,
         sg_id: &str,
     ) -> Result<Eni> {
-        let out = self
-            .ec2
-            .create_network_interface()
-            .subnet_id(subnet_id)
-            .private_ip_address(ip)
-            .groups(sg_id)
-            .description(format!("{} eth1 (POS container)", id.name()))
-            .tag_specifications(tags::spec(id, Role::EniPos, ResourceType::NetworkInterface))
-            .send()
-            .await
-            .map_err(|e| self.err("CreateNetworkInterface", Some(subnet_id), e))?;
-        let eni_id = out
-            .network_interface()
-            .and_then(|n| n.network_interface_id())
-            .unwrap_or_default();
-        self.wrote("CreateNetworkInterface", eni_id);
-        Ok(Eni {
+        let new_eni = move |eni_id: &str| Eni {
             id: eni_id.to_string(),
             role: Some(Role::EniPos),
             private_ip: Some(ip.to_string()),
             groups: vec![sg_id.to_string()],
             attached_to: None,
             status: "available".into(),
-        })
+        };
+        let find = move || async move {
+            let out = self
+                .ec2
+                .describe_network_interfaces()
+                .set_filters(Some(role_filters(id, Role::EniPos)))
+                .send()
+                .await
+                .map_err(|e| self.err("DescribeNetworkInterfaces", None, e))?;
+            Ok(out
+                .network_interfaces()
+                .first()
+                .map(|n| new_eni(n.network_interface_id().unwrap_or_default())))
+        };
+        // CreateNetworkInterface has a ClientToken, which the SDK fills in once for all of
+        // its own attempts; these attempts are ours, so the tag lookup is what guards them
+        // (and the fixed private address: a second ENI with it is refused on AWS).
+        let create = move |v: Verdict| async move {
+            let out = self
+                .ec2
+                .create_network_interface()
+                .subnet_id(subnet_id)
+                .private_ip_address(ip)
+                .groups(sg_id)
+                .description(format!("{} eth1 (POS container)", id.name()))
+                .tag_specifications(tags::spec(id, Role::EniPos, ResourceType::NetworkInterface))
+                .customize()
+                .config_override(v.ec2())
+                .send()
+                .await
+                .map_err(|e| self.err("CreateNetworkInterface", Some(subnet_id), e))?;
+            Ok(new_eni(
+                out.network_interface()
+                    .and_then(|n| n.network_interface_id())
+                    .unwrap_or_default(),
+            ))
+        };
+        let eni = self
+            .create_once("EC2 CreateNetworkInterface", "eth1 exists", find, create)
+            .await?;
+        self.wrote("CreateNetworkInterface", &eni.id);
+        Ok(eni)
     }
 
     pub async fn delete_eni(&self, eni_id: &str) -> Result<()> {
@@ -426,32 +765,57 @@ impl Aws {
                 Role::EniHost,
                 ResourceType::NetworkInterface,
             ));
-        let out = (|| req.clone().send())
-            .retry(
-                ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_secs(2))
-                    .with_max_delay(Duration::from_secs(10))
-                    .with_max_times(8),
-            )
-            .when(|e| {
-                e.as_service_error().is_some_and(|s| {
-                    use aws_sdk_ec2::error::ProvideErrorMetadata;
-                    s.code() == Some("InvalidParameterValue")
-                        && s.message()
-                            .is_some_and(|m| m.to_ascii_lowercase().contains("instance profile"))
+        // The launch's ClientToken makes a repeated RunInstances return the first one's
+        // instance on AWS; the tag lookup of `create_once` guards also where the token is
+        // not honoured (the emulator) and costs one describe only after a failure.
+        let find = move || async move {
+            Ok(self
+                .find_instances(id)
+                .await?
+                .into_iter()
+                .next()
+                .map(|i| i.id))
+        };
+        let req = &req;
+        let create = move |v: Verdict| async move {
+            let out = (|| req.clone().customize().config_override(v.ec2()).send())
+                .retry(
+                    ExponentialBuilder::default()
+                        .with_min_delay(Duration::from_secs(2))
+                        .with_max_delay(Duration::from_secs(10))
+                        .with_max_times(8),
+                )
+                .when(|e| {
+                    e.as_service_error().is_some_and(|s| {
+                        s.code() == Some("InvalidParameterValue")
+                            && s.message().is_some_and(|m| {
+                                m.to_ascii_lowercase().contains("instance profile")
+                            })
+                    })
                 })
-            })
-            .notify(|_, wait| {
-                tracing::info!("instance profile not visible to EC2 yet; retrying in {wait:?}")
-            })
-            .await
-            .map_err(|e| self.err("RunInstances", Some(l.subnet_id), e))?;
-        let instance_id = out
-            .instances()
-            .first()
-            .and_then(|i| i.instance_id())
-            .ok_or_else(|| Error::failed("RunInstances returned no instance"))?
-            .to_string();
+                .notify(|_, wait| {
+                    crate::ui::note(format!(
+                        "EC2 RunInstances: the instance profile is not visible to EC2 yet; retrying in {:.0}s",
+                        wait.as_secs_f64()
+                    ))
+                })
+                .await
+                .map_err(|e| self.err("RunInstances", Some(l.subnet_id), e))?;
+            Ok(out
+                .instances()
+                .first()
+                .and_then(|i| i.instance_id())
+                .ok_or_else(|| Error::failed("RunInstances returned no instance"))?
+                .to_string())
+        };
+        let instance_id = self
+            .create_once(
+                "EC2 RunInstances",
+                "the stack's instance exists",
+                find,
+                create,
+            )
+            .await?;
         self.wrote("RunInstances", &instance_id);
         Ok(instance_id)
     }
@@ -467,7 +831,7 @@ impl Aws {
                     "instance {instance_id} in {} did not reach `running` within {}s: {}\n  next: look at the instance in the EC2 console (state reason), then run the same command again",
                     self.region,
                     INSTANCE_WAIT.as_secs(),
-                    aws_sdk_ec2::error::DisplayErrorContext(&e)
+                    super::causes(&e)
                 ))
             })?;
         Ok(())
@@ -507,44 +871,90 @@ impl Aws {
                     "instance {instance_id} in {} did not reach `terminated` within {}s: {}",
                     self.region,
                     INSTANCE_WAIT.as_secs(),
-                    aws_sdk_ec2::error::DisplayErrorContext(&e)
+                    super::causes(&e)
                 ))
             })?;
         Ok(())
     }
 
     pub async fn allocate_eip(&self, id: &StackId, role: Role) -> Result<Eip> {
-        let out = self
-            .ec2
-            .allocate_address()
-            .domain(DomainType::Vpc)
-            .tag_specifications(tags::spec(id, role, ResourceType::ElasticIp))
-            .send()
-            .await
-            .map_err(|e| self.err("AllocateAddress", None, e))?;
-        let alloc = out.allocation_id().unwrap_or_default();
-        self.wrote("AllocateAddress", alloc);
-        Ok(Eip {
-            allocation_id: alloc.to_string(),
-            role: Some(role),
-            public_ip: out.public_ip().unwrap_or_default().to_string(),
-            association_id: None,
-            eni_id: None,
-        })
+        let find = move || async move {
+            let out = self
+                .ec2
+                .describe_addresses()
+                .set_filters(Some(role_filters(id, role)))
+                .send()
+                .await
+                .map_err(|e| self.err("DescribeAddresses", None, e))?;
+            Ok(out.addresses().first().map(|a| Eip {
+                allocation_id: a.allocation_id().unwrap_or_default().to_string(),
+                role: Some(role),
+                public_ip: a.public_ip().unwrap_or_default().to_string(),
+                association_id: None,
+                eni_id: None,
+            }))
+        };
+        let create = move |v: Verdict| async move {
+            let out = self
+                .ec2
+                .allocate_address()
+                .domain(DomainType::Vpc)
+                .tag_specifications(tags::spec(id, role, ResourceType::ElasticIp))
+                .customize()
+                .config_override(v.ec2())
+                .send()
+                .await
+                .map_err(|e| self.err("AllocateAddress", None, e))?;
+            Ok(Eip {
+                allocation_id: out.allocation_id().unwrap_or_default().to_string(),
+                role: Some(role),
+                public_ip: out.public_ip().unwrap_or_default().to_string(),
+                association_id: None,
+                eni_id: None,
+            })
+        };
+        let eip = self
+            .create_once("EC2 AllocateAddress", "the Elastic IP exists", find, create)
+            .await?;
+        self.wrote("AllocateAddress", &eip.allocation_id);
+        Ok(eip)
     }
 
     pub async fn associate_eip(&self, allocation_id: &str, eni_id: &str) -> Result<String> {
-        let out = self
+        let sent = self
             .ec2
             .associate_address()
             .allocation_id(allocation_id)
             .network_interface_id(eni_id)
             .allow_reassociation(false)
             .send()
-            .await
-            .map_err(|e| self.err("AssociateAddress", Some(allocation_id), e))?;
+            .await;
+        let association = match sent {
+            Ok(out) => out.association_id().unwrap_or_default().to_string(),
+            Err(e) => {
+                // A retry after an association whose answer was lost: fine when the address
+                // is on this very interface.
+                let mut existing = None;
+                if e.code() == Some("Resource.AlreadyAssociated") {
+                    let out = self
+                        .ec2
+                        .describe_addresses()
+                        .allocation_ids(allocation_id)
+                        .send()
+                        .await
+                        .map_err(|e| self.err("DescribeAddresses", Some(allocation_id), e))?;
+                    existing = out
+                        .addresses()
+                        .iter()
+                        .find(|a| a.network_interface_id() == Some(eni_id))
+                        .and_then(|a| a.association_id())
+                        .map(str::to_string);
+                }
+                existing.ok_or_else(|| self.err("AssociateAddress", Some(allocation_id), e))?
+            }
+        };
         self.wrote("AssociateAddress", allocation_id);
-        Ok(out.association_id().unwrap_or_default().to_string())
+        Ok(association)
     }
 
     pub async fn disassociate_eip(&self, association_id: &str) -> Result<()> {

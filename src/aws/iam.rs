@@ -1,6 +1,7 @@
 //! IAM writes: the host's role and instance profile (names are global in the account).
 
 use super::discover::{iam_name, IamRole, InstanceProfile, IAM_PATH};
+use super::retry::Verdict;
 use super::tags::{self, Role};
 use super::Aws;
 use crate::error::{Error, Result};
@@ -92,9 +93,14 @@ impl Aws {
         }
     }
 
+    /// IAM names are unique in the account, so when the SDK retries a CreateRole whose
+    /// answer was lost, the retry meets the role the first attempt made (EntityAlreadyExists).
+    /// Provision only creates a role that discovery did not find a moment before, under the
+    /// stack's lock: that role is ours.
     pub async fn create_role(&self, id: &StackId) -> Result<IamRole> {
         let name = iam_name(id);
-        self.iam
+        match self
+            .iam
             .create_role()
             .role_name(&name)
             .path(IAM_PATH)
@@ -103,7 +109,18 @@ impl Aws {
             .set_tags(Some(iam_tags(id, Role::IamRole)))
             .send()
             .await
-            .map_err(|e| self.err("CreateRole", Some(&name), e))?;
+        {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_entity_already_exists_exception()) =>
+            {
+                crate::ui::note(format!(
+                    "IAM CreateRole: role {name} exists (made by the attempt whose answer was lost)"
+                ));
+            }
+            Err(e) => return Err(self.err("CreateRole", Some(&name), e)),
+        }
         self.wrote("CreateRole", &name);
         Ok(IamRole {
             name,
@@ -112,6 +129,35 @@ impl Aws {
         })
     }
 
+    /// The instance profile as IAM has it: (ARN, role names).
+    async fn instance_profile(&self, name: &str) -> Result<Option<(String, Vec<String>)>> {
+        match self
+            .iam
+            .get_instance_profile()
+            .instance_profile_name(name)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.instance_profile().map(|p| {
+                (
+                    p.arn().to_string(),
+                    p.roles()
+                        .iter()
+                        .map(|r| r.role_name().to_string())
+                        .collect(),
+                )
+            })),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(self.err("GetInstanceProfile", Some(name), e)),
+        }
+    }
+
+    /// Attaching a managed policy twice changes nothing, so a retry is harmless.
     pub async fn attach_role_policy(&self, role: &str, policy_arn: &str) -> Result<()> {
         self.iam
             .attach_role_policy()
@@ -124,9 +170,11 @@ impl Aws {
         Ok(())
     }
 
+    /// Like `create_role`: a retry that meets the profile its lost first attempt made
+    /// (EntityAlreadyExists) takes that profile.
     pub async fn create_instance_profile(&self, id: &StackId) -> Result<InstanceProfile> {
         let name = iam_name(id);
-        let out = self
+        let (arn, roles) = match self
             .iam
             .create_instance_profile()
             .instance_profile_name(&name)
@@ -134,42 +182,105 @@ impl Aws {
             .set_tags(Some(iam_tags(id, Role::InstanceProfile)))
             .send()
             .await
-            .map_err(|e| self.err("CreateInstanceProfile", Some(&name), e))?;
+        {
+            Ok(out) => (
+                out.instance_profile()
+                    .map(|p| p.arn().to_string())
+                    .ok_or_else(|| Error::failed("CreateInstanceProfile returned no profile"))?,
+                Vec::new(),
+            ),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_entity_already_exists_exception()) =>
+            {
+                crate::ui::note(format!(
+                    "IAM CreateInstanceProfile: profile {name} exists (made by the attempt whose answer was lost)"
+                ));
+                self.instance_profile(&name).await?.ok_or_else(|| {
+                    Error::failed(format!(
+                        "instance profile {name} exists and does not: IAM is settling; run the same command again"
+                    ))
+                })?
+            }
+            Err(e) => return Err(self.err("CreateInstanceProfile", Some(&name), e)),
+        };
         self.wrote("CreateInstanceProfile", &name);
-        let arn = out
-            .instance_profile()
-            .map(|p| p.arn().to_string())
-            .ok_or_else(|| Error::failed("CreateInstanceProfile returned no profile"))?;
-        Ok(InstanceProfile {
-            name,
-            arn,
-            roles: Vec::new(),
-        })
+        Ok(InstanceProfile { name, arn, roles })
     }
 
+    /// A profile holds one role: a retried add whose first answer was lost is refused
+    /// (LimitExceeded); fine when the role in the profile is this one.
     pub async fn add_role_to_profile(&self, profile: &str, role: &str) -> Result<()> {
-        self.iam
+        let sent = self
+            .iam
             .add_role_to_instance_profile()
             .instance_profile_name(profile)
             .role_name(role)
             .send()
-            .await
-            .map_err(|e| self.err("AddRoleToInstanceProfile", Some(profile), e))?;
+            .await;
+        if let Err(e) = sent {
+            let maybe_done = e.as_service_error().is_some_and(|s| {
+                s.is_limit_exceeded_exception() || s.is_entity_already_exists_exception()
+            });
+            let done = maybe_done
+                && self
+                    .instance_profile(profile)
+                    .await?
+                    .is_some_and(|(_, roles)| roles.iter().any(|r| r == role));
+            if !done {
+                return Err(self.err("AddRoleToInstanceProfile", Some(profile), e));
+            }
+        }
         self.wrote("AddRoleToInstanceProfile", profile);
         Ok(())
     }
 
-    /// Removes the profile (after taking its roles out of it).
+    /// Removes the profile (after taking its roles out of it). A role already out of it (a
+    /// retried call whose first answer was lost) is fine, and the profile still goes.
     pub async fn delete_instance_profile(&self, p: &InstanceProfile) -> Result<()> {
         for role in &p.roles {
-            self.iam
-                .remove_role_from_instance_profile()
-                .instance_profile_name(&p.name)
-                .role_name(role)
-                .send()
-                .await
-                .map_err(|e| self.err("RemoveRoleFromInstanceProfile", Some(&p.name), e))?;
-            self.wrote("RemoveRoleFromInstanceProfile", &p.name);
+            let profile = p.name.as_str();
+            // Done when the role is out of the profile. Checked before a retry rather than
+            // retried blindly: the emulator answers a second removal with a bare HTTP 500
+            // where AWS says NoSuchEntity.
+            let find = move || async move {
+                Ok(match self.instance_profile(profile).await? {
+                    Some((_, roles)) if roles.iter().any(|r| r == role) => None,
+                    _ => Some(false),
+                })
+            };
+            let remove = move |v: Verdict| async move {
+                match self
+                    .iam
+                    .remove_role_from_instance_profile()
+                    .instance_profile_name(profile)
+                    .role_name(role)
+                    .customize()
+                    .config_override(v.iam())
+                    .send()
+                    .await
+                {
+                    Ok(_) => Ok(true),
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|s| s.is_no_such_entity_exception()) =>
+                    {
+                        Ok(false)
+                    }
+                    Err(e) => Err(self.err("RemoveRoleFromInstanceProfile", Some(profile), e)),
+                }
+            };
+            let removed = self
+                .create_once(
+                    "IAM RemoveRoleFromInstanceProfile",
+                    "the role is out of the profile",
+                    find,
+                    remove,
+                )
+                .await?;
+            if removed {
+                self.wrote("RemoveRoleFromInstanceProfile", profile);
+            }
         }
         self.iam
             .delete_instance_profile()
@@ -181,17 +292,24 @@ impl Aws {
         Ok(())
     }
 
-    /// Removes the role after detaching its managed policies and deleting inline ones.
+    /// Removes the role after detaching its managed policies and deleting inline ones. What
+    /// is already detached or deleted (a retried call whose first answer was lost) is fine.
     pub async fn delete_role(&self, r: &IamRole) -> Result<()> {
         for arn in &r.policies {
-            self.iam
+            match self
+                .iam
                 .detach_role_policy()
                 .role_name(&r.name)
                 .policy_arn(arn)
                 .send()
                 .await
-                .map_err(|e| self.err("DetachRolePolicy", Some(&r.name), e))?;
-            self.wrote("DetachRolePolicy", &r.name);
+            {
+                Ok(_) => self.wrote("DetachRolePolicy", &r.name),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_no_such_entity_exception()) => {}
+                Err(e) => return Err(self.err("DetachRolePolicy", Some(&r.name), e)),
+            }
         }
         let inline = self
             .iam
@@ -204,14 +322,20 @@ impl Aws {
             .await
             .map_err(|e| self.err("ListRolePolicies", Some(&r.name), e))?;
         for policy in inline {
-            self.iam
+            match self
+                .iam
                 .delete_role_policy()
                 .role_name(&r.name)
                 .policy_name(&policy)
                 .send()
                 .await
-                .map_err(|e| self.err("DeleteRolePolicy", Some(&r.name), e))?;
-            self.wrote("DeleteRolePolicy", &r.name);
+            {
+                Ok(_) => self.wrote("DeleteRolePolicy", &r.name),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_no_such_entity_exception()) => {}
+                Err(e) => return Err(self.err("DeleteRolePolicy", Some(&r.name), e)),
+            }
         }
         self.iam
             .delete_role()

@@ -4,6 +4,7 @@ pub mod discover;
 pub mod ec2;
 pub mod iam;
 pub mod preflight;
+pub mod retry;
 pub mod s3;
 pub mod ssm;
 pub mod ssm_run;
@@ -11,11 +12,11 @@ pub mod tags;
 
 use crate::error::{AwsFailure, Error, Resource, Result};
 use crate::journal::Journal;
-use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::ProvideCredentials;
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use std::time::Duration;
 
 /// How to reach AWS: from the global command-line options.
@@ -52,8 +53,9 @@ impl Aws {
             }
         }
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            // Standard mode: 3 attempts with jittered backoff for throttling and 5xx.
-            .retry_config(RetryConfig::standard())
+            // Standard mode with more attempts (see retry::MAX_ATTEMPTS for why), jittered
+            // backoff for throttling, 5xx and lost connections; each retry is shown.
+            .retry_config(retry::config())
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(5))
@@ -81,7 +83,7 @@ impl Aws {
         if let Err(e) = creds.provide_credentials().await {
             return Err(Error::usage(format!(
                 "no usable AWS credentials: {}\n  next: set AWS_PROFILE (or --profile), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run `aws sso login`",
-                DisplayErrorContext(&e)
+                causes(&e)
             )));
         }
         let endpoint = c
@@ -89,12 +91,25 @@ impl Aws {
             .clone()
             .unwrap_or_else(|| format!("the {region} AWS endpoints"));
         Ok(Aws {
-            ec2: aws_sdk_ec2::Client::new(&conf),
-            iam: aws_sdk_iam::Client::new(&conf),
-            ssm: aws_sdk_ssm::Client::new(&conf),
+            ec2: aws_sdk_ec2::Client::from_conf(
+                aws_sdk_ec2::config::Builder::from(&conf)
+                    .interceptor(retry::RetryNotes)
+                    .build(),
+            ),
+            iam: aws_sdk_iam::Client::from_conf(
+                aws_sdk_iam::config::Builder::from(&conf)
+                    .interceptor(retry::RetryNotes)
+                    .build(),
+            ),
+            ssm: aws_sdk_ssm::Client::from_conf(
+                aws_sdk_ssm::config::Builder::from(&conf)
+                    .interceptor(retry::RetryNotes)
+                    .build(),
+            ),
             // Path-style keeps bucket names out of host names (needed for custom endpoints).
             s3: aws_sdk_s3::Client::from_conf(
                 aws_sdk_s3::config::Builder::from(&conf)
+                    .interceptor(retry::RetryNotes)
                     .force_path_style(c.endpoint_url.is_some())
                     // No default CRC32 headers: presigned PUT URLs must work with a plain
                     // `curl -T` on the host, which sends no checksum header.
@@ -103,7 +118,11 @@ impl Aws {
                     )
                     .build(),
             ),
-            sts: aws_sdk_sts::Client::new(&conf),
+            sts: aws_sdk_sts::Client::from_conf(
+                aws_sdk_sts::config::Builder::from(&conf)
+                    .interceptor(retry::RetryNotes)
+                    .build(),
+            ),
             region,
             endpoint,
             journal,
@@ -122,25 +141,30 @@ impl Aws {
 
     /// Turns an SDK error into ours, naming the operation, region and resource, and records
     /// it in the journal when the operation was a write.
-    pub(crate) fn err<E, R>(
+    pub(crate) fn err<E>(
         &self,
         op: &'static str,
         resource: Option<&str>,
-        e: SdkError<E, R>,
+        e: SdkError<E, HttpResponse>,
     ) -> Error
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
     {
         let error = match &e {
             SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Error::Unreachable {
                 op,
                 region: self.region.clone(),
                 endpoint: self.endpoint.clone(),
-                detail: DisplayErrorContext(&e).to_string(),
+                detail: causes(&e),
             },
             _ => {
-                let code = e.code().unwrap_or("Unknown").to_string();
+                // An answer that is no AWS error (a proxy's or a broken server's page) has
+                // no code: name its HTTP status instead.
+                let code = match (e.code(), e.raw_response()) {
+                    (Some(c), _) => c.to_string(),
+                    (None, Some(r)) => format!("HTTP {}", r.status().as_u16()),
+                    (None, None) => "Unknown".to_string(),
+                };
                 let hint = hint(&code);
                 Error::Aws(Box::new(AwsFailure {
                     op,
@@ -149,7 +173,7 @@ impl Aws {
                     message: e
                         .message()
                         .map(str::to_string)
-                        .unwrap_or_else(|| DisplayErrorContext(&e).to_string()),
+                        .unwrap_or_else(|| causes(&e)),
                     code,
                     hint,
                 }))
@@ -161,6 +185,23 @@ impl Aws {
         }
         error
     }
+}
+
+/// An error and its causes, each by its Display, joined with ": ". (The SDK's
+/// DisplayErrorContext ends with a Debug dump of the whole error, request and response
+/// included: not for users' eyes.)
+pub(crate) fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 /// Reads are Describe*/Get*/List*/Head*; everything else changes something.
@@ -182,9 +223,67 @@ fn hint(code: &str) -> &'static str {
         "AddressLimitExceeded" | "VpcLimitExceeded" => {
             "\n  next: release unused Elastic IPs/VPCs in this region or ask AWS for a higher quota"
         }
-        "RequestLimitExceeded" | "Throttling" | "ThrottlingException" => {
-            "\n  next: AWS is throttling this account; the SDK already retried. Run the same command again in a minute"
+        "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "SlowDown" => {
+            "\n  next: AWS is throttling this account; each call was already tried 8 times. Run the same command again in a few minutes"
+        }
+        c if c.starts_with("HTTP 5")
+            || [
+                "InternalError",
+                "InternalFailure",
+                "ServiceFailure",
+                "ServiceUnavailable",
+                "Unavailable",
+            ]
+            .contains(&c) =>
+        {
+            "\n  next: AWS failed to answer, also when asked again; run the same command again in a few minutes: it resumes where this run stopped"
         }
         _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("dispatch failure")
+        }
+    }
+
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn causes_are_displayed_never_debug_dumped() {
+        let e = Outer(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset by peer",
+        ));
+        assert_eq!(causes(&e), "dispatch failure: connection reset by peer");
+    }
+
+    #[test]
+    fn the_throttling_hint_names_the_real_attempt_count() {
+        for code in [
+            "RequestLimitExceeded",
+            "Throttling",
+            "ThrottlingException",
+            "SlowDown",
+        ] {
+            assert!(
+                hint(code).contains(&format!("tried {} times", retry::MAX_ATTEMPTS)),
+                "{code}"
+            );
+        }
+        assert!(hint("HTTP 502").contains("run the same command again"));
+        assert_eq!(hint("InvalidVpcID.NotFound"), "");
     }
 }

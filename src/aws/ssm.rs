@@ -17,6 +17,16 @@ pub struct LockHolder {
     pub since: String,
 }
 
+impl LockHolder {
+    /// The same run of poscloud: same machine, process and start of the lock attempt.
+    pub fn is_same_run(&self, other: &LockHolder) -> bool {
+        self.host == other.host
+            && self.pid == other.pid
+            && self.since == other.since
+            && self.command == other.command
+    }
+}
+
 impl std::fmt::Display for LockHolder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -66,7 +76,14 @@ impl Aws {
                 if e.as_service_error()
                     .is_some_and(|s| s.is_parameter_already_exists()) =>
             {
-                Ok(Some(self.lock_holder(id).await?.unwrap_or(LockHolder {
+                let holder = self.lock_holder(id).await?;
+                // The SDK retried a PutParameter whose first answer was lost: the lock it
+                // meets is the one that attempt took, for this very run.
+                if holder.as_ref().is_some_and(|h| h.is_same_run(me)) {
+                    self.wrote("PutParameter", &name);
+                    return Ok(None);
+                }
+                Ok(Some(holder.unwrap_or(LockHolder {
                     user: "?".into(),
                     host: "?".into(),
                     pid: 0,
@@ -189,5 +206,42 @@ impl Aws {
             .flat_map(|p| p.parameters())
             .filter_map(|p| Some((p.name()?.to_string(), p.value()?.to_string())))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LockHolder;
+
+    #[test]
+    fn a_lock_is_this_runs_only_with_the_same_host_pid_start_and_command() {
+        let me = LockHolder {
+            user: "ann".into(),
+            host: "laptop".into(),
+            pid: 42,
+            command: "provision 12345678 qa".into(),
+            since: "2026-11-23T18:00:00Z".into(),
+        };
+        assert!(me.is_same_run(&me.clone()));
+        for other in [
+            LockHolder {
+                pid: 43,
+                ..me.clone()
+            },
+            LockHolder {
+                host: "desk".into(),
+                ..me.clone()
+            },
+            LockHolder {
+                since: "2026-11-23T18:00:01Z".into(),
+                ..me.clone()
+            },
+            LockHolder {
+                command: "teardown 12345678 qa".into(),
+                ..me.clone()
+            },
+        ] {
+            assert!(!me.is_same_run(&other), "{other}");
+        }
     }
 }

@@ -1,0 +1,262 @@
+//! Retries of AWS calls: the SDK's standard mode with more attempts, shown to the user; and
+//! creates that AWS gives no idempotency token, made safe to retry.
+//!
+//! Why creates need care: the SDK retries any call whose answer was an error or never came
+//! (throttling, 5xx, a reset connection). For CreateVpc, CreateSubnet, CreateSecurityGroup,
+//! CreateNetworkInterface, AllocateAddress, ... the first attempt may have been carried out
+//! with only its answer lost, so sending it again makes a second VPC, a second Elastic IP.
+//! Those calls therefore go out with the SDK's retries off, and `create_once` retries them
+//! itself: before each new attempt it looks for the resource by its tags (every create tags
+//! atomically with TagSpecifications) and takes the one it finds instead of creating another.
+//! RunInstances has a ClientToken as well (AWS then returns the same instance); IAM names are
+//! unique, so a repeated CreateRole answers EntityAlreadyExists, which iam.rs accepts.
+
+use super::Aws;
+use crate::error::Result;
+use aws_smithy_runtime::client::retries::classifiers::run_classifiers_on_ctx;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef, InterceptorContext,
+};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::retries::classifiers::{RetryAction, RetryReason};
+use aws_smithy_runtime_api::client::retries::RequestAttempts;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
+use aws_smithy_types::retry::{ErrorKind, RetryConfig};
+use backon::{ExponentialBuilder, Retryable};
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Attempts per AWS call (the SDK's standard mode has 3).
+///
+/// With a share p of calls failing independently, a call fails for good with probability
+/// p^attempts. A provision makes about 150 calls: at p = 20 % (an account throttled by other
+/// tooling, a flaky network path) 3 attempts lose about one run in two (0.2^3 = 0.8 % per
+/// call), 8 attempts about one in 3000 (0.2^8 = 2.6e-6 per call). The cost is time only when
+/// things go wrong: the jittered backoff doubles from 1 s up to MAX_BACKOFF, at most about
+/// 70 s for one call that needs all 8 attempts. Standard rather than adaptive mode: poscloud
+/// makes few calls, one after the other, so there is no steady request rate for adaptive
+/// mode's client-side rate limiter to tune, and it would also slow the calls after a
+/// throttle that are not being throttled.
+pub const MAX_ATTEMPTS: u32 = 8;
+
+/// The longest wait between two attempts (the SDK's default).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(20);
+
+/// The retry configuration of every client.
+pub fn config() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(MAX_ATTEMPTS)
+        .with_max_backoff(MAX_BACKOFF)
+}
+
+/// Why the SDK would retry this attempt, in words, judged by the SDK's own retry
+/// classifiers (the ones its retry strategy runs); None when it would not retry.
+fn retry_reason(ctx: &InterceptorContext, rc: &RuntimeComponents) -> Option<String> {
+    let RetryAction::RetryIndicated(RetryReason::RetryableError { kind, .. }) =
+        run_classifiers_on_ctx(rc.retry_classifiers(), ctx)
+    else {
+        return None;
+    };
+    let status = ctx.response().map(|r| r.status().as_u16());
+    let what = match (kind, status) {
+        (ErrorKind::ThrottlingError, _) => "throttled",
+        (_, None) => "no answer (connection lost or timed out)",
+        (ErrorKind::ServerError, _) => "server error",
+        _ => "transient error",
+    };
+    Some(match status {
+        Some(s) => format!("{what} (HTTP {s})"),
+        None => what.to_string(),
+    })
+}
+
+/// The previous attempt's failure, kept between attempts of one operation.
+#[derive(Debug, Clone)]
+struct LastFailure(String);
+
+impl Storable for LastFailure {
+    type Storer = StoreReplace<Self>;
+}
+
+/// Shows each retry the SDK makes: "EC2 DescribeVpcs: throttled (HTTP 503), retrying
+/// (attempt 2 of 8)". Registered on every client.
+#[derive(Debug)]
+pub(crate) struct RetryNotes;
+
+impl Intercept for RetryNotes {
+    fn name(&self) -> &'static str {
+        "poscloud retry notes"
+    }
+
+    fn read_after_attempt(
+        &self,
+        ctx: &FinalizerInterceptorContextRef<'_>,
+        rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(why) = retry_reason(ctx.inner(), rc) {
+            cfg.interceptor_state().store_put(LastFailure(why));
+        }
+        Ok(())
+    }
+
+    fn read_before_attempt(
+        &self,
+        _ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let attempt = cfg.load::<RequestAttempts>().map_or(1, |a| a.attempts());
+        if attempt > 1 {
+            let op = cfg
+                .load::<Metadata>()
+                .map(|m| format!("{} {}", m.service(), m.name()))
+                .unwrap_or_else(|| "AWS call".into());
+            let max = cfg
+                .load::<RetryConfig>()
+                .map_or(MAX_ATTEMPTS, |r| r.max_attempts());
+            let why = cfg.load::<LastFailure>().map_or("failed", |f| f.0.as_str());
+            crate::ui::note(format!(
+                "{op}: {why}, retrying (attempt {attempt} of {max})"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// For one call sent with the SDK's retries off: the SDK's verdict on its failure (would it
+/// have retried, and why), so that `create_once` retries exactly what the SDK would.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Verdict(Arc<Mutex<Option<String>>>);
+
+impl Verdict {
+    fn reason(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// EC2 configuration for the one call: no SDK retries, this verdict recorded.
+    pub(crate) fn ec2(&self) -> aws_sdk_ec2::config::Builder {
+        aws_sdk_ec2::config::Builder::default()
+            .retry_config(RetryConfig::disabled())
+            .interceptor(self.clone())
+    }
+
+    /// The same for an IAM call.
+    pub(crate) fn iam(&self) -> aws_sdk_iam::config::Builder {
+        aws_sdk_iam::config::Builder::default()
+            .retry_config(RetryConfig::disabled())
+            .interceptor(self.clone())
+    }
+}
+
+impl Intercept for Verdict {
+    fn name(&self) -> &'static str {
+        "poscloud create verdict"
+    }
+
+    fn read_after_attempt(
+        &self,
+        ctx: &FinalizerInterceptorContextRef<'_>,
+        rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = retry_reason(ctx.inner(), rc);
+        Ok(())
+    }
+}
+
+/// Errors of a create that, on a repeated attempt, mean "the earlier attempt did it": look
+/// again (AWS's describe calls may lag a create by a moment).
+const DONE_BEFORE: &[&str] = &[
+    "InvalidGroup.Duplicate",
+    "InvalidIPAddress.InUse",
+    "InvalidNetworkInterface.InUse",
+];
+
+struct Failed {
+    error: crate::error::Error,
+    retry: Option<String>,
+    attempt: u32,
+}
+
+impl Aws {
+    /// Does a change exactly once under retries (mostly: creates something). `create` sends the call configured with
+    /// `Verdict::ec2` (no SDK retries); when the SDK would have retried its failure, this
+    /// waits (jittered exponential backoff, like the SDK's), then asks `find` for the
+    /// resource by its tags: found, it is the one the failed attempt made, and it is
+    /// returned; not found, the create is sent again. At most MAX_ATTEMPTS creates.
+    /// `effect` names what `find` finds, for the notes ("the stack's VPC exists").
+    ///
+    /// A limit on AWS (not on the emulator, which is strongly consistent): a resource may
+    /// appear in Describe calls a moment after its create. The first look is at least 1 s
+    /// after the failure; later ones wait longer.
+    pub(crate) async fn create_once<T, F, FF, C, CF>(
+        &self,
+        op: &str,
+        effect: &str,
+        find: F,
+        create: C,
+    ) -> Result<T>
+    where
+        F: Fn() -> FF,
+        FF: Future<Output = Result<Option<T>>>,
+        C: Fn(Verdict) -> CF,
+        CF: Future<Output = Result<T>>,
+    {
+        let attempts = AtomicU32::new(0);
+        let (attempts, find, create) = (&attempts, &find, &create);
+        let once = move || async move {
+            let attempt = attempts.fetch_add(1, Ordering::SeqCst) + 1;
+            if attempt > 1 {
+                let found = find().await.map_err(|error| Failed {
+                    error,
+                    retry: None,
+                    attempt,
+                })?;
+                if let Some(found) = found {
+                    crate::ui::note(format!(
+                        "{op}: the failed attempt had taken effect ({effect}); not sending it again"
+                    ));
+                    return Ok(found);
+                }
+            }
+            let verdict = Verdict::default();
+            create(verdict.clone()).await.map_err(|error| {
+                let mut retry = verdict.reason();
+                if let crate::error::Error::Aws(f) = &error {
+                    if attempt > 1 && DONE_BEFORE.contains(&f.code.as_str()) {
+                        retry = Some(format!("{} (made by the earlier attempt?)", f.code));
+                    }
+                }
+                Failed {
+                    error,
+                    retry,
+                    attempt,
+                }
+            })
+        };
+        once.retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_secs(1))
+                .with_max_delay(MAX_BACKOFF)
+                .with_jitter()
+                .with_max_times(MAX_ATTEMPTS as usize - 1),
+        )
+        .when(|f: &Failed| f.retry.is_some())
+        .notify(|f: &Failed, wait: Duration| {
+            crate::ui::note(format!(
+                "{op}: {}; checking whether it took effect, then retrying in {:.1}s (attempt {} of {MAX_ATTEMPTS})",
+                f.retry.as_deref().unwrap_or("failed"),
+                wait.as_secs_f64(),
+                f.attempt + 1
+            ))
+        })
+        .await
+        .map_err(|f| f.error)
+    }
+}
