@@ -16,7 +16,6 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use std::convert::Infallible;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -120,7 +119,205 @@ struct ProxyState {
     kill_after_write: Option<(usize, u32)>,
     /// Extra delay before each write is forwarded (to widen race windows).
     write_delay: Duration,
+    /// Fault injection, when on.
+    faults: Option<FaultState>,
+    /// Every fault injected since the last reset.
+    injected: Vec<Injected>,
 }
+
+/// What a faulted call gets instead of (or on top of) the emulator's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// The service's own throttling error, in its protocol's wire format: EC2
+    /// `RequestLimitExceeded` (503), IAM/STS `Throttling` (400), SSM `ThrottlingException`
+    /// (400, JSON), S3 `SlowDown` (503).
+    Throttle,
+    /// HTTP 500 with the protocol's internal-error body.
+    Status500,
+    /// HTTP 503 with the protocol's unavailable body.
+    Status503,
+    /// The connection is closed without any answer.
+    Reset,
+    /// The answer comes 0.2 to 1.5 s late (no error).
+    Delay,
+}
+
+pub const ALL_FAULTS: [FaultKind; 5] = [
+    FaultKind::Throttle,
+    FaultKind::Status500,
+    FaultKind::Status503,
+    FaultKind::Reset,
+    FaultKind::Delay,
+];
+
+/// When a fault strikes: before the call reaches the emulator (nothing happened), or after
+/// (the emulator did the work, the client gets an error or no answer: the case that makes
+/// duplicates when a create is simply sent again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultAt {
+    Before,
+    After,
+}
+
+/// One injected fault, as recorded by the proxy.
+#[derive(Debug, Clone)]
+pub struct Injected {
+    pub action: String,
+    pub kind: FaultKind,
+    pub at: FaultAt,
+}
+
+impl Injected {
+    /// A write that the emulator carried out but whose answer the client never saw intact.
+    pub fn is_lost_write(&self) -> bool {
+        self.at == FaultAt::After && self.kind != FaultKind::Delay && is_write(&self.action)
+    }
+}
+
+/// Which calls fail and how: `percent` of calls, kinds drawn from `kinds`, half before and
+/// half after forwarding, all from a seeded generator (the same seed gives the same
+/// sequence of decisions; which call gets which depends on the order calls arrive).
+#[derive(Debug, Clone)]
+pub struct Faults {
+    pub percent: u32,
+    pub seed: u64,
+    pub kinds: Vec<FaultKind>,
+    /// Besides the random ones: the first call of each of these actions reaches the
+    /// emulator and is then answered with this fault (a lost answer, for certain).
+    pub lose_first: Vec<(String, FaultKind)>,
+}
+
+struct FaultState {
+    faults: Faults,
+    rng: SplitMix64,
+    /// Actions of `lose_first` already answered with their fault.
+    lost: Vec<String>,
+}
+
+/// SplitMix64: a tiny deterministic generator (no crate needed).
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The wire protocol of a request, for errors in the format the SDK really parses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// EC2 query: `<Response><Errors><Error>`.
+    Ec2,
+    /// IAM/STS query: `<ErrorResponse><Error>`.
+    AwsQuery,
+    /// SSM JSON 1.1: `{"__type": ...}` and the `x-amzn-ErrorType` header.
+    Json,
+    /// S3 REST-XML: `<Error>`.
+    S3,
+}
+
+fn protocol_of(req: &hyper::http::request::Parts, body: &[u8]) -> Protocol {
+    if req.headers.contains_key("x-amz-target") {
+        return Protocol::Json;
+    }
+    let body = String::from_utf8_lossy(body);
+    if body.split('&').any(|kv| kv.starts_with("Action=")) {
+        if body.split('&').any(|kv| kv == "Version=2016-11-15") {
+            Protocol::Ec2
+        } else {
+            Protocol::AwsQuery
+        }
+    } else {
+        Protocol::S3
+    }
+}
+
+/// The error answer a real endpoint of this protocol sends for the fault.
+fn fault_response(proto: Protocol, kind: FaultKind, head: bool) -> Response<Full<Bytes>> {
+    let (status, code, message) = match (proto, kind) {
+        (Protocol::Ec2, FaultKind::Throttle) => {
+            (503, "RequestLimitExceeded", "Request limit exceeded.")
+        }
+        (Protocol::AwsQuery, FaultKind::Throttle) => (400, "Throttling", "Rate exceeded"),
+        (Protocol::Json, FaultKind::Throttle) => (400, "ThrottlingException", "Rate exceeded"),
+        (Protocol::S3, FaultKind::Throttle) => {
+            (503, "SlowDown", "Please reduce your request rate.")
+        }
+        (Protocol::Ec2, FaultKind::Status500) => {
+            (500, "InternalError", "An internal error has occurred")
+        }
+        (Protocol::AwsQuery, FaultKind::Status500) => {
+            (500, "ServiceFailure", "An internal error has occurred")
+        }
+        (Protocol::Json, FaultKind::Status500) => {
+            (500, "InternalServerError", "An internal error has occurred")
+        }
+        (Protocol::S3, FaultKind::Status500) => (
+            500,
+            "InternalError",
+            "We encountered an internal error. Please try again.",
+        ),
+        (Protocol::Ec2, _) => (
+            503,
+            "Unavailable",
+            "The server is overloaded and can't handle the request.",
+        ),
+        (_, _) => (
+            503,
+            "ServiceUnavailable",
+            "Service is unable to handle request.",
+        ),
+    };
+    let request_id = "f4a17000-0000-4000-8000-000000000000";
+    let (content_type, body) = match proto {
+        Protocol::Ec2 => (
+            "text/xml;charset=UTF-8",
+            format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>"),
+        ),
+        Protocol::AwsQuery => (
+            "text/xml",
+            format!("<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>{}</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>", if status < 500 { "Sender" } else { "Receiver" }),
+        ),
+        Protocol::Json => (
+            "application/x-amz-json-1.1",
+            serde_json::json!({"__type": code, "message": message}).to_string(),
+        ),
+        Protocol::S3 => (
+            "application/xml",
+            format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{request_id}</RequestId><HostId>faults</HostId></Error>"),
+        ),
+    };
+    let mut b = Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("x-amzn-requestid", request_id);
+    if proto == Protocol::Json {
+        b = b.header("x-amzn-ErrorType", code);
+    }
+    // HEAD answers carry no body (the SDK reads S3's HeadBucket error from the status).
+    let body = if head { String::new() } else { body };
+    b.body(Full::new(Bytes::from(body))).unwrap()
+}
+
+/// The connection is dropped without an answer (hyper closes it when the service fails).
+#[derive(Debug)]
+struct ConnectionReset;
+
+impl std::fmt::Display for ConnectionReset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("fault injected: connection reset")
+    }
+}
+
+impl std::error::Error for ConnectionReset {}
 
 /// Recording proxy in front of the emulator.
 pub struct Proxy {
@@ -147,12 +344,40 @@ fn action_of(req: &hyper::http::request::Parts, body: &[u8]) -> String {
         .unwrap_or_else(|| format!("{} {}", req.method, req.uri.path()))
 }
 
+/// Decides whether this call is faulted, and how (None: passed through untouched).
+fn draw_fault(state: &Mutex<ProxyState>, action: &str) -> Option<(FaultKind, FaultAt, Duration)> {
+    let mut s = state.lock().unwrap();
+    let f = s.faults.as_mut()?;
+    if let Some((a, kind)) = f
+        .faults
+        .lose_first
+        .iter()
+        .find(|(a, _)| *a == action && !f.lost.iter().any(|l| l == a))
+    {
+        f.lost.push(a.to_string());
+        return Some((*kind, FaultAt::After, Duration::from_millis(500)));
+    }
+    if f.rng.below(100) >= u64::from(f.faults.percent) || f.faults.kinds.is_empty() {
+        return None;
+    }
+    let kind = f.faults.kinds[f.rng.below(f.faults.kinds.len() as u64) as usize];
+    let at = if f.rng.below(2) == 0 {
+        FaultAt::Before
+    } else {
+        FaultAt::After
+    };
+    let delay = Duration::from_millis(200 + f.rng.below(1300));
+    Some((kind, at, delay))
+}
+
+type HandlerResult = Result<Response<Full<Bytes>>, ConnectionReset>;
+
 async fn handle(
     req: Request<Incoming>,
     state: Arc<Mutex<ProxyState>>,
     client: Client<HttpConnector, Full<Bytes>>,
     upstream: u16,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> HandlerResult {
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -160,7 +385,37 @@ async fn handle(
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     let action = action_of(&parts, &body);
+    let proto = protocol_of(&parts, &body);
+    let head = parts.method == hyper::Method::HEAD;
     let body_text = String::from_utf8_lossy(&body).into_owned();
+    let fault = draw_fault(&state, &action);
+    if let Some((kind, at, _)) = fault {
+        state.lock().unwrap().injected.push(Injected {
+            action: action.clone(),
+            kind,
+            at,
+        });
+    }
+    let record = |status: u16| {
+        state.lock().unwrap().calls.push(Call {
+            action: action.clone(),
+            status,
+            body: body_text.clone(),
+        });
+    };
+    match fault {
+        Some((FaultKind::Delay, FaultAt::Before, d)) => tokio::time::sleep(d).await,
+        Some((FaultKind::Reset, FaultAt::Before, _)) => {
+            record(0);
+            return Err(ConnectionReset);
+        }
+        Some((kind, FaultAt::Before, _)) => {
+            let resp = fault_response(proto, kind, head);
+            record(resp.status().as_u16());
+            return Ok(resp);
+        }
+        _ => {}
+    }
     let delay = if is_write(&action) {
         state.lock().unwrap().write_delay
     } else {
@@ -211,18 +466,23 @@ async fn handle(
                 }
             }
         }
-        s.calls.push(Call {
-            action,
-            status,
-            body: body_text,
-        });
         kill
     };
+    record(status);
     if let Some(pid) = kill {
         // The write happened; poscloud dies before it learns the result.
         let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
     }
-    Ok(resp)
+    // The emulator did the work; the client learns it late, or gets an error, or nothing.
+    match fault {
+        Some((FaultKind::Delay, FaultAt::After, d)) => {
+            tokio::time::sleep(d).await;
+            Ok(resp)
+        }
+        Some((FaultKind::Reset, FaultAt::After, _)) => Err(ConnectionReset),
+        Some((kind, FaultAt::After, _)) => Ok(fault_response(proto, kind, head)),
+        _ => Ok(resp),
+    }
 }
 
 impl Proxy {
@@ -293,6 +553,22 @@ impl Proxy {
         s.calls.clear();
         s.writes = 0;
         s.kill_after_write = None;
+        s.injected.clear();
+    }
+
+    /// Faults `percent` % of the calls from now on (None: none); see [`Faults`].
+    pub fn set_faults(&self, faults: Option<Faults>) {
+        let mut s = self.state.lock().unwrap();
+        s.faults = faults.map(|f| FaultState {
+            rng: SplitMix64(f.seed),
+            faults: f,
+            lost: Vec::new(),
+        });
+    }
+
+    /// The faults injected since the last reset.
+    pub fn injected(&self) -> Vec<Injected> {
+        self.state.lock().unwrap().injected.clone()
     }
 
     pub fn kill_after_write(&self, n: usize, pid: u32) {
