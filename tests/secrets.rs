@@ -36,14 +36,34 @@ fn no_aws_credential_in_output_journal_or_user_data() {
     ];
     let mut seen = String::new();
     let runs: &[(&[&str], Option<&str>)] = &[
-        (&["provision", "--shop", "66666666", "--env", "qa", "--until", "infra", "-vv"], None),
+        (
+            &[
+                "provision",
+                "--shop",
+                "66666666",
+                "--env",
+                "qa",
+                "--until",
+                "infra",
+                "-vv",
+            ],
+            None,
+        ),
         // The SDK's own trace output: requests, signing, connection pool.
-        (&["status", "--shop", "66666666", "--env", "qa"], Some("trace")),
+        (
+            &["status", "--shop", "66666666", "--env", "qa"],
+            Some("trace"),
+        ),
         (&["list", "-vv"], None),
         (&["--output", "json", "report", "compliance"], Some("trace")),
         (&["report", "billing", "-vv"], None),
         (&["plan", "--shop", "66666666", "--env", "qa", "-vv"], None),
-        (&["teardown", "--shop", "66666666", "--env", "qa", "--yes", "-vv"], Some("trace")),
+        (
+            &[
+                "teardown", "--shop", "66666666", "--env", "qa", "--yes", "-vv",
+            ],
+            Some("trace"),
+        ),
     ];
     for (args, log) in runs {
         let mut env = creds.to_vec();
@@ -55,7 +75,10 @@ fn no_aws_credential_in_output_journal_or_user_data() {
     }
     // The runs said something (the scan is not of empty output): requests were logged.
     assert!(seen.len() > 10_000, "{} bytes of output", seen.len());
-    assert!(seen.contains("RunInstances"), "the verbose output names the calls");
+    assert!(
+        seen.contains("RunInstances"),
+        "the verbose output names the calls"
+    );
     let journal = std::fs::read_to_string(rig.journal()).unwrap();
     assert!(journal.contains("RunInstances"));
 
@@ -89,9 +112,16 @@ fn no_aws_credential_in_output_journal_or_user_data() {
     });
     assert!(user_data.contains("#cloud-config"), "{user_data:.200}");
 
-    for (what, text) in [("output", &seen), ("journal", &journal), ("user-data", &user_data)] {
+    for (what, text) in [
+        ("output", &seen),
+        ("journal", &journal),
+        ("user-data", &user_data),
+    ] {
         for (name, value) in [("secret access key", &secret), ("session token", &token)] {
-            assert!(!text.contains(value.as_str()), "the {name} is in the {what}");
+            assert!(
+                !text.contains(value.as_str()),
+                "the {name} is in the {what}"
+            );
         }
     }
 }
