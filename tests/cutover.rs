@@ -85,13 +85,24 @@ struct Setup {
     phys: Physical,
     _peer: Peer,
     stack: String,
+    /// Everything poscloud printed in this test (scanned for the cloud host's key).
+    printed: std::cell::RefCell<String>,
 }
 
 impl Setup {
     fn run(&self, args: &[&str]) -> Run {
         let a = self.args(args);
-        self.rig
-            .run(&a.iter().map(String::as_str).collect::<Vec<_>>())
+        self.kept(
+            self.rig
+                .run(&a.iter().map(String::as_str).collect::<Vec<_>>()),
+        )
+    }
+
+    fn kept(&self, r: Run) -> Run {
+        let mut p = self.printed.borrow_mut();
+        p.push_str(&r.stdout);
+        p.push_str(&r.stderr);
+        r
     }
 
     fn args<'a>(&'a self, args: &[&'a str]) -> Vec<String> {
@@ -120,7 +131,7 @@ impl Setup {
     fn cutover(&self, sub: &str, extra: &[&str]) -> Run {
         let args = self.cutover_args(sub, extra);
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.rig.run(&refs)
+        self.kept(self.rig.run(&refs))
     }
 
     fn cutover_args(&self, sub: &str, extra: &[&str]) -> Vec<String> {
@@ -256,6 +267,7 @@ fn setup() -> Setup {
         phys,
         _peer: peer,
         stack,
+        printed: Default::default(),
     };
     // The cloud stack, provisioned to the end, and the VPN to the shop up.
     s.run(&["provision", "--until", "infra"]).ok();
@@ -381,6 +393,15 @@ fn a_cutover_resumes_after_interruptions_stops_on_a_changed_file_and_rolls_back(
         assert_ne!(code, 0, "{what} was allowed");
         assert!(err.contains("refused"), "{what}: {err}");
     }
+    // The cloud host's private key, to scan everything poscloud printed and journaled for.
+    let key_file = s.pos.h.root.join("var/lib/poscloud/cutover/id_ed25519");
+    let private: Vec<String> = std::fs::read_to_string(&key_file)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() > 20)
+        .map(str::to_string)
+        .collect();
+    assert!(!private.is_empty(), "{}", key_file.display());
 
     // The shop keeps working after the pre-sync: a large change, a new file, a deleted one.
     let mut rng = Rng(99);
@@ -479,4 +500,19 @@ fn a_cutover_resumes_after_interruptions_stops_on_a_changed_file_and_rolls_back(
         .run(&["teardown", "--shop", SHOP, "--env", "qa", "--yes"])
         .ok();
     assert_eq!(s.rig.tagged(SHOP, "qa"), Vec::<String>::new());
+
+    // Not a line of the cloud host's private key in poscloud's output or journal.
+    let journal = std::fs::read_to_string(s.rig.journal()).unwrap();
+    let printed = s.printed.borrow();
+    assert!(printed.len() > 1000 && journal.contains("cutover"));
+    for line in &private {
+        assert!(
+            !printed.contains(line.as_str()),
+            "the cutover key is in the output"
+        );
+        assert!(
+            !journal.contains(line.as_str()),
+            "the cutover key is in the journal"
+        );
+    }
 }
