@@ -5,6 +5,8 @@
 #   2. write and read calls of a fresh provision and of a re-run on the converged stack
 #      (from moto's request recording, not from poscloud's own log);
 #   3. 40 shops with --parallel 1 vs --parallel 8, and their bulk teardown the same way;
+#      again with BENCH_LATENCY_MS (default 50) added to every request by bench/latency.py,
+#      as a real region's round trip would (moto on loopback answers at once);
 #   4. `poscloud --help` and `poscloud list` start-up time (mean of 20 runs).
 # Usage: bash bench/run.sh [--debug]   (release build by default; --debug uses target/debug;
 #        BENCH_LOGS=DIR keeps the logs)
@@ -28,8 +30,9 @@ fi
 bin=$root/target/$profile/poscloud
 
 work=$(mktemp -d)
-moto_pid=""
+moto_pid="" lat_pid=""
 cleanup() {
+  [[ -n $lat_pid ]] && kill "$lat_pid" 2>/dev/null && wait "$lat_pid" 2>/dev/null
   [[ -n $moto_pid ]] && kill "$moto_pid" 2>/dev/null && wait "$moto_pid" 2>/dev/null
   # BENCH_LOGS=DIR keeps the logs (poscloud's, the baseline's, the emulator's).
   [[ -n ${BENCH_LOGS:-} ]] && mkdir -p "$BENCH_LOGS" && cp "$work"/*.log "$BENCH_LOGS"/
@@ -106,6 +109,15 @@ batch() {
 read -r p1 d1 <<<"$(batch 1)"
 read -r p8 d8 <<<"$(batch 8)"
 
+# 3b. The same through the latency proxy (started in the background; its port on stdout).
+latency_ms=${BENCH_LATENCY_MS:-50}
+python3 "$root/bench/latency.py" "$port" "$latency_ms" >"$work/latency.port" 2>"$work/latency.log" &
+lat_pid=$!
+for _ in $(seq 1 100); do [[ -s $work/latency.port ]] && break; sleep 0.1; done
+read -r lat_port <"$work/latency.port"
+read -r lp1 ld1 <<<"$(AWS_ENDPOINT_URL=http://127.0.0.1:$lat_port batch 1)"
+read -r lp8 ld8 <<<"$(AWS_ENDPOINT_URL=http://127.0.0.1:$lat_port batch 8)"
+
 # 4. Start-up time (mean of 20 runs).
 startup() {
   local t0 t1
@@ -125,6 +137,8 @@ calls, fresh provision                writes $(field writes <<<"$fresh")   reads
 calls, re-run on the converged stack  writes $(field writes <<<"$again")   reads $(field reads <<<"$again")
 40 shops, provision                   --parallel 1 ${p1} s   --parallel 8 ${p8} s   ratio $(ratio "$p1" "$p8")x
 40 shops, teardown --older-than       --parallel 1 ${d1} s   --parallel 8 ${d8} s   ratio $(ratio "$d1" "$d8")x
+40 shops, provision, +${latency_ms} ms/request  --parallel 1 ${lp1} s   --parallel 8 ${lp8} s   ratio $(ratio "$lp1" "$lp8")x
+40 shops, teardown, +${latency_ms} ms/request   --parallel 1 ${ld1} s   --parallel 8 ${ld8} s   ratio $(ratio "$ld1" "$ld8")x
 start-up                              --help ${help_ms} ms   list ${list_ms} ms (20 runs each)
 fresh provision write calls: $(python3 -c "import json, sys; print(', '.join(f'{k} {v}' for k, v in sorted(json.loads(sys.argv[1])['write_calls'].items())))" "$fresh")
 EOF
