@@ -32,8 +32,11 @@ bin=$root/target/$profile/poscloud
 work=$(mktemp -d)
 moto_pid="" lat_pid=""
 cleanup() {
-  [[ -n $lat_pid ]] && kill "$lat_pid" 2>/dev/null && wait "$lat_pid" 2>/dev/null
-  [[ -n $moto_pid ]] && kill "$moto_pid" 2>/dev/null && wait "$moto_pid" 2>/dev/null
+  local pid
+  # A killed process's wait status is non-zero: under set -e that must not end the cleanup.
+  for pid in $lat_pid $moto_pid; do
+    if kill "$pid" 2>/dev/null; then wait "$pid" 2>/dev/null || true; fi
+  done
   # BENCH_LOGS=DIR keeps the logs (poscloud's, the baseline's, the emulator's).
   [[ -n ${BENCH_LOGS:-} ]] && mkdir -p "$BENCH_LOGS" && cp "$work"/*.log "$BENCH_LOGS"/
   rm -rf "$work"
