@@ -168,6 +168,8 @@ fn billing_hours_from_the_journal_and_ec2_state() {
 
     // This month: the live instance stopped outside poscloud (as from the console). EC2's
     // state reason says when; its running hours stop growing, its IPs keep costing.
+    // EC2's times have whole seconds: let the instance run for two of them first.
+    std::thread::sleep(Duration::from_secs(2));
     let instance = rig.block(async {
         let r = rig.ec2.describe_instances().send().await.unwrap();
         let i = r.reservations()[0].instances()[0]
