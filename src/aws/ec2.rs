@@ -7,13 +7,14 @@ use super::Aws;
 use crate::error::{Error, Result};
 use crate::spec::StackId;
 use aws_sdk_ec2::client::Waiters;
-use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, BlockDeviceMapping, DomainType, EbsBlockDevice, Filter, HttpTokensState,
     IamInstanceProfileSpecification, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest,
     InstanceNetworkInterfaceSpecification, InstanceType, IpPermission, IpRange, ResourceType,
     VolumeType,
 };
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use backon::{ExponentialBuilder, Retryable};
 use std::time::Duration;
 
@@ -515,43 +516,41 @@ impl Aws {
         Ok(rules.iter().all(has))
     }
 
+    /// An SDK error as ours, and whether its code is `own`: the call met the effect of an
+    /// earlier attempt of itself whose answer was lost.
+    fn met_own<E>(
+        &self,
+        op: &'static str,
+        sg_id: &str,
+        own: &str,
+        e: SdkError<E, HttpResponse>,
+    ) -> (bool, Error)
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        (e.code() == Some(own), self.err(op, Some(sg_id), e))
+    }
+
     /// Adds rules. A retry after an add whose answer was lost meets its own rules
     /// (InvalidPermission.Duplicate): fine when every rule is there.
     async fn authorize(&self, sg_id: &str, ingress: bool, rules: &[Rule]) -> Result<()> {
-        let perms: Vec<IpPermission> = rules.iter().map(ip_permission).collect();
+        let perms = Some(rules.iter().map(ip_permission).collect());
+        let dup = "InvalidPermission.Duplicate";
         let (op, sent) = if ingress {
+            let op = "AuthorizeSecurityGroupIngress";
+            let r = self.ec2.authorize_security_group_ingress();
+            let r = r.group_id(sg_id).set_ip_permissions(perms).send().await;
             (
-                "AuthorizeSecurityGroupIngress",
-                self.ec2
-                    .authorize_security_group_ingress()
-                    .group_id(sg_id)
-                    .set_ip_permissions(Some(perms))
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| {
-                        (
-                            e.code() == Some("InvalidPermission.Duplicate"),
-                            self.err("AuthorizeSecurityGroupIngress", Some(sg_id), e),
-                        )
-                    }),
+                op,
+                r.map(|_| ()).map_err(|e| self.met_own(op, sg_id, dup, e)),
             )
         } else {
+            let op = "AuthorizeSecurityGroupEgress";
+            let r = self.ec2.authorize_security_group_egress();
+            let r = r.group_id(sg_id).set_ip_permissions(perms).send().await;
             (
-                "AuthorizeSecurityGroupEgress",
-                self.ec2
-                    .authorize_security_group_egress()
-                    .group_id(sg_id)
-                    .set_ip_permissions(Some(perms))
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| {
-                        (
-                            e.code() == Some("InvalidPermission.Duplicate"),
-                            self.err("AuthorizeSecurityGroupEgress", Some(sg_id), e),
-                        )
-                    }),
+                op,
+                r.map(|_| ()).map_err(|e| self.met_own(op, sg_id, dup, e)),
             )
         };
         match sent {
@@ -565,40 +564,23 @@ impl Aws {
 
     /// Removes rules; rules already gone (a retry after a lost answer) are fine.
     async fn revoke(&self, sg_id: &str, ingress: bool, rules: &[Rule]) -> Result<()> {
-        let perms: Vec<IpPermission> = rules.iter().map(ip_permission).collect();
+        let perms = Some(rules.iter().map(ip_permission).collect());
+        let gone = "InvalidPermission.NotFound";
         let (op, sent) = if ingress {
+            let op = "RevokeSecurityGroupIngress";
+            let r = self.ec2.revoke_security_group_ingress();
+            let r = r.group_id(sg_id).set_ip_permissions(perms).send().await;
             (
-                "RevokeSecurityGroupIngress",
-                self.ec2
-                    .revoke_security_group_ingress()
-                    .group_id(sg_id)
-                    .set_ip_permissions(Some(perms))
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| {
-                        (
-                            e.code() == Some("InvalidPermission.NotFound"),
-                            self.err("RevokeSecurityGroupIngress", Some(sg_id), e),
-                        )
-                    }),
+                op,
+                r.map(|_| ()).map_err(|e| self.met_own(op, sg_id, gone, e)),
             )
         } else {
+            let op = "RevokeSecurityGroupEgress";
+            let r = self.ec2.revoke_security_group_egress();
+            let r = r.group_id(sg_id).set_ip_permissions(perms).send().await;
             (
-                "RevokeSecurityGroupEgress",
-                self.ec2
-                    .revoke_security_group_egress()
-                    .group_id(sg_id)
-                    .set_ip_permissions(Some(perms))
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| {
-                        (
-                            e.code() == Some("InvalidPermission.NotFound"),
-                            self.err("RevokeSecurityGroupEgress", Some(sg_id), e),
-                        )
-                    }),
+                op,
+                r.map(|_| ()).map_err(|e| self.met_own(op, sg_id, gone, e)),
             )
         };
         match sent {
