@@ -722,30 +722,7 @@ impl Aws {
             }
             Err(e) => return Err(self.err("GetRole", Some(&name), e)),
         };
-        let profile = match self
-            .iam
-            .get_instance_profile()
-            .instance_profile_name(&name)
-            .send()
-            .await
-        {
-            Ok(out) => out.instance_profile().map(|p| InstanceProfile {
-                name: name.clone(),
-                arn: p.arn().to_string(),
-                roles: p
-                    .roles()
-                    .iter()
-                    .map(|r| r.role_name().to_string())
-                    .collect(),
-            }),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
-            {
-                None
-            }
-            Err(e) => return Err(self.err("GetInstanceProfile", Some(&name), e)),
-        };
+        let profile = self.instance_profile(&name).await?;
         Ok((role, profile))
     }
 

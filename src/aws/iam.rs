@@ -129,8 +129,8 @@ impl Aws {
         })
     }
 
-    /// The instance profile as IAM has it: (ARN, role names).
-    async fn instance_profile(&self, name: &str) -> Result<Option<(String, Vec<String>)>> {
+    /// The instance profile as IAM has it (None: there is none). Discovery reads it too.
+    pub(crate) async fn instance_profile(&self, name: &str) -> Result<Option<InstanceProfile>> {
         match self
             .iam
             .get_instance_profile()
@@ -138,14 +138,14 @@ impl Aws {
             .send()
             .await
         {
-            Ok(out) => Ok(out.instance_profile().map(|p| {
-                (
-                    p.arn().to_string(),
-                    p.roles()
-                        .iter()
-                        .map(|r| r.role_name().to_string())
-                        .collect(),
-                )
+            Ok(out) => Ok(out.instance_profile().map(|p| InstanceProfile {
+                name: name.to_string(),
+                arn: p.arn().to_string(),
+                roles: p
+                    .roles()
+                    .iter()
+                    .map(|r| r.role_name().to_string())
+                    .collect(),
             })),
             Err(e)
                 if e.as_service_error()
@@ -174,7 +174,7 @@ impl Aws {
     /// (EntityAlreadyExists) takes that profile.
     pub async fn create_instance_profile(&self, id: &StackId) -> Result<InstanceProfile> {
         let name = iam_name(id);
-        let (arn, roles) = match self
+        match self
             .iam
             .create_instance_profile()
             .instance_profile_name(&name)
@@ -183,12 +183,18 @@ impl Aws {
             .send()
             .await
         {
-            Ok(out) => (
-                out.instance_profile()
+            Ok(out) => {
+                let arn = out
+                    .instance_profile()
                     .map(|p| p.arn().to_string())
-                    .ok_or_else(|| Error::failed("CreateInstanceProfile returned no profile"))?,
-                Vec::new(),
-            ),
+                    .ok_or_else(|| Error::failed("CreateInstanceProfile returned no profile"))?;
+                self.wrote("CreateInstanceProfile", &name);
+                Ok(InstanceProfile {
+                    name,
+                    arn,
+                    roles: Vec::new(),
+                })
+            }
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_entity_already_exists_exception()) =>
@@ -196,16 +202,16 @@ impl Aws {
                 crate::ui::note(format!(
                     "IAM CreateInstanceProfile: profile {name} exists (made by the attempt whose answer was lost)"
                 ));
-                self.instance_profile(&name).await?.ok_or_else(|| {
+                let p = self.instance_profile(&name).await?.ok_or_else(|| {
                     Error::failed(format!(
                         "instance profile {name} exists and does not: IAM is settling; run the same command again"
                     ))
-                })?
+                })?;
+                self.wrote("CreateInstanceProfile", &name);
+                Ok(p)
             }
-            Err(e) => return Err(self.err("CreateInstanceProfile", Some(&name), e)),
-        };
-        self.wrote("CreateInstanceProfile", &name);
-        Ok(InstanceProfile { name, arn, roles })
+            Err(e) => Err(self.err("CreateInstanceProfile", Some(&name), e)),
+        }
     }
 
     /// A profile holds one role: a retried add whose first answer was lost is refused
@@ -226,7 +232,7 @@ impl Aws {
                 && self
                     .instance_profile(profile)
                     .await?
-                    .is_some_and(|(_, roles)| roles.iter().any(|r| r == role));
+                    .is_some_and(|p| p.roles.iter().any(|r| r == role));
             if !done {
                 return Err(self.err("AddRoleToInstanceProfile", Some(profile), e));
             }
@@ -245,7 +251,7 @@ impl Aws {
             // where AWS says NoSuchEntity.
             let find = move || async move {
                 Ok(match self.instance_profile(profile).await? {
-                    Some((_, roles)) if roles.iter().any(|r| r == role) => None,
+                    Some(p) if p.roles.iter().any(|r| r == role) => None,
                     _ => Some(false),
                 })
             };
