@@ -114,30 +114,6 @@ fn assert_readable(what: &str, run: &Run) {
     );
 }
 
-/// The stack has each of its resources exactly once.
-fn assert_one_stack(rig: &Rig, what: &str) {
-    let tagged = rig.tagged(SHOP, "qa");
-    for (kind, n) in [
-        ("vpc", 1),
-        ("subnet", 1),
-        ("igw", 1),
-        ("rtb", 1),
-        ("sg", 2),
-        // eth1, created by poscloud. (eth0 is made by RunInstances, with the stack's tags
-        // from its TagSpecifications on AWS; moto leaves it untagged. The inventory below
-        // counts both.)
-        ("eni", 1),
-        ("instance", 1),
-        ("eip", 2),
-        ("role", 1),
-        ("profile", 1),
-        // The lock is released even when its DeleteParameter lost its answer.
-        ("parameter", 0),
-    ] {
-        assert_eq!(rig.count(SHOP, "qa", kind), n, "{what}: {kind}: {tagged:?}");
-    }
-}
-
 fn summary(injected: &[common::Injected]) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
     for i in injected {
@@ -224,7 +200,7 @@ fn provision_and_teardown_converge_with_a_fifth_of_calls_failing() {
         );
     }
 
-    assert_one_stack(&rig, "after provision under faults");
+    rig.assert_one_stack(SHOP, "qa", "after provision under faults");
     let after = rig.inventory();
     assert_eq!(after.vpcs, before.vpcs + 1);
     assert_eq!(after.eips, before.eips + 2);

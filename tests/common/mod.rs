@@ -987,6 +987,29 @@ impl Rig {
             .count()
     }
 
+    /// The stack has each of its tagged resources exactly once, and no lock left.
+    pub fn assert_one_stack(&self, shop: &str, env: &str, what: &str) {
+        let tagged = self.tagged(shop, env);
+        for (kind, n) in [
+            ("vpc", 1),
+            ("subnet", 1),
+            ("igw", 1),
+            ("rtb", 1),
+            ("sg", 2),
+            // eth1, created by poscloud. (eth0 is made by RunInstances, with the stack's
+            // tags from its TagSpecifications on AWS; moto leaves it untagged.)
+            ("eni", 1),
+            ("instance", 1),
+            ("eip", 2),
+            ("role", 1),
+            ("profile", 1),
+            // The lock is released.
+            ("parameter", 0),
+        ] {
+            assert_eq!(self.count(shop, env, kind), n, "{what}: {kind}: {tagged:?}");
+        }
+    }
+
     /// SSM parameters under /poscloud (the lock included).
     pub fn count_parameters(&self) -> usize {
         self.block(async {
