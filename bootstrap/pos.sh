@@ -171,6 +171,19 @@ net_up() {
   done
   nsenter -t "$pid" -n ip addr replace "$POS_IP/$PREFIX" dev "$eth1" || return 1
   nsenter -t "$pid" -n ip route replace default via "$GATEWAY" dev "$eth1" || return 1
+  # Done only once the link carries traffic: a device just moved into a namespace has no
+  # carrier for a moment (a real ENI's driver longer), and a caller that pings the POS at
+  # once must get an answer.
+  local deadline=$((SECONDS + 30)) link=""
+  while :; do
+    link=$(nsenter -t "$pid" -n ip -o link show "$eth1" 2>/dev/null) || link=""
+    [[ $link == *LOWER_UP*"state UP"* ]] && break
+    if ((SECONDS >= deadline)); then
+      echo "pos: $eth1 in $net has no carrier after 30 s: ${link:-no such device}" >&2
+      return 1
+    fi
+    sleep 0.2
+  done
   echo "pos: $eth1 in $net has $POS_IP/$PREFIX, default via $GATEWAY"
 }
 

@@ -108,7 +108,7 @@ fn provision_stages_the_pos_and_pos_commands_operate_it() {
     std::fs::write(&data, "order 1\n").unwrap();
     s.run(&["pos", "stop"]).ok();
     assert!(
-        !s.h.pos_answers(),
+        s.h.pos_silent(),
         "stopped: nothing answers on the POS address"
     );
     let st = s.run(&["pos", "status", "--output", "json"]).ok().json();

@@ -53,7 +53,7 @@ fn stage_hands_eth1_to_a_hardened_container_and_installs_a_verified_artifact() {
     let h = TestHost::up("stg1", 42, true);
     let (url, sha) = h.pos_artifact("echo installed >/opt/pos/app/installed-by-test\n");
     assert!(
-        !h.pos_answers(),
+        h.pos_silent(),
         "nothing answers on the POS address before stage"
     );
 

@@ -163,10 +163,23 @@ impl TestHost {
     }
 
     /// Does the POS address answer from the VPC side (lan0) of this host?
+    /// The POS address answers a ping from the VPC side (lan0) within `SETTLE`: a link
+    /// handed over a moment ago may need a moment more on a busy machine.
     pub fn pos_answers(&self) -> bool {
+        super::eventually(super::SETTLE, || self.ping_pos(1))
+    }
+
+    /// Nothing answers on the POS address: three pings in three seconds, none answered.
+    pub fn pos_silent(&self) -> bool {
+        !self.ping_pos(3)
+    }
+
+    /// `count` pings 1 s apart; true if any was answered.
+    fn ping_pos(&self, count: u32) -> bool {
         Command::new("ip")
             .args(["netns", "exec", &format!("pc-{}", self.name)])
-            .args(["ping", "-c1", "-W2", "192.168.222.233"])
+            .args(["ping", "-c", &count.to_string(), "-i", "1", "-W1"])
+            .arg("192.168.222.233")
             .output()
             .unwrap()
             .status

@@ -28,6 +28,25 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Polls `f` every 200 ms until it holds (true) or `within` has passed (false): the one
+/// way the tests wait for something that settles (a ping, a tunnel, a log line).
+pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// How long a positive network check (a ping that must be answered) may take to settle on
+/// this 2-core machine while other tests run: links, ARP, tunnels.
+pub const SETTLE: Duration = Duration::from_secs(20);
+
 fn moto_server() -> PathBuf {
     let p = std::env::var_os("POSCLOUD_MOTO_SERVER")
         .map(PathBuf::from)

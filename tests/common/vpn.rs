@@ -15,7 +15,7 @@ use base64::Engine;
 use poscloud::remote::{no_sink, script, Inputs, Outcome, Script};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const VPN: Script = Script {
     name: "vpn.sh",
@@ -57,18 +57,7 @@ pub fn err(o: &Outcome) -> String {
     )
 }
 
-pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+pub use super::eventually;
 
 /// 32 random bytes, base64: a PSK as poscloud makes them.
 pub fn new_psk() -> String {
@@ -224,11 +213,22 @@ impl Pos {
         *found.iter().min().expect("the holder's process")
     }
 
-    /// A ping from eth1's namespace (the holder's, which the POS container shares).
+    /// `addr` answers a ping from eth1's namespace (the holder's, which the POS container
+    /// shares) within `SETTLE`: a tunnel just brought up may need a moment on a busy machine.
     pub fn ping(&self, addr: &str) -> bool {
+        eventually(super::SETTLE, || self.ping_once(addr, 1))
+    }
+
+    /// Nothing answers `addr`: three pings in three seconds, none answered.
+    pub fn silent(&self, addr: &str) -> bool {
+        !self.ping_once(addr, 3)
+    }
+
+    fn ping_once(&self, addr: &str, count: u32) -> bool {
         let pid = self.holder_pid().to_string();
+        let count = count.to_string();
         ok(&[
-            "nsenter", "-t", &pid, "-n", "ping", "-c1", "-W2", "-I", POS_IP, addr,
+            "nsenter", "-t", &pid, "-n", "ping", "-c", &count, "-i", "1", "-W1", "-I", POS_IP, addr,
         ])
     }
 

@@ -106,13 +106,18 @@ stop_pids() {
   return 1
 }
 
-# The first child of PID (used on the podman wrapper chain, where each has only one).
+# child_of PID COMM: the first child of PID whose command name is COMM. The name matters:
+# the podman wrapper's init runs `mount` children before it starts the service, and a
+# child found then is not the service (that race failed `up` under load).
 child_of() {
-  local f s ppid
+  local f s ppid comm
   for f in /proc/[0-9]*/stat; do
     { read -r s <"$f"; } 2>/dev/null || continue # processes come and go
     read -r _ ppid _ <<<"${s##*) }" # see alive()
-    if [[ $ppid == "$1" ]]; then
+    [[ $ppid == "$1" ]] || continue
+    comm=${s#* (}
+    comm=${comm%) *}
+    if [[ $comm == "$2" ]]; then
       echo "${s%% *}"
       return
     fi
@@ -213,7 +218,7 @@ if [[ $cmd == down ]]; then
 fi
 
 # ---- up --------------------------------------------------------------------------------
-for c in ip ssh ssh-keygen ssh-keyscan /usr/sbin/sshd unshare nsenter timeout; do
+for c in ip ssh ssh-keygen ssh-keyscan /usr/sbin/sshd unshare nsenter timeout flock; do
   command -v "$c" >/dev/null || die "'$c' not found (run scripts/setup.sh)"
 done
 if ((podman)); then
@@ -345,6 +350,10 @@ if ((podman)); then
   # Fresh engine state on every `up` (`down` removes all containers anyway).
   rm -rf "$pdir"
   mkdir -p "$pdir"/{tmp,run,storage,networks}
+  # One podman service starts at a time on the machine (each takes ~2 s of both cores):
+  # parallel tests then queue here instead of starving each other past their deadlines.
+  exec 9>>/run/lock/poscloud-testhost-podman.lock
+  flock -w 300 9 || die "another test host's podman start held the lock for 300 s"
   cat >"$pdir/containers.conf" <<EOF
 [containers]
 # CAP_SYS_RESOURCE is missing on these machines: the default limits cannot be set.
@@ -391,32 +400,35 @@ EOF
       svc=$!
       trap "kill -TERM $svc" TERM INT
       while kill -0 "$svc" 2>/dev/null; do wait "$svc" || true; done' sh "$dir/podman.sock" \
-    </dev/null >"$dir/podman.log" 2>&1 &
+    </dev/null >"$dir/podman.log" 2>&1 9>&- &
   wrapper=$!
   echo "$wrapper" >"$dir/podman-wrapper.pid"
-  # wrapper (unshare) -> init (sh, PID 1 inside) -> podman service
+  # wrapper (unshare) -> init (sh, PID 1 inside) -> podman service. Polled until a
+  # deadline, not a count of tries: on a loaded machine the mounts before it take a while.
   ns_init="" service=""
-  for ((i = 0; i < 50; i++)); do
-    [[ -n $ns_init ]] || ns_init=$(child_of "$wrapper")
-    [[ -z $ns_init ]] || service=$(child_of "$ns_init")
+  deadline=$((SECONDS + 60))
+  while ((SECONDS < deadline)); do
+    [[ -n $ns_init ]] || ns_init=$(child_of "$wrapper" sh)
+    [[ -z $ns_init ]] || service=$(child_of "$ns_init" podman)
     [[ -n $service ]] && break
-    alive "$wrapper" || break
+    alive "$wrapper" || die "the podman wrapper exited; $dir/podman.log:$(echo; tail -n 20 "$dir/podman.log")"
     sleep 0.1
   done
-  [[ -n $service ]] || die "podman service did not start; $dir/podman.log:$(echo; tail -n 20 "$dir/podman.log")"
+  [[ -n $service ]] || die "podman service did not start within 60 s (init: ${ns_init:-not found}); $dir/podman.log:$(echo; tail -n 20 "$dir/podman.log")"
   echo "$service" >"$dir/podman.pid"
 
   export DOCKER_HOST="unix://$dir/podman.sock" DOCKER_CONFIG="$pdir/docker-config"
-  ready=0
-  for ((i = 0; i < 300; i++)); do
-    if [[ -S $dir/podman.sock ]] && timeout 5 docker version >/dev/null 2>&1; then
-      ready=1
-      break
+  ready=0 why="no socket yet"
+  deadline=$((SECONDS + 90))
+  while ((SECONDS < deadline)); do
+    if [[ -S $dir/podman.sock ]]; then
+      why=$(timeout 10 docker version 2>&1 >/dev/null) && { ready=1; break; }
+      why=${why:-docker version timed out}
     fi
-    alive "$service" || break
+    alive "$service" || { why="the service (PID $service) exited"; break; }
     sleep 0.1
   done
-  ((ready)) || die "podman socket $dir/podman.sock does not answer; $dir/podman.log:$(echo; tail -n 20 "$dir/podman.log")"
+  ((ready)) || die "podman socket $dir/podman.sock does not answer ($why); $dir/podman.log:$(echo; tail -n 20 "$dir/podman.log")"
 
   # No registry is reachable: the base image is made from busybox-static and its applets.
   rootfs=$pdir/base-rootfs
@@ -437,18 +449,20 @@ EOF
     "$pdir/base.tar" poscloud/base:test >/dev/null ||
     die "import of poscloud/base:test failed; $dir/podman.log:$(echo; tail -n 20 "$dir/podman.log")"
   rm -rf "$rootfs" "$pdir/base.tar"
+  exec 9>&- # the lock
 fi
 
 # -- wait for sshd, then check that the pinned host key and the client key both work
 sshd_pid=$(read_pid "$dir/sshd.pid")
 scanned=""
-for ((i = 0; i < 100; i++)); do
+deadline=$((SECONDS + 60))
+while ((SECONDS < deadline)); do
   alive "$sshd_pid" || die "sshd exited; $dir/sshd.log:$(echo; tail -n 20 "$dir/sshd.log")"
-  scanned=$(timeout 3 ssh-keyscan -T 2 -t ed25519 -p 22 "$ns_ip" 2>/dev/null || true)
+  scanned=$(timeout 5 ssh-keyscan -T 3 -t ed25519 -p 22 "$ns_ip" 2>/dev/null || true)
   [[ -n $scanned ]] && break
   sleep 0.1
 done
-[[ -n $scanned ]] || die "sshd on $ns_ip:22 does not answer; $dir/sshd.log:$(echo; tail -n 20 "$dir/sshd.log")"
+[[ -n $scanned ]] || die "sshd on $ns_ip:22 does not answer within 60 s; $dir/sshd.log:$(echo; tail -n 20 "$dir/sshd.log")"
 [[ $scanned == *"$key_blob"* ]] || die "sshd on $ns_ip offers another host key than $dir/ssh_host_ed25519_key.pub"
 timeout 20 ssh -F /dev/null -i "$dir/client_key" -o IdentitiesOnly=yes -o BatchMode=yes \
   -o UserKnownHostsFile="$dir/known_hosts" -o GlobalKnownHostsFile=/dev/null \
