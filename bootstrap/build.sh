@@ -132,7 +132,8 @@ section="" body="" lineno=0
 
 add_ignored() {
   local i
-  for i in "${ignored[@]}"; do [[ $i == "$1" ]] && return 0; done
+  # ${a[@]+"${a[@]}"}: bash 4.2 (CentOS 7) calls "${a[@]}" of an empty array unbound.
+  for i in ${ignored[@]+"${ignored[@]}"}; do [[ $i == "$1" ]] && return 0; done
   ignored+=("$1")
 }
 
@@ -164,7 +165,7 @@ parse_repo() {
     esac
   done
   [[ $name =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ ]] || bad "kickstart line $lineno: repo needs --name=NAME (letters, digits, . _ -)"
-  for i in "${repo_names[@]}"; do
+  for i in ${repo_names[@]+"${repo_names[@]}"}; do
     [[ $i != "$name" ]] || bad "kickstart line $lineno: repo '$name' is defined twice"
   done
   if [[ -z $baseurl$mirrorlist || (-n $baseurl && -n $mirrorlist) ]]; then
@@ -500,7 +501,7 @@ EOF
   say "installing ${#pkgs[@]} packages/groups with yum from repos ${repo_names[*]} (log: $log)"
   in_ns yum -y -c "$dir/yum.conf" --installroot="$rootfs" --releasever=7 \
     --setopt=reposdir="$dir/repos.d" --disablerepo='*' "${enable[@]}" \
-    "${yum_opts[@]}" "${excludes[@]}" install "${pkgs[@]}" </dev/null >>"$log" 2>&1 ||
+    ${yum_opts[@]+"${yum_opts[@]}"} ${excludes[@]+"${excludes[@]}"} install "${pkgs[@]}" </dev/null >>"$log" 2>&1 ||
     fail "yum could not install the kickstart's packages"
 fi
 

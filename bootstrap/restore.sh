@@ -490,8 +490,8 @@ check_archive() {
   local -a m_names=() m_types=() m_targets=() m_norms=() refused=()
   local -A type_of=() index_of=()
   # -P: show names as stored (without it tar strips a leading "/" from what it lists).
-  tar -t -v -P --numeric-owner --quoting-style=escape "${tar_z[@]}" -f "$archive" >"$tmp/long" || rc=$?
-  ((rc)) || tar -t -P --quoting-style=escape "${tar_z[@]}" -f "$archive" >"$tmp/names" 2>/dev/null || rc=$?
+  tar -t -v -P --numeric-owner --quoting-style=escape ${tar_z[@]+"${tar_z[@]}"} -f "$archive" >"$tmp/long" || rc=$?
+  ((rc)) || tar -t -P --quoting-style=escape ${tar_z[@]+"${tar_z[@]}"} -f "$archive" >"$tmp/names" 2>/dev/null || rc=$?
   if ((rc)); then
     echo "restore: cannot read the archive of $source_url as a $archive_kind archive (tar exit $rc, see above); $data_path was not changed" >&2
     exit 3
@@ -587,7 +587,7 @@ extract_archive() {
   rm -rf -- "$staging"
   mkdir -- "$staging"
   echo "restore: extracting $archive_members members into $staging"
-  tar -x "${tar_z[@]}" -f "$archive" -C "$staging" --numeric-owner --same-owner --preserve-permissions || rc=$?
+  tar -x ${tar_z[@]+"${tar_z[@]}"} -f "$archive" -C "$staging" --numeric-owner --same-owner --preserve-permissions || rc=$?
   rm -f -- "$archive"
   ((rc == 0)) || fail "extracting the archive failed (tar exit $rc, see above); $data_path was not changed; what was extracted is in $staging"
   # The listing was checked; this is a second look at what tar made.

@@ -32,6 +32,24 @@ if [[ ! -x "$venv/bin/moto_server" ]] || ! "$venv/bin/python" -c "import moto, s
   "$venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$moto_version"
 fi
 
+# bash 4.2.45, CentOS 7's bash, for the test hosts (tests/rig/testhost.sh puts it first on
+# their PATH): built once per machine from ../shared/centos7 and kept in $bash42_dir.
+bash42_dir=/var/cache/poscloud/bash-4.2.45
+bash42_src=$root/../shared/centos7/bash-4.2.45.tar.gz
+bash42_sha=7844e6da6bcfe72cce771f8e95536c66f1c39ab9fe2af0ae7ce1e7ea6fe2f3e1
+if ! "$bash42_dir/bin/bash" -c '[[ $BASH_VERSION == 4.2.45* ]]' 2>/dev/null; then
+  [[ -f $bash42_src ]] || { echo "setup: $bash42_src not found (shared/ beside the checkout)" >&2; exit 1; }
+  echo "$bash42_sha  $bash42_src" | sha256sum -c --quiet - || { echo "setup: $bash42_src has the wrong checksum" >&2; exit 1; }
+  echo "setup: building bash 4.2.45 into $bash42_dir (about a minute)" >&2
+  build=$(mktemp -d)
+  tar xzf "$bash42_src" -C "$build"
+  (cd "$build/bash-4.2.45" &&
+    ./configure --prefix="$bash42_dir" --without-bash-malloc --disable-nls CFLAGS="-O1 -w -std=gnu89" >"$build/log" 2>&1 &&
+    make -j2 >>"$build/log" 2>&1 && make install >>"$build/log" 2>&1) ||
+    { tail -n 30 "$build/log" >&2; echo "setup: building bash 4.2.45 failed" >&2; exit 1; }
+  rm -rf "$build"
+fi
+
 command -v cargo >/dev/null || { echo "setup: cargo not found; install the Rust toolchain" >&2; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt >/dev/null 2>&1 || true
 echo "setup: ok" >&2

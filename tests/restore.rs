@@ -585,13 +585,19 @@ fn s3_base(data_dir: &str, url: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// `tar -C src -czf archive .`: the data and the manifest at the archive's top level.
+/// `tar -C src -czf archive .` (`-cf` for a name ending in .tar): the data and the
+/// manifest at the archive's top level.
 fn pack(src: &Path, archive: &Path) {
     std::fs::create_dir_all(archive.parent().unwrap()).unwrap();
+    let create = if archive.extension().is_some_and(|e| e == "tar") {
+        "-cf"
+    } else {
+        "-czf"
+    };
     let ok = Command::new("tar")
         .arg("-C")
         .arg(src)
-        .arg("-czf")
+        .arg(create)
         .arg(archive)
         .arg(".")
         .status()
@@ -809,6 +815,36 @@ fn an_s3_archive_arrives_byte_identical_is_deleted_and_a_second_run_is_safe() {
     );
     assert!(!archive_on_host(&data).exists(), "the archive was deleted");
     assert_eq!(top_level(&h), ["usr2", aside_name.as_str(), "var"]);
+    drop(server);
+}
+
+/// A plain (uncompressed) .tar takes its own path through restore.sh: no `-z` for tar,
+/// which bash 4.2 (CentOS 7) expands as an empty array, fatal under `set -u` if written
+/// "${a[@]}".
+#[test]
+fn a_plain_tar_archive_arrives_byte_identical() {
+    let h = TestHost::up("rs3f", 44, false);
+    let src = h.dir.path().join("src");
+    generate(&src, 30, 0x5eed_0044);
+    let m = write_manifest(&src);
+    let www = h.dir.path().join("www");
+    pack(&src, &www.join("12345678.tar"));
+    let data = h.root.join("usr2");
+    let server = HttpServer::start(&h, &www);
+    let url = server.signed_url("12345678.tar");
+    let mut base = s3_base("/usr2", &url);
+    base.retain(|(k, _)| *k != "SOURCE");
+    base.push((
+        "SOURCE",
+        "s3://test-bucket/backups/12345678.tar".to_string(),
+    ));
+    let out = run(&h.remote(), &inputs(&base, &[]));
+    assert_exit(&out, 0);
+    let res = out.result().expect("a result line");
+    assert_eq!(res["files"], m.files, "{res}");
+    assert_eq!(res["manifest_sha256"], m.sha256, "{res}");
+    assert_same_tree(&data, &src, "after the restore");
+    assert!(!archive_on_host(&data).exists(), "the archive was deleted");
     drop(server);
 }
 

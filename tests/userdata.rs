@@ -3,6 +3,7 @@
 //! the rendered document and run here where that is safe (the firewall rule generator) or
 //! syntax-checked (the setup script), so what is tested is what ships.
 
+mod common;
 use base64::Engine;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -131,7 +132,7 @@ fn firewall_rules(doc: &str, family: &str) -> String {
         written_file(doc, "/usr/local/sbin/poscloud-firewall-rules"),
     )
     .unwrap();
-    let out = Command::new("bash")
+    let out = Command::new(common::host_bash())
         .arg(&script)
         .arg(family)
         .env_clear()
@@ -186,7 +187,7 @@ fn assert_host_setup(doc: &str) {
             "{what}: no set -euo pipefail"
         );
     }
-    let syntax = Command::new("bash")
+    let syntax = Command::new(common::host_bash())
         .args(["-n", "-c", &setup])
         .output()
         .unwrap();

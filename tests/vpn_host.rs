@@ -458,7 +458,7 @@ fn bad_inputs_change_nothing() {
         ("PSK", &psk),
     ];
     let run = |over: &[(&str, &str)]| {
-        let mut c = Command::new("bash");
+        let mut c = Command::new(common::host_bash());
         c.arg(common::repo().join("bootstrap/vpn.sh"))
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -586,7 +586,7 @@ fn the_key_can_come_from_ssm_read_by_the_host() {
     let root = tempfile::tempdir().unwrap();
     let run = |value: Option<String>| {
         let (url, seen) = fake_aws(value);
-        let out = Command::new("bash")
+        let out = Command::new(common::host_bash())
             .arg(common::repo().join("bootstrap/vpn.sh"))
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")

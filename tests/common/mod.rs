@@ -28,6 +28,16 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// CentOS 7's bash (4.2.45, built by scripts/setup.sh): what host scripts run under in tests,
+/// on test hosts (first on their PATH) and where a test runs a script itself.
+pub fn host_bash() -> PathBuf {
+    let p = std::env::var_os("TESTHOST_BASH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/poscloud/bash-4.2.45/bin/bash"));
+    assert!(p.is_file(), "{} missing: run scripts/setup.sh", p.display());
+    p
+}
+
 /// Polls `f` every 200 ms until it holds (true) or `within` has passed (false): the one
 /// way the tests wait for something that settles (a ping, a tunnel, a log line).
 pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
