@@ -583,13 +583,21 @@ fn fake_aws(value: Option<String>) -> (String, Arc<std::sync::Mutex<Vec<String>>
 /// (IMDSv2 credentials, a SigV4-signed GetParameter). Run here against a stand-in.
 #[test]
 fn the_key_can_come_from_ssm_read_by_the_host() {
+    for (version, py) in common::host_pythons() {
+        key_from_ssm(&version, py.path());
+    }
+}
+
+/// The SigV4 GetParameter of vpn.sh, run by python `version` (found first on PATH in `py`).
+fn key_from_ssm(version: &str, py: &std::path::Path) {
     let root = tempfile::tempdir().unwrap();
+    let path = format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", py.display());
     let run = |value: Option<String>| {
         let (url, seen) = fake_aws(value);
         let out = Command::new(common::host_bash())
             .arg(common::repo().join("bootstrap/vpn.sh"))
             .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("PATH", &path)
             .env("POSCLOUD_ROOT", root.path())
             .env("POSCLOUD_IMDS_URL", &url)
             .env("POSCLOUD_SSM_URL", format!("{url}/"))
@@ -622,7 +630,7 @@ fn the_key_can_come_from_ssm_read_by_the_host() {
     assert_eq!(code, Some(1), "{text}");
     assert!(
         text.contains("stage the POS first"),
-        "got past the key to the holder: {text}"
+        "python {version} got past the key to the holder: {text}"
     );
     assert!(!text.contains(&psk), "the key in the output");
     let post = seen

@@ -38,6 +38,29 @@ pub fn host_bash() -> PathBuf {
     p
 }
 
+/// CentOS 7's pythons (2.7 and 3.6; this machine image has them under pyenv), each in a
+/// directory of its own as `python3`, the name host scripts look for first: put the
+/// directory first on PATH to run a script's python under that version.
+pub fn host_pythons() -> Vec<(String, tempfile::TempDir)> {
+    let pyenv = std::env::var_os("PYENV_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".pyenv"));
+    ["2.7.18", "3.6.15"]
+        .into_iter()
+        .map(|v| {
+            let bin = pyenv.join(format!("versions/{v}/bin/python"));
+            assert!(
+                bin.is_file(),
+                "{} missing (CentOS 7's python {v})",
+                bin.display()
+            );
+            let dir = tempfile::tempdir().unwrap();
+            std::os::unix::fs::symlink(&bin, dir.path().join("python3")).unwrap();
+            (v.to_string(), dir)
+        })
+        .collect()
+}
+
 /// Polls `f` every 200 ms until it holds (true) or `within` has passed (false): the one
 /// way the tests wait for something that settles (a ping, a tunnel, a log line).
 pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
