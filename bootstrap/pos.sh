@@ -153,9 +153,9 @@ pos_apart() {
 # GATEWAY. Stage and the watch hook may do this at the same moment, and a device freed
 # from a dying namespace reaches the host a little later: retry for a while.
 net_up() {
-  local pid i a
+  local pid a t0=$SECONDS
   pid=$(container_pid "$net") || { echo "pos: cannot find the process of $net" >&2; return 1; }
-  for ((i = 0; i < 20; i++)); do
+  while ((SECONDS - t0 < 30)); do
     has_eth1 "$pid" && break
     if ip link set "$eth1" netns "$pid" 2>/dev/null; then
       echo "pos: $eth1 handed to $net"
@@ -174,11 +174,12 @@ net_up() {
   # Done only once the link carries traffic: a device just moved into a namespace has no
   # carrier for a moment (a real ENI's driver longer), and a caller that pings the POS at
   # once must get an answer.
-  local deadline=$((SECONDS + 30)) link=""
+  local link=""
+  t0=$SECONDS
   while :; do
     link=$(nsenter -t "$pid" -n ip -o link show "$eth1" 2>/dev/null) || link=""
     [[ $link == *LOWER_UP*"state UP"* ]] && break
-    if ((SECONDS >= deadline)); then
+    if ((SECONDS - t0 >= 30)); then
       echo "pos: $eth1 in $net has no carrier after 30 s: ${link:-no such device}" >&2
       return 1
     fi

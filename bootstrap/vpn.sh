@@ -353,12 +353,13 @@ ensure_charon() {
   echo "$p" >"$pidfile"
   echo "$mode" >"$state/mode"
   charon_mode=$mode
-  for ((i = 0; i < 100; i++)); do
-    [[ -S $vici ]] && sw --stats >/dev/null 2>&1 && break
+  # A deadline, not a count of tries: charon takes well under a second, more on a busy host.
+  local t0=$SECONDS
+  until [[ -S $vici ]] && sw --stats >/dev/null 2>&1; do
     [[ -e /proc/$p ]] || fail "charon exited at start: $(tail -n 5 "$state/charon.out" "$log" 2>/dev/null | tr '\n' ' ')"
+    ((SECONDS - t0 < 60)) || fail "charon did not answer on its vici socket $vici within 60 s"
     sleep 0.1
   done
-  [[ -S $vici ]] || fail "charon did not open its vici socket $vici"
   echo "vpn: charon $p started in the namespace of $net ($mode ESP)"
 }
 

@@ -37,7 +37,7 @@ fi
 bash42_dir=/var/cache/poscloud/bash-4.2.45
 bash42_src=$root/../shared/centos7/bash-4.2.45.tar.gz
 bash42_sha=7844e6da6bcfe72cce771f8e95536c66f1c39ab9fe2af0ae7ce1e7ea6fe2f3e1
-if ! "$bash42_dir/bin/bash" -c '[[ $BASH_VERSION == 4.2.45* ]]' 2>/dev/null; then
+if [[ $("$bash42_dir/bin/bash" --version 2>/dev/null) != *"version 4.2.45"* ]]; then
   [[ -f $bash42_src ]] || { echo "setup: $bash42_src not found (shared/ beside the checkout)" >&2; exit 1; }
   echo "$bash42_sha  $bash42_src" | sha256sum -c --quiet - || { echo "setup: $bash42_src has the wrong checksum" >&2; exit 1; }
   echo "setup: building bash 4.2.45 into $bash42_dir (about a minute)" >&2

@@ -259,7 +259,7 @@ fn setup() -> Setup {
     std::os::unix::fs::symlink("big/transactions.db", phys.data().join("current.db")).unwrap();
     put(&phys.h.root, b"var/backups/pos.stamp", b"");
     assert!(phys.service("start"));
-    assert!(eventually(Duration::from_secs(10), || phys.serves()));
+    assert!(eventually(common::SETTLE, || phys.serves()));
 
     let mut s = Setup {
         rig,

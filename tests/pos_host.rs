@@ -145,7 +145,7 @@ fn eth1_stays_with_the_pos_across_restarts_outside_poscloud() {
     let before = pid(&h);
     let _ = h.docker(&["exec", "pos", "kill", "1"]);
     assert!(
-        eventually(Duration::from_secs(20), || {
+        eventually(common::SETTLE, || {
             let p = pid(&h);
             p != before && p != "0"
         }),
@@ -203,8 +203,7 @@ fn the_watch_hook_hands_eth1_to_the_holder_when_it_starts() {
     assert!(cmdline.contains("libexec/poscloud/pos.sh"), "{cmdline:?}");
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
-        eventually(Duration::from_secs(10), || read_log()
-            .contains("on each start")),
+        eventually(common::SETTLE, || read_log().contains("on each start")),
         "{}",
         read_log()
     );
@@ -231,12 +230,8 @@ fn the_watch_hook_hands_eth1_to_the_holder_when_it_starts() {
     // new namespace, with eth1.
     docker_ok(&h, &["restart", "pos-net"]);
     assert!(
-        eventually(Duration::from_secs(20), || pos(
-            &h,
-            "ready",
-            &[("POS_IP", POS_IP)]
-        )
-        .exit_code
+        eventually(common::SETTLE, || pos(&h, "ready", &[("POS_IP", POS_IP)])
+            .exit_code
             == 0),
         "{}",
         read_log()

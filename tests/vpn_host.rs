@@ -12,7 +12,6 @@ use poscloud::remote::{script, Outcome};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 fn sha256(data: &[u8]) -> String {
     let f = tempfile::NamedTempFile::new().unwrap();
@@ -73,7 +72,7 @@ fn apply_brings_the_tunnel_up_and_traffic_passes() {
     let url = format!("http://{}:8080/blob", peer.lan_ip());
     let mut got = String::new();
     assert!(
-        eventually(Duration::from_secs(10), || {
+        eventually(common::SETTLE, || {
             let (ok, out) = pos.h.docker(&[
                 "exec",
                 "pos",
@@ -117,7 +116,7 @@ fn apply_brings_the_tunnel_up_and_traffic_passes() {
     // stop: charon gone, tunnel down; start: up again from the files.
     let out = pos.vpn("stop", &[]);
     assert_eq!(out.exit_code, 0, "{}", err(&out));
-    assert!(eventually(Duration::from_secs(5), || !alive(charon)));
+    assert!(eventually(common::SETTLE, || !alive(charon)));
     assert!(pos.silent(&peer.lan_ip()));
     let out = pos.vpn("start", &[]);
     assert_eq!(out.exit_code, 0, "{}", err(&out));
@@ -131,7 +130,7 @@ fn apply_brings_the_tunnel_up_and_traffic_passes() {
     let old_holder = pos.holder_pid();
     let out = pos.run(&script("pos.sh"), &[("ACTION", "stop")]);
     assert_eq!(out.exit_code, 0, "{}", err(&out));
-    assert!(eventually(Duration::from_secs(5), || !alive(before)));
+    assert!(eventually(common::SETTLE, || !alive(before)));
     pos.stage();
     // (Not the namespace's inode: the old one is freed with charon and may be reused.)
     assert_ne!(old_holder, pos.holder_pid(), "a new holder");
@@ -317,14 +316,13 @@ fn one_location_stops_alone_and_the_eth1_hook_brings_the_tunnels_back() {
     let watch = pos.h.start_watch(&log);
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
-        eventually(Duration::from_secs(30), || read_log()
-            .contains("on each start")),
+        eventually(common::SETTLE, || read_log().contains("on each start")),
         "{}",
         read_log()
     );
     let ns = |p: u32| std::fs::read_link(format!("/proc/{p}/ns/net")).unwrap();
     let both_up = || {
-        eventually(Duration::from_secs(60), || {
+        eventually(common::SETTLE, || {
             pos.run(
                 &script("pos.sh"),
                 &[("ACTION", "ready"), ("POS_IP", POS_IP)],
@@ -356,7 +354,7 @@ fn one_location_stops_alone_and_the_eth1_hook_brings_the_tunnels_back() {
     // the old namespace), then the engine starts them: the hook brings everything back.
     let out = pos.run(&script("pos.sh"), &[("ACTION", "stop")]);
     assert_eq!(out.exit_code, 0, "{}", err(&out));
-    assert!(eventually(Duration::from_secs(5), || !alive(after)));
+    assert!(eventually(common::SETTLE, || !alive(after)));
     let (ok, _) = pos.h.docker(&["start", "pos-net", "pos"]);
     assert!(ok);
     assert!(both_up(), "tunnels not back after a reboot: {}", read_log());

@@ -460,13 +460,21 @@ impl Peer {
             .stderr(out)
             .spawn()
             .unwrap();
-        self.charon = Some(child.id());
+        let child_pid = child.id();
+        self.charon = Some(child_pid);
         // Not waited for: Drop kills it by PID (and the test process reaps nothing it needs).
         std::mem::forget(child);
         let sock = self.path("charon.vici");
+        let pid = child_pid;
+        eventually(super::SETTLE, || sock.exists() || !alive(pid));
         assert!(
-            eventually(Duration::from_secs(10), || sock.exists()),
-            "the peer's charon did not start: {}",
+            sock.exists(),
+            "the peer's charon did not start ({}): {}",
+            if alive(pid) {
+                "no vici socket yet"
+            } else {
+                "it exited"
+            },
             std::fs::read_to_string(self.path("charon.out")).unwrap_or_default()
         );
     }
