@@ -233,9 +233,23 @@ fn assert_host_setup(doc: &str) {
         .find(|l| l.contains("docker-ce-26.1."))
         .expect("docker-ce is not pinned to 26.1.x");
     assert!(install.contains("docker-ce-cli-26.1."), "{install}");
+    for package in ["strongswan", "strongswan-libipsec", "rsync"] {
+        assert!(
+            install.split_whitespace().any(|w| w.trim_end_matches(')') == package),
+            "{package} not installed: {install}"
+        );
+    }
+    // The SSM agent comes first, before the update and the other packages: poscloud's
+    // online check waits for it.
+    let agent = line_of(&|l| l.contains("yum -y install \"$ssm\""), "SSM agent install");
+    let update = line_of(&|l| l.contains("yum -y update"), "yum update");
+    let agent_up = line_of(
+        &|l| l.contains("systemctl start amazon-ssm-agent"),
+        "start of the SSM agent",
+    );
     assert!(
-        install.contains("strongswan"),
-        "strongSwan not installed: {install}"
+        agent < update && agent_up < update,
+        "the SSM agent is installed or started after the update"
     );
     assert!(setup.contains("https://download.docker.com/linux/centos/7/"));
     assert!(stack_value(doc, "ssm_agent_url") == SSM_URL_EU);

@@ -59,6 +59,12 @@ yum clean all >/dev/null
 begin network
 retry 60 curl -fsS -o /dev/null --max-time 10 $vault/os/x86_64/repodata/repomd.xml
 
+begin ssm
+# First, before the long update: poscloud's online check waits for the agent (600 s), and
+# the remote phases wait for this script's marker themselves.
+rpm -q amazon-ssm-agent >/dev/null || retry 10 yum -y install "$ssm"
+systemctl enable amazon-ssm-agent; systemctl start amazon-ssm-agent
+
 begin update
 retry 5 yum -y update --exclude='cloud-init*'
 
@@ -79,9 +85,10 @@ EOF
 [[ -s $key ]] || retry 10 curl -fsSL --max-time 60 -o $key https://download.docker.com/linux/centos/gpg
 rpm -q gpg-pubkey-621e9f35 >/dev/null || rpm --import $key
 rpm -q gpg-pubkey-621e9f35 >/dev/null || { rm -f $key; die "$key is not Docker's key"; }
-p=(docker-ce-26.1.4 docker-ce-cli-26.1.4 containerd.io strongswan audit iptables)
+# strongswan-libipsec: EPEL ships the kernel-libipsec plugin (userspace ESP) apart; rsync:
+# restores and cutover syncs.
+p=(docker-ce-26.1.4 docker-ce-cli-26.1.4 containerd.io strongswan strongswan-libipsec audit iptables rsync)
 rpm -q "${p[@]}" >/dev/null || retry 5 yum -y install "${p[@]}"
-rpm -q amazon-ssm-agent >/dev/null || retry 10 yum -y install "$ssm"
 
 begin eth1
 # eth1 is the POS container's: the host never configures it, and eth0 keeps the only default
@@ -188,7 +195,7 @@ done
 begin docker
 mkdir -p /etc/docker # daemon.json written once: a later phase may own it
 [[ -e /etc/docker/daemon.json ]] || echo '{"log-opts":{"max-size":"50m","max-file":"5"}}' >/etc/docker/daemon.json
-systemctl enable docker amazon-ssm-agent; systemctl start docker amazon-ssm-agent
+systemctl enable docker; systemctl start docker
 docker info >/dev/null
 
 begin audit
