@@ -235,13 +235,18 @@ fn assert_host_setup(doc: &str) {
     assert!(install.contains("docker-ce-cli-26.1."), "{install}");
     for package in ["strongswan", "strongswan-libipsec", "rsync"] {
         assert!(
-            install.split_whitespace().any(|w| w.trim_end_matches(')') == package),
+            install
+                .split_whitespace()
+                .any(|w| w.trim_end_matches(')') == package),
             "{package} not installed: {install}"
         );
     }
     // The SSM agent comes first, before the update and the other packages: poscloud's
     // online check waits for it.
-    let agent = line_of(&|l| l.contains("yum -y install \"$ssm\""), "SSM agent install");
+    let agent = line_of(
+        &|l| l.contains("yum -y install \"$ssm\""),
+        "SSM agent install",
+    );
     let update = line_of(&|l| l.contains("yum -y update"), "yum update");
     let agent_up = line_of(
         &|l| l.contains("systemctl start amazon-ssm-agent"),

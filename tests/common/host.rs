@@ -162,7 +162,6 @@ impl TestHost {
         )
     }
 
-    /// Does the POS address answer from the VPC side (lan0) of this host?
     /// The POS address answers a ping from the VPC side (lan0) within `SETTLE`: a link
     /// handed over a moment ago may need a moment more on a busy machine.
     pub fn pos_answers(&self) -> bool {

@@ -465,12 +465,11 @@ impl Peer {
         // Not waited for: Drop kills it by PID (and the test process reaps nothing it needs).
         std::mem::forget(child);
         let sock = self.path("charon.vici");
-        let pid = child_pid;
-        eventually(super::SETTLE, || sock.exists() || !alive(pid));
+        eventually(super::SETTLE, || sock.exists() || !alive(child_pid));
         assert!(
             sock.exists(),
             "the peer's charon did not start ({}): {}",
-            if alive(pid) {
+            if alive(child_pid) {
                 "no vici socket yet"
             } else {
                 "it exited"
