@@ -823,7 +823,7 @@ fn an_s3_archive_arrives_byte_identical_is_deleted_and_a_second_run_is_safe() {
 /// "${a[@]}".
 #[test]
 fn a_plain_tar_archive_arrives_byte_identical() {
-    let h = TestHost::up("rs3f", 44, false);
+    let h = TestHost::up("rs3f", 34, false);
     let src = h.dir.path().join("src");
     generate(&src, 30, 0x5eed_0044);
     let m = write_manifest(&src);
