@@ -618,7 +618,7 @@ if [[ $kind == s3 ]]; then
   mkdir -p "$(dirname "$data")"
   archive=$data.restore-archive
   trap 'rm -rf "$tmp"; rm -f -- "$archive"' EXIT
-  tar_z=()
+  tar_z=() # empty for a plain .tar: expanded as ${tar_z[@]+"${tar_z[@]}"} for bash 4.2
   archive_kind=tar
   if [[ $s3_key != *.tar ]]; then tar_z=(-z) archive_kind=tar.gz; fi
   download_archive

@@ -320,7 +320,7 @@ EOF
 
 # Starts charon in the holder's namespace unless it already runs there.
 ensure_charon() {
-  local hpid p bin mode i
+  local hpid p bin mode t0
   [[ -n $swanctl_bin ]] || fail "swanctl is not installed"
   bin=$(charon_bin) || fail "charon is not installed"
   hpid=$(holder_pid) || exit 1
@@ -354,7 +354,7 @@ ensure_charon() {
   echo "$mode" >"$state/mode"
   charon_mode=$mode
   # A deadline, not a count of tries: charon takes well under a second, more on a busy host.
-  local t0=$SECONDS
+  t0=$SECONDS
   until [[ -S $vici ]] && sw --stats >/dev/null 2>&1; do
     [[ -e /proc/$p ]] || fail "charon exited at start: $(tail -n 5 "$state/charon.out" "$log" 2>/dev/null | tr '\n' ' ')"
     ((SECONDS - t0 < 60)) || fail "charon did not answer on its vici socket $vici within 60 s"
