@@ -832,13 +832,9 @@ fn a_plain_tar_archive_arrives_byte_identical() {
     let data = h.root.join("usr2");
     let server = HttpServer::start(&h, &www);
     let url = server.signed_url("12345678.tar");
-    let mut base = s3_base("/usr2", &url);
-    base.retain(|(k, _)| *k != "SOURCE");
-    base.push((
-        "SOURCE",
-        "s3://test-bucket/backups/12345678.tar".to_string(),
-    ));
-    let out = run(&h.remote(), &inputs(&base, &[]));
+    let base = s3_base("/usr2", &url);
+    let source = ("SOURCE", Some("s3://test-bucket/backups/12345678.tar"));
+    let out = run(&h.remote(), &inputs(&base, &[source]));
     assert_exit(&out, 0);
     let res = out.result().expect("a result line");
     assert_eq!(res["files"], m.files, "{res}");
