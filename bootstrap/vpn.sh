@@ -47,8 +47,17 @@
 #   /etc/poscloud/vpn/conf.d/LOCATION.secrets  its PSK (root, 0600)
 #   /var/lib/poscloud/vpn/charon.pid, charon.vici (socket), charon.log, charon.out, mode,
 #                                            lock (runs of this script take turns)
+# strongSwan as EPEL 7 installs it (CentOS 7), below POSCLOUD_ROOT, and nowhere else:
+#   /usr/libexec/strongswan/charon, /usr/sbin/swanctl         package strongswan (5.7.2)
+#   /usr/lib64/strongswan/plugins/libstrongswan-kernel-libipsec.so   package strongswan-libipsec
+# charon's openssl plugin gets fips_mode = 0: EPEL 7 builds 5.7.2 with FIPS mode 2 as the
+# default, and where OpenSSL cannot enter FIPS mode the plugin then refuses to load, taking
+# every ECP group (ecp256 of the default proposals) with it. apply and start check that charon
+# has every key exchange group the proposals name and fail naming the missing ones (and
+# openssl's own complaint from charon's log) instead of leaving a tunnel that cannot come up.
 # ESP: kernel-netlink (kernel ESP) where the kernel can hold an ESP SA, else kernel-libipsec
-# (userspace ESP over a TUN device, always UDP-encapsulated on 4500). The check adds a
+# (userspace ESP over a TUN device, always UDP-encapsulated on 4500; the plugin must be
+# installed, and charon must have loaded it). The check adds a
 # throwaway ESP SA in a new, empty network namespace (`unshare -n ip xfrm state add`): it
 # fails when the kernel has no ESP (or not even AES-CBC/HMAC-SHA-256), where userspace ESP
 # is the one that works. On CentOS 7 the kernel loads esp4 on demand for it, so no modprobe
@@ -144,6 +153,11 @@ net=$container-net
 userspace=${IPSEC_USERSPACE:-0}
 [[ $userspace =~ ^[01]$ ]] || bad "IPSEC_USERSPACE must be 0 or 1"
 root=${POSCLOUD_ROOT:-}
+# The openssl plugin's FIPS mode (see above). Only a test host (POSCLOUD_ROOT set) may ask
+# for another, standing for EPEL's compiled-in 2, to show the failure it causes.
+fips_mode=0
+if [[ -n $root ]]; then fips_mode=${POSCLOUD_TEST_FIPS_MODE:-0}; fi
+[[ $fips_mode =~ ^[012]$ ]] || bad "POSCLOUD_TEST_FIPS_MODE must be 0, 1 or 2"
 loc_re='^[a-z][a-z0-9-]{0,30}$'
 
 ipv4() {
@@ -235,10 +249,10 @@ json() {
   printf '"%s"' "$s"
 }
 
-first() { local f; for f in "$@"; do [[ -x $f ]] && { echo "$f"; return 0; }; done; return 1; }
-# EPEL (CentOS 7) installs charon under /usr/libexec/strongswan, Debian under /usr/lib/ipsec.
-charon_bin() { first /usr/libexec/strongswan/charon /usr/lib/ipsec/charon /usr/libexec/ipsec/charon /usr/lib/strongswan/charon; }
-swanctl_bin=$(first /usr/sbin/swanctl /usr/bin/swanctl /usr/local/sbin/swanctl) || swanctl_bin=""
+# EPEL 7's paths only (see above): a host without them has no strongSwan for poscloud.
+charon_bin=$root/usr/libexec/strongswan/charon
+swanctl_bin=$root/usr/sbin/swanctl
+libipsec_plugin=$root/usr/lib64/strongswan/plugins/libstrongswan-kernel-libipsec.so
 sw() { "$swanctl_bin" "$@" --uri "unix://$vici"; }
 
 # The holder's process as this host sees it, from the installed pos.sh (stage installs it).
@@ -294,6 +308,11 @@ charon {
     vici {
       socket = unix://$vici
     }
+    # 0 whatever the build's default: EPEL 7's 5.7.2 defaults to 2, and its openssl plugin
+    # (the ECP groups) refuses to load where OpenSSL cannot enter FIPS mode.
+    openssl {
+      fips_mode = $fips_mode
+    }
   }
   filelog {
     poscloud {
@@ -318,11 +337,55 @@ EOF
   fi
 }
 
+# charon's plugins, as it reports them ("loaded plugins: charon random nonce ...").
+loaded_plugins() { { sw --stats 2>/dev/null || true; } | sed -n 's/^loaded plugins: //p'; }
+
+# The key exchange groups charon has (swanctl --list-algs: "dh:" up to 5.9, "ke:" after).
+charon_groups() {
+  { sw --list-algs 2>/dev/null || true; } |
+    awk '/^[a-z-]+:$/ { s = $1; next } s == "dh:" || s == "ke:" { sub(/\[.*/, "", $1); print $1 }'
+}
+
+# The key exchange groups named in proposal lists, as charon names them.
+groups_of() {
+  local t
+  for t in ${1//[,-]/ }; do
+    case $t in
+      modp1024s160) echo MODP_1024_160 ;;
+      modp2048s224) echo MODP_2048_224 ;;
+      modp2048s256) echo MODP_2048_256 ;;
+      modp[0-9]*) echo "MODP_${t#modp}" ;;
+      ecp[0-9]*bp) t=${t#ecp} && echo "ECP_${t%bp}_BP" ;;
+      ecp[0-9]*) echo "ECP_${t#ecp}" ;;
+      curve25519 | x25519) echo CURVE_25519 ;;
+      curve448 | x448) echo CURVE_448 ;;
+    esac
+  done
+}
+
+# missing_groups LISTS: prints why and returns 1 when the running charon lacks a key exchange
+# group the proposal LISTS (comma-separated) name: such a tunnel can never come up.
+missing_groups() {
+  local have g missing="" why plugins
+  have=" $(charon_groups | tr '\n' ' ') "
+  for g in $(groups_of "$1"); do
+    [[ $have == *" $g "* || " $missing " == *" $g "* ]] || missing+=${missing:+ }$g
+  done
+  [[ -z $missing ]] && return 0
+  why="charon has no key exchange group ${missing// /, } (named in the proposals)"
+  plugins=" $(loaded_plugins) "
+  if [[ $plugins != *" openssl "* ]]; then
+    why+=": its openssl plugin, which has the ECP groups, did not load ($(grep -iE 'openssl|fips' "$log" 2>/dev/null | tail -n 3 | sed 's/^[^[]*//' | tr '\n' ' ' || true))"
+  fi
+  echo "$why"
+  return 1
+}
+
 # Starts charon in the holder's namespace unless it already runs there.
 ensure_charon() {
-  local hpid p bin mode t0
-  [[ -n $swanctl_bin ]] || fail "swanctl is not installed"
-  bin=$(charon_bin) || fail "charon is not installed"
+  local hpid p bin=$charon_bin mode t0 plugins
+  [[ -x $swanctl_bin ]] || fail "swanctl is not installed: no $swanctl_bin (EPEL package strongswan)"
+  [[ -x $bin ]] || fail "charon is not installed: no $bin (EPEL package strongswan)"
   hpid=$(holder_pid) || exit 1
   if p=$(charon_pid); then
     if [[ $(readlink "/proc/$p/ns/net") == "$(readlink "/proc/$hpid/ns/net")" ]]; then
@@ -340,11 +403,14 @@ ensure_charon() {
     write_strongswan_conf "kernel-netlink"
   fi
   [[ $mode == kernel || -c /dev/net/tun ]] || fail "userspace ESP needs /dev/net/tun"
+  [[ $mode == kernel || -f $libipsec_plugin ]] ||
+    fail "userspace ESP needs strongSwan's kernel-libipsec plugin: no $libipsec_plugin (EPEL package strongswan-libipsec)"
   rm -f "$vici"
   # nsenter -n and unshare -m (without --fork) exec, and so does sh: $! is charon itself.
   # Without the lock's descriptor (9), which charon would otherwise hold forever.
-  # A private /run: charon's pid file path is compiled in (/run/charon.pid on Debian,
-  # /run/strongswan/charon.pid on Fedora/EPEL builds); the vici socket lives in $state.
+  # A private /run: charon's pid file path is compiled in (/var/run/charon.pid in EPEL 7's
+  # 5.7.2, /var/run being a link to /run; /run/strongswan/charon.pid in later Fedora builds);
+  # the vici socket lives in $state.
   # shellcheck disable=SC2016 # $0 is expanded by the inner sh
   setsid nsenter -t "$hpid" -n unshare -m --propagation private \
     sh -c 'mount -t tmpfs -o mode=755 tmpfs /run && mkdir -m 700 /run/strongswan && exec "$0"' "$bin" \
@@ -360,6 +426,13 @@ ensure_charon() {
     ((SECONDS - t0 < 60)) || fail "charon did not answer on its vici socket $vici within 60 s"
     sleep 0.1
   done
+  # The plugin file can be there and charon still without it (it loads plugins from its own
+  # compiled-in directory): userspace ESP only with the plugin charon says it loaded.
+  plugins=" $(loaded_plugins) "
+  if [[ $mode == userspace && $plugins != *" kernel-libipsec "* ]]; then
+    stop_charon
+    fail "charon did not load its kernel-libipsec plugin (userspace ESP); it loaded:$plugins"
+  fi
   echo "vpn: charon $p started in the namespace of $net ($mode ESP)"
 }
 
@@ -384,6 +457,11 @@ sa_info() {
     $1 == "in" && $0 ~ /bytes/ { for (i = 2; i <= NF; i++) if ($i ~ /^bytes/) { b = $(i - 1); gsub(",", "", b); bin += b } }
     $1 == "out" && $0 ~ /bytes/ { for (i = 2; i <= NF; i++) if ($i ~ /^bytes/) { b = $(i - 1); gsub(",", "", b); bout += b } }
     END { print ike, child, bin, bout, est, rekey }'
+}
+
+# A location's IKE and ESP proposal lists, from its connection file, comma-separated.
+location_proposals() {
+  awk -F' = ' '$1 ~ /^ *(esp_)?proposals$/ { printf "%s,", $2 }' "$conf/conf.d/$1.conf" 2>/dev/null || true
 }
 
 # The locations swanctl loads (not those stopped one by one).
@@ -475,6 +553,8 @@ log_size() { stat -c %s "$log" 2>/dev/null || echo 0; }
 case $action in
   apply)
     ensure_charon
+    # Before anything is written: a tunnel charon has no group for would never come up.
+    why=$(missing_groups "$proposals,$esp_proposals") || fail "$location: $why"
     since=$(log_size)
     umask 077
     children="$location"
@@ -626,7 +706,10 @@ case $action in
     list="" failed=0
     while IFS= read -r l; do
       [[ -z $location || $l == "$location" ]] || continue
-      if why=$(bring_up "$l" "$since"); then
+      if ! why=$(missing_groups "$(location_proposals "$l")"); then
+        echo "vpn: $l is not up: $why" >&2
+        failed=1
+      elif why=$(bring_up "$l" "$since"); then
         echo "vpn: $l is up"
       else
         echo "vpn: $l is not up: $why" >&2

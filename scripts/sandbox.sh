@@ -5,9 +5,13 @@
 # through every phase (bootstrap; build of OS media from a small kickstart, stored in the
 # region's cache; stage of the POS container on eth1; ready), shows the POS, its images,
 # status and the region's list, takes a snapshot, tears it down, stops everything it started.
-# No AWS account is used: credentials are dummies and every call goes to the emulator. The
-# emulator's instance is not a machine, so the test host stands in for it (--ssh); cloud-init
-# does not run there, so this script writes the marker user-data would leave.
+# No AWS account is used: credentials are dummies and every call goes to the emulator
+# (tests/rig/emulator.py: moto, plus SSM Run Command that runs on the test host through an
+# agent stand-in, and the host's console). The emulator's instance is not a machine, so the
+# test host stands in for it, bound to the stack's tags; poscloud takes its default path: SSM
+# with the online check, the host key pinned from the console. cloud-init does not run there,
+# so this script runs the rendered user-data itself (tests/rig/el7/run-userdata.sh), starts
+# the agent stand-in and puts the host keys on the console, as the first boot would.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -17,6 +21,7 @@ cargo build --quiet
 bin="$root/target/debug/poscloud"
 
 work=$(mktemp -d)
+chmod 0755 "$work" # the test host's centos login reads its keys below it
 host="$work/host"
 mkdir -p "$host"
 moto_pid=""
@@ -32,17 +37,16 @@ trap cleanup EXIT
 
 echo "sandbox: starting a test host" >&2
 bash "$root/tests/rig/testhost.sh" up sandbox 59 "$host" --podman >"$work/host.env"
-address=$(sed -n 's/^ADDRESS=//p' "$work/host.env")
-user=$(sed -n 's/^USER=//p' "$work/host.env")
 host_root=$(sed -n 's/^ROOT=//p' "$work/host.env")
-mkdir -p "$host_root/var/lib/poscloud"
-printf '{"sandbox":true,"finished":"%s"}\n' "$(date -u +%FT%TZ)" >"$host_root/var/lib/poscloud/userdata.json"
 
 # The emulator listens on the root side of the host's veth only.
 emu_ip=10.200.59.1
 port=$(python3 -c 'import socket, sys; s = socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$emu_ip")
+mkdir -p "$work/hosts"
+printf '{"host_dir": "%s", "shop": "12345678", "env": "qa"}\n' "$host" >"$work/hosts/sandbox.json"
 MOTO_AMIS_PATH="$root/tests/fixtures/amis.json" MOTO_IAM_LOAD_MANAGED_POLICIES=true \
-  "$root/.venv/bin/moto_server" -H "$emu_ip" -p "$port" >"$work/emulator.log" 2>&1 &
+  "$root/.venv/bin/python" "$root/tests/rig/emulator.py" --hosts "$work/hosts" -H "$emu_ip" -p "$port" \
+  >"$work/emulator.log" 2>&1 &
 moto_pid=$!
 for _ in $(seq 1 100); do
   if (exec 3<>"/dev/tcp/$emu_ip/$port") 2>/dev/null; then break; fi
@@ -65,13 +69,23 @@ cp "$root/stacks/qa.toml" "$stack"
 printf '\n[pos]\napp = "rti"\nversion = "1.0-sandbox"\nkickstart = "%s"\nartifact_url = "file:///srv/pos-rti.tar"\nartifact_sha256 = "%s"\nmemory = "256m"\n' \
   "$root/tests/fixtures/media-test.ks" "$sum" >>"$stack"
 
-reach=(--ssh "$user@$address" --ssh-key "$host/client_key" --host-key-file "$host/ssh_host_ed25519_key.pub")
+# The first boot, as far as this machine allows: the stack's rendered user-data really runs
+# on the test host (CentOS 7's bash; stand-ins only for yum, rpm and systemctl: see
+# tests/rig/README.md), then the SSM agent stand-in starts and cloud-init's host-key block
+# appears on the console.
+echo "sandbox: running the stack's user-data on the test host" >&2
+"$bin" userdata --shop 12345678 --env qa --stack "$stack" --region us-east-1 >"$work/userdata.yaml"
+bash "$root/tests/rig/el7/run-userdata.sh" run "$host" "$work/userdata.yaml" >"$work/userdata.log" 2>&1 ||
+  { tail -n 30 "$work/userdata.log" >&2; echo "sandbox: the user-data failed" >&2; exit 1; }
+bash "$root/tests/rig/testhost.sh" agent-start sandbox "$host"
+bash "$root/tests/rig/testhost.sh" console sandbox "$host"
+
 run() { echo; echo "\$ poscloud $*"; "$bin" "$@"; }
 run plan --shop 12345678 --env qa --stack "$stack"
-run provision --shop 12345678 --env qa --stack "$stack" "${reach[@]}"
-run pos status --shop 12345678 --env qa --stack "$stack" "${reach[@]}"
-run image list --shop 12345678 --env qa --stack "$stack" "${reach[@]}"
-run pos snapshot --shop 12345678 --env qa --stack "$stack" "${reach[@]}"
+run provision --shop 12345678 --env qa --stack "$stack"
+run pos status --shop 12345678 --env qa --stack "$stack"
+run image list --shop 12345678 --env qa --stack "$stack"
+run pos snapshot --shop 12345678 --env qa --stack "$stack"
 run status --shop 12345678 --env qa --stack "$stack"
 run list
 run teardown --shop 12345678 --env qa --yes

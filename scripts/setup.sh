@@ -11,10 +11,11 @@ moto_version="5.2.1"
 # Needed for: shellcheck of bootstrap/ and userdata/ scripts; cloud-init: `cloud-init schema` on rendered
 # user-data; openssh-server, iproute2: test hosts in network namespaces; podman, runc,
 # busybox-static: the container engine and a base image on test hosts; strongswan-*: the
-# VPN daemon and swanctl on test hosts; rsync: restores and cutover syncs.
+# VPN daemon and swanctl on test hosts; rsync: restores and cutover syncs; sudo: the test
+# hosts' `centos` login runs poscloud's runner through it, as on a CentOS host.
 apt_packages=(shellcheck cloud-init openssh-server openssh-client iproute2 pkg-config libssl-dev
   curl podman runc busybox-static strongswan-swanctl strongswan-charon libcharon-extra-plugins
-  libstrongswan-extra-plugins libstrongswan-standard-plugins iputils-ping rsync)
+  libstrongswan-extra-plugins libstrongswan-standard-plugins iputils-ping rsync sudo)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -48,6 +49,27 @@ if [[ $("$bash42_dir/bin/bash" --version 2>/dev/null) != *"version 4.2.45"* ]]; 
     make -j2 >>"$build/log" 2>&1 && make install >>"$build/log" 2>&1) ||
     { tail -n 30 "$build/log" >&2; echo "setup: building bash 4.2.45 failed" >&2; exit 1; }
   rm -rf "$build"
+fi
+
+# The test hosts' login user, as on a CentOS 7 AMI: `centos`, no password (sshd's UsePAM no
+# needs a usable, not a locked, password field: '*'), passwordless sudo. Test hosts share this
+# machine's /etc/passwd (only the network is isolated), so the user is the machine's.
+# env_keep and !secure_path: the test host's environment (its root, its Docker socket, CentOS'
+# bash first on PATH) must survive sudo; a real host needs none of that.
+if ! id centos >/dev/null 2>&1; then
+  echo "setup: adding the user centos for the test hosts" >&2
+  useradd --create-home --shell /bin/bash centos
+fi
+[[ $(getent shadow centos | cut -d: -f2) == '*' ]] || usermod -p '*' centos
+sudoers=/etc/sudoers.d/poscloud-testhost
+sudoers_text='# Written by poscloud scripts/setup.sh: the test hosts'"'"' centos login (tests/rig/README.md).
+Defaults:centos env_keep += "POSCLOUD_ROOT DOCKER_HOST PATH HOME", !secure_path
+centos ALL=(ALL) NOPASSWD: ALL'
+if [[ $(cat "$sudoers" 2>/dev/null) != "$sudoers_text" ]]; then
+  printf '%s\n' "$sudoers_text" >"$sudoers.tmp"
+  chmod 0440 "$sudoers.tmp"
+  visudo -cqf "$sudoers.tmp" || { rm -f "$sudoers.tmp"; echo "setup: $sudoers is not valid" >&2; exit 1; }
+  mv "$sudoers.tmp" "$sudoers"
 fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found; install the Rust toolchain" >&2; exit 1; }

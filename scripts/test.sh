@@ -10,7 +10,7 @@ export CARGO_TERM_COLOR=never
 echo "== cargo fmt --check"
 cargo fmt --check
 echo "== shellcheck"
-shellcheck scripts/*.sh .ci/run userdata/*.sh bootstrap/*.sh tests/rig/*.sh bench/*.sh
+shellcheck scripts/*.sh .ci/run userdata/*.sh bootstrap/*.sh tests/rig/*.sh tests/rig/el7/* bench/*.sh
 echo "== user-data: cloud-init schema for every stack"
 bash scripts/check-userdata.sh
 echo "== cargo clippy -- -D warnings"

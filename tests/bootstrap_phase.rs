@@ -1,7 +1,10 @@
 //! The bootstrap phase end to end: the emulator for AWS, a test host (real sshd, Docker API
-//! from podman, strongSwan's swanctl) standing in for the EC2 instance, reached with
-//! `--ssh`. The same SSH transport code runs as against a real host; only cloud-init does
-//! not run here, so the test writes the user-data marker it would leave.
+//! from podman, strongSwan's swanctl) standing in for the EC2 instance. The default path:
+//! SSM Run Command, run on the test host by the agent stand-in (tests/rig/ssm-agent.py),
+//! with the online check on and the host key pinned from the console. And `--ssh` (a
+//! sandbox's or an edge host's path), logging in as `centos` and running through sudo.
+//! cloud-init does not run on a test host: `TestHost::boot` leaves what it would (the
+//! user-data marker, the agent online, the host keys on the console).
 
 mod common;
 use common::host::TestHost;
@@ -9,10 +12,7 @@ use common::Rig;
 
 const SHOP: &str = "45678901";
 
-fn provision(rig: &Rig, h: &TestHost, extra: &[&str]) -> common::Run {
-    let key = h.client_key.to_string_lossy().into_owned();
-    let host_key = h.host_key_pub.to_string_lossy().into_owned();
-    let addr = h.ssh_address();
+fn provision(rig: &Rig, extra: &[&str]) -> common::Run {
     let mut args = vec![
         "provision",
         "--shop",
@@ -21,6 +21,16 @@ fn provision(rig: &Rig, h: &TestHost, extra: &[&str]) -> common::Run {
         "qa",
         "--until",
         "bootstrap",
+    ];
+    args.extend_from_slice(extra);
+    rig.run(&args)
+}
+
+fn provision_ssh(rig: &Rig, h: &TestHost, extra: &[&str]) -> common::Run {
+    let key = h.client_key.to_string_lossy().into_owned();
+    let host_key = h.host_key_pub.to_string_lossy().into_owned();
+    let addr = h.ssh_address();
+    let mut args = vec![
         "--ssh",
         &addr,
         "--ssh-key",
@@ -29,48 +39,11 @@ fn provision(rig: &Rig, h: &TestHost, extra: &[&str]) -> common::Run {
         &host_key,
     ];
     args.extend_from_slice(extra);
-    rig.run(&args)
+    provision(rig, &args)
 }
 
-#[test]
-fn bootstrap_runs_once_is_skipped_then_redone() {
-    let rig = Rig::new();
-    let h = TestHost::up("boot1", 21, true);
-    h.finish_userdata();
-
-    let out = provision(&rig, &h, &[]).ok();
-    assert!(
-        out.stderr.contains("bootstrap: Docker daemon answers"),
-        "live output shown: {}",
-        out.stderr
-    );
-    assert!(
-        out.stdout
-            .lines()
-            .any(|l| l.trim_start().starts_with("bootstrap") && l.contains(" done ")),
-        "{}",
-        out.stdout
-    );
-    let marker = h.root.join("var/lib/poscloud/phases/bootstrap.done");
-    let first = std::fs::read_to_string(&marker).expect("marker on the host");
-    assert!(
-        first.contains("\"shop\":\"45678901\"") && first.contains("strongSwan"),
-        "{first}"
-    );
-
-    // The phase and the pinned key are recorded in SSM; status shows the phase.
-    let status = rig
-        .run(&["status", "--shop", SHOP, "--env", "qa", "--output", "json"])
-        .ok()
-        .json();
-    let phase = &status["phases"]["bootstrap"];
-    assert!(phase["done_at"].is_string(), "{status}");
-    assert!(
-        phase["result"]["docker"].as_str().unwrap().len() > 1,
-        "{phase}"
-    );
-    assert_eq!(phase["target"], format!("ssh://{}", h.ssh_address()));
-    let pinned = rig.block(async {
+fn pinned(rig: &Rig) -> String {
+    rig.block(async {
         rig.ssm
             .get_parameter()
             .name("/poscloud/45678901/qa/host-key")
@@ -82,50 +55,161 @@ fn bootstrap_runs_once_is_skipped_then_redone() {
             .value()
             .unwrap()
             .to_string()
-    });
-    let expected = std::fs::read_to_string(&h.host_key_pub).unwrap();
+    })
+}
+
+#[test]
+fn bootstrap_over_ssm_runs_once_is_skipped_then_redone() {
+    let rig = Rig::new();
+    let h = TestHost::up("boot1", 21, true);
+    h.boot(&rig, SHOP, "qa");
+    let logins = h.accepted_logins(); // testhost.sh's own check
+
+    let out = provision(&rig, &[]).ok();
     assert!(
-        expected.starts_with(&pinned),
-        "pinned {pinned} vs {expected}"
+        out.stderr.contains("bootstrap: Docker daemon answers"),
+        "the script's output shown: {}",
+        out.stderr
+    );
+    let calls: Vec<String> = rig.proxy.calls().into_iter().map(|c| c.action).collect();
+    for action in [
+        "DescribeInstanceInformation",
+        "SendCommand",
+        "GetCommandInvocation",
+        "GetConsoleOutput",
+    ] {
+        assert!(calls.contains(&action.to_string()), "{action}: {calls:?}");
+    }
+    assert_eq!(h.accepted_logins(), logins, "no SSH on the default path");
+    let marker = h.root.join("var/lib/poscloud/phases/bootstrap.done");
+    let first = std::fs::read_to_string(&marker).expect("marker on the host");
+    assert!(
+        first.contains("\"shop\":\"45678901\"") && first.contains("strongSwan"),
+        "{first}"
+    );
+    // The agent ran it as root, as `sh -c` of its _script.sh, from its orchestration dir.
+    let orch = h.root.join("var/lib/amazon/ssm");
+    assert!(orch.is_dir(), "the agent's orchestration directory");
+
+    // The phase is recorded in SSM with the SSM target; the key came from the console.
+    let status = rig
+        .run(&["status", "--shop", SHOP, "--env", "qa", "--output", "json"])
+        .ok()
+        .json();
+    let phase = &status["phases"]["bootstrap"];
+    assert!(phase["done_at"].is_string(), "{status}");
+    assert!(
+        phase["target"].as_str().unwrap().starts_with("ssm://i-"),
+        "{phase}"
+    );
+    let expected = std::fs::read_to_string(&h.host_key_pub).unwrap();
+    let pin = pinned(&rig);
+    assert!(expected.starts_with(&pin), "pinned {pin} vs {expected}");
+    assert!(
+        out.stderr.contains("from the console output"),
+        "{}",
+        out.stderr
     );
 
-    // Done: a re-run does no remote work (no SSH login) and no AWS write.
-    let logins = h.accepted_logins();
+    // Done: a re-run sends no command and writes nothing.
     rig.proxy.reset();
-    let again = provision(&rig, &h, &[]).ok();
+    let again = provision(&rig, &[]).ok();
     assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
-    assert_eq!(
-        h.accepted_logins(),
-        logins,
-        "no SSH connection on a converged re-run"
-    );
     assert_eq!(rig.proxy.writes(), Vec::<String>::new());
 
-    // --redo bootstrap runs it again.
+    // --redo bootstrap runs it again; the console still shows the pinned key.
     std::fs::remove_file(&marker).unwrap();
-    provision(&rig, &h, &["--redo", "bootstrap"]).ok();
-    assert!(h.accepted_logins() > logins);
+    provision(&rig, &["--redo", "bootstrap"]).ok();
     assert!(marker.exists(), "redone");
+
+    // The console now shows another key (the instance is not the host whose key was
+    // pinned): refused, and the pin stays.
+    h.console(Some(&h.wrong_host_key_pub));
+    let r = provision(&rig, &["--redo", "bootstrap"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("not the one pinned"), "{}", r.stderr);
+    assert_eq!(pinned(&rig), pin);
+}
+
+#[test]
+fn the_host_key_is_waited_for_until_the_console_shows_it() {
+    let rig = Rig::new();
+    let h = TestHost::up("boot3", 23, true);
+    h.bind(&rig, SHOP, "qa");
+    h.finish_userdata();
+    h.agent_start();
+    // The console shows the block only some seconds after the user-data ended.
+    let dir = h.dir.path().to_path_buf();
+    let later = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(4));
+        dir
+    });
+    let child = rig
+        .command(&[
+            "provision",
+            "--shop",
+            SHOP,
+            "--env",
+            "qa",
+            "--until",
+            "bootstrap",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    later.join().unwrap();
+    h.console(None);
+    let r = child.wait_with_output().unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("waiting for the console output"), "{err}");
+    let expected = std::fs::read_to_string(&h.host_key_pub).unwrap();
+    assert!(expected.starts_with(&pinned(&rig)));
+}
+
+#[test]
+fn bootstrap_over_ssh_logs_in_as_centos_and_uses_sudo() {
+    let rig = Rig::new();
+    let h = TestHost::up("boot4", 24, true);
+    assert_eq!(h.user, "centos");
+    h.finish_userdata();
+    let out = provision_ssh(&rig, &h, &[]).ok();
+    assert!(h.accepted_logins() > 0);
+    assert!(
+        std::fs::read_to_string(h.dir.path().join("sshd.log"))
+            .unwrap()
+            .contains("Accepted publickey for centos"),
+        "logged in as centos"
+    );
+    let marker = h.root.join("var/lib/poscloud/phases/bootstrap.done");
+    assert!(marker.exists(), "{}", out.stderr);
+    let status = rig
+        .run(&["status", "--shop", SHOP, "--env", "qa", "--output", "json"])
+        .ok()
+        .json();
+    assert_eq!(
+        status["phases"]["bootstrap"]["target"],
+        format!("ssh://{}", h.ssh_address())
+    );
 
     // A different host key for this stack is refused: the pin in SSM wins.
     let wrong = h.wrong_host_key_pub.to_string_lossy().into_owned();
     let key = h.client_key.to_string_lossy().into_owned();
     let addr = h.ssh_address();
-    let r = rig.run(&[
-        "provision",
-        "--shop",
-        SHOP,
-        "--env",
-        "qa",
-        "--ssh",
-        &addr,
-        "--ssh-key",
-        &key,
-        "--host-key-file",
-        &wrong,
-        "--redo",
-        "bootstrap",
-    ]);
+    let r = provision(
+        &rig,
+        &[
+            "--ssh",
+            &addr,
+            "--ssh-key",
+            &key,
+            "--host-key-file",
+            &wrong,
+            "--redo",
+            "bootstrap",
+        ],
+    );
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
         r.stderr.contains("differs from the one pinned"),
@@ -138,6 +222,8 @@ fn bootstrap_runs_once_is_skipped_then_redone() {
 fn a_failed_userdata_stops_bootstrap_with_its_reason() {
     let rig = Rig::new();
     let h = TestHost::up("boot2", 22, true);
+    h.bind(&rig, SHOP, "qa");
+    h.agent_start();
     let state = h.root.join("var/lib/poscloud");
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(
@@ -145,10 +231,10 @@ fn a_failed_userdata_stops_bootstrap_with_its_reason() {
         "step docker: yum install docker-ce failed\n",
     )
     .unwrap();
-    let r = provision(&rig, &h, &[]);
+    let r = provision(&rig, &[]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
-        r.stderr.contains("bootstrap failed on ssh://"),
+        r.stderr.contains("bootstrap failed on ssm://i-"),
         "{}",
         r.stderr
     );
@@ -165,18 +251,16 @@ fn a_failed_userdata_stops_bootstrap_with_its_reason() {
         status["phases"]["bootstrap"].is_null(),
         "not recorded as done"
     );
-    // The lock was released even though the phase failed.
-    assert_eq!(
-        rig.count_parameters(),
-        1,
-        "only the pinned host key remains"
-    );
+    // The lock was released even though the phase failed; no host key was pinned (the
+    // console is read only after a successful bootstrap).
+    assert_eq!(rig.count_parameters(), 0);
 }
 
 #[test]
-fn over_ssm_the_emulator_accepts_the_command_but_runs_nothing() {
-    // moto's SendCommand reports Success at once and runs nothing, so the script's result
-    // line never comes back: the phase must fail plainly, not pretend it ran.
+fn an_instance_without_a_registered_agent_is_refused_by_send_command() {
+    // AWS refuses SendCommand for an instance whose agent never registered
+    // (InvalidInstanceId); so does the stand-in. Without the online check poscloud sends at
+    // once and must fail plainly, not pretend the script ran.
     let rig = Rig::new();
     let r = rig.run(&[
         "provision",
@@ -189,8 +273,6 @@ fn over_ssm_the_emulator_accepts_the_command_but_runs_nothing() {
         "--no-ssm-online-check",
     ]);
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stderr.contains("without a result line"), "{}", r.stderr);
-    let w = rig.proxy.writes();
-    assert!(w.contains(&"SendCommand".to_string()), "{w:?}");
-    assert!(!w.contains(&"PutParameter".to_string()) || rig.count_parameters() == 0);
+    assert!(r.stderr.contains("InvalidInstanceId"), "{}", r.stderr);
+    assert_eq!(rig.count_parameters(), 0, "nothing recorded, lock released");
 }

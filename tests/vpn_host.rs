@@ -38,6 +38,21 @@ fn assert_up(out: &Outcome, location: &str) {
     assert_eq!(r["child_sa"], "INSTALLED", "{r}");
 }
 
+/// `charon` was started as EPEL's /usr/libexec/strongswan/charon below the host's root, and
+/// runs the file that path leads to.
+fn assert_el_charon(pos: &Pos, charon: u32) {
+    let el = pos.h.root.join("usr/libexec/strongswan/charon");
+    let cmdline = std::fs::read(format!("/proc/{charon}/cmdline")).unwrap();
+    let argv0 = String::from_utf8_lossy(cmdline.split(|b| *b == 0).next().unwrap()).into_owned();
+    assert_eq!(std::path::Path::new(&argv0), el, "charon's command");
+    let exe = std::fs::read_link(format!("/proc/{charon}/exe")).unwrap();
+    assert_eq!(
+        exe,
+        std::fs::canonicalize(&el).unwrap(),
+        "charon's executable"
+    );
+}
+
 #[test]
 fn apply_brings_the_tunnel_up_and_traffic_passes() {
     let pos = Pos::up("vpn1", 35);
@@ -63,6 +78,11 @@ fn apply_brings_the_tunnel_up_and_traffic_passes() {
     );
     let ns = |p: u32| std::fs::read_link(format!("/proc/{p}/ns/net")).unwrap();
     assert_eq!(ns(charon), ns(pos.holder_pid()));
+    // It is the charon at EPEL's path below the host's root (a link to Debian's binary on
+    // the test host): vpn.sh looks nowhere else, Debian's /usr/lib/ipsec/charon included.
+    assert_el_charon(&pos, charon);
+    let conf = std::fs::read_to_string(pos.conf().join("strongswan.conf")).unwrap();
+    assert!(conf.contains("fips_mode = 0"), "{conf}");
 
     // Ping through the tunnel (10.50.0.0/24 is routed nowhere else).
     assert!(pos.ping(&peer.lan_ip()), "no ping through the tunnel");
@@ -362,6 +382,90 @@ fn one_location_stops_alone_and_the_eth1_hook_brings_the_tunnels_back() {
     assert!(watch.stop(), "the hook or its docker events survived TERM");
 }
 
+/// strongSwan only where EPEL installs it, below the host's root: without charon or the
+/// kernel-libipsec plugin there, apply fails naming the file and the EPEL package (Debian's
+/// files under /usr/lib/ipsec stay on this machine). EPEL 7's 5.7.2 defaults the openssl
+/// plugin to FIPS mode 2 (POSCLOUD_TEST_FIPS_MODE=2 stands for it: Debian's OpenSSL 3 has no
+/// FIPS provider, so the plugin refuses to load as it does on a CentOS host that cannot enter
+/// FIPS mode): no ECP group, and apply says so before it writes anything.
+#[test]
+fn missing_strongswan_parts_and_a_refused_openssl_plugin_fail_plainly() {
+    let pos = Pos::up("vpn7", 19);
+    let psk = new_psk();
+    let apply = |extra: &[(&str, &str)]| {
+        let mut inputs = vec![
+            ("LOCATION", "mainstore"),
+            ("PEER_IP", "5.5.5.10"),
+            ("PEER_NETS", "10.50.0.0/24"),
+            ("LOCAL_NET", POS_NET),
+            ("LOCAL_IP", POS_IP),
+            ("LOCAL_ID", EIP),
+            ("PSK", psk.as_str()),
+        ];
+        inputs.extend_from_slice(extra);
+        pos.vpn("apply", &inputs)
+    };
+    let written = || pos.conf().join("conf.d/mainstore.conf").exists();
+    let aside = |rel: &str, back: bool| {
+        let f = pos.h.root.join(rel);
+        let a = f.with_extension("aside");
+        let (from, to) = if back { (&a, &f) } else { (&f, &a) };
+        std::fs::rename(from, to).unwrap();
+    };
+
+    for (rel, package) in [
+        ("usr/libexec/strongswan/charon", "EPEL package strongswan)"),
+        (
+            "usr/lib64/strongswan/plugins/libstrongswan-kernel-libipsec.so",
+            "EPEL package strongswan-libipsec)",
+        ),
+    ] {
+        aside(rel, false);
+        let out = apply(&[]);
+        aside(rel, true);
+        assert_eq!(out.exit_code, 1, "{}", err(&out));
+        let e = String::from_utf8_lossy(&out.stderr);
+        let want = format!("no {} ({package}", pos.h.root.join(rel).display());
+        assert!(e.contains(&want), "{want} in {}", err(&out));
+        assert!(pos.charon_pid().is_none(), "no charon started");
+        assert!(!written());
+    }
+
+    let out = apply(&[("POSCLOUD_TEST_FIPS_MODE", "2")]);
+    assert_eq!(out.exit_code, 1, "{}", err(&out));
+    let e = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "mainstore: charon has no key exchange group ECP_256",
+        "its openssl plugin, which has the ECP groups, did not load",
+        "plugin 'openssl': failed to load",
+        "FIPS",
+    ] {
+        assert!(e.contains(want), "{want:?} in {}", err(&out));
+    }
+    assert!(!written(), "nothing configured");
+    let conf = std::fs::read_to_string(pos.conf().join("strongswan.conf")).unwrap();
+    assert!(conf.contains("fips_mode = 2"), "{conf}");
+    let charon = pos.charon_pid().expect("charon runs");
+    assert_el_charon(&pos, charon);
+
+    // `start` (the eth1 hook's) checks each location from its file the same way.
+    let conn = "connections {\n  mainstore {\n    remote_addrs = 5.5.5.10\n    proposals = aes256gcm16-prfsha256-ecp256\n    local {\n      auth = psk\n    }\n    remote {\n      auth = psk\n    }\n    children {\n      mainstore {\n        esp_proposals = aes256gcm16-ecp256\n      }\n    }\n  }\n}\n";
+    std::fs::write(pos.conf().join("conf.d/mainstore.conf"), conn).unwrap();
+    let out = pos.vpn("start", &[]);
+    assert_eq!(out.exit_code, 1, "{}", err(&out));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("mainstore is not up: charon has no key exchange group ECP_256"),
+        "{}",
+        err(&out)
+    );
+    assert_eq!(out.result().unwrap()["locations"][0]["up"], false);
+    assert_eq!(pos.charon_pid(), Some(charon), "the same charon");
+    let out = pos.vpn("stop", &[]);
+    assert_eq!(out.exit_code, 0, "{}", err(&out));
+    assert!(eventually(common::SETTLE, || !alive(charon)));
+}
+
 /// Every process's command line, read over and over until `stop`; the ones holding `needle`.
 fn scan_cmdlines(
     needle: String,
@@ -599,7 +703,8 @@ fn key_from_ssm(version: &str, py: &std::path::Path) {
             .env("POSCLOUD_ROOT", root.path())
             .env("POSCLOUD_IMDS_URL", &url)
             .env("POSCLOUD_SSM_URL", format!("{url}/"))
-            // No engine here: a run that gets past the key stops at the holder.
+            // No strongSwan below this root (nor an engine): a run that gets past the key
+            // stops there, though the machine has Debian's swanctl in /usr/sbin.
             .env("DOCKER_HOST", "unix:///nonexistent.sock")
             .envs([
                 ("ACTION", "apply"),
@@ -627,8 +732,11 @@ fn key_from_ssm(version: &str, py: &std::path::Path) {
     let (code, text, seen) = run(Some(psk.clone()));
     assert_eq!(code, Some(1), "{text}");
     assert!(
-        text.contains("stage the POS first"),
-        "python {version} got past the key to the holder: {text}"
+        text.contains(&format!(
+            "swanctl is not installed: no {}/usr/sbin/swanctl",
+            root.path().display()
+        )),
+        "python {version} got past the key: {text}"
     );
     assert!(!text.contains(&psk), "the key in the output");
     let post = seen

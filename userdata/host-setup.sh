@@ -49,7 +49,9 @@ repos() {
 }
 repos
 grep -qF "baseurl=$vault/os/" /etc/yum.repos.d/CentOS-Base.repo || die "CentOS-Base.repo not on the vault"
-sed -i -e '/^retries=/d;/^timeout=/d' -e '/^\[main\]/a retries=10' -e '/^\[main\]/a timeout=60' /etc/yum.conf
+# EL7's yum skips a name it cannot find and installs the rest (exit 0): make it fail instead.
+sed -i -e '/^retries=/d;/^timeout=/d;/^skip_missing_names_on_install=/d' -e '/^\[main\]/a retries=10' \
+  -e '/^\[main\]/a timeout=60' -e '/^\[main\]/a skip_missing_names_on_install=0' /etc/yum.conf
 yum clean all >/dev/null
 # Amazon Time Sync answers without internet; SSM's request signatures need a right clock.
 [[ ! -f /etc/chrony.conf ]] || grep -q 169.254.169.123 /etc/chrony.conf || {
@@ -68,8 +70,19 @@ systemctl enable amazon-ssm-agent; systemctl start amazon-ssm-agent
 begin update
 retry 5 yum -y update --exclude='cloud-init*'
 
+# yum_install NAME...: yum -y install; a name no enabled repo has is no reason to retry.
+yum_install() {
+  local out rc=0 miss
+  out=$(yum -y install "$@" 2>&1) || rc=$?
+  printf '%s\n' "$out"
+  ((rc != 0)) || return 0
+  miss=$(sed -n 's/^No package \(.*\) available\.$/\1/p' <<<"$out" | tr '\n' ' ')
+  [[ -z $miss ]] || die "not in the enabled repos: ${miss% }"
+  return "$rc"
+}
+
 begin packages
-rpm -q epel-release >/dev/null || retry 5 yum -y install epel-release
+rpm -q epel-release >/dev/null || retry 5 yum_install epel-release
 repos
 grep -qF "baseurl=$epel/\$basearch" /etc/yum.repos.d/epel.repo || die "epel.repo not on the archive"
 # Docker stopped building for EL7 at 27.0: pin the last el7 release. Its signing key must be
@@ -88,7 +101,7 @@ rpm -q gpg-pubkey-621e9f35 >/dev/null || { rm -f $key; die "$key is not Docker's
 # strongswan-libipsec: EPEL ships the kernel-libipsec plugin (userspace ESP) apart; rsync:
 # restores and cutover syncs.
 p=(docker-ce-26.1.4 docker-ce-cli-26.1.4 containerd.io strongswan strongswan-libipsec audit iptables rsync)
-rpm -q "${p[@]}" >/dev/null || retry 5 yum -y install "${p[@]}"
+rpm -q "${p[@]}" >/dev/null || retry 5 yum_install "${p[@]}"
 
 begin eth1
 # eth1 is the POS container's: the host never configures it, and eth0 keeps the only default

@@ -3,7 +3,7 @@
 
 use super::{PhaseState, Site};
 use crate::error::Result;
-use crate::remote::Inputs;
+use crate::remote::{Inputs, Remote};
 use crate::ui::Ui;
 use std::time::Duration;
 
@@ -53,6 +53,14 @@ pub async fn run(site: &Site<'_>, ui: &Ui) -> Result<PhaseState> {
         result["docker"].as_str().unwrap_or("?"),
         result["strongswan"].as_str().unwrap_or("?")
     );
+    // Over SSM nothing has checked the host key yet: pin it from the console now that the
+    // first boot is over, for `--transport ssh` and `pos connect` later.
+    if let (Remote::Ssm(t), Some(aws)) = (&site.remote, site.aws()) {
+        if let Err(e) = super::pin_console_key(aws, ui, &site.id, &t.instance_id).await {
+            step.failed();
+            return Err(e);
+        }
+    }
     let st = site.record_phase("bootstrap", result).await?;
     step.done(&detail);
     Ok(st)

@@ -290,6 +290,75 @@ fn key_from_console(console: &str) -> Option<PinnedKey> {
         .and_then(|l| PinnedKey::parse(l).ok())
 }
 
+/// How long the console may take to show the host keys: cloud-init prints them at the end of
+/// the first boot, after the user-data.
+const CONSOLE_KEY_WITHIN: Duration = Duration::from_secs(900);
+
+/// The host key the instance's console shows, waiting for cloud-init to print it.
+async fn console_key(aws: &Aws, ui: &Ui, instance_id: &str) -> Result<PinnedKey> {
+    use backon::{ExponentialBuilder, Retryable};
+    let start = std::time::Instant::now();
+    let mut told = false;
+    (|| async {
+        let console = aws.console_output(instance_id).await.map_err(Some)?;
+        key_from_console(&console).ok_or(None)
+    })
+    .retry(
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_secs(1))
+            .with_max_delay(Duration::from_secs(15))
+            .with_max_times(usize::MAX),
+    )
+    .when(|e| e.is_none() && start.elapsed() < CONSOLE_KEY_WITHIN)
+    .notify(|_, _| {
+        if !told {
+            ui.info(format!(
+                "waiting for the console output of {instance_id} to show its SSH host key (cloud-init prints it when the first boot ends)"
+            ));
+            told = true;
+        }
+    })
+    .await
+    .map_err(|e| {
+        e.unwrap_or_else(|| {
+            Error::failed(format!(
+                "the console output of {instance_id} shows no SSH host key after {}s\n  next: read the console in the EC2 console (did cloud-init finish?), or pass --host-key-file with the key checked out of band",
+                CONSOLE_KEY_WITHIN.as_secs()
+            ))
+        })
+    })
+}
+
+/// Pins the host key from the console output, as the SSM path does once the host's user-data
+/// finished (nothing else shows the key without SSH). A console key that differs from the one
+/// pinned is refused: the host is not the one whose key was checked.
+pub async fn pin_console_key(
+    aws: &Aws,
+    ui: &Ui,
+    id: &StackId,
+    instance_id: &str,
+) -> Result<PinnedKey> {
+    let name = host_key_name(id);
+    let stored = match aws.get_param(&name).await? {
+        Some(line) => Some(PinnedKey::parse(&line)?),
+        None => None,
+    };
+    let key = console_key(aws, ui, instance_id).await?;
+    match stored {
+        Some(s) if s != key => Err(Error::failed(format!(
+            "the console output of {instance_id} shows the host key {}, not the one pinned for {id} ({})\n  next: if the host was rebuilt on purpose, verify the new key out of band, then remove the parameter {name} and run again; otherwise treat the host as not yours",
+            key.fingerprint(),
+            s.fingerprint()
+        ))),
+        Some(s) => Ok(s),
+        None => {
+            aws.put_param(&name, &key.to_line()).await?;
+            ui.info(format!("pinned host key {} from the console output", key.fingerprint()));
+            Ok(key)
+        }
+    }
+}
+
 /// The pinned host key: the one recorded for the stack, else the operator's (then
 /// recorded), else the instance's console output (then recorded). A given key that
 /// differs from the recorded one is refused.
@@ -318,17 +387,10 @@ async fn pinned_key(
             Ok(given.clone())
         }
         (None, None) => {
-            let instance = d.instance().ok_or_else(|| Error::failed("no instance to read a host key from"))?;
-            let console = aws.console_output(&instance.id).await?;
-            let key = key_from_console(&console).ok_or_else(|| {
-                Error::failed(format!(
-                    "no SSH host key known for {id}: the console output of {} shows none yet\n  next: wait for the first boot to finish, or pass --host-key-file with the key checked out of band",
-                    instance.id
-                ))
-            })?;
-            aws.put_param(&name, &key.to_line()).await?;
-            ui.info(format!("pinned host key {} from the console output", key.fingerprint()));
-            Ok(key)
+            let instance = d
+                .instance()
+                .ok_or_else(|| Error::failed("no instance to read a host key from"))?;
+            pin_console_key(aws, ui, id, &instance.id).await
         }
     }
 }

@@ -103,30 +103,50 @@ impl Inputs {
     }
 }
 
-/// The fixed program that runs on the host: reads two base64 lines (inputs, script) from
-/// stdin, exports the inputs as data, runs the script with bash and returns its exit code.
+/// The fixed program that runs on the host. It reads three lines from stdin: the script's
+/// name, its inputs and its body (both gzip, then base64: the SSM command stays small), takes
+/// the script's lock, exports the inputs as data, runs the script with bash and returns its
+/// exit code. The lock makes one copy of a script at a time on a host: the re-run after an
+/// interrupted poscloud (its SSM command goes on) or a SendCommand the SDK sent twice waits
+/// for the first copy to end instead of running beside it. The script does not inherit the
+/// lock's descriptor, so a daemon it starts (charon) cannot hold the lock.
 pub const RUNNER: &str = r#"set -u
 d=$(mktemp -d) || exit 125
 trap 'rm -rf "$d"' EXIT
+IFS= read -r name || exit 125
 IFS= read -r inputs || exit 125
 IFS= read -r script || exit 125
-printf '%s' "$inputs" | base64 -d >"$d/inputs" || exit 125
-printf '%s' "$script" | base64 -d >"$d/script" || exit 125
+case $name in '' | *[!a-z0-9.-]*) echo "poscloud runner: bad script name" >&2; exit 125 ;; esac
+printf '%s' "$inputs" | base64 -d | gzip -dc >"$d/inputs" || exit 125
+printf '%s' "$script" | base64 -d | gzip -dc >"$d/script" || exit 125
+locks=${POSCLOUD_ROOT:-}/run/lock
+mkdir -p "$locks" && exec 9>"$locks/poscloud-$name.lock" || exit 125
+if ! flock -n 9; then
+  echo "poscloud: $name already runs on this host (an earlier run); waiting for it to end" >&2
+  flock 9 || exit 125
+fi
 rc=0
 (
   while IFS= read -r -d '' kv; do export "${kv?}"; done <"$d/inputs"
-  cd / && exec bash "$d/script" </dev/null
+  cd / && exec bash "$d/script" </dev/null 9>&-
 ) || rc=$?
 exit "$rc"
 "#;
 
-/// The runner's stdin: the inputs line and the script line.
+fn gzip_base64(data: &[u8]) -> String {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(data).expect("gzip to memory");
+    base64::engine::general_purpose::STANDARD.encode(gz.finish().expect("gzip to memory"))
+}
+
+/// The runner's stdin: the script's name, its inputs and its body.
 pub fn payload(script: &Script, inputs: &Inputs) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD;
     format!(
-        "{}\n{}\n",
-        b64.encode(inputs.encode()),
-        b64.encode(script.body.as_bytes())
+        "{}\n{}\n{}\n",
+        script.name,
+        gzip_base64(&inputs.encode()),
+        gzip_base64(script.body.as_bytes())
     )
 }
 

@@ -198,10 +198,23 @@ impl SshTarget {
         let input = payload(script, inputs);
         let name = script.name;
         let where_ = self.where_();
-        tokio::task::spawn_blocking(move || exec(sess, &input, timeout, sink))
+        let command = runner_command(&self.user);
+        tokio::task::spawn_blocking(move || exec(sess, &command, &input, timeout, sink))
             .await
             .map_err(|e| Error::failed(format!("ssh task: {e}")))?
             .map_err(|e| Error::failed(format!("running {name} on {where_}: {e}")))
+    }
+}
+
+/// The runner's command line: as is for root, else through sudo (a CentOS host's `centos`
+/// login: the Docker socket and /var/lib/poscloud are root's). `-n`: fail at once rather than
+/// ask for a password nobody can type.
+pub fn runner_command(user: &str) -> String {
+    let run = format!("bash -c '{}'", RUNNER.replace('\'', r"'\''"));
+    if user == "root" {
+        run
+    } else {
+        format!("sudo -n {run}")
     }
 }
 
@@ -209,13 +222,13 @@ impl SshTarget {
 /// blocking so neither pipe can fill up and stall the other.
 fn exec(
     sess: ssh2::Session,
+    command: &str,
     input: &str,
     timeout: Duration,
     sink: Sink,
 ) -> std::result::Result<Outcome, String> {
     let mut ch = sess.channel_session().map_err(|e| e.to_string())?;
-    ch.exec(&format!("bash -c '{}'", RUNNER.replace('\'', r"'\''")))
-        .map_err(|e| e.to_string())?;
+    ch.exec(command).map_err(|e| e.to_string())?;
     ch.write_all(input.as_bytes()).map_err(|e| e.to_string())?;
     ch.send_eof().map_err(|e| e.to_string())?;
     sess.set_blocking(false);

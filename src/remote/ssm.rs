@@ -21,6 +21,11 @@ pub struct SsmTarget<'a> {
     pub output: Option<(String, String)>,
 }
 
+/// AWS documents no size limit for SendCommand's parameters (the nearest documented size is
+/// the 64 KB of an SSM document, into which they are substituted); poscloud sends no command
+/// over this many bytes, and the compressed payload keeps every shipped script far below it.
+pub const COMMAND_LIMIT: usize = 32 * 1024;
+
 /// Where the SSM agent puts the full stdout of a single-step AWS-RunShellScript command.
 pub fn stdout_key(prefix: &str, command_id: &str, instance_id: &str) -> String {
     format!(
@@ -108,11 +113,19 @@ impl SsmTarget<'_> {
         sink: Sink,
     ) -> Result<Outcome> {
         let id = &self.instance_id;
+        let command = command_text(script, inputs);
+        if command.len() > COMMAND_LIMIT {
+            return Err(Error::failed(format!(
+                "the SSM command for {} would be {} bytes, over the {COMMAND_LIMIT} poscloud sends\n  next: its inputs are too large; report this as a bug",
+                script.name,
+                command.len()
+            )));
+        }
         let command_id = self
             .aws
             .send_shell(&SendShell {
                 instance_id: id,
-                command: command_text(script, inputs),
+                command,
                 execution_timeout_secs: timeout.as_secs().max(1),
                 delivery_timeout_secs: 600,
                 comment: format!("poscloud {}", script.name),
@@ -203,6 +216,19 @@ mod tests {
         assert!(err(S::TimedOut, "ExecutionTimedOut", -1).contains("execution timeout"));
         assert!(err(S::Cancelled, "Cancelled", -1).contains("cancelled"));
         assert!(err(S::Failed, "Undeliverable", -1).contains("Undeliverable"));
+    }
+
+    #[test]
+    fn every_shipped_script_fits_in_a_command_with_room_to_spare() {
+        let inputs = Inputs::new().set("X", "y".repeat(2000)).unwrap();
+        for s in crate::remote::SCRIPTS {
+            let n = command_text(s, &inputs).len();
+            assert!(
+                n < COMMAND_LIMIT / 2,
+                "{}: {n} bytes as an SSM command",
+                s.name
+            );
+        }
     }
 
     #[test]

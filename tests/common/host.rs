@@ -75,7 +75,9 @@ impl TestHost {
             .count()
     }
 
-    /// Stands in for cloud-init finishing the user-data (it does not run on a test host).
+    /// Stands in for cloud-init finishing the user-data: writes a made-up marker only. Kept
+    /// for the tests that need a booted host quickly; the real one is
+    /// [`TestHost::run_userdata`], which runs the rendered host setup on the host.
     pub fn finish_userdata(&self) {
         let state = self.root.join("var/lib/poscloud");
         std::fs::create_dir_all(&state).unwrap();
@@ -88,6 +90,66 @@ impl TestHost {
 }
 
 impl TestHost {
+    fn rig_cmd(&self, args: &[&str]) {
+        let out = Command::new("bash")
+            .arg(script())
+            .args(args)
+            .output()
+            .expect("run testhost.sh");
+        assert!(
+            out.status.success(),
+            "testhost.sh {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Makes this host the instance of stack SHOP/ENV for the rig's emulator: SSM commands
+    /// sent to the instance tagged so run here, its console is this host's
+    /// (tests/rig/emulator.py).
+    pub fn bind(&self, rig: &super::Rig, shop: &str, env: &str) {
+        let binding = serde_json::json!({
+            "host_dir": self.dir.path(), "shop": shop, "env": env,
+        });
+        std::fs::write(
+            rig.hosts().join(format!("{}.json", self.name)),
+            binding.to_string(),
+        )
+        .unwrap();
+    }
+
+    /// The SSM agent stand-in starts (user-data's `ssm` step) / stops.
+    pub fn agent_start(&self) {
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        self.rig_cmd(&["agent-start", &self.name, &dir]);
+    }
+
+    pub fn agent_stop(&self) {
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        self.rig_cmd(&["agent-stop", &self.name, &dir]);
+    }
+
+    /// The first boot ends: cloud-init's host-key block appears on the console, with this
+    /// host's key or the one given.
+    pub fn console(&self, key: Option<&std::path::Path>) {
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        let mut args = vec!["console".to_string(), self.name.clone(), dir];
+        if let Some(k) = key {
+            args.push(k.to_string_lossy().into_owned());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.rig_cmd(&args);
+    }
+
+    /// This host as the booted instance of SHOP/ENV: bound, user-data's marker left, the
+    /// agent online and the host key on the console. poscloud then reaches it the default
+    /// way: SSM with the online check on, the host key pinned from the console.
+    pub fn boot(&self, rig: &super::Rig, shop: &str, env: &str) {
+        self.bind(rig, shop, env);
+        self.finish_userdata();
+        self.agent_start();
+        self.console(None);
+    }
+
     /// The SSH transport to this host with its client key and its host key pinned.
     pub fn remote(&self) -> poscloud::remote::Remote<'static> {
         self.remote_pinned(&self.host_key_pub, &self.client_key)
@@ -295,5 +357,58 @@ impl Drop for Watch {
                     .status();
             }
         }
+    }
+}
+
+/// What a user-data run or a command in the host's CentOS 7 view did.
+pub struct El7Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+fn el7_script() -> PathBuf {
+    super::repo().join("tests/rig/el7/run-userdata.sh")
+}
+
+fn el7_run(mut c: Command) -> El7Run {
+    let out = c
+        .env("TESTHOST_BASH", super::host_bash())
+        .output()
+        .expect("run tests/rig/el7/run-userdata.sh");
+    El7Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+impl TestHost {
+    /// Runs a rendered user-data document (`poscloud userdata`) on this host as cloud-init
+    /// would on a CentOS 7 AMI: its write_files, then its runcmd (host-setup) under bash
+    /// 4.2, with real sshd/sysctl/iptables in the host's network namespace and stand-ins
+    /// for yum, rpm, systemctl and what else cannot exist here (tests/rig/el7/). The host's
+    /// /etc, /var, /home, /root, /usr/local and /tmp are `DIR/root`'s (the marker lands in
+    /// `DIR/root/var/lib/poscloud/userdata.json`); the machine's own files stay read-only.
+    pub fn run_userdata(&self, doc: &str) -> El7Run {
+        let path = self.dir.path().join("userdata.yaml");
+        std::fs::write(&path, doc).unwrap();
+        let mut c = Command::new("bash");
+        c.arg(el7_script())
+            .arg("run")
+            .arg(self.dir.path())
+            .arg(&path);
+        el7_run(c)
+    }
+
+    /// A command in the same view as [`TestHost::run_userdata`] (after a run): the host's
+    /// own /etc and /var, its network namespace, stand-ins first on PATH.
+    pub fn in_el7_view(&self, args: &[&str]) -> El7Run {
+        let mut c = Command::new("bash");
+        c.arg(el7_script())
+            .arg("exec")
+            .arg(self.dir.path())
+            .args(args);
+        el7_run(c)
     }
 }

@@ -81,10 +81,10 @@ pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// wait returns as soon as the thing happens, so only a real failure pays the full wait.
 pub const SETTLE: Duration = Duration::from_secs(60);
 
-fn moto_server() -> PathBuf {
-    let p = std::env::var_os("POSCLOUD_MOTO_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".venv/bin/moto_server"));
+/// The venv's python, which runs tests/rig/emulator.py (moto's server with the SSM agent
+/// stand-in and the console of the test hosts).
+fn emulator_python() -> PathBuf {
+    let p = repo().join(".venv/bin/python");
     assert!(
         p.exists(),
         "{} not found: run scripts/setup.sh first (it installs the emulator)",
@@ -101,19 +101,23 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// One moto server on a free loopback port; stopped (by PID) when dropped.
+/// One emulator (tests/rig/emulator.py) on a free loopback port; stopped (by PID) when
+/// dropped. `hosts` is its registry of test hosts (see `TestHost::bind`).
 pub struct Emulator {
     child: Child,
     pub port: u16,
 }
 
 impl Emulator {
-    pub fn start() -> Emulator {
+    pub fn start(hosts: &std::path::Path) -> Emulator {
         let port = free_port();
         let log =
             std::fs::File::create(std::env::temp_dir().join(format!("poscloud-moto-{port}.log")))
                 .unwrap();
-        let child = Command::new(moto_server())
+        let child = Command::new(emulator_python())
+            .arg(repo().join("tests/rig/emulator.py"))
+            .arg("--hosts")
+            .arg(hosts)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("MOTO_AMIS_PATH", repo().join("tests/fixtures/amis.json"))
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
@@ -684,7 +688,9 @@ impl Run {
 
 impl Rig {
     pub fn new() -> Rig {
-        let emu = Emulator::start();
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir(home.path().join("hosts")).unwrap();
+        let emu = Emulator::start(&home.path().join("hosts"));
         let proxy = Proxy::start(emu.port);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -710,9 +716,14 @@ impl Rig {
             ),
             emu,
             proxy,
-            home: tempfile::tempdir().unwrap(),
+            home,
             rt,
         }
+    }
+
+    /// The emulator's registry of test hosts standing for instances.
+    pub fn hosts(&self) -> PathBuf {
+        self.home.path().join("hosts")
     }
 
     pub fn journal(&self) -> PathBuf {

@@ -3,19 +3,26 @@
 # namespace reached over a veth pair, a real sshd in it, and optionally a rootful podman
 # service with a Docker-compatible socket. See tests/rig/README.md.
 #
-#   testhost.sh up NAME INDEX DIR [--podman]   prints KEY=VALUE lines on stdout
+#   testhost.sh up NAME INDEX DIR [--podman] [--login root]   prints KEY=VALUE lines on stdout
 #   testhost.sh down NAME DIR                  idempotent
+#   testhost.sh agent-start NAME DIR           the SSM agent stand-in (ssm-agent.py) starts
+#   testhost.sh agent-stop NAME DIR            ... and stops
+#   testhost.sh console NAME DIR [KEY.pub]     the first boot ends: cloud-init's host-key
+#                                              block appears on the console (DIR/console.log)
 #
-# Only the network is isolated: scripts run over SSH as root on the real filesystem and
-# must act below $POSCLOUD_ROOT (DIR/root). Diagnostics go to stderr, never to stdout.
+# Only the network is isolated: scripts run over SSH (as centos, through sudo) or from the
+# agent stand-in as root on the real filesystem and must act below $POSCLOUD_ROOT
+# (DIR/root). Diagnostics go to stderr, never to stdout.
 set -euo pipefail
 
 prog=testhost
 die() { echo "$prog: $*" >&2; exit 1; }
 usage() {
   cat >&2 <<'EOF'
-usage: testhost.sh up NAME INDEX DIR [--podman]
+usage: testhost.sh up NAME INDEX DIR [--podman] [--login root]
        testhost.sh down NAME DIR
+       testhost.sh agent-start|agent-stop NAME DIR
+       testhost.sh console NAME DIR [KEY.pub]
   NAME   1-8 lowercase letters/digits (netns pc-NAME)
   INDEX  1..60, picks the veth pair pch<INDEX>a/b and the subnet 10.200.INDEX.0/30
   DIR    an existing directory that holds the host's state (keys, configs, logs, root/)
@@ -29,29 +36,43 @@ cmd=$1
 shift
 case $cmd in
   up)
-    (($# == 3 || $# == 4)) || usage
+    (($# >= 3)) || usage
     name=$1 index=$2 dir_arg=$3
-    podman=0
-    if (($# == 4)); then
-      [[ $4 == --podman ]] || die "unknown option '$4' (only --podman)"
-      podman=1
-    fi
+    shift 3
+    podman=0 user=centos
+    while (($#)); do
+      case $1 in
+        --podman) podman=1 ;;
+        # A host poscloud did not create (--target, a cutover source) may let root log in.
+        --login)
+          [[ ${2:-} == root ]] || die "--login takes 'root' (the default login is centos)"
+          user=root
+          shift
+          ;;
+        *) die "unknown option '$1' (--podman, --login root)" ;;
+      esac
+      shift
+    done
     if ! [[ $index =~ ^[1-9][0-9]?$ ]] || ((index > 60)); then
       die "INDEX must be 1..60, got '$index'"
     fi
     ;;
-  down)
+  down | agent-start | agent-stop)
     (($# == 2)) || usage
     name=$1 dir_arg=$2
     ;;
+  console)
+    (($# == 2 || $# == 3)) || usage
+    name=$1 dir_arg=$2 console_key=${3:-}
+    ;;
   -h | --help) usage ;;
-  *) die "unknown command '$cmd' (up|down)" ;;
+  *) die "unknown command '$cmd' (up|down|agent-start|agent-stop|console)" ;;
 esac
 [[ $name =~ ^[a-z0-9]{1,8}$ ]] || die "NAME must be 1-8 lowercase letters/digits, got '$name'"
 ((EUID == 0)) || die "must run as root (network namespaces, sshd, rootful podman)"
 
 netns=pc-$name
-if [[ $cmd == up ]]; then
+if [[ $cmd != down ]]; then
   [[ -d $dir_arg ]] || die "DIR '$dir_arg' is not a directory (the caller creates it)"
   dir=$(cd "$dir_arg" && pwd -P)
   # The path ends up unquoted in sshd_config and containers.conf: keep it plain.
@@ -170,7 +191,7 @@ do_down() {
     stop_pids 15 "$pid" || rc=1
   fi
   local -a pids=()
-  for f in podman-wrapper.pid sshd.pid; do
+  for f in podman-wrapper.pid sshd.pid ssm-agent.pid; do
     pid=$(read_pid "$dir/$f")
     if [[ -n $pid ]] && alive "$pid" && ours "$pid"; then pids+=("$pid"); fi
   done
@@ -208,12 +229,60 @@ do_down() {
     done
   done
 
-  rm -f "$dir/podman.pid" "$dir/podman-wrapper.pid" "$dir/sshd.pid" "$dir/podman.sock" 2>/dev/null || true
+  rm -f "$dir/podman.pid" "$dir/podman-wrapper.pid" "$dir/sshd.pid" "$dir/ssm-agent.pid" "$dir/podman.sock" 2>/dev/null || true
   return "$rc"
 }
 
 if [[ $cmd == down ]]; then
   do_down || die "down '$name' did not finish cleanly (see messages above)"
+  exit 0
+fi
+
+# ---- the SSM agent stand-in and the console --------------------------------------------
+# The agent runs in the host's netns as root with DIR/agent.env only (a systemd service's
+# environment: no HOME), as the real agent does after user-data's `ssm` step.
+if [[ $cmd == agent-start ]]; then
+  if ! netns_exists || [[ ! -f $dir/agent.env ]]; then die "no test host '$name' in $dir (run up first)"; fi
+  pid=$(read_pid "$dir/ssm-agent.pid")
+  if [[ -n $pid ]] && alive "$pid" && ours "$pid"; then exit 0; fi
+  rm -f "$dir/ssm/registration.json"
+  mapfile -t agent_env <"$dir/agent.env"
+  ip netns exec "$netns" env -i "${agent_env[@]}" python3 "$(dirname "$0")/ssm-agent.py" "$dir" \
+    </dev/null >>"$dir/ssm-agent.log" 2>&1 &
+  echo $! >"$dir/ssm-agent.pid"
+  deadline=$((SECONDS + 60))
+  until grep -q "\"pid\": $!," "$dir/ssm/registration.json" 2>/dev/null; do
+    alive "$!" || die "the SSM agent stand-in exited; $dir/ssm-agent.log:$(echo; tail -n 20 "$dir/ssm-agent.log")"
+    ((SECONDS < deadline)) || die "the SSM agent stand-in did not register within 60 s"
+    sleep 0.05
+  done
+  exit 0
+fi
+if [[ $cmd == agent-stop ]]; then
+  pid=$(read_pid "$dir/ssm-agent.pid")
+  if [[ -n $pid ]] && alive "$pid" && ours "$pid"; then stop_pids 5 "$pid"; fi
+  rm -f "$dir/ssm-agent.pid"
+  exit 0
+fi
+if [[ $cmd == console ]]; then
+  key=${console_key:-$dir/ssh_host_ed25519_key.pub}
+  read -r key_type key_blob _ <"$key" || die "cannot read the key $key"
+  # What cloud-init 19.4 leaves on a CentOS 7 console when the first boot ends: the
+  # fingerprints through syslog (prefixed "ec2:"), then the keys, type and base64 only.
+  # EC2 serves the console with CRLF line ends.
+  fp=$(ssh-keygen -l -f "$key" | awk '{print $1, $2}')
+  ts=$(date '+%b %e %T')
+  {
+    printf '[   12.345678] cloud-init[1234]: Cloud-init v. 19.4 finished at %s. Datasource DataSourceEc2.  Up 321.00 seconds\r\n' "$(date -u)"
+    printf '<14>%s ec2: \r\n' "$ts"
+    printf '<14>%s ec2: #############################################################\r\n' "$ts"
+    printf '<14>%s ec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----\r\n' "$ts"
+    printf '<14>%s ec2: %s no comment (ED25519)\r\n' "$ts" "$fp"
+    printf '<14>%s ec2: -----END SSH HOST KEY FINGERPRINTS-----\r\n' "$ts"
+    printf '<14>%s ec2: #############################################################\r\n' "$ts"
+    printf -- '-----BEGIN SSH HOST KEY KEYS-----\r\n%s %s\r\n-----END SSH HOST KEY KEYS-----\r\n' "$key_type" "$key_blob"
+  } >"$dir/console.log.tmp"
+  mv "$dir/console.log.tmp" "$dir/console.log"
   exit 0
 fi
 
@@ -235,7 +304,10 @@ host_bash=${TESTHOST_BASH:-/var/cache/poscloud/bash-4.2.45/bin/bash}
 
 veth_host=pch${index}a veth_ns=pch${index}b
 host_ip=10.200.$index.1 ns_ip=10.200.$index.2
-user=root
+if [[ $user != root ]]; then
+  id "$user" >/dev/null 2>&1 || die "no user '$user' on this machine (run scripts/setup.sh)"
+  sudo -n -l -U "$user" >/dev/null 2>&1 || die "'$user' has no sudo rights (run scripts/setup.sh)"
+fi
 
 netns_exists && die "netns $netns exists: run 'testhost.sh down $name DIR' first"
 ip link show "$veth_host" >/dev/null 2>&1 && die "interface $veth_host exists (INDEX $index in use?)"
@@ -291,6 +363,39 @@ read -r key_type key_blob _ <"$dir/ssh_host_ed25519_key.pub"
 echo "$ns_ip $key_type $key_blob" >"$dir/known_hosts"
 
 mkdir -p "$dir/root"
+# sshd reads the login's authorized_keys as that user: DIR must be searchable by centos.
+chmod 0755 "$dir"
+chmod 0644 "$dir/authorized_keys"
+
+# -- strongSwan laid out as on CentOS 7 (EPEL 7's packages strongswan and strongswan-libipsec)
+# in the host's root: `strongswan` (EPEL's name for `ipsec`), /etc/strongswan, charon in
+# /usr/libexec/strongswan, swanctl in /usr/sbin, plugins in /usr/lib64/strongswan/plugins.
+# Scripts look only there (below $POSCLOUD_ROOT). This machine has Debian's strongSwan 5.9,
+# so these are links to Debian's files (a wrapper for `strongswan`, a copy of the config, so
+# that nothing written there reaches the machine's /etc); what Debian lacks is left out, as
+# on a host without the package. Debian's binaries still use their compiled-in paths (plugins
+# from /usr/lib/ipsec/plugins, defaults from /etc/strongswan.conf): the layout is EL's, the
+# build is not EPEL's 5.7.2 (see tests/rig/README.md). Only with --podman: those hosts stand
+# for a poscloud host with its packages; a bare sshd host's root stays empty.
+el_strongswan() {
+  local r=$dir/root deb=/usr/lib/ipsec f
+  mkdir -p "$r/usr/libexec/strongswan" "$r/usr/sbin" "$r/usr/lib64/strongswan/plugins" "$r/etc/strongswan"
+  if [[ -x $deb/charon ]]; then ln -sfn "$deb/charon" "$r/usr/libexec/strongswan/charon"; fi
+  if [[ -x /usr/sbin/swanctl ]]; then ln -sfn /usr/sbin/swanctl "$r/usr/sbin/swanctl"; fi
+  if [[ -x /usr/sbin/ipsec ]]; then
+    printf '#!/bin/sh\n# EPEL names it strongswan; Debian ipsec (tests/rig/testhost.sh).\nexec /usr/sbin/ipsec "$@"\n' \
+      >"$r/usr/sbin/strongswan"
+    chmod 0755 "$r/usr/sbin/strongswan"
+  fi
+  # Every plugin Debian has (kernel-libipsec: libcharon-extra-plugins), at EPEL's path.
+  for f in "$deb"/plugins/libstrongswan-*.so; do
+    if [[ -e $f ]]; then ln -sfn "$f" "$r/usr/lib64/strongswan/plugins/${f##*/}"; fi
+  done
+  for f in /etc/strongswan.conf /etc/strongswan.d /etc/swanctl; do
+    if [[ -e $f ]]; then cp -a "$f" "$r/etc/strongswan/"; fi
+  done
+}
+if ((podman)); then el_strongswan; fi
 
 # -- sshd
 # HOME: an empty home, so that the machine's own ~/.bashrc (which bash reads for commands
@@ -301,6 +406,8 @@ setenv="POSCLOUD_ROOT=$dir/root HOME=$dir/home"
 # run the scripts under test as a real host would (scripts/setup.sh builds it).
 mkdir -p "$dir/bin"
 ln -sf "$host_bash" "$dir/bin/bash"
+# CentOS' /bin/sh is bash too (in POSIX mode): the agent stand-in's `sh -c` finds it here.
+ln -sf "$host_bash" "$dir/bin/sh"
 if ((podman)); then
   setenv+=" DOCKER_HOST=unix://$dir/podman.sock"
   # podman 4.3's Docker API answers the docker CLI's commit request (sent without a body)
@@ -316,6 +423,8 @@ exec %s "$@"
   chmod 0755 "$dir/bin/docker"
 fi
 setenv+=" PATH=$dir/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# The agent stand-in's environment: the session's without HOME (see agent-start).
+tr ' ' '\n' <<<"$setenv" | grep -v '^HOME=' >"$dir/agent.env"
 # sshd keeps only the first SetEnv line, so all variables go on one line.
 cat >"$dir/sshd_config" <<EOF
 # Test host '$name' (generated by tests/rig/testhost.sh)
@@ -325,7 +434,8 @@ PidFile $dir/sshd.pid
 # The second file is \$HOME/.ssh/authorized_keys of the sessions (HOME above), which scripts
 # may add keys to (cutover.sh does).
 AuthorizedKeysFile $dir/authorized_keys $dir/home/.ssh/authorized_keys
-PermitRootLogin prohibit-password
+PermitRootLogin $([[ $user == root ]] && echo prohibit-password || echo no)
+AllowUsers $user
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -436,6 +546,8 @@ EOF
     sleep 0.1
   done
   ((ready)) || die "podman socket $dir/podman.sock does not answer ($why); $dir/podman.log:$(echo; tail -n 20 "$dir/podman.log")"
+  # As Docker's on a CentOS host: root's only (the centos login goes through sudo).
+  chmod 0600 "$dir/podman.sock"
 
   # No registry is reachable: the base image is made from busybox-static and its applets.
   rootfs=$pdir/base-rootfs
