@@ -247,7 +247,7 @@ fn setup() -> Setup {
     let stack = stack.to_string_lossy().into_owned();
 
     // The physical server: data, a backup stamp, the POS service running.
-    let h = TestHost::up("cphys", 57, false);
+    let h = TestHost::up_root("cphys", 57, false);
     let peer = Peer::up(&pos, "g1", 5);
     let lan = peer.attach_host(&h, "g1");
     let phys = Physical { h, lan };

@@ -1,5 +1,7 @@
 //! provision through the stage phase, then `pos status|stop|start|restart`, through the
-//! binary: the emulator for AWS, a test host with a real container engine for the server.
+//! binary: the emulator for AWS, a test host with a real container engine for the server,
+//! reached the default way (SSM Run Command through the agent stand-in, the host key from the
+//! console).
 
 mod common;
 use common::host::TestHost;
@@ -16,7 +18,7 @@ struct Setup {
 fn setup() -> Setup {
     let rig = Rig::new();
     let h = TestHost::up("posl1", 43, true);
-    h.finish_userdata();
+    h.boot(&rig, SHOP, "qa");
     // The POS artifact on the host, and a stack whose [pos] section names it.
     let (_, sum) = h.pos_artifact("echo v1 >/opt/pos/app/version\n");
     let pos = format!(
@@ -34,24 +36,8 @@ fn setup() -> Setup {
 
 impl Setup {
     fn run(&self, args: &[&str]) -> Run {
-        let key = self.h.client_key.to_string_lossy().into_owned();
-        let hk = self.h.host_key_pub.to_string_lossy().into_owned();
-        let addr = self.h.ssh_address();
         let mut a: Vec<&str> = args.to_vec();
-        a.extend([
-            "--shop",
-            SHOP,
-            "--env",
-            "qa",
-            "--stack",
-            &self.stack,
-            "--ssh",
-            &addr,
-            "--ssh-key",
-            &key,
-            "--host-key-file",
-            &hk,
-        ]);
+        a.extend(["--shop", SHOP, "--env", "qa", "--stack", &self.stack]);
         self.rig.run(&a)
     }
 }
@@ -140,7 +126,7 @@ fn provision_stages_the_pos_and_pos_commands_operate_it() {
     let key_on_host = s.h.root.join("etc/poscloud/backup_key");
     std::fs::create_dir_all(key_on_host.parent().unwrap()).unwrap();
     std::fs::copy(&s.h.client_key, &key_on_host).unwrap();
-    let from = format!("ssh://root@{}{}/", s.h.address, backup.display());
+    let from = format!("ssh://{}@{}{}/", s.h.user, s.h.address, backup.display());
     let hk = s.h.host_key_pub.to_string_lossy().into_owned();
     let restore = [
         "pos",

@@ -229,7 +229,7 @@ fn earlier_data(data: &Path) {
 
 #[test]
 fn a_large_tricky_data_set_arrives_byte_identical_and_a_second_run_is_safe() {
-    let h = TestHost::up("rst1", 31, false);
+    let h = TestHost::up_root("rst1", 31, false);
     install_source_key(&h);
     let src = backup_dir(&h);
     generate(&src, 1100, 0x5eed_0001);
@@ -310,7 +310,7 @@ fn a_large_tricky_data_set_arrives_byte_identical_and_a_second_run_is_safe() {
 
 #[test]
 fn corrupt_missing_and_unlisted_files_are_named_and_data_dir_is_untouched() {
-    let h = TestHost::up("rst2", 32, false);
+    let h = TestHost::up_root("rst2", 32, false);
     install_source_key(&h);
     let src = backup_dir(&h);
     generate(&src, 40, 0x5eed_0002);
@@ -391,7 +391,7 @@ fn corrupt_missing_and_unlisted_files_are_named_and_data_dir_is_untouched() {
 
 #[test]
 fn bad_inputs_and_a_wrong_host_key_change_nothing_and_a_file_source_works() {
-    let h = TestHost::up("rst3", 33, false);
+    let h = TestHost::up_root("rst3", 33, false);
     install_source_key(&h);
     let src = backup_dir(&h);
     generate(&src, 20, 0x5eed_0003);
@@ -625,10 +625,12 @@ fn assert_url_not_shown(out: &Outcome, url: &str) {
 }
 
 /// Entries directly in the host's root directory, by name.
+/// The host root's entries, without run/ (a tmpfs on a real host: the runner's locks).
 fn top_level(h: &TestHost) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(&h.root)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "run")
         .collect();
     v.sort();
     v
@@ -727,7 +729,7 @@ fn write_tar_gz(path: &Path, members: &[Member]) {
 
 #[test]
 fn an_s3_archive_arrives_byte_identical_is_deleted_and_a_second_run_is_safe() {
-    let h = TestHost::up("rs3a", 51, false);
+    let h = TestHost::up_root("rs3a", 51, false);
     let src = h.dir.path().join("src");
     generate(&src, 1100, 0x5eed_0051);
     // Links are kept as they are (the manifest lists regular files only, a hard link twice).
@@ -823,7 +825,7 @@ fn an_s3_archive_arrives_byte_identical_is_deleted_and_a_second_run_is_safe() {
 /// "${a[@]}".
 #[test]
 fn a_plain_tar_archive_arrives_byte_identical() {
-    let h = TestHost::up("rs3f", 34, false);
+    let h = TestHost::up_root("rs3f", 34, false);
     let src = h.dir.path().join("src");
     generate(&src, 30, 0x5eed_0044);
     let m = write_manifest(&src);
@@ -846,7 +848,7 @@ fn a_plain_tar_archive_arrives_byte_identical() {
 
 #[test]
 fn a_corrupt_file_in_an_s3_archive_is_named_and_data_dir_is_untouched() {
-    let h = TestHost::up("rs3b", 52, false);
+    let h = TestHost::up_root("rs3b", 52, false);
     let src = h.dir.path().join("src");
     generate(&src, 40, 0x5eed_0052);
     write_manifest(&src);
@@ -906,7 +908,7 @@ fn a_corrupt_file_in_an_s3_archive_is_named_and_data_dir_is_untouched() {
 
 #[test]
 fn hostile_s3_archives_are_refused_before_anything_is_extracted() {
-    let h = TestHost::up("rs3c", 53, false);
+    let h = TestHost::up_root("rs3c", 53, false);
     let data = h.root.join("usr2");
     earlier_data(&data);
     // Targets outside the staging directory: inside the host's root, and outside it.
@@ -1039,7 +1041,7 @@ fn hostile_s3_archives_are_refused_before_anything_is_extracted() {
 
 #[test]
 fn bad_s3_inputs_change_nothing_and_never_show_the_url() {
-    let h = TestHost::up("rs3d", 54, false);
+    let h = TestHost::up_root("rs3d", 54, false);
     install_source_key(&h);
     let src = backup_dir(&h);
     generate(&src, 5, 0x5eed_0054);
@@ -1131,7 +1133,7 @@ fn bad_s3_inputs_change_nothing_and_never_show_the_url() {
 
 #[test]
 fn a_failed_download_is_reported_without_the_url_and_changes_nothing() {
-    let h = TestHost::up("rs3e", 55, false);
+    let h = TestHost::up_root("rs3e", 55, false);
     let www = h.dir.path().join("www");
     std::fs::create_dir_all(&www).unwrap();
     let data = h.root.join("usr2");

@@ -18,7 +18,7 @@ struct Setup {
 fn setup() -> Setup {
     let rig = Rig::new();
     // No finish_userdata(): poscloud's user-data never ran on such a host.
-    let h = TestHost::up("tgt1", 27, true);
+    let h = TestHost::up_root("tgt1", 27, true);
     let stack = h.media_stack(&rig.home.path().join("edge.toml"));
     // A backup already on the host (file://), with its manifest.
     let backup = h.root.join("srv/backup");

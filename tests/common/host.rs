@@ -23,8 +23,19 @@ fn script() -> PathBuf {
 }
 
 impl TestHost {
-    /// NAME and INDEX must be unique among hosts up at the same time.
+    /// NAME and INDEX must be unique among hosts up at the same time. The login is
+    /// `centos` with sudo, as on a CentOS 7 AMI (root login refused).
     pub fn up(name: &str, index: u8, podman: bool) -> TestHost {
+        TestHost::up_with(name, index, podman, false)
+    }
+
+    /// A host that lets root log in: one poscloud did not create (a `--target` host, the
+    /// cutover source, a backup server).
+    pub fn up_root(name: &str, index: u8, podman: bool) -> TestHost {
+        TestHost::up_with(name, index, podman, true)
+    }
+
+    fn up_with(name: &str, index: u8, podman: bool, root: bool) -> TestHost {
         let dir = tempfile::tempdir().unwrap();
         let mut c = Command::new("bash");
         c.arg(script())
@@ -32,6 +43,9 @@ impl TestHost {
             .arg(dir.path());
         if podman {
             c.arg("--podman");
+        }
+        if root {
+            c.args(["--login", "root"]);
         }
         let out = c.output().expect("run testhost.sh");
         assert!(
