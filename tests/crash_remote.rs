@@ -1,12 +1,14 @@
 //! Crashes in the remote phases: poscloud killed (SIGKILL) while build, restore and stage run
 //! on the host; the same command again (with `--break-lock` for the dead run's lock)
 //! completes, and the POS data is the backup, byte for byte. The host is a `--target` test
-//! host (the same scripts run there as on a stack's host through SSM; no AWS involved).
+//! host (the same scripts run there as on a stack's host through SSM; no AWS involved), and
+//! a stack's host over SSM, where the killed run's command goes on on the host: the re-run's
+//! copy of the script must wait for it, not run beside it.
 
 mod common;
 use common::data::{generate, snapshot, Entry};
 use common::host::TestHost;
-use common::{Rig, Run};
+use common::{Proxy, Rig, Run};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -159,4 +161,81 @@ fn killed_during_build_restore_and_stage_the_same_command_completes_and_the_data
     // 3. During stage (the POS container being replaced): the data directory is untouched.
     s.killed_during(&["--redo", "stage"], "pos:");
     s.resume(&["--redo", "stage"], "killed during stage");
+}
+
+#[test]
+fn over_ssm_a_killed_runs_command_goes_on_and_the_rerun_waits_for_it() {
+    let rig = Rig::new();
+    let h = TestHost::up("crm2", 16, true);
+    h.boot(&rig, SHOP, "qa");
+    // The host reaches the emulator (media upload) through a proxy on its veth.
+    let proxy = Proxy::start_on("10.200.16.1", rig.emu.port);
+    let stack = h.media_stack(&rig.home.path().join("qa.toml"));
+    let args = [
+        "provision",
+        "--shop",
+        SHOP,
+        "--env",
+        "qa",
+        "--stack",
+        &stack,
+    ];
+    let endpoint = [("AWS_ENDPOINT_URL", Some(proxy.url()))];
+    let env: Vec<(&str, Option<&str>)> = endpoint.iter().map(|(k, v)| (*k, v.as_deref())).collect();
+
+    // Killed (SIGKILL) while build.sh runs on the host through SSM.
+    let mut c = rig.command(&args);
+    c.env("AWS_ENDPOINT_URL", proxy.url())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let running = common::eventually(common::SETTLE, || {
+        !h.agent_commands("poscloud build.sh").is_empty() || child.try_wait().unwrap().is_some()
+    });
+    assert!(
+        running && child.try_wait().unwrap().is_none(),
+        "build.sh never ran"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let first = h.agent_commands("poscloud build.sh");
+    assert_eq!(first.len(), 1);
+    assert!(!first[0].1, "the killed run's command goes on on the host");
+
+    // The same command again (past the dead run's lock) sends build.sh again while the first
+    // still runs: the runner makes the new copy wait for the first instead of running beside
+    // it (build.sh itself would refuse a second build on the host).
+    let mut again: Vec<&str> = args.to_vec();
+    again.push("--break-lock");
+    let done = rig.run_env(&again, &env);
+    assert_eq!(done.code, 0, "{done:?}");
+    let builds = h.agent_commands("poscloud build.sh");
+    assert_eq!(builds.len(), 2, "{builds:?}");
+    assert!(builds.iter().all(|(_, ended)| *ended));
+    let id = builds
+        .iter()
+        .map(|(id, _)| id)
+        .find(|id| **id != first[0].0)
+        .unwrap();
+    let work = |id: &str, f: &str| {
+        let p = h.dir.path().join(format!("ssm/work/{id}/{f}"));
+        std::fs::read_to_string(p).unwrap()
+    };
+    let at = |id: &str, f: &str, k: &str| {
+        let v: serde_json::Value = serde_json::from_str(&work(id, f)).unwrap();
+        v[k].as_str().unwrap().to_string()
+    };
+    // ISO 8601 in UTC: comparable as text. (Had the first ended before the second began,
+    // there was nothing to wait for; ssm_transport.rs proves the wait deterministically.)
+    let first_ended = at(&first[0].0, "result.json", "ended");
+    let second_started = at(id, "started.json", "at");
+    if second_started < first_ended {
+        assert!(
+            work(id, "stderr").contains("build.sh already runs on this host"),
+            "the second copy started while the first ran and must have waited: {}",
+            work(id, "stderr")
+        );
+    }
+    assert!(done.stdout.contains("provisioned"), "{}", done.stdout);
+    assert!(h.pos_answers(), "the POS answers");
 }

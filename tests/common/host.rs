@@ -142,6 +142,24 @@ impl TestHost {
         self.rig_cmd(&["agent-stop", &self.name, &dir]);
     }
 
+    /// The SSM commands the agent stand-in has taken whose Comment is `comment`, with
+    /// whether each has ended.
+    pub fn agent_commands(&self, comment: &str) -> Vec<(String, bool)> {
+        let work = self.dir.path().join("ssm/work");
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&work).into_iter().flatten().flatten() {
+            let job: serde_json::Value = match std::fs::read(e.path().join("job.json")) {
+                Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
+                Err(_) => continue,
+            };
+            if job["comment"] == comment && e.path().join("started.json").exists() {
+                let ended = e.path().join("result.json").exists();
+                out.push((e.file_name().to_string_lossy().into_owned(), ended));
+            }
+        }
+        out
+    }
+
     /// The first boot ends: cloud-init's host-key block appears on the console, with this
     /// host's key or the one given.
     pub fn console(&self, key: Option<&std::path::Path>) {

@@ -306,6 +306,7 @@ def send_command(self):
         "commands": commands,
         "execution_timeout": int(timeout),
         "working_directory": (params.get("workingDirectory") or [""])[0],
+        "comment": comment,
         "region": self.region,
     }
     for instance_id, host_dir in bound:
