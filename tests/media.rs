@@ -1,6 +1,7 @@
 //! The build phase and the region's media cache across two hosts, a restore from an S3
 //! archive inside provision, `pos snapshot` and `image list|delete`, through the binary: the
-//! emulator for AWS, test hosts with a real container engine for the servers.
+//! emulator for AWS, test hosts with a real container engine for the servers, reached over
+//! SSM (the agent stand-in) with the host key from the console.
 //!
 //! The hosts download and upload media with presigned URLs, so they must reach the emulator:
 //! each gets a recording proxy on the root side of its own veth, and poscloud runs with that
@@ -26,7 +27,7 @@ struct Shop<'a> {
 impl<'a> Shop<'a> {
     fn new(rig: &'a Rig, shop: &'static str, name: &str, index: u8) -> Shop<'a> {
         let h = TestHost::up(name, index, true);
-        h.finish_userdata();
+        h.boot(rig, shop, "qa");
         let stack = h.media_stack(&rig.home.path().join(format!("{shop}.toml")));
         let proxy = Proxy::start_on(&format!("10.200.{index}.1"), rig.emu.port);
         Shop {
@@ -39,14 +40,8 @@ impl<'a> Shop<'a> {
     }
 
     fn run(&self, args: &[&str]) -> Run {
-        let key = self.h.client_key.to_string_lossy().into_owned();
-        let hk = self.h.host_key_pub.to_string_lossy().into_owned();
-        let addr = self.h.ssh_address();
         let mut a: Vec<&str> = args.to_vec();
         a.extend(["--shop", self.shop, "--env", "qa", "--stack", &self.stack]);
-        if args[0] != "teardown" {
-            a.extend(["--ssh", &addr, "--ssh-key", &key, "--host-key-file", &hk]);
-        }
         self.rig
             .run_env(&a, &[("AWS_ENDPOINT_URL", Some(&self.proxy.url()))])
     }

@@ -1,26 +1,42 @@
 //! `vpn create|list|status|sheet|delete` through the binary: the emulator for AWS (the
-//! location's settings and its key in SSM), a test host with the POS staged (reached over SSH
-//! with a pinned key), and a real strongSwan peer standing for the florist's router.
+//! location's settings and its key in SSM), a test host with the POS staged (reached the
+//! default way: SSM Run Command through the agent stand-in), and a real strongSwan peer
+//! standing for the florist's router.
 //!
-//! Looser than AWS: over SSH the key travels in the encrypted channel's input; the SSM path
-//! (the host reading the SecureString with its own role) is exercised in vpn_host.rs against
-//! a local stand-in for IMDS and SSM, not against AWS.
+//! The key never travels in the command: the host reads the SecureString itself with its
+//! role's credentials from IMDS (vpn.sh's SigV4 request). Looser than AWS: the emulator's
+//! IMDS (moto's) hands out fixed credentials for any caller, and moto checks no signature;
+//! the host reaches both through a proxy on its veth (POSCLOUD_IMDS_URL / POSCLOUD_SSM_URL,
+//! honoured only on a test host).
 
 mod common;
 use common::vpn::{Peer, Pos};
-use common::{Rig, Run};
+use common::{Proxy, Rig, Run};
 use std::os::unix::fs::PermissionsExt;
 
 const SHOP: &str = "83000001";
 
-fn run(rig: &Rig, pos: &Pos, args: &[&str]) -> Run {
-    let key = pos.h.client_key.to_string_lossy().into_owned();
-    let hk = pos.h.host_key_pub.to_string_lossy().into_owned();
-    let addr = pos.h.ssh_address();
+fn run(rig: &Rig, _pos: &Pos, args: &[&str]) -> Run {
     let mut a: Vec<&str> = args.to_vec();
     a.extend(["--shop", SHOP, "--env", "qa"]);
-    a.extend(["--ssh", &addr, "--ssh-key", &key, "--host-key-file", &hk]);
     rig.run(&a)
+}
+
+/// The staged test host as the stack's booted instance, its agent pointed at the emulator's
+/// IMDS and SSM through a proxy on the host's veth (kept alive by the caller).
+fn boot(rig: &Rig, pos: &Pos) -> Proxy {
+    let root_side = pos.h.address.rsplit_once('.').unwrap().0.to_string() + ".1";
+    let proxy = Proxy::start_on(&root_side, rig.emu.port);
+    pos.h.bind(rig, SHOP, "qa");
+    pos.h.finish_userdata();
+    let url = proxy.url();
+    pos.h.agent_env(&[
+        ("POSCLOUD_IMDS_URL", url.as_str()),
+        ("POSCLOUD_SSM_URL", &format!("{url}/")),
+    ]);
+    pos.h.agent_start();
+    pos.h.console(None);
+    proxy
 }
 
 /// `vpn sheet --reveal [--next] --psk-file HOME/FILE`: the run and the key it wrote.
@@ -48,6 +64,7 @@ fn reveal(rig: &Rig, pos: &Pos, location: &str, file: &str, next: bool) -> (Run,
 fn a_location_is_created_configured_from_its_sheet_and_deleted() {
     let rig = Rig::new();
     let pos = Pos::up("vpnb1", 40);
+    let _host_proxy = boot(&rig, &pos);
     rig.provision_infra(SHOP, "qa").ok();
     let eip = rig.pos_eip();
     let mut peer = Peer::up(&pos, "b1", 5);
@@ -269,7 +286,7 @@ fn a_location_is_created_configured_from_its_sheet_and_deleted() {
 fn provision_keeps_the_locations_the_stack_declares() {
     let rig = Rig::new();
     let pos = Pos::up("vpnb2", 49);
-    pos.h.finish_userdata();
+    let _host_proxy = boot(&rig, &pos);
     let (url, sum) = pos.h.pos_artifact("true\n");
     let base = std::fs::read_to_string(common::repo().join("stacks/qa.toml")).unwrap();
     let stack = rig.home.path().join("vpn.toml");
@@ -301,6 +318,10 @@ fn provision_keeps_the_locations_the_stack_declares() {
     assert!(
         pos.ping(&peer.lan_ip()),
         "traffic passes once the router has the key"
+    );
+    assert!(
+        !pos.h.agent_commands("poscloud vpn.sh").is_empty(),
+        "vpn.sh ran through SSM"
     );
     // Converged: nothing to do, the tunnel stays.
     let again = p(&[]).ok();

@@ -131,6 +131,19 @@ impl TestHost {
         .unwrap();
     }
 
+    /// Adds variables to the agent stand-in's environment (before `agent_start`): test-only
+    /// endpoints such as POSCLOUD_IMDS_URL, which the scripts honour only on a test host.
+    pub fn agent_env(&self, vars: &[(&str, &str)]) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("agent.env"))
+            .unwrap();
+        for (k, v) in vars {
+            writeln!(f, "{k}={v}").unwrap();
+        }
+    }
+
     /// The SSM agent stand-in starts (user-data's `ssm` step) / stops.
     pub fn agent_start(&self) {
         let dir = self.dir.path().to_string_lossy().into_owned();
