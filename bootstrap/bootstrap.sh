@@ -42,14 +42,11 @@ docker_version=$(docker info --format '{{.ServerVersion}}' 2>/dev/null | clean) 
 [[ -n $docker_version ]] || fail "the Docker daemon does not answer (no server version)"
 echo "bootstrap: Docker daemon answers: $docker_version"
 
-# EPEL names the wrapper `strongswan`, Debian `ipsec`; both print the version offline.
-for tool in strongswan ipsec; do
-  if command -v "$tool" >/dev/null; then
-    strongswan_version=$("$tool" --version 2>/dev/null | head -n1 | clean) || true
-    break
-  fi
-done
-[[ -n ${strongswan_version:-} ]] || fail "strongSwan is not installed or does not answer"
+# EPEL's package (CentOS 7) names its wrapper `strongswan`; it prints the version offline.
+if command -v strongswan >/dev/null; then
+  strongswan_version=$(strongswan --version 2>/dev/null | head -n1 | clean) || true
+fi
+[[ -n ${strongswan_version:-} ]] || fail "strongSwan is not installed (EPEL's strongswan package) or does not answer"
 echo "bootstrap: strongSwan answers: $strongswan_version"
 
 kernel=$(uname -r | clean)

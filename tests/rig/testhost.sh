@@ -386,6 +386,9 @@ el_strongswan() {
     printf '#!/bin/sh\n# EPEL names it strongswan; Debian ipsec (tests/rig/testhost.sh).\nexec /usr/sbin/ipsec "$@"\n' \
       >"$r/usr/sbin/strongswan"
     chmod 0755 "$r/usr/sbin/strongswan"
+    # /usr/sbin is on a CentOS host's PATH: here DIR/bin is.
+    mkdir -p "$dir/bin"
+    ln -sfn "$r/usr/sbin/strongswan" "$dir/bin/strongswan"
   fi
   # Every plugin Debian has (kernel-libipsec: libcharon-extra-plugins), at EPEL's path.
   for f in "$deb"/plugins/libstrongswan-*.so; do
