@@ -180,7 +180,8 @@ pub struct ReachArgs {
     /// The host's public SSH key, checked out of band; pinned on first use
     #[arg(long, value_name = "FILE")]
     pub host_key_file: Option<PathBuf>,
-    /// Do not wait for the SSM agent to be online (for emulators without DescribeInstanceInformation)
+    /// Do not wait for the SSM agent to be online before sending commands (they then wait for
+    /// delivery, up to 10 minutes each)
     #[arg(long)]
     pub no_ssm_online_check: bool,
     /// A host poscloud did not create (physical, edge): run the phases there over SSH, with

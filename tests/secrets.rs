@@ -1,11 +1,13 @@
 //! No AWS credential in anything poscloud writes: its output (at every verbosity, down to
-//! the SDK's trace), the journal, or the host's user-data. The credentials are generated
+//! the SDK's trace), the journal, the host's user-data, or the SSM commands it sends (the
+//! scripts and inputs the test host's agent received, decoded). The credentials are generated
 //! for this run, so a hit can only come from poscloud passing them on. (VPN keys are
 //! scanned in vpn.rs and vpn_host.rs, including every /proc/*/cmdline while they run.)
 
 mod common;
 
 use base64::Engine;
+use common::host::TestHost;
 use common::Rig;
 use std::io::Read;
 
@@ -25,8 +27,10 @@ fn generated(n: usize) -> String {
 }
 
 #[test]
-fn no_aws_credential_in_output_journal_or_user_data() {
+fn no_aws_credential_in_output_journal_user_data_or_commands() {
     let rig = Rig::new();
+    let h = TestHost::up("sec1", 15, true);
+    h.boot(&rig, "66666666", "qa");
     let secret = generated(60);
     let token = generated(60);
     assert!(secret.len() == 40 && token.len() == 40);
@@ -44,7 +48,7 @@ fn no_aws_credential_in_output_journal_or_user_data() {
                 "--env",
                 "qa",
                 "--until",
-                "infra",
+                "bootstrap",
                 "-vv",
             ],
             None,
@@ -112,10 +116,42 @@ fn no_aws_credential_in_output_journal_or_user_data() {
     });
     assert!(user_data.contains("#cloud-config"), "{user_data:.200}");
 
+    // What the host's agent received: each command's payload (name, inputs, script) decoded.
+    let mut sent = String::new();
+    for e in std::fs::read_dir(h.dir.path().join("ssm/work")).unwrap() {
+        let job: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(e.unwrap().path().join("job.json")).unwrap())
+                .unwrap();
+        let command = job["commands"][0].as_str().unwrap();
+        sent.push_str(command);
+        let payload: Vec<&str> = command
+            .lines()
+            .skip_while(|l| !l.ends_with("<<'POSCLOUD_PAYLOAD'"))
+            .skip(2)
+            .take(2)
+            .collect();
+        assert_eq!(payload.len(), 2, "{command:.300}");
+        for b64 in payload {
+            let gz = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap();
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(&gz[..])
+                .read_to_string(&mut text)
+                .unwrap();
+            sent.push_str(&text);
+        }
+    }
+    assert!(
+        sent.contains("SHOP=66666666") && sent.contains("Docker daemon answers"),
+        "the decoded commands hold the inputs and the script"
+    );
+
     for (what, text) in [
         ("output", &seen),
         ("journal", &journal),
         ("user-data", &user_data),
+        ("SSM commands", &sent),
     ] {
         for (name, value) in [("secret access key", &secret), ("session token", &token)] {
             assert!(
