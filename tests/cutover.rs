@@ -1,12 +1,12 @@
 //! `cutover plan|run|status|rollback` through the binary, with real parts: the emulator for
-//! AWS (the cutover record in SSM), a "cloud" test host with the POS staged (reached over
-//! SSH with a pinned key), a real strongSwan router for the florist's shop, and a
+//! AWS (the cutover record in SSM), a "cloud" test host with the POS staged (reached the
+//! default way, SSM Run Command through the agent stand-in), a real strongSwan router for the florist's shop, and a
 //! "physical" test host on that router's LAN with sshd, 1 000+ files (large and odd-named)
 //! and a stand-in POS service (an HTTP server) it can stop and start. The cloud host pulls
 //! the data through the tunnel with rsync over SSH, as it would on cutover night.
 //!
-//! Looser than real life: the cloud host is reached over SSH (not SSM Run Command), and both
-//! hosts share this machine's file system below their own root directories.
+//! Looser than real life: Run Command is the emulator's stand-in (tests/rig/README.md), and
+//! both hosts share this machine's file system below their own root directories.
 
 mod common;
 use common::data::{assert_same_tree, generate, put, Rng};
@@ -84,6 +84,8 @@ struct Setup {
     pos: Pos,
     phys: Physical,
     _peer: Peer,
+    /// The cloud host reaches the emulator's IMDS and SSM through it.
+    _host_proxy: common::Proxy,
     stack: String,
     /// Everything poscloud printed in this test (scanned for the cloud host's key).
     printed: std::cell::RefCell<String>,
@@ -106,22 +108,8 @@ impl Setup {
     }
 
     fn args<'a>(&'a self, args: &[&'a str]) -> Vec<String> {
-        let p = &self.pos.h;
         let mut a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        for s in [
-            "--shop",
-            SHOP,
-            "--env",
-            "qa",
-            "--stack",
-            &self.stack,
-            "--ssh",
-            &p.ssh_address(),
-            "--ssh-key",
-            &p.client_key.to_string_lossy(),
-            "--host-key-file",
-            &p.host_key_pub.to_string_lossy(),
-        ] {
+        for s in ["--shop", SHOP, "--env", "qa", "--stack", &self.stack] {
             a.push(s.to_string());
         }
         a
@@ -233,7 +221,7 @@ fn rsync_into(dest: &str) -> bool {
 fn setup() -> Setup {
     let rig = Rig::new();
     let pos = Pos::up("cut1", 56);
-    pos.h.finish_userdata();
+    let host_proxy = pos.boot(&rig, SHOP);
     let (url, sum) = pos.h.pos_artifact("true\n");
     let base = std::fs::read_to_string(common::repo().join("stacks/qa.toml")).unwrap();
     let stack = rig.home.path().join("cutover.toml");
@@ -266,6 +254,7 @@ fn setup() -> Setup {
         pos,
         phys,
         _peer: peer,
+        _host_proxy: host_proxy,
         stack,
         printed: Default::default(),
     };
@@ -322,11 +311,15 @@ fn a_cutover_resumes_after_interruptions_stops_on_a_changed_file_and_rolls_back(
     );
     assert!(plan.stdout.contains("VPN shop up"), "{}", plan.stdout);
     assert!(plan.stdout.contains("last backup"), "{}", plan.stdout);
-    assert_eq!(
-        s.rig.proxy.writes(),
-        Vec::<String>::new(),
-        "plan wrote to AWS"
-    );
+    // SendCommand runs plan's checks on the hosts; it changes nothing in AWS.
+    let writes: Vec<String> = s
+        .rig
+        .proxy
+        .writes()
+        .into_iter()
+        .filter(|w| w != "SendCommand")
+        .collect();
+    assert_eq!(writes, Vec::<String>::new(), "plan wrote to AWS");
     assert!(s.phys.serves(), "plan left the physical POS running");
     assert!(
         s.phys.authorized_keys().is_empty(),

@@ -11,7 +11,7 @@
 
 mod common;
 use common::vpn::{Peer, Pos};
-use common::{Proxy, Rig, Run};
+use common::{Rig, Run};
 use std::os::unix::fs::PermissionsExt;
 
 const SHOP: &str = "83000001";
@@ -20,23 +20,6 @@ fn run(rig: &Rig, _pos: &Pos, args: &[&str]) -> Run {
     let mut a: Vec<&str> = args.to_vec();
     a.extend(["--shop", SHOP, "--env", "qa"]);
     rig.run(&a)
-}
-
-/// The staged test host as the stack's booted instance, its agent pointed at the emulator's
-/// IMDS and SSM through a proxy on the host's veth (kept alive by the caller).
-fn boot(rig: &Rig, pos: &Pos) -> Proxy {
-    let root_side = pos.h.address.rsplit_once('.').unwrap().0.to_string() + ".1";
-    let proxy = Proxy::start_on(&root_side, rig.emu.port);
-    pos.h.bind(rig, SHOP, "qa");
-    pos.h.finish_userdata();
-    let url = proxy.url();
-    pos.h.agent_env(&[
-        ("POSCLOUD_IMDS_URL", url.as_str()),
-        ("POSCLOUD_SSM_URL", &format!("{url}/")),
-    ]);
-    pos.h.agent_start();
-    pos.h.console(None);
-    proxy
 }
 
 /// `vpn sheet --reveal [--next] --psk-file HOME/FILE`: the run and the key it wrote.
@@ -64,7 +47,7 @@ fn reveal(rig: &Rig, pos: &Pos, location: &str, file: &str, next: bool) -> (Run,
 fn a_location_is_created_configured_from_its_sheet_and_deleted() {
     let rig = Rig::new();
     let pos = Pos::up("vpnb1", 40);
-    let _host_proxy = boot(&rig, &pos);
+    let _host_proxy = pos.boot(&rig, SHOP);
     rig.provision_infra(SHOP, "qa").ok();
     let eip = rig.pos_eip();
     let mut peer = Peer::up(&pos, "b1", 5);
@@ -286,7 +269,7 @@ fn a_location_is_created_configured_from_its_sheet_and_deleted() {
 fn provision_keeps_the_locations_the_stack_declares() {
     let rig = Rig::new();
     let pos = Pos::up("vpnb2", 49);
-    let _host_proxy = boot(&rig, &pos);
+    let _host_proxy = pos.boot(&rig, SHOP);
     let (url, sum) = pos.h.pos_artifact("true\n");
     let base = std::fs::read_to_string(common::repo().join("stacks/qa.toml")).unwrap();
     let stack = rig.home.path().join("vpn.toml");

@@ -118,6 +118,24 @@ impl Pos {
         pos
     }
 
+    /// This staged host as the booted instance of SHOP (qa) for the rig's emulator, its SSM
+    /// agent pointed at the emulator's IMDS and SSM (for the VPN keys it reads itself)
+    /// through a proxy on the host's veth, which the caller keeps alive.
+    pub fn boot(&self, rig: &super::Rig, shop: &str) -> super::Proxy {
+        let root_side = self.h.address.rsplit_once('.').unwrap().0.to_string() + ".1";
+        let proxy = super::Proxy::start_on(&root_side, rig.emu.port);
+        self.h.bind(rig, shop, "qa");
+        self.h.finish_userdata();
+        let url = proxy.url();
+        self.h.agent_env(&[
+            ("POSCLOUD_IMDS_URL", url.as_str()),
+            ("POSCLOUD_SSM_URL", &format!("{url}/")),
+        ]);
+        self.h.agent_start();
+        self.h.console(None);
+        proxy
+    }
+
     /// pos.sh stage: the holder with eth1, and the POS container in its namespace.
     pub fn stage(&self) {
         let (url, sha) = self.h.pos_artifact("true\n");
