@@ -138,12 +138,6 @@ fn the_host_key_is_waited_for_until_the_console_shows_it() {
     h.bind(&rig, SHOP, "qa");
     h.finish_userdata();
     h.agent_start();
-    // The console shows the block only some seconds after the user-data ended.
-    let dir = h.dir.path().to_path_buf();
-    let later = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_secs(4));
-        dir
-    });
     let child = rig
         .command(&[
             "provision",
@@ -158,7 +152,8 @@ fn the_host_key_is_waited_for_until_the_console_shows_it() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    later.join().unwrap();
+    // The console shows the block only some seconds after the user-data ended.
+    std::thread::sleep(std::time::Duration::from_secs(4));
     h.console(None);
     let r = child.wait_with_output().unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));

@@ -90,6 +90,23 @@ impl Setup {
             .unwrap()
     }
 
+    /// ListCommandInvocations for the instance, newest first.
+    fn invocations(
+        &self,
+        details: bool,
+    ) -> aws_sdk_ssm::operation::list_command_invocations::ListCommandInvocationsOutput {
+        self.rig
+            .block(
+                self.rig
+                    .ssm
+                    .list_command_invocations()
+                    .instance_id(&self.instance)
+                    .details(details)
+                    .send(),
+            )
+            .unwrap()
+    }
+
     /// Sends a raw command with the SDK (no poscloud in between).
     fn send(&self, command: &str, execution_timeout: u32, delivery_timeout: i32) -> String {
         self.rig
@@ -216,18 +233,8 @@ exit 3
         "{actions:?}"
     );
     assert!(actions.contains(&"GetCommandInvocation"), "{actions:?}");
-    let command_id = s
-        .rig
-        .block(
-            s.rig
-                .ssm
-                .list_command_invocations()
-                .instance_id(&s.instance)
-                .details(true)
-                .send(),
-        )
-        .unwrap();
-    let inv = &command_id.command_invocations()[0];
+    let listed = s.invocations(true);
+    let inv = &listed.command_invocations()[0];
     assert_eq!(inv.status().unwrap().as_str(), "Failed");
     assert_eq!(inv.comment(), Some("poscloud hello.sh"));
     let plugin = &inv.command_plugins()[0];
@@ -250,16 +257,7 @@ exit 3
     assert_eq!(out.exit_code, 0);
     assert_eq!(out.stdout.len(), 100_000 + 1 + 27 + 1);
     assert_eq!(out.result().unwrap()["ok"], true);
-    let last = s
-        .rig
-        .block(
-            s.rig
-                .ssm
-                .list_command_invocations()
-                .instance_id(&s.instance)
-                .send(),
-        )
-        .unwrap();
+    let last = s.invocations(false);
     let id = last.command_invocations()[0]
         .command_id()
         .unwrap()
@@ -380,16 +378,7 @@ fn one_copy_at_a_time_after_a_lost_answer_or_an_interrupted_run() {
         .unwrap();
     s.rig.proxy.set_faults(None);
     assert_eq!(out.exit_code, 0);
-    let sent = s
-        .rig
-        .block(
-            s.rig
-                .ssm
-                .list_command_invocations()
-                .instance_id(&s.instance)
-                .send(),
-        )
-        .unwrap();
+    let sent = s.invocations(false);
     let ids: Vec<String> = sent
         .command_invocations()
         .iter()

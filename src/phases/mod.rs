@@ -329,6 +329,14 @@ async fn console_key(aws: &Aws, ui: &Ui, instance_id: &str) -> Result<PinnedKey>
     })
 }
 
+/// The host key pinned for the stack, if any (the parameter `name`).
+async fn stored_key(aws: &Aws, name: &str) -> Result<Option<PinnedKey>> {
+    aws.get_param(name)
+        .await?
+        .map(|line| PinnedKey::parse(&line))
+        .transpose()
+}
+
 /// Pins the host key from the console output, as the SSM path does once the host's user-data
 /// finished (nothing else shows the key without SSH). A console key that differs from the one
 /// pinned is refused: the host is not the one whose key was checked.
@@ -339,10 +347,7 @@ pub async fn pin_console_key(
     instance_id: &str,
 ) -> Result<PinnedKey> {
     let name = host_key_name(id);
-    let stored = match aws.get_param(&name).await? {
-        Some(line) => Some(PinnedKey::parse(&line)?),
-        None => None,
-    };
+    let stored = stored_key(aws, &name).await?;
     let key = console_key(aws, ui, instance_id).await?;
     match stored {
         Some(s) if s != key => Err(Error::failed(format!(
@@ -370,10 +375,7 @@ async fn pinned_key(
     reach: &Reach,
 ) -> Result<PinnedKey> {
     let name = host_key_name(id);
-    let stored = match aws.get_param(&name).await? {
-        Some(line) => Some(PinnedKey::parse(&line)?),
-        None => None,
-    };
+    let stored = stored_key(aws, &name).await?;
     match (stored, &reach.host_key) {
         (Some(s), Some(given)) if s != *given => Err(Error::failed(format!(
             "the host key given ({}) differs from the one pinned for {id} ({})\n  next: if the host was rebuilt on purpose, verify the new key out of band, then remove the parameter {name} and run again",
