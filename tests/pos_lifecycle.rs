@@ -181,4 +181,48 @@ fn provision_stages_the_pos_and_pos_commands_operate_it() {
         5,
         "host key, bootstrap, stage, ready and restore state; no lock left"
     );
+
+    // pos connect over SSH as centos: docker exec through sudo (the socket is root's), with
+    // the key pinned from the console.
+    let key = s.h.client_key.to_string_lossy().into_owned();
+    let addr = s.h.ssh_address();
+    let mut child = s
+        .rig
+        .command(&[
+            "pos",
+            "connect",
+            "--shop",
+            SHOP,
+            "--env",
+            "qa",
+            "--stack",
+            &s.stack,
+            "--ssh",
+            &addr,
+            "--ssh-key",
+            &key,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"cat /usr2/orders.txt; exit\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("order 2 (from backup)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
