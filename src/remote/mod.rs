@@ -4,8 +4,8 @@
 //!
 //! Inputs travel as data, never as script text: a NUL-separated `NAME=value` list that the
 //! runner exports with `export "$kv"` (no shell parsing of values), next to the script,
-//! both base64-encoded. Inputs are not secret by design: secrets are read on the host from
-//! SSM by the instance role.
+//! both gzip-compressed and base64-encoded. Inputs are not secret by design: secrets are
+//! read on the host from SSM by the instance role.
 
 pub mod ssh;
 pub mod ssm;

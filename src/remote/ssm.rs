@@ -35,7 +35,8 @@ pub fn stdout_key(prefix: &str, command_id: &str, instance_id: &str) -> String {
 }
 
 /// The shell command SSM runs: the runner, fed the payload on stdin by a quoted here-doc
-/// (base64 lines never equal the delimiter, and nothing in them is expanded).
+/// (neither the lowercase script name nor a base64 line can equal the delimiter, and nothing
+/// in them is expanded).
 pub fn command_text(script: &Script, inputs: &Inputs) -> String {
     format!(
         "bash -c '{}' <<'POSCLOUD_PAYLOAD'\n{}POSCLOUD_PAYLOAD\n",
