@@ -417,4 +417,30 @@ fn one_copy_at_a_time_after_a_lost_answer_or_an_interrupted_run() {
     assert!(!text.contains("overlap"), "{text}");
     let lines: Vec<&str> = text.lines().map(|l| l.split(' ').next().unwrap()).collect();
     assert_eq!(lines, ["start", "end", "start", "end"], "{text}");
+
+    // A read-only action (ACTION=status) takes no lock: it runs beside a copy that runs.
+    std::fs::remove_file(&log).unwrap();
+    let interrupted = s.rig.block(async {
+        tokio::time::timeout(
+            Duration::from_secs(1),
+            remote.run(&SLOW, &inputs, Duration::from_secs(120), no_sink()),
+        )
+        .await
+    });
+    assert!(interrupted.is_err());
+    let status = Inputs::new()
+        .set("SECS", "0")
+        .unwrap()
+        .set("ACTION", "status")
+        .unwrap();
+    let beside = s
+        .rig
+        .block(remote.run(&SLOW, &status, Duration::from_secs(120), no_sink()))
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&beside.stderr).contains("already runs"),
+        "a status waited behind a running copy"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("overlap"), "it ran beside the first: {text}");
 }

@@ -104,7 +104,7 @@ impl Inputs {
 }
 
 /// The fixed program that runs on the host. It reads three lines from stdin: the script's
-/// name, its inputs and its body (both gzip, then base64: the SSM command stays small), takes
+/// name (`-` for a run that only reads: no lock), its inputs and its body (both gzip, then base64: the SSM command stays small), takes
 /// the script's lock, exports the inputs as data, runs the script with bash and returns its
 /// exit code. The lock makes one copy of a script at a time on a host: the re-run after an
 /// interrupted poscloud (its SSM command goes on) or a SendCommand the SDK sent twice waits
@@ -119,11 +119,13 @@ IFS= read -r script || exit 125
 case $name in '' | *[!a-z0-9.-]*) echo "poscloud runner: bad script name" >&2; exit 125 ;; esac
 printf '%s' "$inputs" | base64 -d | gzip -dc >"$d/inputs" || exit 125
 printf '%s' "$script" | base64 -d | gzip -dc >"$d/script" || exit 125
-locks=${POSCLOUD_ROOT:-}/run/lock
-mkdir -p "$locks" && exec 9>"$locks/poscloud-$name.lock" || exit 125
-if ! flock -n 9; then
-  echo "poscloud: $name already runs on this host (an earlier run); waiting for it to end" >&2
-  flock 9 || exit 125
+if [ "$name" != - ]; then
+  locks=${POSCLOUD_ROOT:-}/run/lock
+  mkdir -p "$locks" && exec 9>"$locks/poscloud-$name.lock" || exit 125
+  if ! flock -n 9; then
+    echo "poscloud: $name already runs on this host (an earlier run); waiting for it to end" >&2
+    flock 9 || exit 125
+  fi
 fi
 rc=0
 (
@@ -140,11 +142,30 @@ fn gzip_base64(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(gz.finish().expect("gzip to memory"))
 }
 
-/// The runner's stdin: the script's name, its inputs and its body.
+/// Script actions that only read. They take no lock, so that `pos status` answers while a
+/// stage runs instead of waiting behind it (and timing out over SSM).
+const READ_ONLY_ACTIONS: &[&str] = &[
+    "status",
+    "images",
+    "ready",
+    "get",
+    "holder",
+    "holder-pid",
+    "src-facts",
+    "cloud-facts",
+    "manifest",
+];
+
+/// The runner's stdin: the lock's name (the script's, `-` for a read-only action), its
+/// inputs and its body.
 pub fn payload(script: &Script, inputs: &Inputs) -> String {
+    let read_only = inputs
+        .0
+        .iter()
+        .any(|(k, v)| k == "ACTION" && READ_ONLY_ACTIONS.contains(&v.as_str()));
     format!(
         "{}\n{}\n{}\n",
-        script.name,
+        if read_only { "-" } else { script.name },
         gzip_base64(&inputs.encode()),
         gzip_base64(script.body.as_bytes())
     )
