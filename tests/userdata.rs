@@ -767,6 +767,13 @@ fn host_setup_really_runs_on_a_centos7_test_host() {
         .unwrap();
     assert!(listed.status.success());
     assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().count(), 2);
+    // sudo never asks the login for a terminal (poscloud's SSH path runs `sudo -n` with none).
+    let su = etc.join("sudoers.d/90-poscloud");
+    assert_eq!(
+        std::fs::read_to_string(&su).unwrap(),
+        "Defaults:centos !requiretty\n"
+    );
+    assert_eq!(mode_uid(&su).0, 0o440);
 
     // yum: the repo files on the vault and the EPEL archive at every call, the SSM agent
     // installed before the update, then EPEL, then the packages.

@@ -189,6 +189,12 @@ cat "$t" >/etc/ssh/sshd_config; rm -f "$t"; chmod 0600 /etc/ssh/sshd_config
 systemctl reload sshd
 
 begin keys
+# poscloud's SSH path runs `sudo -n` with no terminal: EL7 sudoers that carry
+# `Defaults requiretty` would refuse it ("you must have a tty").
+su=/etc/sudoers.d/90-poscloud
+printf 'Defaults:%s !requiretty\n' "$user" >"$su.tmp"; chmod 0440 "$su.tmp"
+visudo -cqf "$su.tmp" || die "the sudoers drop-in $su is not valid"
+mv -f "$su.tmp" "$su"
 if grep -q . /etc/poscloud/operator_keys; then
   h=$(getent passwd "$user" | cut -d: -f6) || die "no login user $user"
   install -d -m 0700 -o "$user" -g "$(id -gn "$user")" "$h/.ssh"
