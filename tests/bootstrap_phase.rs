@@ -12,7 +12,8 @@ use common::Rig;
 
 const SHOP: &str = "45678901";
 
-fn provision(rig: &Rig, extra: &[&str]) -> common::Run {
+/// `provision … --until bootstrap` with `extra`.
+fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "provision",
         "--shop",
@@ -23,7 +24,11 @@ fn provision(rig: &Rig, extra: &[&str]) -> common::Run {
         "bootstrap",
     ];
     args.extend_from_slice(extra);
-    rig.run(&args)
+    args
+}
+
+fn provision(rig: &Rig, extra: &[&str]) -> common::Run {
+    rig.run(&args(extra))
 }
 
 fn provision_ssh(rig: &Rig, h: &TestHost, extra: &[&str]) -> common::Run {
@@ -139,15 +144,7 @@ fn the_host_key_is_waited_for_until_the_console_shows_it() {
     h.finish_userdata();
     h.agent_start();
     let child = rig
-        .command(&[
-            "provision",
-            "--shop",
-            SHOP,
-            "--env",
-            "qa",
-            "--until",
-            "bootstrap",
-        ])
+        .command(&args(&[]))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -186,9 +186,8 @@ fn provision_stages_the_pos_and_pos_commands_operate_it() {
     // the key pinned from the console.
     let key = s.h.client_key.to_string_lossy().into_owned();
     let addr = s.h.ssh_address();
-    let mut child = s
-        .rig
-        .command(&[
+    let out = s.rig.run_with_input(
+        &[
             "pos",
             "connect",
             "--shop",
@@ -201,28 +200,13 @@ fn provision_stages_the_pos_and_pos_commands_operate_it() {
             &addr,
             "--ssh-key",
             &key,
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"cat /usr2/orders.txt; exit\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        b"cat /usr2/orders.txt; exit\n",
     );
+    assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("order 2 (from backup)"),
+        out.stdout.contains("order 2 (from backup)"),
         "{}",
-        String::from_utf8_lossy(&out.stdout)
+        out.stdout
     );
 }

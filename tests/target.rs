@@ -4,8 +4,6 @@
 mod common;
 use common::host::TestHost;
 use common::{Rig, Run};
-use std::io::Write;
-use std::process::Stdio;
 
 const SHOP: &str = "82000001";
 
@@ -165,27 +163,13 @@ fn provision_on_a_target_host_runs_every_phase_without_aws() {
 
     // pos connect: a shell in the container through the system's ssh, host key pinned.
     let hk = s.h.host_key_pub.to_string_lossy().into_owned();
-    let mut child = s
-        .rig
-        .command(&s.args(&["pos", "connect"], &target, &key, &hk))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"cat /etc/poscloud-media; cat /opt/pos/app/version; exit\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let args = s.args(&["pos", "connect"], &target, &key, &hk);
+    let out = s.rig.run_with_input(
+        &args,
+        b"cat /etc/poscloud-media; cat /opt/pos/app/version; exit\n",
     );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let stdout = &out.stdout;
     assert!(
         stdout.contains("test media") && stdout.contains("v1"),
         "{stdout}"

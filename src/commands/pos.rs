@@ -135,13 +135,9 @@ async fn connect(ctx: &Ctx, args: &PosArgs) -> Result<()> {
             if let Some(k) = &t.key_file {
                 c.arg("-i").arg(k);
             }
-            // The Docker socket is root's: a login other than root goes through sudo.
-            let exec = if t.user == "root" {
-                exec.clone()
-            } else {
-                format!("sudo -n {exec}")
-            };
-            c.arg(format!("{}@{}", t.user, t.host)).arg(&exec);
+            // The Docker socket is root's.
+            c.arg(format!("{}@{}", t.user, t.host))
+                .arg(crate::remote::ssh::as_root(&t.user, exec.clone()));
             c
         }
         Remote::Ssm(t) => {

@@ -206,16 +206,20 @@ impl SshTarget {
     }
 }
 
-/// The runner's command line: as is for root, else through sudo (a CentOS host's `centos`
+/// `command` as root for `user`: as is for root, else through sudo (a CentOS host's `centos`
 /// login: the Docker socket and /var/lib/poscloud are root's). `-n`: fail at once rather than
 /// ask for a password nobody can type.
-pub fn runner_command(user: &str) -> String {
-    let run = format!("bash -c '{}'", RUNNER.replace('\'', r"'\''"));
+pub fn as_root(user: &str, command: String) -> String {
     if user == "root" {
-        run
+        command
     } else {
-        format!("sudo -n {run}")
+        format!("sudo -n {command}")
     }
+}
+
+/// The runner's command line, as root.
+fn runner_command(user: &str) -> String {
+    as_root(user, format!("bash -c '{}'", RUNNER.replace('\'', r"'\''")))
 }
 
 /// Runs the runner over one channel: payload on stdin, both output streams read without

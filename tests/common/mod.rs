@@ -767,6 +767,20 @@ impl Rig {
         ])
     }
 
+    /// Runs with `input` on its standard input (then closed).
+    pub fn run_with_input(&self, args: &[&str], input: &[u8]) -> Run {
+        use std::io::Write;
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run poscloud");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        Run::from(child.wait_with_output().expect("run poscloud"))
+    }
+
     /// Runs with extra (Some) or removed (None) environment variables.
     pub fn run_env(&self, args: &[&str], env: &[(&str, Option<&str>)]) -> Run {
         let mut c = self.command(args);

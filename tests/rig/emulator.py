@@ -324,12 +324,13 @@ def command_response(command):
     invs = invocations(command)
     if not invs:
         return r
-    states = [i.state()[0] for i in invs]
+    # Each invocation's state read once: (status, details), from the agent's files.
+    read = [i.state()[:2] for i in invs]
+    states = [status for status, _ in read]
     terminal = [s for s in states if s not in ("Pending", "InProgress")]
     r["CompletedCount"] = len(terminal)
     r["ErrorCount"] = sum(1 for s in terminal if s != "Success")
-    r["DeliveryTimedOutCount"] = sum(
-        1 for i in invs if i.state()[1] == "DeliveryTimedOut")
+    r["DeliveryTimedOutCount"] = sum(1 for _, d in read if d == "DeliveryTimedOut")
     if len(terminal) < len(states):
         r["Status"] = "InProgress" if "InProgress" in states else "Pending"
     else:
