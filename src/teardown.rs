@@ -24,10 +24,16 @@ where
             .with_max_delay(Duration::from_secs(15))
             .with_max_times(8),
     )
-    .when(|e| {
-        matches!(e, Error::Aws(f) if f.code == "DependencyViolation" || f.code.ends_with(".InUse"))
-    })
+    .when(in_use)
     .await
+}
+
+/// AWS's ways of saying "still used by something that is going away": DependencyViolation,
+/// `*.InUse`, and InvalidParameterValue "Network interface 'eni-…' is currently in use".
+pub fn in_use(e: &Error) -> bool {
+    matches!(e, Error::Aws(f) if f.code == "DependencyViolation"
+        || f.code.ends_with(".InUse")
+        || (f.code == "InvalidParameterValue" && f.message.contains("in use")))
 }
 
 pub struct Teardown<'a> {

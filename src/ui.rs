@@ -106,6 +106,17 @@ impl Ui {
         })
     }
 
+    /// A step that runs beside others: no spinner (several would garble one terminal),
+    /// only its line when it ends.
+    pub fn step_plain(&self, label: impl Into<String>) -> Step {
+        Step {
+            ui: self.clone(),
+            label: label.into(),
+            start: Instant::now(),
+            bar: None,
+        }
+    }
+
     /// Starts a step: a spinner with elapsed time while it runs (on a terminal).
     pub fn step(&self, label: impl Into<String>) -> Step {
         let label = label.into();

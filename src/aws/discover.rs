@@ -5,8 +5,10 @@ use super::Aws;
 use crate::error::Result;
 use crate::spec::StackId;
 use aws_sdk_ec2::types::{InstanceAttributeName, IpPermission};
+use backon::{ExponentialBuilder, Retryable};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Vpc {
@@ -168,9 +170,45 @@ pub struct Discovered {
     pub snapshots: Vec<String>,
     pub account: String,
     pub output: OutputBucket,
+    /// The ids poscloud recorded after creating them (SSM `id/<role>`).
+    pub records: Vec<Record>,
+}
+
+/// A resource's id as poscloud recorded it right after its create.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    pub role: Role,
+    pub id: String,
+    #[serde(skip)]
+    pub written: Option<SystemTime>,
+}
+
+/// How long after its record a resource may still be unknown to EC2 by its id. AWS documents
+/// eventual consistency for EC2 reads without a bound; seconds are usual.
+pub const RECORD_FRESH: Duration = Duration::from_secs(60);
+
+/// Where a stack's records live: `<param path>id/<role>`.
+pub fn record_prefix(id: &StackId) -> String {
+    format!("{}id/", id.param_path())
 }
 
 impl Discovered {
+    /// Whether the resource a record names was found.
+    pub fn has(&self, r: &Record) -> bool {
+        let id = r.id.as_str();
+        match r.role {
+            Role::Vpc => self.vpcs.iter().any(|v| v.id == id),
+            Role::Igw => self.igws.iter().any(|v| v.id == id),
+            Role::Subnet => self.subnets.iter().any(|v| v.id == id),
+            Role::RouteTable => self.route_tables.iter().any(|v| v.id == id),
+            Role::SgHost | Role::SgPos => self.security_groups.iter().any(|v| v.id == id),
+            Role::EniPos => self.enis.iter().any(|v| v.id == id),
+            Role::Host => self.instances.iter().any(|v| v.id == id),
+            Role::EipHost | Role::EipPos => self.eips.iter().any(|v| v.allocation_id == id),
+            _ => true,
+        }
+    }
+
     pub fn vpc(&self) -> Option<&Vpc> {
         self.vpcs.first()
     }
@@ -329,23 +367,35 @@ fn rules(perms: &[IpPermission]) -> (Vec<Rule>, usize) {
 }
 
 impl Aws {
-    /// Finds every resource of one stack. Reads only.
+    /// Finds every resource of one stack. Reads only. By tags, and by the ids poscloud
+    /// recorded right after each create: AWS's tag-filtered lists may leave out for a while
+    /// what was just made, and a second one must never be made because of that.
     pub async fn discover(&self, id: &StackId) -> Result<Discovered> {
         let (vpcs, igws, subnets, rtbs, sgs, instances, eips, iam, params, output, snapshots) = tokio::try_join!(
-            self.find_vpcs(id),
-            self.find_igws(id),
-            self.find_subnets(id),
-            self.find_route_tables(id),
-            self.find_security_groups(id),
-            self.find_instances(id),
-            self.find_eips(id),
+            self.find_vpcs(id, None),
+            self.find_igws(id, None),
+            self.find_subnets(id, None),
+            self.find_route_tables(id, None),
+            self.find_security_groups(id, None),
+            self.find_instances(id, None),
+            self.find_eips(id, None),
             self.find_iam(id),
             self.find_parameters(id),
             self.find_output(id),
             self.find_snapshots(id),
         )?;
-        let enis = self.find_enis(id, &vpcs).await?;
-        Ok(Discovered {
+        let records: Vec<Record> = params
+            .iter()
+            .filter_map(|(name, value, written)| {
+                let role = Role::parse(name.strip_prefix(&record_prefix(id))?)?;
+                Some(Record {
+                    role,
+                    id: value.clone(),
+                    written: *written,
+                })
+            })
+            .collect();
+        let mut d = Discovered {
             id: Some(id.clone()),
             account: output.0,
             output: output.1,
@@ -354,14 +404,67 @@ impl Aws {
             subnets,
             route_tables: rtbs,
             security_groups: sgs,
-            enis,
+            enis: Vec::new(),
             instances,
             eips,
             iam_role: iam.0,
             instance_profile: iam.1,
-            parameters: params,
+            parameters: params.into_iter().map(|(name, _, _)| name).collect(),
             snapshots,
-        })
+            records: records.clone(),
+        };
+        // What the lists left out: looked up by its recorded id, all at once.
+        let missing: Vec<&Record> = records.iter().filter(|r| !d.has(r)).collect();
+        let found = futures_util::future::try_join_all(missing.iter().map(|r| {
+            let one = [r.id.clone()];
+            async move {
+                let ids = Some(&one[..]);
+                let mut part = Discovered::default();
+                match r.role {
+                    Role::Vpc => part.vpcs = self.recorded(r, || self.find_vpcs(id, ids)).await?,
+                    Role::Igw => part.igws = self.recorded(r, || self.find_igws(id, ids)).await?,
+                    Role::Subnet => {
+                        part.subnets = self.recorded(r, || self.find_subnets(id, ids)).await?
+                    }
+                    Role::RouteTable => {
+                        part.route_tables =
+                            self.recorded(r, || self.find_route_tables(id, ids)).await?
+                    }
+                    Role::SgHost | Role::SgPos => {
+                        part.security_groups = self
+                            .recorded(r, || self.find_security_groups(id, ids))
+                            .await?
+                    }
+                    Role::Host => {
+                        part.instances = self.recorded(r, || self.find_instances(id, ids)).await?
+                    }
+                    Role::EipHost | Role::EipPos => {
+                        part.eips = self.recorded(r, || self.find_eips(id, ids)).await?
+                    }
+                    // Looked up with the other interfaces below.
+                    _ => {}
+                }
+                Ok::<_, crate::error::Error>(part)
+            }
+        }))
+        .await?;
+        for part in found {
+            d.vpcs.extend(part.vpcs);
+            d.igws.extend(part.igws);
+            d.subnets.extend(part.subnets);
+            d.route_tables.extend(part.route_tables);
+            d.security_groups.extend(part.security_groups);
+            d.instances.extend(part.instances);
+            d.eips.extend(part.eips);
+        }
+        d.enis = self.find_enis(id, &d.vpcs, None).await?;
+        if let Some(r) = records.iter().find(|r| r.role == Role::EniPos && !d.has(r)) {
+            let one = [r.id.clone()];
+            let vpcs = d.vpcs.clone();
+            d.enis
+                .extend(self.recorded(r, || self.find_enis(id, &vpcs, Some(&one))).await?);
+        }
+        Ok(d)
     }
 
     async fn find_snapshots(&self, id: &StackId) -> Result<Vec<String>> {
@@ -382,11 +485,13 @@ impl Aws {
             .collect())
     }
 
-    async fn find_vpcs(&self, id: &StackId) -> Result<Vec<Vpc>> {
-        let vpcs = self
-            .ec2
-            .describe_vpcs()
-            .set_filters(Some(tags::filters(id)))
+    async fn find_vpcs(&self, id: &StackId, ids: Option<&[String]>) -> Result<Vec<Vpc>> {
+        let req = self.ec2.describe_vpcs();
+        let req = match ids {
+            Some(ids) => req.set_vpc_ids(Some(ids.to_vec())),
+            None => req.set_filters(Some(tags::filters(id))),
+        };
+        let vpcs = req
             .into_paginator()
             .items()
             .send()
@@ -402,11 +507,13 @@ impl Aws {
             .collect())
     }
 
-    async fn find_igws(&self, id: &StackId) -> Result<Vec<Igw>> {
-        let igws = self
-            .ec2
-            .describe_internet_gateways()
-            .set_filters(Some(tags::filters(id)))
+    async fn find_igws(&self, id: &StackId, ids: Option<&[String]>) -> Result<Vec<Igw>> {
+        let req = self.ec2.describe_internet_gateways();
+        let req = match ids {
+            Some(ids) => req.set_internet_gateway_ids(Some(ids.to_vec())),
+            None => req.set_filters(Some(tags::filters(id))),
+        };
+        let igws = req
             .into_paginator()
             .items()
             .send()
@@ -425,11 +532,13 @@ impl Aws {
             .collect())
     }
 
-    async fn find_subnets(&self, id: &StackId) -> Result<Vec<Subnet>> {
-        let subnets = self
-            .ec2
-            .describe_subnets()
-            .set_filters(Some(tags::filters(id)))
+    async fn find_subnets(&self, id: &StackId, ids: Option<&[String]>) -> Result<Vec<Subnet>> {
+        let req = self.ec2.describe_subnets();
+        let req = match ids {
+            Some(ids) => req.set_subnet_ids(Some(ids.to_vec())),
+            None => req.set_filters(Some(tags::filters(id))),
+        };
+        let subnets = req
             .into_paginator()
             .items()
             .send()
@@ -445,11 +554,13 @@ impl Aws {
             .collect())
     }
 
-    async fn find_route_tables(&self, id: &StackId) -> Result<Vec<RouteTable>> {
-        let rtbs = self
-            .ec2
-            .describe_route_tables()
-            .set_filters(Some(tags::filters(id)))
+    async fn find_route_tables(&self, id: &StackId, ids: Option<&[String]>) -> Result<Vec<RouteTable>> {
+        let req = self.ec2.describe_route_tables();
+        let req = match ids {
+            Some(ids) => req.set_route_table_ids(Some(ids.to_vec())),
+            None => req.set_filters(Some(tags::filters(id))),
+        };
+        let rtbs = req
             .into_paginator()
             .items()
             .send()
@@ -479,11 +590,13 @@ impl Aws {
             .collect())
     }
 
-    async fn find_security_groups(&self, id: &StackId) -> Result<Vec<SecurityGroup>> {
-        let sgs = self
-            .ec2
-            .describe_security_groups()
-            .set_filters(Some(tags::filters(id)))
+    async fn find_security_groups(&self, id: &StackId, ids: Option<&[String]>) -> Result<Vec<SecurityGroup>> {
+        let req = self.ec2.describe_security_groups();
+        let req = match ids {
+            Some(ids) => req.set_group_ids(Some(ids.to_vec())),
+            None => req.set_filters(Some(tags::filters(id))),
+        };
+        let sgs = req
             .into_paginator()
             .items()
             .send()
@@ -509,17 +622,24 @@ impl Aws {
 
     /// Tagged ENIs, and any other ENI in the stack's VPCs (AWS deletes an instance's inline
     /// eth0 with it; a leftover must still go before the VPC can).
-    async fn find_enis(&self, id: &StackId, vpcs: &[Vpc]) -> Result<Vec<Eni>> {
+    async fn find_enis(&self, id: &StackId, vpcs: &[Vpc], ids: Option<&[String]>) -> Result<Vec<Eni>> {
         let mut found = BTreeMap::new();
-        let mut queries = vec![tags::filters(id)];
-        for v in vpcs {
-            queries.push(vec![tags::filter("vpc-id", &v.id)]);
+        let mut queries = Vec::new();
+        match ids {
+            Some(_) => queries.push(Vec::new()),
+            None => {
+                queries.push(tags::filters(id));
+                for v in vpcs {
+                    queries.push(vec![tags::filter("vpc-id", &v.id)]);
+                }
+            }
         }
         for filters in queries {
             let enis = self
                 .ec2
                 .describe_network_interfaces()
-                .set_filters(Some(filters))
+                .set_network_interface_ids(ids.map(<[String]>::to_vec))
+                .set_filters((!filters.is_empty()).then_some(filters))
                 .into_paginator()
                 .items()
                 .send()
@@ -551,8 +671,15 @@ impl Aws {
     }
 
     /// Instances that are not (yet) terminated.
-    pub(crate) async fn find_instances(&self, id: &StackId) -> Result<Vec<Instance>> {
-        let mut filters = tags::filters(id);
+    pub(crate) async fn find_instances(
+        &self,
+        id: &StackId,
+        ids: Option<&[String]>,
+    ) -> Result<Vec<Instance>> {
+        let mut filters = match ids {
+            Some(_) => Vec::new(),
+            None => tags::filters(id),
+        };
         filters.push(
             aws_sdk_ec2::types::Filter::builder()
                 .name("instance-state-name")
@@ -566,6 +693,7 @@ impl Aws {
         let reservations = self
             .ec2
             .describe_instances()
+            .set_instance_ids(ids.map(<[String]>::to_vec))
             .set_filters(Some(filters))
             .into_paginator()
             .items()
@@ -661,11 +789,13 @@ impl Aws {
         }))
     }
 
-    async fn find_eips(&self, id: &StackId) -> Result<Vec<Eip>> {
-        let out = self
-            .ec2
-            .describe_addresses()
-            .set_filters(Some(tags::filters(id)))
+    async fn find_eips(&self, id: &StackId, ids: Option<&[String]>) -> Result<Vec<Eip>> {
+        let req = self.ec2.describe_addresses();
+        let req = match ids {
+            Some(ids) => req.set_allocation_ids(Some(ids.to_vec())),
+            None => req.set_filters(Some(tags::filters(id))),
+        };
+        let out = req
             .send()
             .await
             .map_err(|e| self.err("DescribeAddresses", None, e))?;
@@ -744,7 +874,8 @@ impl Aws {
         Ok((account, out))
     }
 
-    async fn find_parameters(&self, id: &StackId) -> Result<Vec<String>> {
+    /// The stack's parameters: (name, value, last modified).
+    async fn find_parameters(&self, id: &StackId) -> Result<Vec<(String, String, Option<SystemTime>)>> {
         let params = self
             .ssm
             .get_parameters_by_path()
@@ -758,8 +889,53 @@ impl Aws {
         Ok(params
             .iter()
             .flat_map(|page| page.parameters())
-            .filter_map(|p| p.name().map(str::to_string))
+            .filter_map(|p| {
+                Some((
+                    p.name()?.to_string(),
+                    p.value().unwrap_or_default().to_string(),
+                    p.last_modified_date()
+                        .and_then(|t| SystemTime::try_from(*t).ok()),
+                ))
+            })
             .collect())
+    }
+
+    /// Looks a recorded resource up by its id. A record younger than RECORD_FRESH whose
+    /// resource EC2 does not know yet is AWS's eventual consistency (the create succeeded):
+    /// asked again for a while. An older one whose resource is gone names nothing.
+    async fn recorded<T, F, Fut>(&self, rec: &Record, find: F) -> Result<Vec<T>>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<T>>>,
+    {
+        let young = rec
+            .written
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age < RECORD_FRESH);
+        let not_found = |e: &crate::error::Error| {
+            matches!(e, crate::error::Error::Aws(f) if f.code.ends_with(".NotFound"))
+        };
+        let found = find
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(250))
+                    .with_max_delay(Duration::from_secs(2))
+                    .with_max_times(8),
+            )
+            .when(|e| young && not_found(e))
+            .notify(|_, wait| {
+                crate::ui::note(format!(
+                    "{} {} was created moments ago and EC2 does not show it yet; looking again in {:.1}s",
+                    rec.role.as_str(),
+                    rec.id,
+                    wait.as_secs_f64()
+                ))
+            })
+            .await;
+        match found {
+            Err(e) if not_found(&e) => Ok(Vec::new()),
+            other => other,
+        }
     }
 }
 

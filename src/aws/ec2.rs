@@ -6,7 +6,6 @@ use super::tags::{self, Role};
 use super::Aws;
 use crate::error::{Error, Result};
 use crate::spec::StackId;
-use aws_sdk_ec2::client::Waiters;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, BlockDeviceMapping, DomainType, EbsBlockDevice, Filter, HttpTokensState,
@@ -15,7 +14,7 @@ use aws_sdk_ec2::types::{
     VolumeType,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use backon::{ExponentialBuilder, Retryable};
+use backon::{ConstantBuilder, Retryable};
 use std::time::Duration;
 
 /// How long an instance may take to reach `running` or `terminated`.
@@ -752,7 +751,7 @@ impl Aws {
         // not honoured (the emulator) and costs one describe only after a failure.
         let find = move || async move {
             Ok(self
-                .find_instances(id)
+                .find_instances(id, None)
                 .await?
                 .into_iter()
                 .next()
@@ -761,11 +760,12 @@ impl Aws {
         let req = &req;
         let create = move |v: Verdict| async move {
             let out = (|| req.clone().customize().config_override(v.ec2()).send())
+                // IAM takes seconds (AWS: "usually", no bound) to make a new profile
+                // usable by EC2: asked every second, for up to two minutes.
                 .retry(
-                    ExponentialBuilder::default()
-                        .with_min_delay(Duration::from_secs(2))
-                        .with_max_delay(Duration::from_secs(10))
-                        .with_max_times(8),
+                    ConstantBuilder::default()
+                        .with_delay(Duration::from_secs(1))
+                        .with_max_times(120),
                 )
                 .when(|e| {
                     e.as_service_error().is_some_and(|s| {
@@ -775,11 +775,10 @@ impl Aws {
                             })
                     })
                 })
-                .notify(|_, wait| {
-                    crate::ui::note(format!(
-                        "EC2 RunInstances: the instance profile is not visible to EC2 yet; retrying in {:.0}s",
-                        wait.as_secs_f64()
-                    ))
+                .notify(|_, _| {
+                    crate::ui::note(
+                        "EC2 RunInstances: the new instance profile is not usable by EC2 yet (IAM propagation); retrying in 1s",
+                    )
                 })
                 .await
                 .map_err(|e| self.err("RunInstances", Some(l.subnet_id), e))?;
@@ -802,21 +801,71 @@ impl Aws {
         Ok(instance_id)
     }
 
+    /// Waits until the instance is `running`: polled every second (the SDK's waiter first
+    /// asks after 15 s and then less often, which is slower than a launch takes).
     pub async fn wait_running(&self, instance_id: &str) -> Result<()> {
-        self.ec2
-            .wait_until_instance_running()
-            .instance_ids(instance_id)
-            .wait(INSTANCE_WAIT)
+        self.wait_state(instance_id, "running", &["shutting-down", "terminated", "stopping"])
             .await
-            .map_err(|e| {
-                Error::failed(format!(
-                    "instance {instance_id} in {} did not reach `running` within {}s: {}\n  next: look at the instance in the EC2 console (state reason), then run the same command again",
-                    self.region,
-                    INSTANCE_WAIT.as_secs(),
-                    super::causes(&e)
-                ))
-            })?;
-        Ok(())
+            .map_err(|e| match e {
+                Error::Failed(m) => Error::failed(format!(
+                    "{m}\n  next: look at the instance in the EC2 console (state reason), then run the same command again"
+                )),
+                e => e,
+            })
+    }
+
+    /// Polls an instance's state until it is `want`: a state in `fail` ends the wait with an
+    /// error, as does INSTANCE_WAIT passing; NotFound (a new instance EC2 does not show
+    /// yet) is waited on like a state on its way.
+    async fn wait_state(&self, instance_id: &str, want: &str, fail: &[&str]) -> Result<()> {
+        enum Poll {
+            NotYet(String),
+            Stop(Error),
+        }
+        let poll = || async {
+            let out = self
+                .ec2
+                .describe_instances()
+                .instance_ids(instance_id)
+                .send()
+                .await;
+            let state = match out {
+                Ok(o) => o
+                    .reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .find_map(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()))
+                    .unwrap_or_default(),
+                Err(e) if e.code() == Some("InvalidInstanceID.NotFound") => "not visible yet".into(),
+                Err(e) => return Err(Poll::Stop(self.err("DescribeInstances", Some(instance_id), e))),
+            };
+            if state == want {
+                Ok(())
+            } else if fail.contains(&state.as_str()) {
+                Err(Poll::Stop(Error::failed(format!(
+                    "instance {instance_id} in {} is {state}, not {want}",
+                    self.region
+                ))))
+            } else {
+                Err(Poll::NotYet(state))
+            }
+        };
+        let polls = INSTANCE_WAIT.as_secs() as usize;
+        poll.retry(
+            ConstantBuilder::default()
+                .with_delay(Duration::from_secs(1))
+                .with_max_times(polls),
+        )
+        .when(|p| matches!(p, Poll::NotYet(_)))
+        .await
+        .map_err(|p| match p {
+            Poll::Stop(e) => e,
+            Poll::NotYet(state) => Error::failed(format!(
+                "instance {instance_id} in {} did not reach `{want}` within {}s (it is {state})",
+                self.region,
+                INSTANCE_WAIT.as_secs()
+            )),
+        })
     }
 
     pub async fn set_termination_protection(&self, instance_id: &str, on: bool) -> Result<()> {
@@ -843,20 +892,7 @@ impl Aws {
     }
 
     pub async fn wait_terminated(&self, instance_id: &str) -> Result<()> {
-        self.ec2
-            .wait_until_instance_terminated()
-            .instance_ids(instance_id)
-            .wait(INSTANCE_WAIT)
-            .await
-            .map_err(|e| {
-                Error::failed(format!(
-                    "instance {instance_id} in {} did not reach `terminated` within {}s: {}",
-                    self.region,
-                    INSTANCE_WAIT.as_secs(),
-                    super::causes(&e)
-                ))
-            })?;
-        Ok(())
+        self.wait_state(instance_id, "terminated", &[]).await
     }
 
     pub async fn allocate_eip(&self, id: &StackId, role: Role) -> Result<Eip> {

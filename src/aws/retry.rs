@@ -29,7 +29,7 @@ use backon::{ExponentialBuilder, Retryable};
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Attempts per AWS call (the SDK's standard mode has 3).
 ///
@@ -170,6 +170,12 @@ impl Intercept for Verdict {
     }
 }
 
+/// How long after a create AWS's tag-filtered lists may still leave the new resource out.
+/// AWS documents that EC2 is eventually consistent without a bound; seconds are usual. A
+/// create whose answer was lost is sent again only when its resource is not listed this long
+/// after the lost attempt.
+pub const LIST_LAG: Duration = Duration::from_secs(5);
+
 /// Errors of a create that, on a repeated attempt, mean "the earlier attempt did it": look
 /// again (AWS's describe calls may lag a create by a moment).
 const DONE_BEFORE: &[&str] = &[
@@ -192,9 +198,8 @@ impl Aws {
     /// returned; not found, the create is sent again. At most MAX_ATTEMPTS creates.
     /// `effect` names what `find` finds, for the notes ("the stack's VPC exists").
     ///
-    /// A limit on AWS (not on the emulator, which is strongly consistent): a resource may
-    /// appear in Describe calls a moment after its create. The first look is at least 1 s
-    /// after the failure; later ones wait longer.
+    /// AWS lists a new resource a moment after its create: the look that decides to send
+    /// the create again is made LIST_LAG after the lost attempt at the earliest.
     pub(crate) async fn create_once<T, F, FF, C, CF>(
         &self,
         op: &str,
@@ -209,15 +214,24 @@ impl Aws {
         CF: Future<Output = Result<T>>,
     {
         let attempts = AtomicU32::new(0);
-        let (attempts, find, create) = (&attempts, &find, &create);
+        let sent = Mutex::new(Instant::now());
+        let (attempts, sent, find, create) = (&attempts, &sent, &find, &create);
         let once = move || async move {
             let attempt = attempts.fetch_add(1, Ordering::SeqCst) + 1;
             if attempt > 1 {
-                let found = find().await.map_err(|error| Failed {
+                let failed = |error| Failed {
                     error,
                     retry: None,
                     attempt,
-                })?;
+                };
+                let mut found = find().await.map_err(failed)?;
+                // Not listed may only mean not listed yet: look again once LIST_LAG has
+                // passed since the lost attempt, before sending a second create.
+                let since = sent.lock().unwrap_or_else(|e| e.into_inner()).elapsed();
+                if found.is_none() && since < LIST_LAG {
+                    tokio::time::sleep(LIST_LAG - since).await;
+                    found = find().await.map_err(failed)?;
+                }
                 if let Some(found) = found {
                     crate::ui::note(format!(
                         "{op}: the failed attempt had taken effect ({effect}); not sending it again"
@@ -225,6 +239,7 @@ impl Aws {
                     return Ok(found);
                 }
             }
+            *sent.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
             let verdict = Verdict::default();
             create(verdict.clone()).await.map_err(|error| {
                 let mut retry = verdict.reason();

@@ -8,7 +8,7 @@ use crate::cli::{
 use crate::error::{Error, Result};
 use crate::phases::restore::{self, App, RestoreSpec};
 use crate::phases::{self, bootstrap, build, stage, PhaseState, Reach, Site};
-use crate::plan::{self, resource_label, Change};
+use crate::plan::{self, Change};
 use crate::remote::ssh::{PinnedKey, SshTarget};
 use crate::spec::StackSpec;
 use crate::ui::Ui;
@@ -399,22 +399,20 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
             image => image,
         };
 
-        let mut applied = Vec::new();
-        for st in &plan.steps {
-            for change in &st.changes {
-                let step = ui.step(format!("{}: {change}", resource_label(st.resource)));
-                match crate::apply::apply(&aws, &spec, image.as_ref(), &mut d, change).await {
-                    Ok(rid) => {
-                        step.done(&rid);
-                        applied.push(json!({"resource": st.resource, "change": change, "id": rid}));
-                    }
-                    Err(e) => {
-                        step.failed();
-                        return Err(e);
-                    }
-                }
-            }
+        let out = crate::apply::run(&aws, ui, &spec, image.as_ref(), &mut d, &plan).await;
+        if let Some(e) = out.error {
+            return Err(e);
         }
+        // Resources a crashed run made but could not record: recorded now, so that the
+        // next run finds them by id too.
+        for r in crate::apply::missing_records(&d) {
+            aws.record(&id, r.role, &r.id).await?;
+        }
+        let applied: Vec<_> = out
+            .applied
+            .iter()
+            .map(|a| json!({"resource": a.resource, "change": a.change, "id": a.id}))
+            .collect();
 
         let mut done = BTreeMap::new();
         if !wanted.is_empty() {

@@ -101,11 +101,24 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// AWS's behaviour modelled in front of moto for every test (tests/rig/aws_model.py): new
+/// resources missing from lists and unknown by id for a moment, instances `pending` and
+/// `shutting-down` for a while, IAM propagation, dependency and in-use errors, ClientToken.
+/// Small times, so that CI stays fast; a test may set others with `Rig::set_model`.
+pub const STRICT: &str = r#"{"list_lag": 1.0, "read_lag": 0.5, "write_lag": 0.3,
+  "pending": 0.5, "shutting_down": 0.5, "iam_propagation": 1.0, "in_use": "alternate",
+  "dependencies": true, "client_token": true, "termination_protection": true}"#;
+
+/// The access key of the tests' own SDK clients: the AWS model lets them see the truth (what
+/// moto holds), so that a check after a run is not fooled by the lag poscloud must handle.
+pub const TRUTH_KEY: &str = "rig-truth";
+
 /// One emulator (tests/rig/emulator.py) on a free loopback port; stopped (by PID) when
 /// dropped. `hosts` is its registry of test hosts (see `TestHost::bind`).
 pub struct Emulator {
     child: Child,
     pub port: u16,
+    model: tempfile::NamedTempFile,
 }
 
 impl Emulator {
@@ -114,10 +127,14 @@ impl Emulator {
         let log =
             std::fs::File::create(std::env::temp_dir().join(format!("poscloud-moto-{port}.log")))
                 .unwrap();
+        let model = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(model.path(), STRICT).unwrap();
         let child = Command::new(emulator_python())
             .arg(repo().join("tests/rig/emulator.py"))
             .arg("--hosts")
             .arg(hosts)
+            .arg("--aws-model")
+            .arg(model.path())
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("MOTO_AMIS_PATH", repo().join("tests/fixtures/amis.json"))
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
@@ -125,7 +142,7 @@ impl Emulator {
             .stderr(log)
             .spawn()
             .expect("start moto_server");
-        let emu = Emulator { child, port };
+        let emu = Emulator { child, port, model };
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -139,6 +156,14 @@ impl Emulator {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Replaces the AWS model (JSON as in tests/rig/aws_model.py; "{}" turns it off). The
+    /// emulator reads it again before its next request.
+    pub fn set_model(&self, json: &str) {
+        let tmp = self.model.path().with_extension("new");
+        std::fs::write(&tmp, json).unwrap();
+        std::fs::rename(&tmp, self.model.path()).unwrap();
     }
 }
 
@@ -605,6 +630,16 @@ impl Proxy {
             .collect()
     }
 
+    /// The writes that succeeded (a write refused by AWS's eventual consistency, e.g. a
+    /// NotFound for a resource made moments ago, and retried, is in `writes` only).
+    pub fn ok_writes(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter(|c| is_write(&c.action) && c.status < 300)
+            .map(|c| c.action)
+            .collect()
+    }
+
     pub fn reset(&self) {
         let mut s = self.state.lock().unwrap();
         s.calls.clear();
@@ -701,7 +736,7 @@ impl Rig {
                 .region(aws_config::Region::new(REGION))
                 .endpoint_url(emu.url())
                 .credentials_provider(aws_sdk_ec2::config::Credentials::new(
-                    "testing", "testing", None, None, "tests",
+                    TRUTH_KEY, "testing", None, None, "tests",
                 ))
                 .load(),
         );
@@ -719,6 +754,11 @@ impl Rig {
             home,
             rt,
         }
+    }
+
+    /// Sets the AWS model of the emulator (see `Emulator::set_model`).
+    pub fn set_model(&self, json: &str) {
+        self.emu.set_model(json);
     }
 
     /// The emulator's registry of test hosts standing for instances.

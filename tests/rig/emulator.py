@@ -2,7 +2,10 @@
 """The AWS emulator of the tests and the sandbox: moto's server, extended in-process so that
 SSM Run Command really runs on the test host that stands for an instance.
 
-    emulator.py -H ADDRESS -p PORT [--hosts DIR]
+    emulator.py -H ADDRESS -p PORT [--hosts DIR] [--aws-model FILE]
+
+--aws-model FILE: AWS's behaviour in front of moto (eventual consistency, instance state
+times, dependency errors, IAM propagation, ClientToken): see aws_model.py.
 
 --hosts DIR (or POSCLOUD_RIG_HOSTS) is the registry of test hosts: each `DIR/*.json` binds one
 test host to the instances of one stack:
@@ -42,6 +45,9 @@ import threading
 import time
 
 from moto import server
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import aws_model  # noqa: E402  (next to this file)
 from moto.core.exceptions import ServiceException
 from moto.core.responses import ActionResult
 from moto.ec2.models import ec2_backends
@@ -453,10 +459,12 @@ def main():
     global HOSTS
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--hosts")
+    p.add_argument("--aws-model")
     known, rest = p.parse_known_args()
     if known.hosts:
         HOSTS = known.hosts
     patch()
+    aws_model.install(known.aws_model)
     server.main(rest)
 
 
