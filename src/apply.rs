@@ -64,9 +64,16 @@ fn needs(a: &Change, b: &Change) -> bool {
         }
         C::SetTerminationProtection { .. } => matches!(b, C::Launch { .. }),
         // An address can be mapped only in a VPC with an internet gateway attached.
-        C::AssociateEip { role: Role::EipHost } => {
+        C::AssociateEip {
+            role: Role::EipHost,
+        } => {
             matches!(b, C::Launch { .. } | C::AttachIgw)
-                || matches!(b, C::AllocateEip { role: Role::EipHost })
+                || matches!(
+                    b,
+                    C::AllocateEip {
+                        role: Role::EipHost
+                    }
+                )
         }
         C::AssociateEip { .. } => {
             matches!(b, C::CreatePosEni { .. } | C::AttachIgw)
@@ -118,6 +125,14 @@ pub struct Outcome {
     pub error: Option<Error>,
 }
 
+/// What a scheduled task finished: a change (by its index), or the record of an id.
+enum Done {
+    Change(usize, Result<(String, Option<Role>)>),
+    Record(Result<()>),
+}
+
+type Task<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Done> + Send + 'a>>;
+
 /// Runs every change of `plan` in dependency order, independent ones at once.
 pub async fn run(
     aws: &Aws,
@@ -156,9 +171,8 @@ pub async fn run(
                 if !started[i] && deps[i].iter().all(|j| done[*j]) {
                     started[i] = true;
                     let (role, change) = &items[i];
-                    running.push(async move {
-                        let step =
-                            ui.step_plain(format!("{}: {change}", resource_label(*role)));
+                    running.push(Box::pin(async move {
+                        let step = ui.step_plain(format!("{}: {change}", resource_label(*role)));
                         let r = (|| one(aws, spec, image, state, change))
                             .retry(
                                 ExponentialBuilder::default()
@@ -175,41 +189,42 @@ pub async fn run(
                                 ))
                             })
                             .await;
-                        // Right after a create, its id is recorded: the next run finds it by
-                        // id while AWS's tag-filtered lists may still leave it out.
-                        let r = match r {
-                            Ok((rid, Some(role))) => {
-                                record(aws, state, role, &rid).await.map(|()| rid)
-                            }
-                            Ok((rid, None)) => Ok(rid),
-                            Err(e) => Err(e),
-                        };
                         match &r {
-                            Ok(rid) => step.done(rid),
+                            Ok((rid, _)) => step.done(rid),
                             Err(_) => step.failed(),
                         }
-                        (i, r)
-                    });
+                        Done::Change(i, r)
+                    }) as Task<'_>);
                 }
             }
         }
-        let Some((i, r)) = running.next().await else {
+        let Some(next) = running.next().await else {
             break;
         };
-        match r {
-            Ok(id) => {
+        match next {
+            Done::Change(i, Ok((id, created))) => {
                 done[i] = true;
+                // Right after a create its id is recorded (beside the changes that can
+                // start now): the next run finds it by id while AWS's tag-filtered lists
+                // may still leave it out.
+                if let Some(role) = created {
+                    let rid = id.clone();
+                    running.push(Box::pin(async move {
+                        Done::Record(record(aws, state, role, &rid).await)
+                    }));
+                }
                 out.applied.push(Applied {
                     resource: items[i].0,
                     change: items[i].1.clone(),
                     id,
                 });
             }
-            Err(e) => {
+            Done::Change(_, Err(e)) | Done::Record(Err(e)) => {
                 if out.error.is_none() {
                     out.error = Some(e);
                 }
             }
+            Done::Record(Ok(())) => {}
         }
     }
     *d = take(state);
@@ -438,7 +453,9 @@ async fn one(
             )?;
             let profile = need(
                 "instance profile",
-                read(state, |d| d.instance_profile.as_ref().map(|p| p.name.clone())),
+                read(state, |d| {
+                    d.instance_profile.as_ref().map(|p| p.name.clone())
+                }),
             )?;
             aws.add_role_to_profile(&profile, &role).await?;
             write(state, |d| {
@@ -473,7 +490,10 @@ async fn one(
                     d.instance_profile.as_ref().map(|p| p.arn.clone()),
                 )
             });
-            let (subnet, host_sg) = (need("subnet", subnet)?, need("security group host", host_sg)?);
+            let (subnet, host_sg) = (
+                need("subnet", subnet)?,
+                need("security group host", host_sg)?,
+            );
             let (pos_eni, profile) = (need("eth1", pos_eni)?, need("instance profile", profile)?);
             let launch = Launch {
                 image_id: &image.id,
@@ -492,10 +512,12 @@ async fn one(
                 client_token: format!("{}-{vpc}", id.name()),
             };
             let instance_id = aws.run_instance(id, &launch).await?;
-            // Recorded at once: the wait below is long, and a run killed during it must
-            // find this instance by its id.
-            record(aws, state, Role::Host, &instance_id).await?;
-            aws.wait_running(&instance_id).await?;
+            // Recorded at once, beside the wait: a run killed during the wait must find
+            // this instance by its id.
+            tokio::try_join!(
+                record(aws, state, Role::Host, &instance_id),
+                aws.wait_running(&instance_id)
+            )?;
             let found = aws
                 .find_instances(id, Some(std::slice::from_ref(&instance_id)))
                 .await?;
@@ -544,7 +566,9 @@ async fn one(
             let eni = match role {
                 Role::EipHost => need(
                     "eth0",
-                    read(state, |d| d.instance().and_then(|i| i.eni(0)).map(str::to_string)),
+                    read(state, |d| {
+                        d.instance().and_then(|i| i.eni(0)).map(str::to_string)
+                    }),
                 )?,
                 _ => need("eth1", read(state, |d| d.eni_pos().map(|e| e.id.clone())))?,
             };
@@ -586,8 +610,14 @@ pub fn missing_records(d: &Discovered) -> Vec<Record> {
     want(Role::SgPos, d.sg(Role::SgPos).map(|v| v.id.as_str()));
     want(Role::EniPos, d.eni_pos().map(|v| v.id.as_str()));
     want(Role::Host, d.instance().map(|v| v.id.as_str()));
-    want(Role::EipHost, d.eip(Role::EipHost).map(|v| v.allocation_id.as_str()));
-    want(Role::EipPos, d.eip(Role::EipPos).map(|v| v.allocation_id.as_str()));
+    want(
+        Role::EipHost,
+        d.eip(Role::EipHost).map(|v| v.allocation_id.as_str()),
+    );
+    want(
+        Role::EipPos,
+        d.eip(Role::EipPos).map(|v| v.allocation_id.as_str()),
+    );
     out
 }
 
@@ -624,23 +654,32 @@ mod tests {
                 disk_gb: 1,
             },
             Change::SetTerminationProtection { on: true },
-            Change::AllocateEip { role: Role::EipHost },
+            Change::AllocateEip {
+                role: Role::EipHost,
+            },
             Change::AllocateEip { role: Role::EipPos },
-            Change::AssociateEip { role: Role::EipHost },
+            Change::AssociateEip {
+                role: Role::EipHost,
+            },
             Change::AssociateEip { role: Role::EipPos },
         ];
         // Depth-first: a change reachable from itself would be a cycle.
         fn reaches(all: &[Change], from: usize, to: usize, seen: &mut Vec<usize>) -> bool {
             (0..all.len()).any(|j| {
                 needs(&all[from], &all[j])
-                    && (j == to || (!seen.contains(&j) && {
-                        seen.push(j);
-                        reaches(all, j, to, seen)
-                    }))
+                    && (j == to
+                        || (!seen.contains(&j) && {
+                            seen.push(j);
+                            reaches(all, j, to, seen)
+                        }))
             })
         }
         for i in 0..all.len() {
-            assert!(!reaches(&all, i, i, &mut Vec::new()), "{} waits for itself", all[i]);
+            assert!(
+                !reaches(&all, i, i, &mut Vec::new()),
+                "{} waits for itself",
+                all[i]
+            );
         }
         // The order the issue asks for: IAM overlaps the network, eth1's address needs no
         // instance, the launch waits for the role's policies.

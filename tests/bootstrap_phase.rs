@@ -143,19 +143,34 @@ fn the_host_key_is_waited_for_until_the_console_shows_it() {
     h.bind(&rig, SHOP, "qa");
     h.finish_userdata();
     h.agent_start();
-    let child = rig
+    let mut child = rig
         .command(&args(&[]))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // The console shows the block only some seconds after the user-data ended.
-    std::thread::sleep(std::time::Duration::from_secs(4));
-    h.console(None);
-    let r = child.wait_with_output().unwrap();
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    let err = String::from_utf8_lossy(&r.stderr);
+    // The console shows the block only some seconds after the user-data ended: here once
+    // poscloud says it waits for it (plus a second).
+    use std::io::BufRead;
+    let mut err = String::new();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        err.push_str(&line);
+        err.push('\n');
+        if line.contains("waiting for the console output") {
+            break;
+        }
+    }
     assert!(err.contains("waiting for the console output"), "{err}");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    h.console(None);
+    for line in lines {
+        err.push_str(&line.unwrap());
+        err.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{err}");
     let expected = std::fs::read_to_string(&h.host_key_pub).unwrap();
     assert!(expected.starts_with(&pinned(&rig)));
 }

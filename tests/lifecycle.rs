@@ -47,8 +47,16 @@ fn qa_stack_lifecycle() {
     assert_eq!(
         roles,
         [
-            "eip-host", "eip-pos", "eni-pos", "host", "igw", "route-table", "sg-host", "sg-pos",
-            "subnet", "vpc"
+            "eip-host",
+            "eip-pos",
+            "eni-pos",
+            "host",
+            "igw",
+            "route-table",
+            "sg-host",
+            "sg-pos",
+            "subnet",
+            "vpc"
         ]
     );
 

@@ -172,6 +172,16 @@ pub struct Discovered {
     pub output: OutputBucket,
     /// The ids poscloud recorded after creating them (SSM `id/<role>`).
     pub records: Vec<Record>,
+    /// Every parameter's value and last change (phase records, the lock, the records).
+    #[serde(skip)]
+    pub values: BTreeMap<String, (String, Option<SystemTime>)>,
+}
+
+/// Which network interfaces to list.
+enum EniQuery<'a> {
+    Tagged,
+    InVpcs(&'a [Vpc]),
+    Ids(&'a [String]),
 }
 
 /// A resource's id as poscloud recorded it right after its create.
@@ -193,6 +203,19 @@ pub fn record_prefix(id: &StackId) -> String {
 }
 
 impl Discovered {
+    /// The parameters as discovered, with when each last changed (see `parameter_stamps`).
+    pub fn parameter_stamps(&self) -> BTreeMap<String, Option<SystemTime>> {
+        self.values
+            .iter()
+            .map(|(name, (_, at))| (name.clone(), *at))
+            .collect()
+    }
+
+    /// A parameter's value as discovered.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(|(v, _)| v.as_str())
+    }
+
     /// Whether the resource a record names was found.
     pub fn has(&self, r: &Record) -> bool {
         let id = r.id.as_str();
@@ -371,19 +394,21 @@ impl Aws {
     /// recorded right after each create: AWS's tag-filtered lists may leave out for a while
     /// what was just made, and a second one must never be made because of that.
     pub async fn discover(&self, id: &StackId) -> Result<Discovered> {
-        let (vpcs, igws, subnets, rtbs, sgs, instances, eips, iam, params, output, snapshots) = tokio::try_join!(
-            self.find_vpcs(id, None),
-            self.find_igws(id, None),
-            self.find_subnets(id, None),
-            self.find_route_tables(id, None),
-            self.find_security_groups(id, None),
-            self.find_instances(id, None),
-            self.find_eips(id, None),
-            self.find_iam(id),
-            self.find_parameters(id),
-            self.find_output(id),
-            self.find_snapshots(id),
-        )?;
+        let (vpcs, enis, igws, subnets, rtbs, sgs, instances, eips, iam, params, output, snapshots) =
+            tokio::try_join!(
+                self.find_vpcs(id, None),
+                self.find_enis(id, EniQuery::Tagged),
+                self.find_igws(id, None),
+                self.find_subnets(id, None),
+                self.find_route_tables(id, None),
+                self.find_security_groups(id, None),
+                self.find_instances(id, None),
+                self.find_eips(id, None),
+                self.find_iam(id),
+                self.find_parameters(id),
+                self.find_output(id),
+                self.find_snapshots(id),
+            )?;
         let records: Vec<Record> = params
             .iter()
             .filter_map(|(name, value, written)| {
@@ -404,18 +429,23 @@ impl Aws {
             subnets,
             route_tables: rtbs,
             security_groups: sgs,
-            enis: Vec::new(),
+            enis,
             instances,
             eips,
             iam_role: iam.0,
             instance_profile: iam.1,
+            values: params
+                .iter()
+                .map(|(name, value, at)| (name.clone(), (value.clone(), *at)))
+                .collect(),
             parameters: params.into_iter().map(|(name, _, _)| name).collect(),
             snapshots,
             records: records.clone(),
         };
-        // What the lists left out: looked up by its recorded id, all at once.
+        // What the lists left out, looked up by its recorded id; and whatever interface is
+        // left in the stack's VPCs. All at once.
         let missing: Vec<&Record> = records.iter().filter(|r| !d.has(r)).collect();
-        let found = futures_util::future::try_join_all(missing.iter().map(|r| {
+        let by_record = futures_util::future::try_join_all(missing.iter().map(|r| {
             let one = [r.id.clone()];
             async move {
                 let ids = Some(&one[..]);
@@ -441,13 +471,29 @@ impl Aws {
                     Role::EipHost | Role::EipPos => {
                         part.eips = self.recorded(r, || self.find_eips(id, ids)).await?
                     }
-                    // Looked up with the other interfaces below.
+                    Role::EniPos => {
+                        part.enis = self
+                            .recorded(r, || self.find_enis(id, EniQuery::Ids(&one)))
+                            .await?
+                    }
                     _ => {}
                 }
                 Ok::<_, crate::error::Error>(part)
             }
-        }))
-        .await?;
+        }));
+        // The VPC: found by tags, else by its record (looked up above at the same time).
+        let mut vpcs = d.vpcs.clone();
+        vpcs.extend(
+            records
+                .iter()
+                .filter(|r| r.role == Role::Vpc && !d.has(r))
+                .map(|r| Vpc {
+                    id: r.id.clone(),
+                    cidr: String::new(),
+                }),
+        );
+        let (found, in_vpcs) =
+            tokio::try_join!(by_record, self.find_enis(id, EniQuery::InVpcs(&vpcs)))?;
         for part in found {
             d.vpcs.extend(part.vpcs);
             d.igws.extend(part.igws);
@@ -456,13 +502,12 @@ impl Aws {
             d.security_groups.extend(part.security_groups);
             d.instances.extend(part.instances);
             d.eips.extend(part.eips);
+            d.enis.extend(part.enis);
         }
-        d.enis = self.find_enis(id, &d.vpcs, None).await?;
-        if let Some(r) = records.iter().find(|r| r.role == Role::EniPos && !d.has(r)) {
-            let one = [r.id.clone()];
-            let vpcs = d.vpcs.clone();
-            d.enis
-                .extend(self.recorded(r, || self.find_enis(id, &vpcs, Some(&one))).await?);
+        for e in in_vpcs {
+            if !d.enis.iter().any(|x| x.id == e.id) {
+                d.enis.push(e);
+            }
         }
         Ok(d)
     }
@@ -554,7 +599,11 @@ impl Aws {
             .collect())
     }
 
-    async fn find_route_tables(&self, id: &StackId, ids: Option<&[String]>) -> Result<Vec<RouteTable>> {
+    async fn find_route_tables(
+        &self,
+        id: &StackId,
+        ids: Option<&[String]>,
+    ) -> Result<Vec<RouteTable>> {
         let req = self.ec2.describe_route_tables();
         let req = match ids {
             Some(ids) => req.set_route_table_ids(Some(ids.to_vec())),
@@ -590,7 +639,11 @@ impl Aws {
             .collect())
     }
 
-    async fn find_security_groups(&self, id: &StackId, ids: Option<&[String]>) -> Result<Vec<SecurityGroup>> {
+    async fn find_security_groups(
+        &self,
+        id: &StackId,
+        ids: Option<&[String]>,
+    ) -> Result<Vec<SecurityGroup>> {
         let req = self.ec2.describe_security_groups();
         let req = match ids {
             Some(ids) => req.set_group_ids(Some(ids.to_vec())),
@@ -620,20 +673,20 @@ impl Aws {
             .collect())
     }
 
-    /// Tagged ENIs, and any other ENI in the stack's VPCs (AWS deletes an instance's inline
-    /// eth0 with it; a leftover must still go before the VPC can).
-    async fn find_enis(&self, id: &StackId, vpcs: &[Vpc], ids: Option<&[String]>) -> Result<Vec<Eni>> {
+    /// ENIs: tagged, or in the stack's VPCs (AWS deletes an instance's inline eth0 with it;
+    /// a leftover must still go before the VPC can), or by id.
+    async fn find_enis(&self, id: &StackId, q: EniQuery<'_>) -> Result<Vec<Eni>> {
         let mut found = BTreeMap::new();
-        let mut queries = Vec::new();
-        match ids {
-            Some(_) => queries.push(Vec::new()),
-            None => {
-                queries.push(tags::filters(id));
-                for v in vpcs {
-                    queries.push(vec![tags::filter("vpc-id", &v.id)]);
-                }
-            }
-        }
+        let (queries, ids) = match q {
+            EniQuery::Tagged => (vec![tags::filters(id)], None),
+            EniQuery::InVpcs(vpcs) => (
+                vpcs.iter()
+                    .map(|v| vec![tags::filter("vpc-id", &v.id)])
+                    .collect(),
+                None,
+            ),
+            EniQuery::Ids(ids) => (vec![Vec::new()], Some(ids)),
+        };
         for filters in queries {
             let enis = self
                 .ec2
@@ -704,17 +757,19 @@ impl Aws {
         let mut out = Vec::new();
         for i in reservations.iter().flat_map(|r| r.instances()) {
             let iid = i.instance_id().unwrap_or_default().to_string();
-            let protection = self
-                .ec2
-                .describe_instance_attribute()
-                .instance_id(&iid)
-                .attribute(InstanceAttributeName::DisableApiTermination)
-                .send()
-                .await
-                .map_err(|e| self.err("DescribeInstanceAttribute", Some(&iid), e))?
-                .disable_api_termination()
-                .and_then(|v| v.value())
-                .unwrap_or(false);
+            let protection = async {
+                Ok(self
+                    .ec2
+                    .describe_instance_attribute()
+                    .instance_id(&iid)
+                    .attribute(InstanceAttributeName::DisableApiTermination)
+                    .send()
+                    .await
+                    .map_err(|e| self.err("DescribeInstanceAttribute", Some(&iid), e))?
+                    .disable_api_termination()
+                    .and_then(|v| v.value())
+                    .unwrap_or(false))
+            };
             let root_name = i.root_device_name();
             let root_volume_id = i
                 .block_device_mappings()
@@ -723,10 +778,13 @@ impl Aws {
                 .and_then(|b| b.ebs())
                 .and_then(|e| e.volume_id())
                 .map(str::to_string);
-            let root_volume = match root_volume_id {
-                Some(vid) => self.describe_volume(&vid).await?,
-                None => None,
+            let root_volume = async {
+                match &root_volume_id {
+                    Some(vid) => self.describe_volume(vid).await,
+                    None => Ok(None),
+                }
             };
+            let (protection, root_volume) = tokio::try_join!(protection, root_volume)?;
             let mut interfaces: Vec<(i32, String, String)> = i
                 .network_interfaces()
                 .iter()
@@ -821,61 +879,88 @@ impl Aws {
 
     async fn find_iam(&self, id: &StackId) -> Result<(Option<IamRole>, Option<InstanceProfile>)> {
         let name = iam_name(id);
-        let role = match self.iam.get_role().role_name(&name).send().await {
-            Ok(_) => {
-                let policies = self
-                    .iam
-                    .list_attached_role_policies()
-                    .role_name(&name)
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .try_collect()
-                    .await
-                    .map_err(|e| self.err("ListAttachedRolePolicies", Some(&name), e))?
-                    .into_iter()
-                    .filter_map(|p| p.policy_arn().map(str::to_string))
-                    .collect();
-                Some(IamRole {
-                    name: name.clone(),
-                    policies,
-                    scope_policy: self
-                        .role_policy(&name, crate::aws::iam::SCOPE_POLICY)
-                        .await?,
-                })
+        let name = name.as_str();
+        let role = async {
+            match self.iam.get_role().role_name(name).send().await {
+                Ok(_) => {
+                    let attached = async {
+                        self.iam
+                            .list_attached_role_policies()
+                            .role_name(name)
+                            .into_paginator()
+                            .items()
+                            .send()
+                            .try_collect()
+                            .await
+                            .map_err(|e| self.err("ListAttachedRolePolicies", Some(name), e))
+                    };
+                    let (attached, scope_policy) = tokio::try_join!(
+                        attached,
+                        self.role_policy(name, crate::aws::iam::SCOPE_POLICY)
+                    )?;
+                    Ok(Some(IamRole {
+                        name: name.to_string(),
+                        policies: attached
+                            .into_iter()
+                            .filter_map(|p| p.policy_arn().map(str::to_string))
+                            .collect(),
+                        scope_policy,
+                    }))
+                }
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_no_such_entity_exception()) =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(self.err("GetRole", Some(name), e)),
             }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
-            {
-                None
-            }
-            Err(e) => return Err(self.err("GetRole", Some(&name), e)),
         };
-        let profile = self.instance_profile(&name).await?;
-        Ok((role, profile))
+        tokio::try_join!(role, self.instance_profile(name))
     }
 
     async fn find_output(&self, id: &StackId) -> Result<(String, OutputBucket)> {
         let account = self.account_id().await?;
         let name = crate::aws::s3::output_bucket_name(&account, &self.region);
-        let exists = self.bucket_exists(&name).await?;
-        let mut out = OutputBucket {
-            name,
-            exists,
-            ..Default::default()
-        };
-        if exists {
-            (out.encrypted, out.public_access_blocked) = self.bucket_security(&out.name).await?;
-            out.stack_objects = self
-                .list_keys(&out.name, &crate::aws::s3::stack_prefix(id), 1000)
-                .await?;
-        }
-        Ok((account, out))
+        // All at once: the settings and keys of a bucket that does not exist read as none.
+        let prefix = crate::aws::s3::stack_prefix(id);
+        let (exists, (encrypted, public_access_blocked), stack_objects) = tokio::try_join!(
+            self.bucket_exists(&name),
+            self.bucket_security(&name),
+            self.list_keys(&name, &prefix, 1000)
+        )?;
+        Ok((
+            account,
+            OutputBucket {
+                name,
+                exists,
+                encrypted: exists && encrypted,
+                public_access_blocked: exists && public_access_blocked,
+                stack_objects: if exists { stack_objects } else { Vec::new() },
+            },
+        ))
+    }
+
+    /// The stack's parameters, each with when it last changed: what changes whenever any
+    /// run changes the stack (records, phases, the lock), so that a run that took the lock
+    /// after its discovery can tell whether another run changed the stack in between.
+    pub async fn parameter_stamps(
+        &self,
+        id: &StackId,
+    ) -> Result<BTreeMap<String, Option<SystemTime>>> {
+        Ok(self
+            .find_parameters(id)
+            .await?
+            .into_iter()
+            .map(|(name, _, at)| (name, at))
+            .collect())
     }
 
     /// The stack's parameters: (name, value, last modified).
-    async fn find_parameters(&self, id: &StackId) -> Result<Vec<(String, String, Option<SystemTime>)>> {
+    async fn find_parameters(
+        &self,
+        id: &StackId,
+    ) -> Result<Vec<(String, String, Option<SystemTime>)>> {
         let params = self
             .ssm
             .get_parameters_by_path()
@@ -912,9 +997,7 @@ impl Aws {
             .written
             .and_then(|t| t.elapsed().ok())
             .is_none_or(|age| age < RECORD_FRESH);
-        let not_found = |e: &crate::error::Error| {
-            matches!(e, crate::error::Error::Aws(f) if f.code.ends_with(".NotFound"))
-        };
+        let not_found = |e: &crate::error::Error| matches!(e, crate::error::Error::Aws(f) if f.code.ends_with(".NotFound"));
         let found = find
             .retry(
                 ExponentialBuilder::default()

@@ -834,10 +834,22 @@ impl Aws {
                     .reservations()
                     .iter()
                     .flat_map(|r| r.instances())
-                    .find_map(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()))
+                    .find_map(|i| {
+                        i.state()
+                            .and_then(|s| s.name())
+                            .map(|n| n.as_str().to_string())
+                    })
                     .unwrap_or_default(),
-                Err(e) if e.code() == Some("InvalidInstanceID.NotFound") => "not visible yet".into(),
-                Err(e) => return Err(Poll::Stop(self.err("DescribeInstances", Some(instance_id), e))),
+                Err(e) if e.code() == Some("InvalidInstanceID.NotFound") => {
+                    "not visible yet".into()
+                }
+                Err(e) => {
+                    return Err(Poll::Stop(self.err(
+                        "DescribeInstances",
+                        Some(instance_id),
+                        e,
+                    )))
+                }
             };
             if state == want {
                 Ok(())

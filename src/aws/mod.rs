@@ -37,6 +37,7 @@ pub struct Aws {
     pub region: String,
     endpoint: String,
     journal: Journal,
+    account: std::sync::OnceLock<String>,
 }
 
 impl Aws {
@@ -126,6 +127,7 @@ impl Aws {
             region,
             endpoint,
             journal,
+            account: std::sync::OnceLock::new(),
         })
     }
 

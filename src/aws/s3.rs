@@ -19,16 +19,22 @@ pub fn stack_prefix(id: &crate::spec::StackId) -> String {
 }
 
 impl Aws {
+    /// The account of these credentials (asked once per run).
     pub async fn account_id(&self) -> Result<String> {
+        if let Some(a) = self.account.get() {
+            return Ok(a.clone());
+        }
         let out = self
             .sts
             .get_caller_identity()
             .send()
             .await
             .map_err(|e| self.err("GetCallerIdentity", None, e))?;
-        out.account()
+        let account = out
+            .account()
             .map(str::to_string)
-            .ok_or_else(|| Error::failed("GetCallerIdentity returned no account"))
+            .ok_or_else(|| Error::failed("GetCallerIdentity returned no account"))?;
+        Ok(self.account.get_or_init(|| account).clone())
     }
 
     pub async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
@@ -141,8 +147,13 @@ impl Aws {
             .into_paginator()
             .send()
             .try_collect()
-            .await
-            .map_err(|e| self.err("ListObjectsV2", Some(bucket), e))?;
+            .await;
+        let pages = match pages {
+            Ok(p) => p,
+            // Asked beside the bucket's existence (discovery): no bucket, no keys.
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_bucket()) => Vec::new(),
+            Err(e) => return Err(self.err("ListObjectsV2", Some(bucket), e)),
+        };
         Ok(pages
             .iter()
             .flat_map(|p| p.contents())

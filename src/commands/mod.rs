@@ -157,6 +157,34 @@ pub async fn locked<T>(
     result
 }
 
+/// Like `locked`, with `beside` (reads, e.g. a preflight) run while the lock is taken; its
+/// result goes to `work`. When `beside` fails the lock is released and nothing else runs.
+pub async fn locked_beside<A, T, W>(
+    aws: &Aws,
+    ui: &Ui,
+    id: &StackId,
+    break_lock: bool,
+    beside: impl Future<Output = Result<A>>,
+    work: impl FnOnce(A) -> W,
+) -> Result<T>
+where
+    W: Future<Output = Result<T>>,
+{
+    let (lock, a) = tokio::join!(
+        crate::lock::acquire(aws, ui, id, aws.journal().command(), break_lock),
+        beside
+    );
+    lock?;
+    let result = match a {
+        Ok(a) => interruptible(work(a)).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = crate::lock::release(aws, id).await {
+        ui.warn(format!("could not release the lock of {id}: {e}"));
+    }
+    result
+}
+
 pub fn render_plan(plan: &Plan, note: Option<&str>) -> String {
     let mut s = String::new();
     for st in &plan.steps {

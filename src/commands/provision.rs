@@ -1,4 +1,4 @@
-use super::{locked, render_plan, render_price, Ctx};
+use super::{locked_beside, render_plan, render_price, Ctx};
 use crate::aws::discover::Discovered;
 use crate::aws::tags::Role;
 use crate::aws::Aws;
@@ -320,9 +320,13 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
 
     let d = aws.discover(&id).await?;
     let plan = plan::build(&spec, &d, &aws.region);
+    // The phase records came with the discovery (the stack's parameters).
     let mut states = BTreeMap::new();
     for p in &wanted {
-        if let Some(st) = phases::phase_state(&aws, &id, p).await? {
+        let st = d
+            .value(&crate::aws::ssm::phase_name(&id, p))
+            .and_then(|v| serde_json::from_str::<PhaseState>(v).ok());
+        if let Some(st) = st {
             states.insert(p.to_string(), st);
         }
     }
@@ -349,7 +353,7 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
     if plan.writes() == 0 && todo.is_empty() {
         if args.break_lock {
             crate::lock::break_lock(&aws, ui, &id).await?;
-        } else if let Some(h) = crate::lock::holder(&aws, &id).await? {
+        } else if let Some(h) = crate::lock::holder_in(&d, &id) {
             ui.warn(format!("{id} is locked by {h}"));
         }
         ui.info(render_plan(&plan, None));
@@ -364,25 +368,61 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
         return Ok(());
     }
 
-    // Preflight, before any write (the lock included): the image and the region's quotas.
-    let step = ui.step("preflight: image and quotas");
-    let image = if plan.count(|c| matches!(c, Change::Launch { .. })) > 0 {
-        Some(aws.find_image(&spec.ami).await?)
-    } else {
-        None
+    // Preflight (the image and the region's quotas) while the lock is taken; a failed
+    // preflight releases the lock and changes nothing else.
+    let preflight = async {
+        let step = ui.step("preflight: image and quotas");
+        let launch = plan.count(|c| matches!(c, Change::Launch { .. })) > 0;
+        let image = async {
+            match launch {
+                true => aws.find_image(&spec.ami).await.map(Some),
+                false => Ok(None),
+            }
+        };
+        let quotas = aws.check_quotas(
+            plan.count(|c| matches!(c, Change::CreateVpc { .. })),
+            plan.count(|c| matches!(c, Change::AllocateEip { .. })),
+            spec.vpc_quota,
+            spec.eip_quota,
+        );
+        match tokio::try_join!(image, quotas) {
+            Ok((image, ())) => {
+                step.done(
+                    image
+                        .as_ref()
+                        .map(|i: &crate::aws::preflight::Image| i.id.as_str())
+                        .unwrap_or(""),
+                );
+                Ok(image)
+            }
+            Err(e) => {
+                step.failed();
+                Err(e)
+            }
+        }
     };
-    aws.check_quotas(
-        plan.count(|c| matches!(c, Change::CreateVpc { .. })),
-        plan.count(|c| matches!(c, Change::AllocateEip { .. })),
-        spec.vpc_quota,
-        spec.eip_quota,
-    )
-    .await?;
-    step.done(image.as_ref().map(|i| i.id.as_str()).unwrap_or(""));
-
-    locked(&aws, ui, &id, args.break_lock, async {
-        // The stack may have changed while we waited for the lock: look again.
-        let mut d = aws.discover(&id).await?;
+    let seen = d.parameter_stamps();
+    let (aws, spec, id, wanted, reach, restore) = (&aws, &spec, &id, &wanted, &reach, &restore);
+    locked_beside(aws, ui, id, args.break_lock, preflight, |image| async move {
+        // Another run may have changed the stack between the discovery and the lock: every
+        // change leaves a parameter behind (an id record, a phase, its lock), so the
+        // parameters tell; only then is the stack discovered again.
+        let lock = crate::aws::ssm::lock_name(id);
+        let unchanged = |stamps: std::collections::BTreeMap<_, _>| {
+            let strip = |m: &std::collections::BTreeMap<String, _>| {
+                m.iter()
+                    .filter(|(k, _)| **k != lock)
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect::<Vec<(String, Option<std::time::SystemTime>)>>()
+            };
+            strip(&stamps) == strip(&seen)
+        };
+        let mut d = if unchanged(aws.parameter_stamps(id).await?) {
+            d
+        } else {
+            ui.info("the stack changed since it was read (another run?): reading it again");
+            aws.discover(id).await?
+        };
         let dups = d.duplicates();
         if !dups.is_empty() {
             return Err(Error::failed(format!(
@@ -390,7 +430,7 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
                 dups.join("; ")
             )));
         }
-        let plan = plan::build(&spec, &d, &aws.region);
+        let plan = plan::build(spec, &d, &aws.region);
         ui.info(render_plan(&plan, None));
         let image = match image {
             None if plan.count(|c| matches!(c, Change::Launch { .. })) > 0 => {
@@ -399,14 +439,14 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
             image => image,
         };
 
-        let out = crate::apply::run(&aws, ui, &spec, image.as_ref(), &mut d, &plan).await;
+        let out = crate::apply::run(aws, ui, spec, image.as_ref(), &mut d, &plan).await;
         if let Some(e) = out.error {
             return Err(e);
         }
         // Resources a crashed run made but could not record: recorded now, so that the
         // next run finds them by id too.
         for r in crate::apply::missing_records(&d) {
-            aws.record(&id, r.role, &r.id).await?;
+            aws.record(id, r.role, &r.id).await?;
         }
         let applied: Vec<_> = out
             .applied
@@ -416,20 +456,20 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
 
         let mut done = BTreeMap::new();
         if !wanted.is_empty() {
-            let site = phases::site(&aws, ui, &id, &d, &reach).await?;
-            let eip = phases::vpn::pos_public_ip(&d, &id).ok();
+            let site = phases::site(aws, ui, id, &d, reach).await?;
+            let eip = phases::vpn::pos_public_ip(&d, id).ok();
             done = run_phases(
                 &site,
                 ui,
-                &spec,
+                spec,
                 restore.as_ref(),
-                &wanted,
+                wanted,
                 &args.redo,
                 eip.as_deref(),
             )
             .await?;
         }
-        let s = summary(&aws, &spec, &d, done);
+        let s = summary(aws, spec, &d, done);
         ctx.result(
             json!({"converged": true, "writes": applied.len(), "applied": applied, "summary": s}),
             &render_summary(&s, "provisioned"),

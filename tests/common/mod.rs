@@ -1128,18 +1128,26 @@ impl Rig {
         }
     }
 
-    /// SSM parameters under /poscloud (the lock included).
+    /// SSM parameters under /poscloud (the lock included), besides the records of created
+    /// ids (`/poscloud/<shop>/<env>/id/<role>`, which live as long as their resources).
     pub fn count_parameters(&self) -> usize {
         self.block(async {
             self.ssm
                 .get_parameters_by_path()
                 .path("/poscloud")
                 .recursive(true)
+                .into_paginator()
                 .send()
+                .try_collect()
                 .await
                 .unwrap()
-                .parameters()
-                .len()
+                .iter()
+                .flat_map(|page| page.parameters())
+                .filter(|p| {
+                    let name = p.name().unwrap_or_default();
+                    name.split('/').nth(4) != Some("id")
+                })
+                .count()
         })
     }
 }
