@@ -1,5 +1,6 @@
 //! The shop+env lock: one run changes a stack at a time, across operators and machines.
 
+use crate::aws::retry::LIST_LAG;
 use crate::aws::ssm::{lock_name, LockHolder};
 use crate::aws::Aws;
 use crate::error::{Error, Result};
@@ -34,6 +35,14 @@ pub async fn break_lock(aws: &Aws, ui: &Ui, id: &StackId) -> Result<()> {
         aws.journal()
             .event("lock-broken", json!({"stack": id.name(), "holder": h}));
         aws.delete_parameter(&lock_name(id)).await?;
+        // The run that held it may have created resources it could not record before it
+        // died, and AWS's lists may leave them out for a moment: wait that moment out so
+        // that the discovery after this finds them instead of making second ones.
+        ui.info(format!(
+            "waiting {}s so that AWS lists whatever that run created last",
+            LIST_LAG.as_secs()
+        ));
+        tokio::time::sleep(LIST_LAG).await;
     }
     Ok(())
 }

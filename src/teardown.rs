@@ -22,9 +22,9 @@ where
 {
     f.retry(
         ExponentialBuilder::default()
-            .with_min_delay(Duration::from_secs(2))
-            .with_max_delay(Duration::from_secs(15))
-            .with_max_times(8),
+            .with_min_delay(Duration::from_millis(500))
+            .with_max_delay(Duration::from_secs(10))
+            .with_max_times(14),
     )
     .when(in_use)
     .await

@@ -729,6 +729,9 @@ fn an_unreachable_endpoint_is_a_clear_failure() {
         r.stderr
     );
     assert!(r.stderr.contains(&url), "{}", r.stderr);
+    // A refused connection cannot heal by asking again: no retries (8 attempts would take
+    // most of a minute).
+    assert!(!r.stderr.contains("retrying"), "{}", r.stderr);
 }
 
 #[test]

@@ -95,22 +95,26 @@ impl Aws {
             ec2: aws_sdk_ec2::Client::from_conf(
                 aws_sdk_ec2::config::Builder::from(&conf)
                     .interceptor(retry::RetryNotes)
+                    .retry_classifier(retry::Unhealable)
                     .build(),
             ),
             iam: aws_sdk_iam::Client::from_conf(
                 aws_sdk_iam::config::Builder::from(&conf)
                     .interceptor(retry::RetryNotes)
+                    .retry_classifier(retry::Unhealable)
                     .build(),
             ),
             ssm: aws_sdk_ssm::Client::from_conf(
                 aws_sdk_ssm::config::Builder::from(&conf)
                     .interceptor(retry::RetryNotes)
+                    .retry_classifier(retry::Unhealable)
                     .build(),
             ),
             // Path-style keeps bucket names out of host names (needed for custom endpoints).
             s3: aws_sdk_s3::Client::from_conf(
                 aws_sdk_s3::config::Builder::from(&conf)
                     .interceptor(retry::RetryNotes)
+                    .retry_classifier(retry::Unhealable)
                     .force_path_style(c.endpoint_url.is_some())
                     // No default CRC32 headers: presigned PUT URLs must work with a plain
                     // `curl -T` on the host, which sends no checksum header.
@@ -122,6 +126,7 @@ impl Aws {
             sts: aws_sdk_sts::Client::from_conf(
                 aws_sdk_sts::config::Builder::from(&conf)
                     .interceptor(retry::RetryNotes)
+                    .retry_classifier(retry::Unhealable)
                     .build(),
             ),
             region,

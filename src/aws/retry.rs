@@ -20,7 +20,9 @@ use aws_smithy_runtime_api::client::interceptors::context::{
 };
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
-use aws_smithy_runtime_api::client::retries::classifiers::{RetryAction, RetryReason};
+use aws_smithy_runtime_api::client::retries::classifiers::{
+    ClassifyRetry, RetryAction, RetryClassifierPriority, RetryReason,
+};
 use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
@@ -73,6 +75,48 @@ fn retry_reason(ctx: &InterceptorContext, rc: &RuntimeComponents) -> Option<Stri
         Some(s) => format!("{what} (HTTP {s})"),
         None => what.to_string(),
     })
+}
+
+/// Failures that another attempt cannot heal, which the SDK's transient-error classifier
+/// would still retry 8 times over about a minute: a host name that does not resolve (an
+/// unknown region, a mistyped --endpoint-url) and a refused connection (nothing listens
+/// there). They fail at once; the error names the endpoint and what to check. Credentials
+/// refused and access denied are not retried by the SDK in the first place.
+#[derive(Debug)]
+pub(crate) struct Unhealable;
+
+/// What an unhealable connection failure says, in the causes of the connector's error.
+const UNHEALABLE: &[&str] = &[
+    "dns error",
+    "failed to lookup address",
+    "Name or service not known",
+    "Connection refused",
+];
+
+impl ClassifyRetry for Unhealable {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let Some(Err(e)) = ctx.output_or_error() else {
+            return RetryAction::NoActionIndicated;
+        };
+        let Some(c) = e.as_connector_error() else {
+            return RetryAction::NoActionIndicated;
+        };
+        let text = super::causes(c);
+        if UNHEALABLE.iter().any(|u| text.contains(u)) {
+            RetryAction::RetryForbidden
+        } else {
+            RetryAction::NoActionIndicated
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "poscloud unhealable connection failures"
+    }
+
+    // After the SDK's transient-error classifier, whose "retry" this overrides.
+    fn priority(&self) -> RetryClassifierPriority {
+        RetryClassifierPriority::run_after(RetryClassifierPriority::transient_error_classifier())
+    }
 }
 
 /// The previous attempt's failure, kept between attempts of one operation.

@@ -117,9 +117,19 @@ pub async fn open_site<'a>(
 async fn interruptible<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
     tokio::select! {
         r = work => r,
-        _ = tokio::signal::ctrl_c() => Err(Error::failed(
-            "interrupted; what was done so far stays, and the same command resumes from there",
-        )),
+        _ = tokio::signal::ctrl_c() => {
+            // Calls in flight may still be carried out by AWS, and its lists may leave
+            // what they made out for a moment: the lock is held that moment longer, so
+            // that the next run (which waits for the lock) finds it.
+            crate::ui::note(format!(
+                "interrupted: holding the lock {}s more so that AWS lists what the last calls made",
+                crate::aws::retry::LIST_LAG.as_secs()
+            ));
+            tokio::time::sleep(crate::aws::retry::LIST_LAG).await;
+            Err(Error::failed(
+                "interrupted; what was done so far stays, and the same command resumes from there",
+            ))
+        }
     }
 }
 

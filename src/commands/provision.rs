@@ -417,10 +417,13 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
             };
             strip(&stamps) == strip(&seen)
         };
-        let mut d = if unchanged(aws.parameter_stamps(id).await?) {
+        // After a broken lock the dead run's last creates may be unrecorded: read again.
+        let mut d = if !args.break_lock && unchanged(aws.parameter_stamps(id).await?) {
             d
         } else {
-            ui.info("the stack changed since it was read (another run?): reading it again");
+            if !args.break_lock {
+                ui.info("the stack changed since it was read (another run?): reading it again");
+            }
             aws.discover(id).await?
         };
         let dups = d.duplicates();

@@ -106,7 +106,8 @@ fn free_port() -> u16 {
 /// `shutting-down` for a while, IAM propagation, dependency and in-use errors, ClientToken.
 /// Small times, so that CI stays fast; a test may set others with `Rig::set_model`.
 pub const STRICT: &str = r#"{"list_lag": 1.0, "read_lag": 0.5, "write_lag": 0.3,
-  "pending": 0.5, "shutting_down": 0.5, "iam_propagation": 1.0, "in_use": "alternate",
+  "pending": 0.5, "shutting_down": 0.5, "eni_detach": 0.5, "iam_propagation": 1.0,
+  "in_use": "alternate",
   "dependencies": true, "client_token": true, "termination_protection": true}"#;
 
 /// The access key of the tests' own SDK clients: the AWS model lets them see the truth (what
@@ -197,7 +198,7 @@ pub fn is_write(action: &str) -> bool {
 struct ProxyState {
     calls: Vec<Call>,
     writes: usize,
-    /// Kill this PID right after the n-th write (1-based) reached the emulator.
+    /// Kill this PID right after the n-th write (1-based) the emulator carried out.
     kill_after_write: Option<(usize, u32)>,
     /// Extra delay before each write is forwarded (to widen race windows).
     write_delay: Duration,
@@ -540,7 +541,9 @@ async fn handle(
     let kill = {
         let mut s = state.lock().unwrap();
         let mut kill = None;
-        if is_write(&action) {
+        // Writes AWS carried out: one refused (e.g. a NotFound while a new resource
+        // settles, then retried) changed nothing.
+        if is_write(&action) && status < 300 {
             s.writes += 1;
             if let Some((n, pid)) = s.kill_after_write {
                 if s.writes == n {
@@ -1077,7 +1080,14 @@ impl Rig {
                 .await
                 .unwrap();
             for p in params.parameters() {
-                out.push(format!("parameter {}", p.name().unwrap()));
+                let name = p.name().unwrap();
+                // The records of created ids (`<path>id/<role>`) apart from other parameters.
+                let kind = if name.split('/').nth(4) == Some("id") {
+                    "record"
+                } else {
+                    "parameter"
+                };
+                out.push(format!("{kind} {name}"));
             }
             let snaps = self
                 .ec2
@@ -1121,8 +1131,9 @@ impl Rig {
             ("eip", 2),
             ("role", 1),
             ("profile", 1),
-            // The lock is released.
+            // The lock is released; each created id is recorded once.
             ("parameter", 0),
+            ("record", 10),
         ] {
             assert_eq!(self.count(shop, env, kind), n, "{what}: {kind}: {tagged:?}");
         }

@@ -3,7 +3,7 @@ instances `running` at once and refuses few deletes). Loaded by emulator.py; eve
 is switched by the model file (emulator.py --aws-model FILE, re-read when it changes):
 
     {"list_lag": 1.0, "read_lag": 0.5, "write_lag": 0.3, "pending": 0.5,
-     "shutting_down": 0.5, "iam_propagation": 0.5, "in_use": "alternate",
+     "shutting_down": 0.5, "eni_detach": 0.5, "iam_propagation": 0.5, "in_use": "alternate",
      "dependencies": true, "client_token": true, "termination_protection": true}
 
 Times are seconds (0 = off). Without a file nothing is changed. Where each one is documented
@@ -16,6 +16,8 @@ is listed in tests/rig/README.md ("The AWS model").
   AttachInternetGateway naming a new VPC) answers its Invalid*.NotFound.
 - pending / shutting_down: an instance is `pending` that long after RunInstances, and
   `shutting-down` that long after TerminateInstances, its interfaces attached until then.
+- eni_detach: an interface the terminated instance did not delete (eth1) stays attached,
+  and refuses its delete as in use, this long after the instance is `terminated`.
 - iam_propagation: RunInstances naming an instance profile created or given its role less
   than this ago answers InvalidParameterValue (Invalid IAM Instance Profile name).
 - in_use: how a delete of an attached interface is refused: "InvalidNetworkInterface.InUse",
@@ -57,6 +59,8 @@ _model_stamp = None
 CREATED = {}
 PENDING_UNTIL = {}
 SHUTTING_UNTIL = {}
+# interface id → (its terminated instance, when AWS detaches it)
+DETACH_AT = {}
 # instance profile name → time it was created or got its role
 PROFILE_CHANGED = {}
 # ClientToken → (digest of the other parameters, the first answer)
@@ -184,10 +188,17 @@ def advance(resp):
             except Exception:
                 continue
             i.terminate()
-            # AWS detaches the interfaces it does not delete; moto leaves them "attached".
+            # AWS detaches the interfaces it does not delete, a moment after the instance
+            # is terminated (moto leaves them "attached" for good).
             for nic in list(i.nics.values()):
                 if nic.id in ec2.enis and nic.instance is i:
-                    i.detach_eni(nic)
+                    DETACH_AT[nic.id] = (i, now + setting("eni_detach"))
+    for nic_id, (i, at) in list(DETACH_AT.items()):
+        if now >= at:
+            del DETACH_AT[nic_id]
+            nic = ec2.enis.get(nic_id)
+            if nic is not None and nic.instance is i:
+                i.detach_eni(nic)
 
 
 def instance_state(ec2, iid):
@@ -251,7 +262,7 @@ def check_dependencies(resp, action):
     p = lambda k: param(resp, k)  # noqa: E731
     if action == "DeleteNetworkInterface":
         nic = ec2.enis.get(p("NetworkInterfaceId"))
-        if nic is not None and live(nic.instance):
+        if nic is not None and (live(nic.instance) or nic.id in DETACH_AT):
             raise in_use(nic.id)
     elif action == "DeleteSecurityGroup":
         gid = p("GroupId")
