@@ -44,9 +44,16 @@ emu_ip=10.200.59.1
 port=$(python3 -c 'import socket, sys; s = socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$emu_ip")
 mkdir -p "$work/hosts"
 printf '{"host_dir": "%s", "shop": "12345678", "env": "qa"}\n' "$host" >"$work/hosts/sandbox.json"
+# AWS's behaviour modelled in front of moto (tests/rig/aws_model.py): lists a second behind,
+# instances pending and shutting down, IAM propagation, dependency and in-use errors.
+cat >"$work/aws-model.json" <<'MODEL'
+{"list_lag": 1.0, "read_lag": 0.5, "write_lag": 0.3, "pending": 2, "shutting_down": 2,
+ "eni_detach": 1, "iam_propagation": 3, "in_use": "alternate", "dependencies": true,
+ "client_token": true, "termination_protection": true}
+MODEL
 MOTO_AMIS_PATH="$root/tests/fixtures/amis.json" MOTO_IAM_LOAD_MANAGED_POLICIES=true \
-  "$root/.venv/bin/python" "$root/tests/rig/emulator.py" --hosts "$work/hosts" -H "$emu_ip" -p "$port" \
-  >"$work/emulator.log" 2>&1 &
+  "$root/.venv/bin/python" "$root/tests/rig/emulator.py" --hosts "$work/hosts" \
+  --aws-model "$work/aws-model.json" -H "$emu_ip" -p "$port" >"$work/emulator.log" 2>&1 &
 moto_pid=$!
 for _ in $(seq 1 100); do
   if (exec 3<>"/dev/tcp/$emu_ip/$port") 2>/dev/null; then break; fi

@@ -511,36 +511,24 @@ async fn one(
                 // crash reuses it (AWS returns the same instance), a new stack never does.
                 client_token: format!("{}-{vpc}", id.name()),
             };
-            let instance_id = aws.run_instance(id, &launch).await?;
-            // Recorded at once, beside the wait: a run killed during the wait must find
-            // this instance by its id.
+            let instance = aws.run_instance(id, &launch).await?;
+            let instance_id = instance.id.clone();
+            // In the state at once: what RunInstances said is all the changes after it need
+            // (eth0's id for its address). Recorded beside the wait: a run killed during the
+            // wait must find this instance by its id.
+            write(state, |d| {
+                d.instances.retain(|i| i.id != instance_id);
+                d.instances.push(instance);
+            });
             tokio::try_join!(
                 record(aws, state, Role::Host, &instance_id),
                 aws.wait_running(&instance_id)
             )?;
-            let found = aws
-                .find_instances(id, Some(std::slice::from_ref(&instance_id)))
-                .await?;
             write(state, |d| {
-                d.instances.retain(|i| i.id != instance_id);
-                d.instances.extend(found);
+                if let Some(i) = d.instances.iter_mut().find(|i| i.id == instance_id) {
+                    i.state = "running".into();
+                }
             });
-            // Check what we asked for: on AWS this finds it set and writes nothing.
-            let protection = read(state, |d| {
-                d.instances
-                    .iter()
-                    .find(|i| i.id == instance_id)
-                    .map(|i| i.termination_protection)
-            });
-            if protection.is_some_and(|p| p != spec.termination_protection) {
-                aws.set_termination_protection(&instance_id, spec.termination_protection)
-                    .await?;
-                write(state, |d| {
-                    if let Some(i) = d.instances.iter_mut().find(|i| i.id == instance_id) {
-                        i.termination_protection = spec.termination_protection;
-                    }
-                });
-            }
             touched(instance_id)
         }
         Change::SetTerminationProtection { on } => {

@@ -106,6 +106,50 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// What EC2's description of an instance says by itself (its root volume and termination
+    /// protection take calls of their own: none and false here).
+    pub fn from_sdk(i: &aws_sdk_ec2::types::Instance) -> Instance {
+        let mut interfaces: Vec<(i32, String, String)> = i
+            .network_interfaces()
+            .iter()
+            .map(|n| {
+                (
+                    n.attachment().and_then(|a| a.device_index()).unwrap_or(-1),
+                    n.network_interface_id().unwrap_or_default().to_string(),
+                    n.private_ip_address().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        interfaces.sort();
+        Instance {
+            id: i.instance_id().unwrap_or_default().to_string(),
+            state: i
+                .state()
+                .and_then(|s| s.name())
+                .map(|n| n.as_str().to_string())
+                .unwrap_or_default(),
+            instance_type: i
+                .instance_type()
+                .map(|t| t.as_str().to_string())
+                .unwrap_or_default(),
+            image_id: i.image_id().unwrap_or_default().to_string(),
+            launch_time: i.launch_time().map(|t| t.to_string()),
+            interfaces,
+            profile_arn: i
+                .iam_instance_profile()
+                .and_then(|p| p.arn().map(str::to_string)),
+            http_tokens: i
+                .metadata_options()
+                .and_then(|m| m.http_tokens())
+                .map(|t| t.as_str().to_string()),
+            hop_limit: i
+                .metadata_options()
+                .and_then(|m| m.http_put_response_hop_limit()),
+            root_volume: None,
+            termination_protection: false,
+        }
+    }
+
     pub fn eni(&self, device_index: i32) -> Option<&str> {
         self.interfaces
             .iter()
@@ -175,6 +219,23 @@ pub struct Discovered {
     /// Every parameter's value and last change (phase records, the lock, the records).
     #[serde(skip)]
     pub values: BTreeMap<String, (String, Option<SystemTime>)>,
+}
+
+/// Whether two readings of a stack's parameters (`parameter_stamps`) are the same, the lock
+/// aside: every run that changes a stack leaves a parameter behind (an id record, a phase),
+/// so the same parameters mean that no other run changed the stack in between.
+pub fn same_parameters(
+    a: &BTreeMap<String, Option<SystemTime>>,
+    b: &BTreeMap<String, Option<SystemTime>>,
+    lock: &str,
+) -> bool {
+    let strip = |m: &BTreeMap<String, Option<SystemTime>>| {
+        m.iter()
+            .filter(|(k, _)| *k != lock)
+            .map(|(k, v)| (k.clone(), *v))
+            .collect::<Vec<_>>()
+    };
+    strip(a) == strip(b)
 }
 
 /// Which network interfaces to list.
@@ -394,21 +455,47 @@ impl Aws {
     /// recorded right after each create: AWS's tag-filtered lists may leave out for a while
     /// what was just made, and a second one must never be made because of that.
     pub async fn discover(&self, id: &StackId) -> Result<Discovered> {
-        let (vpcs, enis, igws, subnets, rtbs, sgs, instances, eips, iam, params, output, snapshots) =
-            tokio::try_join!(
-                self.find_vpcs(id, None),
+        // The VPC, then whatever interface is in it (not only poscloud's: any must go before
+        // the VPC can), beside everything else.
+        let network = async {
+            let vpcs = self.find_vpcs(id, None).await?;
+            let (tagged, in_vpcs) = tokio::try_join!(
                 self.find_enis(id, EniQuery::Tagged),
-                self.find_igws(id, None),
-                self.find_subnets(id, None),
-                self.find_route_tables(id, None),
-                self.find_security_groups(id, None),
-                self.find_instances(id, None),
-                self.find_eips(id, None),
-                self.find_iam(id),
-                self.find_parameters(id),
-                self.find_output(id),
-                self.find_snapshots(id),
+                self.find_enis(id, EniQuery::InVpcs(&vpcs))
             )?;
+            let mut enis = tagged;
+            for e in in_vpcs {
+                if !enis.iter().any(|x| x.id == e.id) {
+                    enis.push(e);
+                }
+            }
+            Ok::<_, crate::error::Error>((vpcs, enis))
+        };
+        let (
+            (vpcs, enis),
+            igws,
+            subnets,
+            rtbs,
+            sgs,
+            instances,
+            eips,
+            iam,
+            params,
+            output,
+            snapshots,
+        ) = tokio::try_join!(
+            network,
+            self.find_igws(id, None),
+            self.find_subnets(id, None),
+            self.find_route_tables(id, None),
+            self.find_security_groups(id, None),
+            self.find_instances(id, None),
+            self.find_eips(id, None),
+            self.find_iam(id),
+            self.find_parameters(id),
+            self.find_output(id),
+            self.find_snapshots(id),
+        )?;
         let records: Vec<Record> = params
             .iter()
             .filter_map(|(name, value, written)| {
@@ -442,8 +529,8 @@ impl Aws {
             snapshots,
             records: records.clone(),
         };
-        // What the lists left out, looked up by its recorded id; and whatever interface is
-        // left in the stack's VPCs. All at once.
+        // What the lists left out, looked up by its recorded id, all at once (with the
+        // interfaces of a VPC only its record found).
         let missing: Vec<&Record> = records.iter().filter(|r| !d.has(r)).collect();
         let by_record = futures_util::future::try_join_all(missing.iter().map(|r| {
             let one = [r.id.clone()];
@@ -451,7 +538,10 @@ impl Aws {
                 let ids = Some(&one[..]);
                 let mut part = Discovered::default();
                 match r.role {
-                    Role::Vpc => part.vpcs = self.recorded(r, || self.find_vpcs(id, ids)).await?,
+                    Role::Vpc => {
+                        part.vpcs = self.recorded(r, || self.find_vpcs(id, ids)).await?;
+                        part.enis = self.find_enis(id, EniQuery::InVpcs(&part.vpcs)).await?;
+                    }
                     Role::Igw => part.igws = self.recorded(r, || self.find_igws(id, ids)).await?,
                     Role::Subnet => {
                         part.subnets = self.recorded(r, || self.find_subnets(id, ids)).await?
@@ -481,19 +571,7 @@ impl Aws {
                 Ok::<_, crate::error::Error>(part)
             }
         }));
-        // The VPC: found by tags, else by its record (looked up above at the same time).
-        let mut vpcs = d.vpcs.clone();
-        vpcs.extend(
-            records
-                .iter()
-                .filter(|r| r.role == Role::Vpc && !d.has(r))
-                .map(|r| Vpc {
-                    id: r.id.clone(),
-                    cidr: String::new(),
-                }),
-        );
-        let (found, in_vpcs) =
-            tokio::try_join!(by_record, self.find_enis(id, EniQuery::InVpcs(&vpcs)))?;
+        let found = by_record.await?;
         for part in found {
             d.vpcs.extend(part.vpcs);
             d.igws.extend(part.igws);
@@ -502,11 +580,10 @@ impl Aws {
             d.security_groups.extend(part.security_groups);
             d.instances.extend(part.instances);
             d.eips.extend(part.eips);
-            d.enis.extend(part.enis);
-        }
-        for e in in_vpcs {
-            if !d.enis.iter().any(|x| x.id == e.id) {
-                d.enis.push(e);
+            for e in part.enis {
+                if !d.enis.iter().any(|x| x.id == e.id) {
+                    d.enis.push(e);
+                }
             }
         }
         Ok(d)
@@ -785,44 +862,10 @@ impl Aws {
                 }
             };
             let (protection, root_volume) = tokio::try_join!(protection, root_volume)?;
-            let mut interfaces: Vec<(i32, String, String)> = i
-                .network_interfaces()
-                .iter()
-                .map(|n| {
-                    (
-                        n.attachment().and_then(|a| a.device_index()).unwrap_or(-1),
-                        n.network_interface_id().unwrap_or_default().to_string(),
-                        n.private_ip_address().unwrap_or_default().to_string(),
-                    )
-                })
-                .collect();
-            interfaces.sort();
             out.push(Instance {
-                id: iid,
-                state: i
-                    .state()
-                    .and_then(|s| s.name())
-                    .map(|n| n.as_str().to_string())
-                    .unwrap_or_default(),
-                instance_type: i
-                    .instance_type()
-                    .map(|t| t.as_str().to_string())
-                    .unwrap_or_default(),
-                image_id: i.image_id().unwrap_or_default().to_string(),
-                launch_time: i.launch_time().map(|t| t.to_string()),
-                interfaces,
-                profile_arn: i
-                    .iam_instance_profile()
-                    .and_then(|p| p.arn().map(str::to_string)),
-                http_tokens: i
-                    .metadata_options()
-                    .and_then(|m| m.http_tokens())
-                    .map(|t| t.as_str().to_string()),
-                hop_limit: i
-                    .metadata_options()
-                    .and_then(|m| m.http_put_response_hop_limit()),
                 root_volume,
                 termination_protection: protection,
+                ..Instance::from_sdk(i)
             });
         }
         Ok(out)

@@ -1,6 +1,6 @@
 //! EC2 writes: one small function per change, each recorded in the journal.
 
-use super::discover::{Eip, Eni, Igw, RouteTable, Rule, SecurityGroup, Subnet, Vpc};
+use super::discover::{Eip, Eni, Igw, Instance, RouteTable, Rule, SecurityGroup, Subnet, Vpc};
 use super::retry::Verdict;
 use super::tags::{self, Role};
 use super::Aws;
@@ -687,9 +687,9 @@ impl Aws {
         Ok(())
     }
 
-    /// Launches the host and returns its id. Retries while a new instance profile is not yet
+    /// Launches the host and returns it as RunInstances described it (`pending`). Retries while a new instance profile is not yet
     /// visible to EC2 (IAM is eventually consistent; this takes seconds after creation).
-    pub async fn run_instance(&self, id: &StackId, l: &Launch<'_>) -> Result<String> {
+    pub async fn run_instance(&self, id: &StackId, l: &Launch<'_>) -> Result<Instance> {
         let req = self
             .ec2
             .run_instances()
@@ -749,14 +749,8 @@ impl Aws {
         // The launch's ClientToken makes a repeated RunInstances return the first one's
         // instance on AWS; the tag lookup of `create_once` guards also where the token is
         // not honoured (the emulator) and costs one describe only after a failure.
-        let find = move || async move {
-            Ok(self
-                .find_instances(id, None)
-                .await?
-                .into_iter()
-                .next()
-                .map(|i| i.id))
-        };
+        let find =
+            move || async move { Ok(self.find_instances(id, None).await?.into_iter().next()) };
         let req = &req;
         let create = move |v: Verdict| async move {
             let out = (|| req.clone().customize().config_override(v.ec2()).send())
@@ -782,14 +776,16 @@ impl Aws {
                 })
                 .await
                 .map_err(|e| self.err("RunInstances", Some(l.subnet_id), e))?;
-            Ok(out
+            let i = out
                 .instances()
                 .first()
-                .and_then(|i| i.instance_id())
-                .ok_or_else(|| Error::failed("RunInstances returned no instance"))?
-                .to_string())
+                .ok_or_else(|| Error::failed("RunInstances returned no instance"))?;
+            Ok(Instance {
+                termination_protection: l.termination_protection,
+                ..Instance::from_sdk(i)
+            })
         };
-        let instance_id = self
+        let instance = self
             .create_once(
                 "EC2 RunInstances",
                 "the stack's instance exists",
@@ -797,8 +793,8 @@ impl Aws {
                 create,
             )
             .await?;
-        self.wrote("RunInstances", &instance_id);
-        Ok(instance_id)
+        self.wrote("RunInstances", &instance.id);
+        Ok(instance)
     }
 
     /// Waits until the instance is `running`: polled every second (the SDK's waiter first

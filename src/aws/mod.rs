@@ -136,6 +136,22 @@ impl Aws {
         })
     }
 
+    /// The same clients (and their HTTP connections) with another journal: the shops of a
+    /// batch share one connection pool, each recording its own writes.
+    pub fn with_journal(&self, journal: Journal) -> Aws {
+        Aws {
+            ec2: self.ec2.clone(),
+            iam: self.iam.clone(),
+            ssm: self.ssm.clone(),
+            s3: self.s3.clone(),
+            sts: self.sts.clone(),
+            region: self.region.clone(),
+            endpoint: self.endpoint.clone(),
+            journal,
+            account: self.account.clone(),
+        }
+    }
+
     pub fn journal(&self) -> &Journal {
         &self.journal
     }

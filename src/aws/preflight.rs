@@ -54,6 +54,7 @@ impl Aws {
     /// Fails when creating `vpcs` more VPCs and `eips` more Elastic IPs would pass the
     /// region's limits. The VPC limit is not in the EC2 API, so the stack profile gives it;
     /// the Elastic IP limit is EC2's account attribute unless the profile gives it.
+    /// The region's VPC and Elastic IP headroom for `vpcs` and `eips` more (read at once).
     pub async fn check_quotas(
         &self,
         vpcs: usize,
@@ -61,7 +62,10 @@ impl Aws {
         vpc_limit: u32,
         eip_limit: Option<u32>,
     ) -> Result<()> {
-        if vpcs > 0 {
+        let vpc_check = async {
+            if vpcs == 0 {
+                return Ok(());
+            }
             let used = self
                 .ec2
                 .describe_vpcs()
@@ -78,31 +82,40 @@ impl Aws {
                     self.region
                 )));
             }
-        }
-        if eips > 0 {
-            let limit = match eip_limit {
-                Some(l) => l as usize,
-                None => self.eip_limit().await?,
+            Ok(())
+        };
+        let eip_check = async {
+            if eips == 0 {
+                return Ok(());
+            }
+            let limit = async {
+                match eip_limit {
+                    Some(l) => Ok(l as usize),
+                    None => self.eip_limit().await,
+                }
             };
-            let used = self
-                .ec2
-                .describe_addresses()
-                .send()
-                .await
-                .map_err(|e| self.err("DescribeAddresses", None, e))?
-                .addresses()
-                .len();
+            let used = async {
+                Ok(self
+                    .ec2
+                    .describe_addresses()
+                    .send()
+                    .await
+                    .map_err(|e| self.err("DescribeAddresses", None, e))?
+                    .addresses()
+                    .len())
+            };
+            let (limit, used) = tokio::try_join!(limit, used)?;
             if used + eips > limit {
                 return Err(Error::failed(format!(
                     "{} has {used} of {limit} Elastic IPs in use; this stack needs {eips} more\n  next: release unused Elastic IPs (they cost money idle too) or ask AWS for a higher quota (then `quotas.elastic_ips_per_region` in the stack file)",
                     self.region
                 )));
             }
-        }
-        Ok(())
+            Ok(())
+        };
+        tokio::try_join!(vpc_check, eip_check).map(|_| ())
     }
 
-    /// EC2's account attribute `vpc-max-elastic-ips` (5 when it says nothing).
     async fn eip_limit(&self) -> Result<usize> {
         let attrs = self
             .ec2

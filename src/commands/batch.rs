@@ -81,6 +81,11 @@ pub async fn provision(ctx: &Ctx, args: &ProvisionArgs, path: &Path) -> Result<(
         path.display(),
         args.parallel
     ));
+    // One set of clients for every shop: one connection pool, one credentials lookup.
+    let shared = std::sync::Arc::new(
+        ctx.connect(&format!("provision --shops-file {}", path.display()))
+            .await?,
+    );
     let started = Instant::now();
     let mut done = 0;
     let mut results = Vec::new();
@@ -90,7 +95,7 @@ pub async fn provision(ctx: &Ctx, args: &ProvisionArgs, path: &Path) -> Result<(
         one.shop = Some(row.stack.shop.clone());
         one.env = row.stack.env;
         one.stack = row.stack.stack.clone();
-        let sub = Ctx::capturing(ctx.global.clone());
+        let sub = Ctx::capturing(ctx.global.clone(), shared.clone());
         async move {
             let t0 = Instant::now();
             let r = super::provision::run(&sub, &one).await;

@@ -29,6 +29,8 @@ pub struct Ctx {
     pub ui: Ui,
     /// Where `result` goes instead of stdout (one run of a batch).
     captured: Option<std::cell::RefCell<Option<serde_json::Value>>>,
+    /// The batch's AWS clients, shared by its runs (one HTTP connection pool).
+    shared: Option<std::sync::Arc<Aws>>,
 }
 
 impl Ctx {
@@ -38,15 +40,18 @@ impl Ctx {
             global,
             ui,
             captured: None,
+            shared: None,
         }
     }
 
-    /// A context for one run of a batch: no progress lines, the result kept (`captured`).
-    pub fn capturing(global: Global) -> Ctx {
+    /// A context for one run of a batch: no progress lines, the result kept (`captured`),
+    /// the batch's clients used.
+    pub fn capturing(global: Global, shared: std::sync::Arc<Aws>) -> Ctx {
         Ctx {
             ui: Ui::new(false, true),
             global,
             captured: Some(Default::default()),
+            shared: Some(shared),
         }
     }
 
@@ -58,6 +63,9 @@ impl Ctx {
     /// Opens the journal and connects; both fail before any AWS call on bad input.
     pub async fn connect(&self, command: &str) -> Result<Aws> {
         let journal = Journal::open(self.global.journal.as_deref(), command)?;
+        if let Some(aws) = &self.shared {
+            return Ok(aws.with_journal(journal));
+        }
         Aws::connect(
             &Connect {
                 region: self.global.region.clone(),
@@ -161,34 +169,6 @@ pub async fn locked<T>(
 ) -> Result<T> {
     crate::lock::acquire(aws, ui, id, aws.journal().command(), break_lock).await?;
     let result = interruptible(work).await;
-    if let Err(e) = crate::lock::release(aws, id).await {
-        ui.warn(format!("could not release the lock of {id}: {e}"));
-    }
-    result
-}
-
-/// Like `locked`, with `beside` (reads, e.g. a preflight) run while the lock is taken; its
-/// result goes to `work`. When `beside` fails the lock is released and nothing else runs.
-pub async fn locked_beside<A, T, W>(
-    aws: &Aws,
-    ui: &Ui,
-    id: &StackId,
-    break_lock: bool,
-    beside: impl Future<Output = Result<A>>,
-    work: impl FnOnce(A) -> W,
-) -> Result<T>
-where
-    W: Future<Output = Result<T>>,
-{
-    let (lock, a) = tokio::join!(
-        crate::lock::acquire(aws, ui, id, aws.journal().command(), break_lock),
-        beside
-    );
-    lock?;
-    let result = match a {
-        Ok(a) => interruptible(work(a)).await,
-        Err(e) => Err(e),
-    };
     if let Err(e) = crate::lock::release(aws, id).await {
         ui.warn(format!("could not release the lock of {id}: {e}"));
     }

@@ -1,4 +1,4 @@
-use super::{locked_beside, render_plan, render_price, Ctx};
+use super::{locked, render_plan, render_price, Ctx};
 use crate::aws::discover::Discovered;
 use crate::aws::tags::Role;
 use crate::aws::Aws;
@@ -368,8 +368,8 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
         return Ok(());
     }
 
-    // Preflight (the image and the region's quotas) while the lock is taken; a failed
-    // preflight releases the lock and changes nothing else.
+    // Preflight, before any write (the lock included): the image and the region's quotas,
+    // at once.
     let preflight = async {
         let step = ui.step("preflight: image and quotas");
         let launch = plan.count(|c| matches!(c, Change::Launch { .. })) > 0;
@@ -401,22 +401,15 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
             }
         }
     };
+    let image = preflight.await?;
     let seen = d.parameter_stamps();
     let (aws, spec, id, wanted, reach, restore) = (&aws, &spec, &id, &wanted, &reach, &restore);
-    locked_beside(aws, ui, id, args.break_lock, preflight, |image| async move {
+    locked(aws, ui, id, args.break_lock, async move {
         // Another run may have changed the stack between the discovery and the lock: every
         // change leaves a parameter behind (an id record, a phase, its lock), so the
         // parameters tell; only then is the stack discovered again.
         let lock = crate::aws::ssm::lock_name(id);
-        let unchanged = |stamps: std::collections::BTreeMap<_, _>| {
-            let strip = |m: &std::collections::BTreeMap<String, _>| {
-                m.iter()
-                    .filter(|(k, _)| **k != lock)
-                    .map(|(k, v)| (k.clone(), *v))
-                    .collect::<Vec<(String, Option<std::time::SystemTime>)>>()
-            };
-            strip(&stamps) == strip(&seen)
-        };
+        let unchanged = |now| crate::aws::discover::same_parameters(&now, &seen, &lock);
         // After a broken lock the dead run's last creates may be unrecorded: read again.
         let mut d = if !args.break_lock && unchanged(aws.parameter_stamps(id).await?) {
             d

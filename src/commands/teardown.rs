@@ -1,4 +1,6 @@
 use super::{locked, Ctx};
+use crate::aws::discover::{same_parameters, Discovered};
+use crate::aws::ssm::lock_name;
 use crate::cli::TeardownArgs;
 use crate::error::{Error, Result};
 use crate::spec::{Env, StackId};
@@ -89,7 +91,7 @@ pub async fn run(ctx: &Ctx, args: &TeardownArgs) -> Result<()> {
         }
     }
 
-    let text = remove(ctx, &aws, &id, args.break_lock, &remaining).await?;
+    let text = remove(ctx, &aws, &id, args.break_lock, &d).await?;
     ctx.result(json!({"removed": remaining, "existed": true}), &text);
     Ok(())
 }
@@ -100,13 +102,22 @@ async fn remove(
     aws: &crate::aws::Aws,
     id: &StackId,
     break_lock: bool,
-    remaining: &[String],
+    d: &Discovered,
 ) -> Result<String> {
     let ui = &ctx.ui;
+    let remaining = d.remaining();
     let failures = locked(aws, ui, id, break_lock, async {
-        // Look again under the lock: another run may have changed the stack meanwhile.
-        let d = aws.discover(id).await?;
-        Ok(Teardown::new(aws, ui, id).run(&d).await)
+        // Another run may have changed the stack before the lock was taken: its parameters
+        // tell (see provision); only then, or after a broken lock, is it discovered again.
+        let now = aws.parameter_stamps(id).await?;
+        let fresh;
+        let d = if !break_lock && same_parameters(&now, &d.parameter_stamps(), &lock_name(id)) {
+            d
+        } else {
+            fresh = aws.discover(id).await?;
+            &fresh
+        };
+        Ok(Teardown::new(aws, ui, id).run(d).await)
     })
     .await?;
 
@@ -222,14 +233,15 @@ async fn bulk(ctx: &Ctx, args: &TeardownArgs, age: std::time::Duration) -> Resul
         }
     }
     let total = old.len();
+    let shared = std::sync::Arc::new(aws.with_journal(crate::journal::Journal::none()));
     let mut runs = stream::iter(old.into_iter().map(|(id, _)| {
-        let sub = Ctx::capturing(ctx.global.clone());
+        let sub = Ctx::capturing(ctx.global.clone(), shared.clone());
         let break_lock = args.break_lock;
         async move {
             let r = async {
                 let aws = sub.connect(&super::command_line("teardown", &id)).await?;
-                let remaining = aws.discover(&id).await?.remaining();
-                remove(&sub, &aws, &id, break_lock, &remaining).await
+                let d = aws.discover(&id).await?;
+                remove(&sub, &aws, &id, break_lock, &d).await
             }
             .await;
             (id, r)
