@@ -6,85 +6,41 @@
 //! one stopped. Every created id is recorded in SSM (`id/<role>`) right after its create.
 
 use crate::aws::discover::{Discovered, Record};
-use crate::aws::ec2::Launch;
 use crate::aws::preflight::Image;
 use crate::aws::tags::Role;
 use crate::aws::Aws;
 use crate::error::{Error, Result};
 use crate::plan::{resource_label, Change, Plan};
-use crate::spec::StackSpec;
+use crate::spec::{StackId, StackSpec};
 use crate::ui::Ui;
 use backon::{ExponentialBuilder, Retryable};
-use base64::Engine;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use std::sync::Mutex;
 use std::time::Duration;
 
-fn need(what: &str, v: Option<String>) -> Result<String> {
-    v.ok_or_else(|| Error::failed(format!("{what} is missing; run the same command again")))
-}
-
-/// Whether change `a` must wait for change `b` of the same plan.
+/// Whether change `a` must wait for change `b` of the same plan: asked of the module that
+/// makes `a`.
 fn needs(a: &Change, b: &Change) -> bool {
+    use crate::resources::*;
     use Change as C;
-    let sg = |r: &Role| matches!(b, C::CreateSecurityGroup { role } if role == r);
     match a {
-        C::AttachIgw => matches!(b, C::CreateIgw | C::CreateVpc { .. }),
-        C::CreateSubnet { .. } | C::CreateRouteTable | C::CreateSecurityGroup { .. } => {
-            matches!(b, C::CreateVpc { .. })
+        C::CreateVpc { .. } | C::CreateIgw | C::AttachIgw => network::needs(a, b),
+        C::CreateSubnet { .. }
+        | C::CreateRouteTable
+        | C::AddDefaultRoute
+        | C::AssociateRouteTable => subnet::needs(a, b),
+        C::CreateSecurityGroup { .. } | C::Authorize { .. } | C::Revoke { .. } => {
+            security_groups::needs(a, b)
         }
-        // A route to a gateway needs the gateway attached to the route table's VPC.
-        C::AddDefaultRoute => matches!(b, C::CreateRouteTable | C::CreateIgw | C::AttachIgw),
-        C::AssociateRouteTable => matches!(b, C::CreateRouteTable | C::CreateSubnet { .. }),
-        C::Authorize { role, .. } | C::Revoke { role, .. } => sg(role),
-        C::SecureOutputBucket => matches!(b, C::CreateOutputBucket { .. }),
-        C::PutScopePolicy | C::AttachPolicy { .. } => matches!(b, C::CreateRole),
-        C::AddRoleToProfile => matches!(b, C::CreateRole | C::CreateInstanceProfile),
-        C::CreatePosEni { .. } => matches!(b, C::CreateSubnet { .. }) || sg(&Role::SgPos),
-        // The host boots into a finished network (user-data installs packages at first
-        // boot) with its role's policies in place (the SSM agent registers with them).
-        C::Launch { .. } => {
-            matches!(
-                b,
-                C::CreateSubnet { .. }
-                    | C::CreatePosEni { .. }
-                    | C::AttachIgw
-                    | C::AddDefaultRoute
-                    | C::AssociateRouteTable
-                    | C::CreateRole
-                    | C::PutScopePolicy
-                    | C::AttachPolicy { .. }
-                    | C::CreateInstanceProfile
-                    | C::AddRoleToProfile
-            ) || sg(&Role::SgHost)
-                || matches!(b, C::Authorize { role: Role::SgHost, .. })
-                // EC2 refuses to map an address to an interface of a pending instance:
-                // eth1 gets its address before the instance exists.
-                || matches!(b, C::AssociateEip { role: Role::EipPos })
-        }
-        C::SetTerminationProtection { .. } => matches!(b, C::Launch { .. }),
-        // An address can be mapped only in a VPC with an internet gateway attached.
-        C::AssociateEip {
-            role: Role::EipHost,
-        } => {
-            matches!(b, C::Launch { .. } | C::AttachIgw)
-                || matches!(
-                    b,
-                    C::AllocateEip {
-                        role: Role::EipHost
-                    }
-                )
-        }
-        C::AssociateEip { .. } => {
-            matches!(b, C::CreatePosEni { .. } | C::AttachIgw)
-                || matches!(b, C::AllocateEip { role: Role::EipPos })
-        }
-        C::CreateVpc { .. }
-        | C::CreateIgw
-        | C::CreateOutputBucket { .. }
-        | C::CreateRole
+        C::CreateOutputBucket { .. } | C::SecureOutputBucket => bucket::needs(a, b),
+        C::CreateRole
+        | C::PutScopePolicy
+        | C::AttachPolicy { .. }
         | C::CreateInstanceProfile
-        | C::AllocateEip { .. } => false,
+        | C::AddRoleToProfile => iam::needs(a, b),
+        C::CreatePosEni { .. } => eni::needs(a, b),
+        C::Launch { .. } | C::SetTerminationProtection { .. } => instance::needs(a, b),
+        C::AllocateEip { .. } | C::AssociateEip { .. } => eips::needs(a, b),
     }
 }
 
@@ -157,7 +113,13 @@ pub async fn run(
         })
         .collect();
     let state = Mutex::new(std::mem::take(d));
-    let (state, items, deps) = (&state, &items, &deps);
+    let x = Apply {
+        aws,
+        spec,
+        image,
+        state: &state,
+    };
+    let (x, items, deps) = (&x, &items, &deps);
     let mut started = vec![false; items.len()];
     let mut done = vec![false; items.len()];
     let mut running = FuturesUnordered::new();
@@ -173,7 +135,7 @@ pub async fn run(
                     let (role, change) = &items[i];
                     running.push(Box::pin(async move {
                         let step = ui.step_plain(format!("{}: {change}", resource_label(*role)));
-                        let r = (|| one(aws, spec, image, state, change))
+                        let r = (|| one(x, change))
                             .retry(
                                 ExponentialBuilder::default()
                                     .with_min_delay(Duration::from_millis(250))
@@ -209,9 +171,9 @@ pub async fn run(
                 // may still leave it out.
                 if let Some(role) = created {
                     let rid = id.clone();
-                    running.push(Box::pin(async move {
-                        Done::Record(record(aws, state, role, &rid).await)
-                    }));
+                    running.push(Box::pin(
+                        async move { Done::Record(x.record(role, &rid).await) },
+                    ));
                 }
                 out.applied.push(Applied {
                     resource: items[i].0,
@@ -227,7 +189,7 @@ pub async fn run(
             Done::Record(Ok(())) => {}
         }
     }
-    *d = take(state);
+    *d = take(&state);
     out
 }
 
@@ -235,378 +197,88 @@ fn take(state: &Mutex<Discovered>) -> Discovered {
     std::mem::take(&mut *state.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
-/// Records a created resource's id in SSM, and in the state (so it is not written again).
-async fn record(aws: &Aws, state: &Mutex<Discovered>, role: Role, rid: &str) -> Result<()> {
-    let id = read(state, |d| d.id.clone()).expect("discovered state names its stack");
-    aws.record(&id, role, rid).await?;
-    write(state, |d| {
-        d.records.retain(|r| r.role != role);
-        d.records.push(Record {
-            role,
-            id: rid.to_string(),
-            written: Some(std::time::SystemTime::now()),
+/// What a change made: the id of the resource it touched, and the role to record it under
+/// when the change created it.
+pub(crate) type Made = (String, Option<Role>);
+
+pub(crate) fn created(rid: String, role: Role) -> Result<Made> {
+    Ok((rid, Some(role)))
+}
+
+pub(crate) fn touched(rid: String) -> Result<Made> {
+    Ok((rid, None))
+}
+
+pub(crate) fn need(what: &str, v: Option<String>) -> Result<String> {
+    v.ok_or_else(|| Error::failed(format!("{what} is missing; run the same command again")))
+}
+
+/// What a change is made with: the clients, the stack, the image, and the shared state of
+/// the stack (read when a change starts, written when it made something; never locked
+/// across an AWS call).
+pub(crate) struct Apply<'a> {
+    pub aws: &'a Aws,
+    pub spec: &'a StackSpec,
+    pub image: Option<&'a Image>,
+    state: &'a Mutex<Discovered>,
+}
+
+impl Apply<'_> {
+    pub fn id(&self) -> &StackId {
+        &self.spec.id
+    }
+
+    pub fn read<T>(&self, f: impl FnOnce(&Discovered) -> T) -> T {
+        f(&self.state.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn write<T>(&self, f: impl FnOnce(&mut Discovered) -> T) -> T {
+        f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The stack's VPC id (every network change needs it).
+    pub fn vpc(&self) -> Result<String> {
+        need("VPC", self.read(|d| d.vpc().map(|v| v.id.clone())))
+    }
+
+    /// Records a created resource's id in SSM, and in the state (so it is not written again).
+    pub async fn record(&self, role: Role, rid: &str) -> Result<()> {
+        self.aws.record(self.id(), role, rid).await?;
+        self.write(|d| {
+            d.records.retain(|r| r.role != role);
+            d.records.push(Record {
+                role,
+                id: rid.to_string(),
+                written: Some(std::time::SystemTime::now()),
+            });
         });
-    });
-    Ok(())
-}
-
-/// Reads from the shared state (the lock is never held across an AWS call).
-fn read<T>(state: &Mutex<Discovered>, f: impl FnOnce(&Discovered) -> T) -> T {
-    f(&state.lock().unwrap_or_else(|e| e.into_inner()))
-}
-
-fn write<T>(state: &Mutex<Discovered>, f: impl FnOnce(&mut Discovered) -> T) -> T {
-    f(&mut state.lock().unwrap_or_else(|e| e.into_inner()))
-}
-
-/// Does one change; returns the id of the resource it touched, and the role to record it
-/// under when the change created it.
-async fn one(
-    aws: &Aws,
-    spec: &StackSpec,
-    image: Option<&Image>,
-    state: &Mutex<Discovered>,
-    change: &Change,
-) -> Result<(String, Option<Role>)> {
-    let id = &spec.id;
-    let vpc = || need("VPC", read(state, |d| d.vpc().map(|v| v.id.clone())));
-    let created = |rid: String, role: Role| Ok((rid, Some(role)));
-    let touched = |rid: String| Ok((rid, None));
-    match change {
-        Change::CreateVpc { cidr } => {
-            let v = aws.create_vpc(id, cidr).await?;
-            let rid = v.id.clone();
-            write(state, |d| d.vpcs.push(v));
-            created(rid, Role::Vpc)
-        }
-        Change::CreateIgw => {
-            let g = aws.create_igw(id).await?;
-            let rid = g.id.clone();
-            write(state, |d| d.igws.push(g));
-            created(rid, Role::Igw)
-        }
-        Change::AttachIgw => {
-            let vpc = vpc()?;
-            let igw = need(
-                "internet gateway",
-                read(state, |d| d.igw().map(|g| g.id.clone())),
-            )?;
-            aws.attach_igw(&igw, &vpc).await?;
-            write(state, |d| {
-                if let Some(g) = d.igws.iter_mut().find(|g| g.id == igw) {
-                    g.attached_vpc = Some(vpc);
-                }
-            });
-            touched(igw)
-        }
-        Change::CreateSubnet { cidr } => {
-            let s = aws.create_subnet(id, &vpc()?, cidr).await?;
-            let rid = s.id.clone();
-            write(state, |d| d.subnets.push(s));
-            created(rid, Role::Subnet)
-        }
-        Change::CreateRouteTable => {
-            let t = aws.create_route_table(id, &vpc()?).await?;
-            let rid = t.id.clone();
-            write(state, |d| d.route_tables.push(t));
-            created(rid, Role::RouteTable)
-        }
-        Change::AddDefaultRoute => {
-            let igw = need(
-                "internet gateway",
-                read(state, |d| d.igw().map(|g| g.id.clone())),
-            )?;
-            let rtb = need(
-                "route table",
-                read(state, |d| d.route_table().map(|t| t.id.clone())),
-            )?;
-            aws.create_default_route(&rtb, &igw).await?;
-            write(state, |d| {
-                if let Some(t) = d.route_tables.iter_mut().find(|t| t.id == rtb) {
-                    t.default_gateway = Some(igw);
-                }
-            });
-            touched(rtb)
-        }
-        Change::AssociateRouteTable => {
-            let subnet = need("subnet", read(state, |d| d.subnet().map(|s| s.id.clone())))?;
-            let rtb = need(
-                "route table",
-                read(state, |d| d.route_table().map(|t| t.id.clone())),
-            )?;
-            let assoc = aws.associate_route_table(&rtb, &subnet).await?;
-            write(state, |d| {
-                if let Some(t) = d.route_tables.iter_mut().find(|t| t.id == rtb) {
-                    t.associations.push((assoc, subnet));
-                }
-            });
-            touched(rtb)
-        }
-        Change::CreateSecurityGroup { role } => {
-            let description = match role {
-                Role::SgHost => "poscloud Docker host (eth0): SSH from admin CIDRs only",
-                _ => "poscloud POS container (eth1): no inbound",
-            };
-            let g = aws
-                .create_security_group(id, *role, &vpc()?, description)
-                .await?;
-            let rid = g.id.clone();
-            write(state, |d| d.security_groups.push(g));
-            created(rid, *role)
-        }
-        Change::Authorize {
-            role,
-            ingress,
-            rules,
-        }
-        | Change::Revoke {
-            role,
-            ingress,
-            rules,
-        } => {
-            let sg = need(
-                &format!("security group {}", role.as_str()),
-                read(state, |d| d.sg(*role).map(|g| g.id.clone())),
-            )?;
-            let add = matches!(change, Change::Authorize { .. });
-            match (add, *ingress) {
-                (true, true) => aws.authorize_ingress(&sg, rules).await?,
-                (true, false) => aws.authorize_egress(&sg, rules).await?,
-                (false, true) => aws.revoke_ingress(&sg, rules).await?,
-                (false, false) => aws.revoke_egress(&sg, rules).await?,
-            }
-            write(state, |d| {
-                if let Some(g) = d.security_groups.iter_mut().find(|g| g.id == sg) {
-                    let list = if *ingress {
-                        &mut g.ingress
-                    } else {
-                        &mut g.egress
-                    };
-                    if add {
-                        list.extend(rules.iter().cloned());
-                    } else {
-                        list.retain(|r| !rules.contains(r));
-                    }
-                }
-            });
-            touched(sg)
-        }
-        Change::CreateOutputBucket { name } => {
-            aws.create_output_bucket(name).await?;
-            write(state, |d| d.output.exists = true);
-            touched(name.clone())
-        }
-        Change::SecureOutputBucket => {
-            let name = read(state, |d| d.output.name.clone());
-            aws.secure_bucket(&name).await?;
-            write(state, |d| {
-                d.output.encrypted = true;
-                d.output.public_access_blocked = true;
-            });
-            touched(name)
-        }
-        Change::PutScopePolicy => {
-            let (account, bucket) = read(state, |d| (d.account.clone(), d.output.name.clone()));
-            let doc = crate::aws::iam::scope_policy(id, &account, &aws.region, &bucket);
-            let role = need(
-                "IAM role",
-                read(state, |d| d.iam_role.as_ref().map(|r| r.name.clone())),
-            )?;
-            aws.put_role_policy(&role, crate::aws::iam::SCOPE_POLICY, &doc)
-                .await?;
-            write(state, |d| {
-                if let Some(r) = d.iam_role.as_mut() {
-                    r.scope_policy = Some(doc);
-                }
-            });
-            touched(role)
-        }
-        Change::CreateRole => {
-            let r = aws.create_role(id).await?;
-            let rid = r.name.clone();
-            write(state, |d| d.iam_role = Some(r));
-            touched(rid)
-        }
-        Change::AttachPolicy { arn } => {
-            let role = need(
-                "IAM role",
-                read(state, |d| d.iam_role.as_ref().map(|r| r.name.clone())),
-            )?;
-            aws.attach_role_policy(&role, arn).await?;
-            write(state, |d| {
-                if let Some(r) = d.iam_role.as_mut() {
-                    r.policies.push(arn.clone());
-                }
-            });
-            touched(role)
-        }
-        Change::CreateInstanceProfile => {
-            let p = aws.create_instance_profile(id).await?;
-            let rid = p.name.clone();
-            write(state, |d| d.instance_profile = Some(p));
-            touched(rid)
-        }
-        Change::AddRoleToProfile => {
-            let role = need(
-                "IAM role",
-                read(state, |d| d.iam_role.as_ref().map(|r| r.name.clone())),
-            )?;
-            let profile = need(
-                "instance profile",
-                read(state, |d| {
-                    d.instance_profile.as_ref().map(|p| p.name.clone())
-                }),
-            )?;
-            aws.add_role_to_profile(&profile, &role).await?;
-            write(state, |d| {
-                if let Some(p) = d.instance_profile.as_mut() {
-                    p.roles.push(role);
-                }
-            });
-            touched(profile)
-        }
-        Change::CreatePosEni { ip } => {
-            let subnet = need("subnet", read(state, |d| d.subnet().map(|s| s.id.clone())))?;
-            let sg = need(
-                "security group pos",
-                read(state, |d| d.sg(Role::SgPos).map(|g| g.id.clone())),
-            )?;
-            let e = aws.create_pos_eni(id, &subnet, ip, &sg).await?;
-            let rid = e.id.clone();
-            write(state, |d| d.enis.push(e));
-            created(rid, Role::EniPos)
-        }
-        Change::Launch {
-            instance_type,
-            disk_gb,
-        } => {
-            let image = image.ok_or_else(|| Error::failed("no AMI resolved for the launch"))?;
-            let vpc = vpc()?;
-            let (subnet, host_sg, pos_eni, profile) = read(state, |d| {
-                (
-                    d.subnet().map(|s| s.id.clone()),
-                    d.sg(Role::SgHost).map(|g| g.id.clone()),
-                    d.eni_pos().map(|e| e.id.clone()),
-                    d.instance_profile.as_ref().map(|p| p.arn.clone()),
-                )
-            });
-            let (subnet, host_sg) = (
-                need("subnet", subnet)?,
-                need("security group host", host_sg)?,
-            );
-            let (pos_eni, profile) = (need("eth1", pos_eni)?, need("instance profile", profile)?);
-            let launch = Launch {
-                image_id: &image.id,
-                root_device: &image.root_device,
-                instance_type,
-                disk_gb: *disk_gb,
-                subnet_id: &subnet,
-                host_sg: &host_sg,
-                pos_eni: &pos_eni,
-                profile_arn: &profile,
-                user_data_b64: base64::engine::general_purpose::STANDARD
-                    .encode(crate::userdata::encode(spec, &aws.region)?),
-                termination_protection: spec.termination_protection,
-                // The VPC id makes the token unique per stack generation: a re-run after a
-                // crash reuses it (AWS returns the same instance), a new stack never does.
-                client_token: format!("{}-{vpc}", id.name()),
-            };
-            let instance = aws.run_instance(id, &launch).await?;
-            let instance_id = instance.id.clone();
-            // In the state at once: what RunInstances said is all the changes after it need
-            // (eth0's id for its address). Recorded beside the wait: a run killed during the
-            // wait must find this instance by its id.
-            write(state, |d| {
-                d.instances.retain(|i| i.id != instance_id);
-                d.instances.push(instance);
-            });
-            tokio::try_join!(
-                record(aws, state, Role::Host, &instance_id),
-                aws.wait_running(&instance_id)
-            )?;
-            write(state, |d| {
-                if let Some(i) = d.instances.iter_mut().find(|i| i.id == instance_id) {
-                    i.state = "running".into();
-                }
-            });
-            touched(instance_id)
-        }
-        Change::SetTerminationProtection { on } => {
-            let iid = need(
-                "instance",
-                read(state, |d| d.instance().map(|i| i.id.clone())),
-            )?;
-            aws.set_termination_protection(&iid, *on).await?;
-            write(state, |d| {
-                if let Some(i) = d.instances.iter_mut().find(|i| i.id == iid) {
-                    i.termination_protection = *on;
-                }
-            });
-            touched(iid)
-        }
-        Change::AllocateEip { role } => {
-            let e = aws.allocate_eip(id, *role).await?;
-            let rid = e.allocation_id.clone();
-            write(state, |d| d.eips.push(e));
-            created(rid, *role)
-        }
-        Change::AssociateEip { role } => {
-            let eni = match role {
-                Role::EipHost => need(
-                    "eth0",
-                    read(state, |d| {
-                        d.instance().and_then(|i| i.eni(0)).map(str::to_string)
-                    }),
-                )?,
-                _ => need("eth1", read(state, |d| d.eni_pos().map(|e| e.id.clone())))?,
-            };
-            let alloc = need(
-                "Elastic IP",
-                read(state, |d| d.eip(*role).map(|e| e.allocation_id.clone())),
-            )?;
-            let assoc = aws.associate_eip(&alloc, &eni).await?;
-            write(state, |d| {
-                if let Some(e) = d.eips.iter_mut().find(|e| e.allocation_id == alloc) {
-                    e.association_id = Some(assoc);
-                    e.eni_id = Some(eni);
-                }
-            });
-            touched(alloc)
-        }
+        Ok(())
     }
 }
 
-/// The records a discovered stack should have: one per created resource found.
-pub fn missing_records(d: &Discovered) -> Vec<Record> {
-    let mut out = Vec::new();
-    let mut want = |role: Role, id: Option<&str>| {
-        if let Some(id) = id {
-            if !d.records.iter().any(|r| r.role == role && r.id == id) {
-                out.push(Record {
-                    role,
-                    id: id.to_string(),
-                    written: None,
-                });
-            }
+/// Does one change, in the module of its resource.
+async fn one(x: &Apply<'_>, change: &Change) -> Result<Made> {
+    use crate::resources::*;
+    use Change as C;
+    match change {
+        C::CreateVpc { .. } | C::CreateIgw | C::AttachIgw => network::apply(x, change).await,
+        C::CreateSubnet { .. }
+        | C::CreateRouteTable
+        | C::AddDefaultRoute
+        | C::AssociateRouteTable => subnet::apply(x, change).await,
+        C::CreateSecurityGroup { .. } | C::Authorize { .. } | C::Revoke { .. } => {
+            security_groups::apply(x, change).await
         }
-    };
-    want(Role::Vpc, d.vpc().map(|v| v.id.as_str()));
-    want(Role::Igw, d.igw().map(|v| v.id.as_str()));
-    want(Role::Subnet, d.subnet().map(|v| v.id.as_str()));
-    want(Role::RouteTable, d.route_table().map(|v| v.id.as_str()));
-    want(Role::SgHost, d.sg(Role::SgHost).map(|v| v.id.as_str()));
-    want(Role::SgPos, d.sg(Role::SgPos).map(|v| v.id.as_str()));
-    want(Role::EniPos, d.eni_pos().map(|v| v.id.as_str()));
-    want(Role::Host, d.instance().map(|v| v.id.as_str()));
-    want(
-        Role::EipHost,
-        d.eip(Role::EipHost).map(|v| v.allocation_id.as_str()),
-    );
-    want(
-        Role::EipPos,
-        d.eip(Role::EipPos).map(|v| v.allocation_id.as_str()),
-    );
-    out
+        C::CreateOutputBucket { .. } | C::SecureOutputBucket => bucket::apply(x, change).await,
+        C::CreateRole
+        | C::PutScopePolicy
+        | C::AttachPolicy { .. }
+        | C::CreateInstanceProfile
+        | C::AddRoleToProfile => iam::apply(x, change).await,
+        C::CreatePosEni { .. } => eni::apply(x, change).await,
+        C::Launch { .. } | C::SetTerminationProtection { .. } => instance::apply(x, change).await,
+        C::AllocateEip { .. } | C::AssociateEip { .. } => eips::apply(x, change).await,
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod phases;
 pub mod plan;
 pub mod remote;
 pub mod report;
+pub mod resources;
 pub mod spec;
 pub mod teardown;
 pub mod ui;

@@ -1,7 +1,6 @@
 //! Desired (StackSpec) vs discovered (AWS) → the steps provision takes. Pure: no AWS calls.
 
 use crate::aws::discover::{Discovered, Rule};
-use crate::aws::iam::SSM_CORE_POLICY;
 use crate::aws::tags::Role;
 use crate::spec::StackSpec;
 use serde::Serialize;
@@ -182,7 +181,13 @@ impl Plan {
     }
 }
 
-fn step(resource: Role, id: Option<&str>, changes: Vec<Change>, drift: Vec<String>) -> Step {
+/// One resource's step: created when it has no id yet, updated when it has changes.
+pub(crate) fn step(
+    resource: Role,
+    id: Option<&str>,
+    changes: Vec<Change>,
+    drift: Vec<String>,
+) -> Step {
     let action = match (id, changes.is_empty()) {
         (None, _) => Action::Create,
         (Some(_), false) => Action::Update,
@@ -197,361 +202,19 @@ fn step(resource: Role, id: Option<&str>, changes: Vec<Change>, drift: Vec<Strin
     }
 }
 
-fn all_traffic(cidr: &str) -> Rule {
-    Rule {
-        protocol: "-1".into(),
-        from_port: None,
-        to_port: None,
-        cidr: cidr.into(),
-    }
-}
-
-/// Rule changes that make `current` equal `desired`.
-fn rule_changes(role: Role, ingress: bool, current: &[Rule], desired: &[Rule]) -> Vec<Change> {
-    let missing: Vec<Rule> = desired
-        .iter()
-        .filter(|r| !current.contains(r))
-        .cloned()
-        .collect();
-    let extra: Vec<Rule> = current
-        .iter()
-        .filter(|r| !desired.contains(r))
-        .cloned()
-        .collect();
-    let mut out = Vec::new();
-    if !extra.is_empty() {
-        out.push(Change::Revoke {
-            role,
-            ingress,
-            rules: extra,
-        });
-    }
-    if !missing.is_empty() {
-        out.push(Change::Authorize {
-            role,
-            ingress,
-            rules: missing,
-        });
-    }
-    out
-}
-
-/// Desired security group rules: host = SSH from the admin CIDRs only, all outbound;
-/// pos = no inbound at all, outbound to the stack's egress CIDRs.
-pub fn desired_rules(spec: &StackSpec, role: Role) -> (Vec<Rule>, Vec<Rule>) {
-    let mut ingress: Vec<Rule> = match role {
-        Role::SgHost => spec
-            .admin_cidrs
-            .iter()
-            .map(|c| Rule {
-                protocol: "tcp".into(),
-                from_port: Some(22),
-                to_port: Some(22),
-                cidr: c.to_string(),
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    let mut egress: Vec<Rule> = match role {
-        Role::SgHost => vec![all_traffic("0.0.0.0/0")],
-        _ => spec
-            .pos_egress_cidrs
-            .iter()
-            .map(|c| all_traffic(&c.to_string()))
-            .collect(),
-    };
-    ingress.sort();
-    egress.sort();
-    (ingress, egress)
-}
-
+/// The plan: each resource module's steps, in the order they are shown (and roughly the
+/// order of their dependencies).
 pub fn build(spec: &StackSpec, d: &Discovered, region: &str) -> Plan {
+    use crate::resources::*;
     let mut steps = Vec::new();
-    let net = spec.network.to_string();
-
-    // VPC
-    let vpc = d.vpc();
-    let mut drift = Vec::new();
-    if let Some(v) = vpc {
-        if v.cidr != net {
-            drift.push(format!("CIDR is {}, stack says {net}", v.cidr));
-        }
-    }
-    let changes = if vpc.is_none() {
-        vec![Change::CreateVpc { cidr: net.clone() }]
-    } else {
-        vec![]
-    };
-    steps.push(step(Role::Vpc, vpc.map(|v| v.id.as_str()), changes, drift));
-
-    // Internet gateway, attached to the VPC
-    let igw = d.igw();
-    let mut changes = Vec::new();
-    if igw.is_none() {
-        changes.push(Change::CreateIgw);
-    }
-    let attached = match (igw, vpc) {
-        (Some(g), Some(v)) => g.attached_vpc.as_deref() == Some(v.id.as_str()),
-        _ => false,
-    };
-    if !attached {
-        changes.push(Change::AttachIgw);
-    }
-    steps.push(step(Role::Igw, igw.map(|g| g.id.as_str()), changes, vec![]));
-
-    // Subnet
-    let subnet = d.subnet();
-    let mut drift = Vec::new();
-    if let Some(s) = subnet {
-        if s.cidr != net {
-            drift.push(format!("CIDR is {}, stack says {net}", s.cidr));
-        }
-    }
-    let changes = if subnet.is_none() {
-        vec![Change::CreateSubnet { cidr: net.clone() }]
-    } else {
-        vec![]
-    };
-    steps.push(step(
-        Role::Subnet,
-        subnet.map(|s| s.id.as_str()),
-        changes,
-        drift,
-    ));
-
-    // Route table: default route to the IGW, associated with the subnet
-    let rtb = d.route_table();
-    let mut changes = Vec::new();
-    if rtb.is_none() {
-        changes.push(Change::CreateRouteTable);
-    }
-    let route_ok = match (rtb, igw) {
-        (Some(t), Some(g)) => t.default_gateway.as_deref() == Some(g.id.as_str()),
-        _ => false,
-    };
-    let mut drift = Vec::new();
-    if !route_ok {
-        if let Some(gw) = rtb.and_then(|t| t.default_gateway.as_deref()) {
-            drift.push(format!(
-                "0.0.0.0/0 goes to {gw}, not the stack's internet gateway"
-            ));
-        } else {
-            changes.push(Change::AddDefaultRoute);
-        }
-    }
-    let assoc_ok = match (rtb, subnet) {
-        (Some(t), Some(s)) => t.associations.iter().any(|(_, sn)| *sn == s.id),
-        _ => false,
-    };
-    if !assoc_ok {
-        changes.push(Change::AssociateRouteTable);
-    }
-    steps.push(step(
-        Role::RouteTable,
-        rtb.map(|t| t.id.as_str()),
-        changes,
-        drift,
-    ));
-
-    // Security groups
-    for (role, _) in [(Role::SgHost, ()), (Role::SgPos, ())] {
-        let sg = d.sg(role);
-        let (want_in, want_out) = desired_rules(spec, role);
-        let mut changes = Vec::new();
-        let (cur_in, cur_out) = match sg {
-            Some(g) => (g.ingress.clone(), g.egress.clone()),
-            None => {
-                changes.push(Change::CreateSecurityGroup { role });
-                (Vec::new(), vec![all_traffic("0.0.0.0/0")])
-            }
-        };
-        changes.extend(rule_changes(role, true, &cur_in, &want_in));
-        changes.extend(rule_changes(role, false, &cur_out, &want_out));
-        let mut drift = Vec::new();
-        if let Some(g) = sg.filter(|g| g.other_rules > 0) {
-            drift.push(format!(
-                "{} rule(s) naming other groups, prefix lists or IPv6 ranges; remove them by hand",
-                g.other_rules
-            ));
-        }
-        steps.push(step(role, sg.map(|g| g.id.as_str()), changes, drift));
-    }
-
-    // The account's SSM output bucket (shared; created once per region)
-    let out = &d.output;
-    let mut changes = Vec::new();
-    if !out.exists {
-        changes.push(Change::CreateOutputBucket {
-            name: out.name.clone(),
-        });
-    }
-    if !(out.encrypted && out.public_access_blocked) {
-        changes.push(Change::SecureOutputBucket);
-    }
-    steps.push(step(
-        Role::OutputBucket,
-        out.exists.then_some(out.name.as_str()),
-        changes,
-        vec![],
-    ));
-
-    // IAM role with the SSM core policy and its scope policy, and its instance profile
-    let role = d.iam_role.as_ref();
-    let mut changes = Vec::new();
-    if role.is_none() {
-        changes.push(Change::CreateRole);
-    }
-    if !role.is_some_and(|r| r.policies.iter().any(|p| p == SSM_CORE_POLICY)) {
-        changes.push(Change::AttachPolicy {
-            arn: SSM_CORE_POLICY.into(),
-        });
-    }
-    let scope = crate::aws::iam::scope_policy(&spec.id, &d.account, region, &out.name);
-    if role.and_then(|r| r.scope_policy.as_ref()) != Some(&scope) {
-        changes.push(Change::PutScopePolicy);
-    }
-    let drift = role
-        .map(|r| {
-            r.policies
-                .iter()
-                .filter(|p| *p != SSM_CORE_POLICY)
-                .map(|p| format!("extra policy attached: {p}"))
-                .collect()
-        })
-        .unwrap_or_default();
-    steps.push(step(
-        Role::IamRole,
-        role.map(|r| r.name.as_str()),
-        changes,
-        drift,
-    ));
-
-    let profile = d.instance_profile.as_ref();
-    let mut changes = Vec::new();
-    if profile.is_none() {
-        changes.push(Change::CreateInstanceProfile);
-    }
-    if profile.is_none_or(|p| p.roles.is_empty()) {
-        changes.push(Change::AddRoleToProfile);
-    }
-    steps.push(step(
-        Role::InstanceProfile,
-        profile.map(|p| p.name.as_str()),
-        changes,
-        vec![],
-    ));
-
-    // eth1: the POS interface with its fixed address
-    let eni = d.eni_pos();
-    let pos_ip = spec.pos_ip.to_string();
-    let mut drift = Vec::new();
-    if let Some(e) = eni {
-        if e.private_ip.as_deref() != Some(pos_ip.as_str()) {
-            drift.push(format!(
-                "address is {}, stack says {pos_ip}",
-                e.private_ip.as_deref().unwrap_or("none")
-            ));
-        }
-    }
-    let changes = if eni.is_none() {
-        vec![Change::CreatePosEni { ip: pos_ip.clone() }]
-    } else {
-        vec![]
-    };
-    steps.push(step(
-        Role::EniPos,
-        eni.map(|e| e.id.as_str()),
-        changes,
-        drift,
-    ));
-
-    // The host
-    let inst = d.instance();
-    let mut changes = Vec::new();
-    let mut drift = Vec::new();
-    match inst {
-        None => changes.push(Change::Launch {
-            instance_type: spec.instance_type.clone(),
-            disk_gb: spec.disk_gb,
-        }),
-        Some(i) => {
-            if i.termination_protection != spec.termination_protection {
-                changes.push(Change::SetTerminationProtection {
-                    on: spec.termination_protection,
-                });
-            }
-            if i.state != "running" && i.state != "pending" {
-                drift.push(format!("instance is {}", i.state));
-            }
-            if i.instance_type != spec.instance_type {
-                drift.push(format!(
-                    "instance type is {}, stack says {}",
-                    i.instance_type, spec.instance_type
-                ));
-            }
-            if i.http_tokens.as_deref() != Some("required") {
-                drift.push("IMDSv2 is not required".into());
-            }
-            match &i.root_volume {
-                Some(v) => {
-                    if !v.encrypted {
-                        drift.push(format!("root volume {} is not encrypted", v.id));
-                    }
-                    if v.volume_type != "gp3" {
-                        drift.push(format!("root volume is {}, not gp3", v.volume_type));
-                    }
-                    if v.size_gb < spec.disk_gb {
-                        drift.push(format!(
-                            "root volume is {} GB, stack says {} GB",
-                            v.size_gb, spec.disk_gb
-                        ));
-                    }
-                }
-                None => drift.push("root volume not found".into()),
-            }
-            if i.profile_arn.is_none() {
-                drift.push("no instance profile attached".into());
-            }
-            if let (Some(e), Some(eth1)) = (eni, i.eni(1)) {
-                if e.id != eth1 {
-                    drift.push(format!("eth1 is {eth1}, not the stack's {}", e.id));
-                }
-            }
-        }
-    }
-    steps.push(step(
-        Role::Host,
-        inst.map(|i| i.id.as_str()),
-        changes,
-        drift,
-    ));
-
-    // Elastic IPs: #1 on eth0 (Docker host), #2 on eth1 (POS)
-    for (role, device) in [(Role::EipHost, 0), (Role::EipPos, 1)] {
-        let eip = d.eip(role);
-        let mut changes = Vec::new();
-        if eip.is_none() {
-            changes.push(Change::AllocateEip { role });
-        }
-        let target = if device == 0 {
-            inst.and_then(|i| i.eni(0))
-        } else {
-            eni.map(|e| e.id.as_str())
-        };
-        let mut drift = Vec::new();
-        match eip.and_then(|e| e.eni_id.as_deref()) {
-            Some(on) if Some(on) == target => {}
-            Some(on) => drift.push(format!("associated with {on}, not eth{device}")),
-            None => changes.push(Change::AssociateEip { role }),
-        }
-        steps.push(step(
-            role,
-            eip.map(|e| e.allocation_id.as_str()),
-            changes,
-            drift,
-        ));
-    }
-
+    steps.extend(network::plan(spec, d));
+    steps.extend(subnet::plan(spec, d));
+    steps.extend(security_groups::plan(spec, d));
+    steps.extend(bucket::plan(d));
+    steps.extend(iam::plan(spec, d, region));
+    steps.extend(eni::plan(spec, d));
+    steps.extend(instance::plan(spec, d));
+    steps.extend(eips::plan(d));
     Plan { steps }
 }
 

@@ -391,7 +391,7 @@ pub fn compliance(e: &Evidence) -> Vec<Check> {
     let mut exposed = Vec::new();
     for role in [Role::SgHost, Role::SgPos] {
         let Some(sg) = e.d.sg(role) else { continue };
-        let (wanted, _) = crate::plan::desired_rules(e.spec, role);
+        let (wanted, _) = crate::resources::security_groups::desired_rules(e.spec, role);
         for r in sg.ingress.iter().filter(|r| !wanted.contains(r)) {
             let open = if r.cidr == "0.0.0.0/0" {
                 " (the whole internet)"

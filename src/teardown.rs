@@ -15,7 +15,7 @@ use std::time::Duration;
 
 /// Retries a delete while AWS still sees a dependency that is going away (an ENI detaching
 /// after termination, an SG still referenced for a few seconds).
-async fn settle<F, Fut>(f: F) -> Result<()>
+pub(crate) async fn settle<F, Fut>(f: F) -> Result<()>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<()>>,
@@ -56,7 +56,7 @@ impl<'a> Teardown<'a> {
     }
 
     /// One delete (or a short chain of them), shown as one step; false when it failed.
-    async fn one(&self, label: String, fut: impl Future<Output = Result<()>>) -> bool {
+    pub(crate) async fn one(&self, label: String, fut: impl Future<Output = Result<()>>) -> bool {
         let step = self.ui.step_plain(label.clone());
         match fut.await {
             Ok(()) => step.done(""),
@@ -77,130 +77,44 @@ impl<'a> Teardown<'a> {
         true
     }
 
-    /// Deletes everything in `d`, independent deletes at once: the addresses, the instance's
-    /// termination, the route tables, snapshots and command output start together; the
-    /// interfaces, groups and subnet follow the termination, the gateway follows the
-    /// addresses, the VPC comes last, then the stack's parameters (its records among them,
-    /// kept until here so that a run killed midway still finds every id). The lock
-    /// parameter is left for the caller to release.
+    /// Deletes everything in `d`, independent deletes at once (each resource's module knows
+    /// how; the order is here): the addresses, the instance's termination, the route tables,
+    /// snapshots and command output start together; the interfaces, groups and subnet follow
+    /// the termination, the gateway follows the addresses, the VPC comes last, then the
+    /// stack's parameters (its records among them, kept until here so that a run killed
+    /// midway still finds every id). The lock parameter is left for the caller to release.
     pub async fn run(self, d: &Discovered) -> Vec<String> {
+        use crate::resources::*;
         let aws = self.aws;
-        let me = &self;
+        let t = &self;
         let addresses = async {
-            join_all(d.eips.iter().map(|e| async move {
-                if let Some(assoc) = &e.association_id {
-                    me.one(
-                        format!("disassociate Elastic IP {}", e.public_ip),
-                        aws.disassociate_eip(assoc),
-                    )
-                    .await;
-                }
-                me.one(
-                    format!("release Elastic IP {} ({})", e.public_ip, e.allocation_id),
-                    settle(|| aws.release_eip(&e.allocation_id)),
-                )
-                .await;
-            }))
-            .await;
+            eips::delete(t, d).await;
             // A gateway detaches only when no address of its VPC is mapped.
-            join_all(d.igws.iter().map(|g| async move {
-                me.one(format!("delete internet gateway {}", g.id), async {
-                    if let Some(vpc) = &g.attached_vpc {
-                        settle(|| aws.detach_igw(&g.id, vpc)).await?;
-                    }
-                    aws.delete_igw(&g.id).await
-                })
-                .await;
-            }))
-            .await;
+            network::delete_gateways(t, d).await;
         };
         let hosts = async {
-            join_all(d.instances.iter().map(|i| async move {
-                if i.termination_protection {
-                    me.one(
-                        format!("lift termination protection of {}", i.id),
-                        aws.set_termination_protection(&i.id, false),
-                    )
-                    .await;
-                }
-                me.one(format!("terminate instance {}", i.id), async {
-                    aws.terminate(&i.id).await?;
-                    aws.wait_terminated(&i.id).await
-                })
-                .await;
-            }))
-            .await;
+            instance::delete(t, d).await;
             let network = async {
-                join_all(d.enis.iter().map(|e| {
-                    me.one(
-                        format!("delete network interface {}", e.id),
-                        settle(|| aws.delete_eni(&e.id)),
-                    )
-                }))
-                .await;
-                let groups = join_all(d.security_groups.iter().map(|g| {
-                    me.one(
-                        format!("delete security group {} {}", g.role.as_str(), g.id),
-                        settle(|| aws.delete_security_group(&g.id)),
-                    )
-                }));
-                let subnets = join_all(d.subnets.iter().map(|s| {
-                    me.one(
-                        format!("delete subnet {}", s.id),
-                        settle(|| aws.delete_subnet(&s.id)),
-                    )
-                }));
-                tokio::join!(groups, subnets);
+                eni::delete(t, d).await;
+                tokio::join!(security_groups::delete(t, d), subnet::delete_subnets(t, d));
             };
             // The instance no longer uses its role once terminated.
-            let iam = async {
-                if let Some(p) = &d.instance_profile {
-                    me.one(
-                        format!("delete instance profile {}", p.name),
-                        aws.delete_instance_profile(p),
-                    )
-                    .await;
-                }
-                if let Some(r) = &d.iam_role {
-                    me.one(format!("delete IAM role {}", r.name), aws.delete_role(r))
-                        .await;
-                }
-            };
-            tokio::join!(network, iam);
+            tokio::join!(network, iam::delete(t, d));
         };
-        let route_tables = join_all(d.route_tables.iter().map(|t| async move {
-            me.one(format!("delete route table {}", t.id), async {
-                for (assoc, _) in &t.associations {
-                    aws.disassociate_route_table(assoc).await?;
-                }
-                aws.delete_route_table(&t.id).await
-            })
-            .await;
-        }));
         let snapshots = join_all(d.snapshots.iter().map(|snap| {
-            me.one(
+            t.one(
                 format!("delete EBS snapshot {snap}"),
                 aws.delete_snapshot(snap),
             )
         }));
-        let output = async {
-            if !d.output.stack_objects.is_empty() {
-                let prefix = crate::aws::s3::stack_prefix(me.id);
-                me.one(
-                    format!("delete command output s3://{}/{prefix}", d.output.name),
-                    async { aws.delete_prefix(&d.output.name, &prefix).await.map(|_| ()) },
-                )
-                .await;
-            }
-        };
-        tokio::join!(addresses, hosts, route_tables, snapshots, output);
-        join_all(d.vpcs.iter().map(|v| {
-            me.one(
-                format!("delete VPC {}", v.id),
-                settle(|| aws.delete_vpc(&v.id)),
-            )
-        }))
-        .await;
+        tokio::join!(
+            addresses,
+            hosts,
+            subnet::delete_route_tables(t, d),
+            snapshots,
+            bucket::delete(t, d)
+        );
+        network::delete_vpcs(t, d).await;
         // The records go only once everything they name is gone.
         let lock = lock_name(self.id);
         let failed = !self

@@ -2,7 +2,6 @@
 
 pub mod discover;
 pub mod ec2;
-pub mod iam;
 pub mod preflight;
 pub mod retry;
 pub mod s3;

@@ -128,11 +128,6 @@ pub fn phase_name(id: &StackId, phase: &str) -> String {
     format!("{}phase/{phase}", id.param_path())
 }
 
-/// The record of a created resource's id (see `discover::Record`).
-pub fn record_name(id: &StackId, role: Role) -> String {
-    format!("{}{}", super::discover::record_prefix(id), role.as_str())
-}
-
 pub fn host_key_name(id: &StackId) -> String {
     format!("{}host-key", id.param_path())
 }
@@ -161,11 +156,6 @@ impl Aws {
             }
             Err(e) => Err(self.err("GetParameter", Some(name), e)),
         }
-    }
-
-    /// Records the id of a resource just created (replacing an older record of its role).
-    pub async fn record(&self, id: &StackId, role: Role, resource: &str) -> Result<()> {
-        self.put_param(&record_name(id, role), resource).await
     }
 
     /// Writes a plain String parameter (not for secrets), replacing any value.

@@ -143,3 +143,10 @@ pub fn stack_of(tags: &[Tag]) -> Option<(StackId, Option<Role>)> {
     let env = get(tags, ENV)?.parse().ok()?;
     Some((StackId { shop, env }, get(tags, ROLE).and_then(Role::parse)))
 }
+
+/// Filters for one stack's resource of one role (what `create_once` looks for).
+pub fn role_filters(id: &StackId, role: Role) -> Vec<Filter> {
+    let mut f = filters(id);
+    f.push(filter(&format!("tag:{ROLE}"), role.as_str()));
+    f
+}

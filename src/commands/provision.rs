@@ -441,7 +441,7 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
         }
         // Resources a crashed run made but could not record: recorded now, so that the
         // next run finds them by id too.
-        for r in crate::apply::missing_records(&d) {
+        for r in crate::resources::records::missing(&d) {
             aws.record(id, r.role, &r.id).await?;
         }
         let applied: Vec<_> = out

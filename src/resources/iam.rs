@@ -1,11 +1,38 @@
-//! IAM writes: the host's role and instance profile (names are global in the account).
+//! The host's IAM role (the SSM core policy and a scope policy for its own S3 prefix and SSM
+//! path) and its instance profile: what is found, planned, made and removed. IAM names are
+//! global in the account: `poscloud-<shop>-<env>` under the path `/poscloud/`.
 
-use super::discover::{iam_name, IamRole, InstanceProfile, IAM_PATH};
-use super::retry::Verdict;
-use super::tags::{self, Role};
-use super::Aws;
+use crate::apply::{need, touched, Apply, Made};
+use crate::aws::discover::Discovered;
+use crate::aws::retry::Verdict;
+use crate::aws::tags::{self, Role};
+use crate::aws::Aws;
 use crate::error::{Error, Result};
+use crate::plan::{step, Change, Step};
 use crate::spec::StackId;
+use crate::teardown::Teardown;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IamRole {
+    pub name: String,
+    pub policies: Vec<String>,
+    /// The inline scope policy (own S3 prefix, own SSM path), if attached.
+    pub scope_policy: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceProfile {
+    pub name: String,
+    pub arn: String,
+    pub roles: Vec<String>,
+}
+
+/// IAM names are global per account: one role and one instance profile per stack.
+pub fn iam_name(id: &StackId) -> String {
+    id.name()
+}
+pub const IAM_PATH: &str = "/poscloud/";
 
 /// The managed policy that lets the SSM agent register and run commands.
 pub const SSM_CORE_POLICY: &str = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore";
@@ -351,5 +378,185 @@ impl Aws {
             .map_err(|e| self.err("DeleteRole", Some(&r.name), e))?;
         self.wrote("DeleteRole", &r.name);
         Ok(())
+    }
+}
+
+impl Aws {
+    pub(crate) async fn find_iam(
+        &self,
+        id: &StackId,
+    ) -> Result<(Option<IamRole>, Option<InstanceProfile>)> {
+        let name = iam_name(id);
+        let name = name.as_str();
+        let role = async {
+            match self.iam.get_role().role_name(name).send().await {
+                Ok(_) => {
+                    let attached = async {
+                        self.iam
+                            .list_attached_role_policies()
+                            .role_name(name)
+                            .into_paginator()
+                            .items()
+                            .send()
+                            .try_collect()
+                            .await
+                            .map_err(|e| self.err("ListAttachedRolePolicies", Some(name), e))
+                    };
+                    let (attached, scope_policy) =
+                        tokio::try_join!(attached, self.role_policy(name, SCOPE_POLICY))?;
+                    Ok(Some(IamRole {
+                        name: name.to_string(),
+                        policies: attached
+                            .into_iter()
+                            .filter_map(|p| p.policy_arn().map(str::to_string))
+                            .collect(),
+                        scope_policy,
+                    }))
+                }
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_no_such_entity_exception()) =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(self.err("GetRole", Some(name), e)),
+            }
+        };
+        tokio::try_join!(role, self.instance_profile(name))
+    }
+}
+
+/// The role with its two policies, and the profile that hands it to the instance.
+pub fn plan(spec: &crate::spec::StackSpec, d: &Discovered, region: &str) -> Vec<Step> {
+    let role = d.iam_role.as_ref();
+    let mut changes = Vec::new();
+    if role.is_none() {
+        changes.push(Change::CreateRole);
+    }
+    if !role.is_some_and(|r| r.policies.iter().any(|p| p == SSM_CORE_POLICY)) {
+        changes.push(Change::AttachPolicy {
+            arn: SSM_CORE_POLICY.into(),
+        });
+    }
+    let scope = scope_policy(&spec.id, &d.account, region, &d.output.name);
+    if role.and_then(|r| r.scope_policy.as_ref()) != Some(&scope) {
+        changes.push(Change::PutScopePolicy);
+    }
+    let drift = role
+        .map(|r| {
+            r.policies
+                .iter()
+                .filter(|p| *p != SSM_CORE_POLICY)
+                .map(|p| format!("extra policy attached: {p}"))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut steps = vec![step(
+        Role::IamRole,
+        role.map(|r| r.name.as_str()),
+        changes,
+        drift,
+    )];
+
+    let profile = d.instance_profile.as_ref();
+    let mut changes = Vec::new();
+    if profile.is_none() {
+        changes.push(Change::CreateInstanceProfile);
+    }
+    if profile.is_none_or(|p| p.roles.is_empty()) {
+        changes.push(Change::AddRoleToProfile);
+    }
+    steps.push(step(
+        Role::InstanceProfile,
+        profile.map(|p| p.name.as_str()),
+        changes,
+        vec![],
+    ));
+    steps
+}
+
+/// Whether `a` (one of this module's changes) waits for `b`.
+pub fn needs(a: &Change, b: &Change) -> bool {
+    match a {
+        Change::PutScopePolicy | Change::AttachPolicy { .. } => matches!(b, Change::CreateRole),
+        Change::AddRoleToProfile => {
+            matches!(b, Change::CreateRole | Change::CreateInstanceProfile)
+        }
+        _ => false,
+    }
+}
+
+pub(crate) async fn apply(x: &Apply<'_>, change: &Change) -> Result<Made> {
+    let role_name = || {
+        need(
+            "IAM role",
+            x.read(|d| d.iam_role.as_ref().map(|r| r.name.clone())),
+        )
+    };
+    match change {
+        Change::CreateRole => {
+            let r = x.aws.create_role(x.id()).await?;
+            let rid = r.name.clone();
+            x.write(|d| d.iam_role = Some(r));
+            touched(rid)
+        }
+        Change::PutScopePolicy => {
+            let (account, bucket) = x.read(|d| (d.account.clone(), d.output.name.clone()));
+            let doc = scope_policy(x.id(), &account, &x.aws.region, &bucket);
+            let role = role_name()?;
+            x.aws.put_role_policy(&role, SCOPE_POLICY, &doc).await?;
+            x.write(|d| {
+                if let Some(r) = d.iam_role.as_mut() {
+                    r.scope_policy = Some(doc);
+                }
+            });
+            touched(role)
+        }
+        Change::AttachPolicy { arn } => {
+            let role = role_name()?;
+            x.aws.attach_role_policy(&role, arn).await?;
+            x.write(|d| {
+                if let Some(r) = d.iam_role.as_mut() {
+                    r.policies.push(arn.clone());
+                }
+            });
+            touched(role)
+        }
+        Change::CreateInstanceProfile => {
+            let p = x.aws.create_instance_profile(x.id()).await?;
+            let rid = p.name.clone();
+            x.write(|d| d.instance_profile = Some(p));
+            touched(rid)
+        }
+        Change::AddRoleToProfile => {
+            let role = role_name()?;
+            let profile = need(
+                "instance profile",
+                x.read(|d| d.instance_profile.as_ref().map(|p| p.name.clone())),
+            )?;
+            x.aws.add_role_to_profile(&profile, &role).await?;
+            x.write(|d| {
+                if let Some(p) = d.instance_profile.as_mut() {
+                    p.roles.push(role);
+                }
+            });
+            touched(profile)
+        }
+        other => unreachable!("not an IAM change: {other}"),
+    }
+}
+
+/// Deletes the instance profile, then the role (once the instance no longer uses them).
+pub(crate) async fn delete(t: &Teardown<'_>, d: &Discovered) {
+    if let Some(p) = &d.instance_profile {
+        t.one(
+            format!("delete instance profile {}", p.name),
+            t.aws.delete_instance_profile(p),
+        )
+        .await;
+    }
+    if let Some(r) = &d.iam_role {
+        t.one(format!("delete IAM role {}", r.name), t.aws.delete_role(r))
+            .await;
     }
 }
