@@ -95,24 +95,7 @@ fn a_protected_instance_is_not_terminated_and_teardown_lifts_the_protection_firs
         "infra",
     ])
     .ok();
-    let iid = rig.block(async {
-        let out = rig
-            .ec2
-            .describe_instances()
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("tag:poscloud:shop")
-                    .values(SHOP)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-        out.reservations()[0].instances()[0]
-            .instance_id()
-            .unwrap()
-            .to_string()
-    });
+    let iid = rig.instance_id(SHOP, "prod");
     // Only RunInstances asked for protection: no ModifyInstanceAttribute was needed.
     let writes = rig.proxy.ok_writes();
     assert!(

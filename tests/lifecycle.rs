@@ -426,24 +426,7 @@ fn qa_stack_lifecycle() {
 fn prod_has_termination_protection_and_guarded_teardown() {
     let rig = Rig::new();
     rig.provision_infra(SHOP, "prod").ok();
-    let iid = rig.block(async {
-        let res = rig
-            .ec2
-            .describe_instances()
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("tag:poscloud:env")
-                    .values("prod")
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-        res.reservations()[0].instances()[0]
-            .instance_id()
-            .unwrap()
-            .to_string()
-    });
+    let iid = rig.instance_id(SHOP, "prod");
     let protected = |rig: &Rig| {
         rig.block(async {
             rig.ec2

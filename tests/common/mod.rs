@@ -759,6 +759,29 @@ impl Rig {
         }
     }
 
+    /// The id of the stack's instance (the first not terminated), as moto holds it.
+    pub fn instance_id(&self, shop: &str, env: &str) -> String {
+        self.block(async {
+            let out = self
+                .ec2
+                .describe_instances()
+                .filters(f("tag:poscloud:shop", shop))
+                .filters(f("tag:poscloud:env", env))
+                .send()
+                .await
+                .unwrap();
+            out.reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .find(|i| {
+                    i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated")
+                })
+                .and_then(|i| i.instance_id())
+                .expect("the stack has an instance")
+                .to_string()
+        })
+    }
+
     /// Sets the AWS model of the emulator (see `Emulator::set_model`).
     pub fn set_model(&self, json: &str) {
         self.emu.set_model(json);
