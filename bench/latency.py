@@ -1,22 +1,11 @@
 #!/usr/bin/env python3
-"""Loopback TCP proxy that holds every chunk the client sends for DELAY_MS before passing it
-on (one API request is one chunk): the round trip to a real AWS region, which an emulator on
-loopback does not have. Usage: latency.py UPSTREAM_PORT DELAY_MS; prints its own port."""
+"""Loopback TCP proxy that holds each request for DELAY_MS before passing it on: the round
+trip to a real AWS region, which an emulator on loopback does not have. A request is what
+the client sends after the last answer on its connection (its headers and body may come in
+several writes; only the first waits), so one request costs one round trip however the
+client writes it. Usage: latency.py UPSTREAM_PORT DELAY_MS; prints its own port."""
 import asyncio
 import sys
-
-
-async def pipe(reader, writer, delay):
-    try:
-        while data := await reader.read(65536):
-            if delay:
-                await asyncio.sleep(delay)
-            writer.write(data)
-            await writer.drain()
-    except ConnectionError:
-        pass
-    finally:
-        writer.close()
 
 
 async def main(upstream, delay):
@@ -26,7 +15,34 @@ async def main(upstream, delay):
         except OSError:
             client_w.close()
             return
-        await asyncio.gather(pipe(client_r, up_w, delay), pipe(up_r, client_w, 0))
+        # True when the next bytes from the client begin a new request.
+        turn = {"request": True}
+
+        async def to_server():
+            try:
+                while data := await client_r.read(65536):
+                    if turn["request"] and delay:
+                        turn["request"] = False
+                        await asyncio.sleep(delay)
+                    up_w.write(data)
+                    await up_w.drain()
+            except ConnectionError:
+                pass
+            finally:
+                up_w.close()
+
+        async def to_client():
+            try:
+                while data := await up_r.read(65536):
+                    turn["request"] = True
+                    client_w.write(data)
+                    await client_w.drain()
+            except ConnectionError:
+                pass
+            finally:
+                client_w.close()
+
+        await asyncio.gather(to_server(), to_client())
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     print(server.sockets[0].getsockname()[1], flush=True)

@@ -21,10 +21,13 @@ where
     Fut: Future<Output = Result<()>>,
 {
     f.retry(
+        // From half a second (an interface detaches a moment after its instance ended),
+        // growing slowly to 5 s: about 80 s in all.
         ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(500))
-            .with_max_delay(Duration::from_secs(10))
-            .with_max_times(14),
+            .with_factor(1.5)
+            .with_max_delay(Duration::from_secs(5))
+            .with_max_times(20),
     )
     .when(in_use)
     .await
