@@ -220,11 +220,13 @@ impl Aws {
         // The VPC, then whatever interface is in it (not only poscloud's: any must go before
         // the VPC can), beside everything else.
         let network = async {
-            let vpcs = self.find_vpcs(id, None).await?;
-            let (tagged, in_vpcs) = tokio::try_join!(
-                self.find_enis(id, EniQuery::Tagged),
-                self.find_enis(id, EniQuery::InVpcs(&vpcs))
-            )?;
+            let in_vpcs = async {
+                let vpcs = self.find_vpcs(id, None).await?;
+                let enis = self.find_enis(id, EniQuery::InVpcs(&vpcs)).await?;
+                Ok::<_, crate::error::Error>((vpcs, enis))
+            };
+            let (tagged, (vpcs, in_vpcs)) =
+                tokio::try_join!(self.find_enis(id, EniQuery::Tagged), in_vpcs)?;
             let mut enis = tagged;
             for e in in_vpcs {
                 if !enis.iter().any(|x| x.id == e.id) {
