@@ -130,3 +130,54 @@ fn a_protected_instance_is_not_terminated_and_teardown_lifts_the_protection_firs
     .ok();
     assert_eq!(rig.tagged(SHOP, "prod"), Vec::<String>::new());
 }
+
+#[test]
+fn an_interrupted_provision_holds_its_lock_a_moment_then_releases_it_and_a_rerun_converges() {
+    use std::time::{Duration, Instant};
+    let rig = Rig::new();
+    // Slow writes, so that Ctrl-C comes while creates are in flight.
+    rig.proxy.set_write_delay(Duration::from_millis(300));
+    let child = rig
+        .command(&[
+            "provision",
+            "--shop",
+            SHOP,
+            "--env",
+            "qa",
+            "--until",
+            "infra",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The lock and the first creates are through.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rig.proxy.ok_writes().len() < 3 {
+        assert!(Instant::now() < deadline, "provision never got going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = Instant::now();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted: holding the lock"), "{err}");
+    assert!(err.contains("the same command resumes"), "{err}");
+    // It held the lock about LIST_LAG (5 s) before releasing it, and released it.
+    assert!(
+        sent.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert_eq!(rig.count_parameters(), 0, "the lock was left: {err}");
+
+    // The same command resumes without --break-lock and makes nothing twice.
+    rig.proxy.set_write_delay(Duration::ZERO);
+    rig.provision_infra(SHOP, "qa").ok();
+    rig.assert_one_stack(SHOP, "qa", "after an interrupted provision");
+}
