@@ -78,15 +78,11 @@ pub async fn release(aws: &Aws, id: &StackId) -> Result<()> {
 }
 
 /// The lock as a discovery read it (with the stack's parameters), described, if held.
-pub fn holder_in(d: &crate::aws::discover::Discovered, id: &StackId) -> Option<String> {
-    let h: LockHolder = serde_json::from_str(d.value(&lock_name(id))?).ok()?;
-    Some(format!("{h}{}", stale_note(&h)))
-}
-
-/// Describes a held lock for status output, if any.
-pub async fn holder(aws: &Aws, id: &StackId) -> Result<Option<String>> {
-    Ok(aws
-        .lock_holder(id)
-        .await?
-        .map(|h| format!("{h}{}", stale_note(&h))))
+pub fn holder_in(d: &crate::aws::discover::Discovered, id: &StackId) -> Result<Option<String>> {
+    let name = lock_name(id);
+    let Some(value) = d.value(&name) else {
+        return Ok(None);
+    };
+    let h = LockHolder::parse(&name, value)?;
+    Ok(Some(format!("{h}{}", stale_note(&h))))
 }

@@ -16,7 +16,7 @@ pub use crate::resources::eni::Eni;
 pub use crate::resources::iam::{iam_name, IamRole, InstanceProfile, IAM_PATH};
 pub use crate::resources::instance::{Instance, Volume};
 pub use crate::resources::network::{Igw, Vpc};
-pub use crate::resources::records::{record_prefix, same_parameters, Record, RECORD_FRESH};
+pub use crate::resources::records::{record_prefix, Record, RECORD_FRESH};
 pub use crate::resources::security_groups::{Rule, SecurityGroup};
 pub use crate::resources::subnet::{RouteTable, Subnet};
 
@@ -50,14 +50,6 @@ pub struct Discovered {
 }
 
 impl Discovered {
-    /// The parameters as discovered, with when each last changed (see `parameter_stamps`).
-    pub fn parameter_stamps(&self) -> BTreeMap<String, Option<SystemTime>> {
-        self.values
-            .iter()
-            .map(|(name, (_, at))| (name.clone(), *at))
-            .collect()
-    }
-
     /// A parameter's value as discovered.
     pub fn value(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(|(v, _)| v.as_str())
@@ -212,6 +204,15 @@ impl Discovered {
     }
 }
 
+/// Adds the interfaces not listed yet (two queries may both find one).
+fn add_enis(into: &mut Vec<Eni>, more: Vec<Eni>) {
+    for e in more {
+        if !into.iter().any(|x| x.id == e.id) {
+            into.push(e);
+        }
+    }
+}
+
 impl Aws {
     /// Finds every resource of one stack. Reads only. By tags, and by the ids poscloud
     /// recorded right after each create: AWS's tag-filtered lists may leave out for a while
@@ -228,11 +229,7 @@ impl Aws {
             let (tagged, (vpcs, in_vpcs)) =
                 tokio::try_join!(self.find_enis(id, EniQuery::Tagged), in_vpcs)?;
             let mut enis = tagged;
-            for e in in_vpcs {
-                if !enis.iter().any(|x| x.id == e.id) {
-                    enis.push(e);
-                }
-            }
+            add_enis(&mut enis, in_vpcs);
             Ok::<_, crate::error::Error>((vpcs, enis))
         };
         let (
@@ -344,11 +341,7 @@ impl Aws {
             d.security_groups.extend(part.security_groups);
             d.instances.extend(part.instances);
             d.eips.extend(part.eips);
-            for e in part.enis {
-                if !d.enis.iter().any(|x| x.id == e.id) {
-                    d.enis.push(e);
-                }
-            }
+            add_enis(&mut d.enis, part.enis);
         }
         Ok(d)
     }
@@ -371,19 +364,26 @@ impl Aws {
             .collect())
     }
 
-    /// The stack's parameters, each with when it last changed: what changes whenever any
-    /// run changes the stack (records, phases, the lock), so that a run that took the lock
-    /// after its discovery can tell whether another run changed the stack in between.
-    pub async fn parameter_stamps(
-        &self,
-        id: &StackId,
-    ) -> Result<BTreeMap<String, Option<SystemTime>>> {
-        Ok(self
+    /// Whether another run changed the stack since `d` was discovered (asked by a run that
+    /// has just taken the lock): every run that changes a stack leaves a parameter behind
+    /// (an id record, a phase), so the stack's parameters, read again in one call and
+    /// compared by name and last change (the lock aside), tell.
+    pub async fn changed_since(&self, id: &StackId, d: &Discovered) -> Result<bool> {
+        let lock = super::ssm::lock_name(id);
+        let now: BTreeMap<String, Option<SystemTime>> = self
             .find_parameters(id)
             .await?
             .into_iter()
+            .filter(|(name, _, _)| *name != lock)
             .map(|(name, _, at)| (name, at))
-            .collect())
+            .collect();
+        let then: BTreeMap<String, Option<SystemTime>> = d
+            .values
+            .iter()
+            .filter(|(name, _)| **name != lock)
+            .map(|(name, (_, at))| (name.clone(), *at))
+            .collect();
+        Ok(now != then)
     }
 
     /// The stack's parameters: (name, value, last modified).

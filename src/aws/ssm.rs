@@ -27,6 +27,14 @@ impl LockHolder {
     }
 }
 
+impl LockHolder {
+    /// The holder stored in the lock parameter `name`.
+    pub fn parse(name: &str, value: &str) -> Result<LockHolder> {
+        serde_json::from_str(value)
+            .map_err(|e| Error::failed(format!("lock {name} holds unreadable value: {e}")))
+    }
+}
+
 impl std::fmt::Display for LockHolder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -97,12 +105,10 @@ impl Aws {
 
     pub async fn lock_holder(&self, id: &StackId) -> Result<Option<LockHolder>> {
         let name = lock_name(id);
-        match self.get_param(&name).await? {
-            Some(value) => Ok(Some(serde_json::from_str(&value).map_err(|e| {
-                Error::failed(format!("lock {name} holds unreadable value: {e}"))
-            })?)),
-            None => Ok(None),
-        }
+        self.get_param(&name)
+            .await?
+            .map(|value| LockHolder::parse(&name, &value))
+            .transpose()
     }
 
     /// Deletes a parameter; one that is already gone is fine.

@@ -323,10 +323,7 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
     // The phase records came with the discovery (the stack's parameters).
     let mut states = BTreeMap::new();
     for p in &wanted {
-        let st = d
-            .value(&crate::aws::ssm::phase_name(&id, p))
-            .and_then(|v| serde_json::from_str::<PhaseState>(v).ok());
-        if let Some(st) = st {
+        if let Some(st) = phases::phase_state_in(&d, &id, p) {
             states.insert(p.to_string(), st);
         }
     }
@@ -353,7 +350,7 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
     if plan.writes() == 0 && todo.is_empty() {
         if args.break_lock {
             crate::lock::break_lock(&aws, ui, &id).await?;
-        } else if let Some(h) = crate::lock::holder_in(&d, &id) {
+        } else if let Some(h) = crate::lock::holder_in(&d, &id)? {
             ui.warn(format!("{id} is locked by {h}"));
         }
         ui.info(render_plan(&plan, None));
@@ -402,22 +399,18 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
         }
     };
     let image = preflight.await?;
-    let seen = d.parameter_stamps();
     let (aws, spec, id, wanted, reach, restore) = (&aws, &spec, &id, &wanted, &reach, &restore);
     locked(aws, ui, id, args.break_lock, async move {
-        // Another run may have changed the stack between the discovery and the lock: every
-        // change leaves a parameter behind (an id record, a phase, its lock), so the
-        // parameters tell; only then is the stack discovered again.
-        let lock = crate::aws::ssm::lock_name(id);
-        let unchanged = |now| crate::aws::discover::same_parameters(&now, &seen, &lock);
-        // After a broken lock the dead run's last creates may be unrecorded: read again.
-        let mut d = if !args.break_lock && unchanged(aws.parameter_stamps(id).await?) {
-            d
-        } else {
-            if !args.break_lock {
-                ui.info("the stack changed since it was read (another run?): reading it again");
-            }
+        // Another run may have changed the stack between the discovery and the lock (its
+        // parameters tell); after a broken lock the dead run's last creates may be
+        // unrecorded. Only then is the stack discovered again.
+        let mut d = if args.break_lock {
             aws.discover(id).await?
+        } else if aws.changed_since(id, &d).await? {
+            ui.info("the stack changed since it was read (another run?): reading it again");
+            aws.discover(id).await?
+        } else {
+            d
         };
         let dups = d.duplicates();
         if !dups.is_empty() {

@@ -13,7 +13,7 @@ pub async fn run(ctx: &Ctx, args: &StackArgs) -> Result<()> {
     let spec = StackSpec::load(id.clone(), args.stack.as_deref(), None)?;
     let aws = ctx.connect(&super::command_line("status", &id)).await?;
     let d = aws.discover(&id).await?;
-    let lock = crate::lock::holder(&aws, &id).await?;
+    let lock = crate::lock::holder_in(&d, &id)?;
     let plan = plan::build(&spec, &d, &aws.region);
 
     let mut resources = Vec::new();
@@ -59,7 +59,7 @@ pub async fn run(ctx: &Ctx, args: &StackArgs) -> Result<()> {
     }
     let mut phases = serde_json::Map::new();
     for p in crate::phases::RECORDED {
-        match crate::phases::phase_state(&aws, &id, p).await? {
+        match crate::phases::phase_state_in(&d, &id, p) {
             Some(st) => {
                 let _ = writeln!(
                     text,

@@ -1,6 +1,5 @@
 use super::{locked, Ctx};
-use crate::aws::discover::{same_parameters, Discovered};
-use crate::aws::ssm::lock_name;
+use crate::aws::discover::Discovered;
 use crate::cli::TeardownArgs;
 use crate::error::{Error, Result};
 use crate::spec::{Env, StackId};
@@ -107,15 +106,14 @@ async fn remove(
     let ui = &ctx.ui;
     let remaining = d.remaining();
     let failures = locked(aws, ui, id, break_lock, async {
-        // Another run may have changed the stack before the lock was taken: its parameters
-        // tell (see provision); only then, or after a broken lock, is it discovered again.
-        let now = aws.parameter_stamps(id).await?;
+        // Another run may have changed the stack before the lock was taken (its parameters
+        // tell), or a broken lock's run left unrecorded creates: only then discovered again.
         let fresh;
-        let d = if !break_lock && same_parameters(&now, &d.parameter_stamps(), &lock_name(id)) {
-            d
-        } else {
+        let d = if break_lock || aws.changed_since(id, d).await? {
             fresh = aws.discover(id).await?;
             &fresh
+        } else {
+            d
         };
         Ok(Teardown::new(aws, ui, id).run(d).await)
     })

@@ -42,10 +42,19 @@ pub struct PhaseState {
 
 /// A phase's record in SSM (stacks in AWS).
 pub async fn phase_state(aws: &Aws, id: &StackId, phase: &str) -> Result<Option<PhaseState>> {
-    match aws.get_param(&phase_name(id, phase)).await? {
-        Some(v) => Ok(serde_json::from_str(&v).ok()),
-        None => Ok(None),
-    }
+    Ok(aws
+        .get_param(&phase_name(id, phase))
+        .await?
+        .and_then(|v| parse_state(&v)))
+}
+
+/// A phase's record as a discovery read it (with the stack's parameters).
+pub fn phase_state_in(d: &Discovered, id: &StackId, phase: &str) -> Option<PhaseState> {
+    d.value(&phase_name(id, phase)).and_then(parse_state)
+}
+
+fn parse_state(v: &str) -> Option<PhaseState> {
+    serde_json::from_str(v).ok()
 }
 
 /// Where a site's phase records and lock live.

@@ -11,7 +11,6 @@ use crate::error::Result;
 use crate::spec::StackId;
 use backon::{ExponentialBuilder, Retryable};
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 /// A resource's id as poscloud recorded it right after its create.
@@ -35,23 +34,6 @@ pub fn record_prefix(id: &StackId) -> String {
 /// The record of a created resource's id.
 pub fn record_name(id: &StackId, role: Role) -> String {
     format!("{}{}", record_prefix(id), role.as_str())
-}
-
-/// Whether two readings of a stack's parameters (`parameter_stamps`) are the same, the lock
-/// aside: every run that changes a stack leaves a parameter behind (an id record, a phase),
-/// so the same parameters mean that no other run changed the stack in between.
-pub fn same_parameters(
-    a: &BTreeMap<String, Option<SystemTime>>,
-    b: &BTreeMap<String, Option<SystemTime>>,
-    lock: &str,
-) -> bool {
-    let strip = |m: &BTreeMap<String, Option<SystemTime>>| {
-        m.iter()
-            .filter(|(k, _)| *k != lock)
-            .map(|(k, v)| (k.clone(), *v))
-            .collect::<Vec<_>>()
-    };
-    strip(a) == strip(b)
 }
 
 impl Aws {
