@@ -99,6 +99,15 @@ pub enum Command {
     Man,
 }
 
+/// Prod is never changed by omission (the default env is prod): a command that changes a
+/// prod stack shows what it will do and asks for the shop code typed back, unless --yes.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Confirm {
+    /// Change a prod stack without typing the shop code back (scripts; no terminal)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct StackArgs {
     /// Shop code: exactly 8 digits
@@ -231,6 +240,8 @@ pub struct ProvisionArgs {
     /// Remove a lock left by a run that is gone (prints whose it was)
     #[arg(long)]
     pub break_lock: bool,
+    #[command(flatten)]
+    pub approve: Confirm,
 }
 
 /// Where restored data comes from (provision --restore-from).
@@ -340,9 +351,9 @@ pub enum PosCommand {
     /// Start the POS container (re-applies stage: eth1 handed over, app installed)
     Start(PosArgs),
     /// Stop the POS container; eth1 goes back to the host, the data stays
-    Stop(PosArgs),
+    Stop(PosChangeArgs),
     /// Stop, then start
-    Restart(PosArgs),
+    Restart(PosChangeArgs),
     /// Bring customer data in from a backup source; every file is verified against the
     /// source's manifest before the data directory is replaced
     Restore(PosRestoreArgs),
@@ -392,6 +403,15 @@ pub struct PosArgs {
     pub break_lock: bool,
 }
 
+/// A POS command that interrupts the shop's POS: confirmed in prod.
+#[derive(Debug, Args)]
+pub struct PosChangeArgs {
+    #[command(flatten)]
+    pub pos: PosArgs,
+    #[command(flatten)]
+    pub approve: Confirm,
+}
+
 #[derive(Debug, Args)]
 pub struct PosRestoreArgs {
     #[command(flatten)]
@@ -413,6 +433,8 @@ pub struct PosRestoreArgs {
     /// Remove a lock left by a run that is gone (prints whose it was)
     #[arg(long)]
     pub break_lock: bool,
+    #[command(flatten)]
+    pub approve: Confirm,
 }
 
 #[derive(Debug, Subcommand)]
@@ -449,6 +471,8 @@ pub struct VpnRotateArgs {
     /// Put a new key in use at once (the tunnel is down until the router has it)
     #[arg(long)]
     pub now: bool,
+    #[command(flatten)]
+    pub approve: Confirm,
 }
 
 #[derive(Debug, Args)]
@@ -467,6 +491,8 @@ pub struct VpnLocationArgs {
     /// The location's name
     #[arg(long)]
     pub location: String,
+    #[command(flatten)]
+    pub approve: Confirm,
 }
 
 #[derive(Debug, Args)]
@@ -558,6 +584,8 @@ pub struct CutoverRunArgs {
     /// Stop after this step
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::phases::cutover::STEPS))]
     pub until: Option<String>,
+    #[command(flatten)]
+    pub approve: Confirm,
 }
 
 impl ProvisionArgs {

@@ -4,11 +4,13 @@ use std::fmt;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Exit codes: 0 ok, 1 failure, 2 usage/bad input, 3 locked, 4 blocked by protection.
+/// Exit codes: 0 ok, 1 failure, 2 usage/bad input, 3 locked, 4 blocked by protection,
+/// 130 interrupted (Ctrl-C, as a shell reports SIGINT).
 pub const EXIT_FAILURE: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_LOCKED: i32 = 3;
 pub const EXIT_PROTECTED: i32 = 4;
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -52,6 +54,10 @@ pub enum Error {
     /// Anything else that went wrong, already phrased for the user.
     #[error("{0}")]
     Failed(String),
+
+    /// Stopped by Ctrl-C; what was done so far stays.
+    #[error("{0}")]
+    Interrupted(String),
 
     /// Failed, and the command's printed result already says what (batch runs): the exit
     /// code is a failure's, and no separate error document is printed.
@@ -99,6 +105,7 @@ impl Error {
             Error::Usage(_) | Error::Profile { .. } => EXIT_USAGE,
             Error::Locked { .. } => EXIT_LOCKED,
             Error::Protected(_) => EXIT_PROTECTED,
+            Error::Interrupted(_) => EXIT_INTERRUPTED,
             _ => EXIT_FAILURE,
         }
     }

@@ -6,11 +6,32 @@ use serde_json::{json, Value};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
+
+/// The AWS account, region and credentials a run works in: in every journal line (an MSP
+/// engineer switches between customers' accounts) and in every header and summary.
+#[derive(Debug, Clone)]
+pub struct Whereabouts {
+    pub region: String,
+    /// "profile floris", "environment credentials", …
+    pub credentials: String,
+    /// Known after the first STS call (discovery makes it, before any write).
+    pub account: Arc<OnceLock<String>>,
+}
+
+impl std::fmt::Display for Whereabouts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.account.get() {
+            Some(a) => write!(f, "account {a} ({}), {}", self.credentials, self.region),
+            None => write!(f, "{} ({})", self.region, self.credentials),
+        }
+    }
+}
 
 pub struct Journal {
     file: Option<Mutex<File>>,
+    at: OnceLock<Whereabouts>,
     path: Option<PathBuf>,
     run: String,
     user: String,
@@ -91,6 +112,7 @@ impl Journal {
         );
         Ok(Journal {
             file,
+            at: OnceLock::new(),
             path,
             run,
             user: local_user(),
@@ -103,6 +125,7 @@ impl Journal {
     pub fn none() -> Journal {
         Journal {
             file: None,
+            at: OnceLock::new(),
             path: None,
             run: String::new(),
             user: local_user(),
@@ -119,6 +142,11 @@ impl Journal {
         &self.command
     }
 
+    /// Where the run works (set once, when it connects to AWS).
+    pub fn set_whereabouts(&self, at: Whereabouts) {
+        let _ = self.at.set(at);
+    }
+
     pub fn event(&self, event: &str, fields: Value) {
         let Some(file) = &self.file else { return };
         let mut line = json!({
@@ -129,6 +157,13 @@ impl Journal {
             "command": self.command,
             "event": event,
         });
+        if let (Some(at), Value::Object(l)) = (self.at.get(), &mut line) {
+            l.insert("region".into(), json!(at.region));
+            l.insert("credentials".into(), json!(at.credentials));
+            if let Some(a) = at.account.get() {
+                l.insert("account".into(), json!(a));
+            }
+        }
         if let (Value::Object(l), Value::Object(f)) = (&mut line, fields) {
             l.extend(f);
         }

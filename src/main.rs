@@ -19,6 +19,8 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()
+        // Its fallback for a failed write is eprintln!, which panics when stderr is gone.
+        .log_internal_errors(false)
         .init();
 
     let json = cli.global.output == poscloud::cli::Output::Json;
@@ -27,7 +29,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let result: Result<(), Error> = runtime.block_on(async {
+    let work = async {
         match &cli.command {
             Command::Provision(a) => commands::provision::run(&ctx, a).await,
             Command::Plan(a) => commands::plan::run(&ctx, a).await,
@@ -41,28 +43,53 @@ fn main() {
             Command::Report { command } => commands::report::run(&ctx, command).await,
             Command::UserData(a) => commands::userdata::run(&ctx, a),
             Command::Completions { shell } => {
-                clap_complete::generate(
-                    *shell,
-                    &mut Cli::command(),
-                    "poscloud",
-                    &mut std::io::stdout(),
-                );
+                // clap_complete panics on a failed write (`| head -1`): render first.
+                let mut text = Vec::new();
+                clap_complete::generate(*shell, &mut Cli::command(), "poscloud", &mut text);
+                poscloud::ui::out(&String::from_utf8_lossy(&text));
                 Ok(())
             }
-            Command::Man => clap_mangen::Man::new(Cli::command())
-                .render(&mut std::io::stdout())
-                .map_err(|e| Error::failed(e.to_string())),
+            Command::Man => {
+                let mut roff = Vec::new();
+                clap_mangen::Man::new(Cli::command())
+                    .render(&mut roff)
+                    .map_err(|e| Error::failed(e.to_string()))?;
+                poscloud::ui::out(&String::from_utf8_lossy(&roff));
+                Ok(())
+            }
         }
-    });
+    };
+    // Ctrl-C ends the run at once unless a lock is held: then the locked work stops itself
+    // and releases the lock first (commands::interruptible), and its error says so.
+    let run = async {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                biased;
+                r = &mut work => break r,
+                _ = tokio::signal::ctrl_c() => if !commands::holding_lock() {
+                    break Err(Error::Interrupted("interrupted".into()));
+                }
+            }
+        }
+    };
+    // A panic is a bug: exit 1 with its message (printed by the panic hook), never 101.
+    let result: Result<(), Error> =
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(run))) {
+            Ok(r) => r,
+            Err(_) => Err(Error::failed(
+                "internal error (a bug in poscloud: please report it with the message above)",
+            )),
+        };
     if let Err(e) = result {
         let code = e.exit_code();
         if json && !matches!(e, Error::Reported(_)) {
-            println!(
-                "{}",
+            poscloud::ui::out(&format!(
+                "{}\n",
                 serde_json::json!({"error": e.to_string(), "exit_code": code})
-            );
+            ));
         }
-        eprintln!("error: {e}");
+        poscloud::ui::err_line(&format!("error: {e}"));
         std::process::exit(code);
     }
 }

@@ -2,7 +2,7 @@
 //! With `--output json` nothing but the one JSON document is printed (errors aside).
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,32 @@ static NOTES: AtomicU8 = AtomicU8::new(NOTES_LOG);
 const NOTES_LOG: u8 = 0;
 const NOTES_SHOW: u8 = 1;
 const NOTES_HIDE: u8 = 2;
+
+/// Writes to stdout. A closed pipe (`poscloud … | head -3`) or a full disk must never stop
+/// a run half-way (its lock, its journal): the write is dropped, the run goes on.
+pub fn out(text: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(text.as_bytes()).and_then(|()| o.flush());
+}
+
+/// One line to stderr, dropped if stderr is gone (see `out`).
+pub fn err_line(text: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
+/// Asks on stderr and reads a line from stdin; None without a terminal to ask at.
+pub fn ask(prompt: &str) -> Option<String> {
+    use std::io::BufRead;
+    if !std::io::stdin().is_terminal() {
+        return None;
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "{prompt}").and_then(|()| err.flush());
+    drop(err);
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).ok()?;
+    Some(line.trim().to_string())
+}
 
 /// A line from below the commands, where no `Ui` is at hand: the AWS layer's retries
 /// ("EC2 RunInstances: throttled (HTTP 503), retrying (attempt 2 of 8)"). Shown on stderr
@@ -25,7 +51,7 @@ pub fn note(msg: impl AsRef<str>) {
             } else {
                 ""
             };
-            eprintln!("{clear}  ↻ {msg}");
+            err_line(&format!("{clear}  ↻ {msg}"));
         }
         NOTES_HIDE => tracing::debug!("{msg}"),
         _ => tracing::info!("{msg}"),
@@ -63,14 +89,18 @@ impl Ui {
     /// A line of progress on stderr.
     pub fn info(&self, msg: impl AsRef<str>) {
         if self.chatty() {
-            eprintln!("{}", msg.as_ref());
+            err_line(msg.as_ref());
         }
     }
 
     /// A warning on stderr (shown even with -q, not in JSON mode).
     pub fn warn(&self, msg: impl AsRef<str>) {
         if !self.json {
-            eprintln!("{} {}", self.paint("33", "warning:"), msg.as_ref());
+            err_line(&format!(
+                "{} {}",
+                self.paint("33", "warning:"),
+                msg.as_ref()
+            ));
         }
     }
 
@@ -100,7 +130,11 @@ impl Ui {
                 let line: Vec<u8> = buf.drain(..=nl).collect();
                 // The result line is for poscloud; the step's own line says what it means.
                 if !line.starts_with(b"POSCLOUD_RESULT ") {
-                    eprint!("    │ {}", String::from_utf8_lossy(&line));
+                    let _ = write!(
+                        std::io::stderr().lock(),
+                        "    │ {}",
+                        String::from_utf8_lossy(&line)
+                    );
                 }
             }
         })
@@ -160,7 +194,7 @@ impl Step {
             } else {
                 format!(" {detail}")
             };
-            eprintln!("{mark} {}{detail} ({secs:.1}s)", self.label);
+            err_line(&format!("{mark} {}{detail} ({secs:.1}s)", self.label));
         }
     }
 

@@ -191,6 +191,7 @@ fn bulk_teardown_removes_only_old_enough_stacks_of_the_env_and_never_prod() {
         &file.to_string_lossy(),
         "--until",
         "infra",
+        "--yes",
     ])
     .ok();
     for (shop, env, days) in mix {

@@ -36,7 +36,9 @@ pub struct Aws {
     pub region: String,
     endpoint: String,
     journal: Journal,
-    account: std::sync::OnceLock<String>,
+    /// Region, credentials and (once asked) account: shared with the journal.
+    pub at: crate::journal::Whereabouts,
+    account: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
 impl Aws {
@@ -80,12 +82,30 @@ impl Aws {
         let creds = conf
             .credentials_provider()
             .ok_or_else(|| Error::usage("no AWS credential provider is configured"))?;
-        if let Err(e) = creds.provide_credentials().await {
-            return Err(Error::usage(format!(
-                "no usable AWS credentials: {}\n  next: set AWS_PROFILE (or --profile), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run `aws sso login`",
-                causes(&e)
-            )));
-        }
+        let credentials = match creds.provide_credentials().await {
+            // The chain's order: a named profile, else the environment's keys, else the
+            // default profile (or the instance's role).
+            Ok(_) => match &c.profile {
+                Some(p) => format!("profile {p}"),
+                None if std::env::var_os("AWS_ACCESS_KEY_ID").is_some() => {
+                    "environment credentials".into()
+                }
+                None => "profile default".into(),
+            },
+            Err(e) => {
+                return Err(Error::usage(format!(
+                    "no usable AWS credentials: {}\n  next: set AWS_PROFILE (or --profile), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run `aws sso login`",
+                    causes(&e)
+                )))
+            }
+        };
+        let account = std::sync::Arc::new(std::sync::OnceLock::new());
+        let at = crate::journal::Whereabouts {
+            region: region.clone(),
+            credentials,
+            account: account.clone(),
+        };
+        journal.set_whereabouts(at.clone());
         let endpoint = c
             .endpoint_url
             .clone()
@@ -131,13 +151,15 @@ impl Aws {
             region,
             endpoint,
             journal,
-            account: std::sync::OnceLock::new(),
+            at,
+            account,
         })
     }
 
     /// The same clients (and their HTTP connections) with another journal: the shops of a
     /// batch share one connection pool, each recording its own writes.
     pub fn with_journal(&self, journal: Journal) -> Aws {
+        journal.set_whereabouts(self.at.clone());
         Aws {
             ec2: self.ec2.clone(),
             iam: self.iam.clone(),
@@ -147,6 +169,7 @@ impl Aws {
             region: self.region.clone(),
             endpoint: self.endpoint.clone(),
             journal,
+            at: self.at.clone(),
             account: self.account.clone(),
         }
     }

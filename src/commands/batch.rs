@@ -75,6 +75,19 @@ pub async fn provision(ctx: &Ctx, args: &ProvisionArgs, path: &Path) -> Result<(
         StackSpec::load(r.stack.id(), r.stack.stack.as_deref(), args.size)
             .map_err(|e| Error::usage(format!("{}:{}: {e}", path.display(), r.line)))?;
     }
+    // Prod is never changed by omission; a batch has no one plan to show: --yes says it.
+    let prod: Vec<String> = rows
+        .iter()
+        .filter(|r| r.stack.id().env == Env::Prod)
+        .map(|r| format!("{}:{} shop {}", path.display(), r.line, r.stack.shop))
+        .collect();
+    if !prod.is_empty() && !args.approve.yes {
+        return Err(Error::usage(format!(
+            "{} prod stack(s) in the file, and no --yes: nothing was changed\n  {}\n  next: check them with `poscloud plan`, then run again with --yes",
+            prod.len(),
+            prod.join("\n  ")
+        )));
+    }
     let total = rows.len();
     ctx.ui.info(format!(
         "provision {total} shops from {}, {} at a time",

@@ -244,6 +244,14 @@ async fn run_steps(ctx: &Ctx, a: &crate::cli::CutoverRunArgs) -> Result<()> {
     let (site, instance, src) = open(ctx, &aws, &c, &line).await?;
     let instance = instance
         .ok_or_else(|| Error::failed(format!("{id} has no instance: provision it first")))?;
+    ctx.confirm_site(
+        &site,
+        a.approve.yes,
+        &format!(
+            "cutover run: the shop's POS moves from {} to the cloud (the shop stops selling during the freeze)",
+            a.cutover.from
+        ),
+    )?;
     let cut = Cutover {
         site: &site,
         aws: &aws,

@@ -77,14 +77,52 @@ impl Ctx {
         .await
     }
 
+    /// Prod is never changed by omission (the default env is prod): `what` is shown and the
+    /// shop code must be typed back at a terminal, unless `yes`. With no terminal it changes
+    /// nothing (exit 2). Other envs pass.
+    pub fn confirm_prod(&self, id: &StackId, yes: bool, what: &str) -> Result<()> {
+        if id.env != Env::Prod || yes {
+            return Ok(());
+        }
+        let prompt = format!(
+            "{what}\nThis is PRODUCTION. Type the shop code ({}) to go on: ",
+            id.shop
+        );
+        match crate::ui::ask(&prompt) {
+            Some(t) if t == id.shop.as_str() => Ok(()),
+            Some(_) => Err(Error::usage(
+                "the shop code did not match; nothing was changed",
+            )),
+            None => Err(Error::usage(format!(
+                "{id} is production: nothing was changed without confirmation\n  next: run it at a terminal and type the shop code back, or pass --yes (and --env prod, to say it)"
+            ))),
+        }
+    }
+
+    /// `confirm_prod` for work on a stack's host: `what` on which host, in which account. A
+    /// `--target` host is named by its address, not reached by omission: not asked.
+    pub fn confirm_site(&self, site: &Site<'_>, yes: bool, what: &str) -> Result<()> {
+        match site.aws() {
+            Some(aws) => self.confirm_prod(
+                &site.id,
+                yes,
+                &format!("{what}: {} on {}, {}", site.id, site.describe(), aws.at),
+            ),
+            None => Ok(()),
+        }
+    }
+
     /// Prints the command's result: the JSON document, or the text.
     pub fn result(&self, json: serde_json::Value, text: &str) {
         if let Some(c) = &self.captured {
             *c.borrow_mut() = Some(json);
         } else if self.ui.json {
-            println!("{}", serde_json::to_string_pretty(&json).expect("json"));
+            crate::ui::out(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&json).expect("json")
+            ));
         } else if !text.is_empty() {
-            print!("{text}");
+            crate::ui::out(text);
         }
     }
 }
@@ -118,11 +156,50 @@ pub async fn open_site<'a>(
     }
     let aws = slot.insert(ctx.connect(&line).await?);
     let d = aws.discover(id).await?;
+    ctx.ui.info(format!("{command} {id} in {}", aws.at));
     crate::phases::site(aws, &ctx.ui, id, &d, reach).await
 }
 
-/// `work`, or an error on Ctrl-C (the caller still releases its lock).
+/// How many locks this process holds or is taking: Ctrl-C ends a run at once only when none
+/// is (main), else `interruptible` ends the work and the lock is released first.
+static LOCKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+pub fn holding_lock() -> bool {
+    LOCKS.load(std::sync::atomic::Ordering::SeqCst) > 0
+}
+
+/// Counts a lock from before it is taken until after it is released.
+struct Holding;
+
+impl Holding {
+    fn new() -> Holding {
+        LOCKS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Holding
+    }
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        LOCKS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// `work`, or an error on Ctrl-C or a panic (the caller still releases its lock).
 async fn interruptible<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
+    use futures_util::FutureExt;
+    // A bug must not leave the stack locked: the panic becomes an error, the lock goes.
+    let work = std::panic::AssertUnwindSafe(work).catch_unwind().map(|r| {
+        r.unwrap_or_else(|p| {
+            let what = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(Error::failed(format!(
+                "internal error (a bug in poscloud: please report it): {what}\n  next: the same command resumes from where this one stopped"
+            )))
+        })
+    });
     tokio::select! {
         r = work => r,
         _ = tokio::signal::ctrl_c() => {
@@ -134,8 +211,8 @@ async fn interruptible<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
                 crate::aws::retry::LIST_LAG.as_secs()
             ));
             tokio::time::sleep(crate::aws::retry::LIST_LAG).await;
-            Err(Error::failed(
-                "interrupted; what was done so far stays, and the same command resumes from there",
+            Err(Error::Interrupted(
+                "interrupted; what was done so far stays, and the same command resumes from there".into(),
             ))
         }
     }
@@ -148,6 +225,7 @@ pub async fn locked_site<T>(
     break_lock: bool,
     work: impl Future<Output = Result<T>>,
 ) -> Result<T> {
+    let _holding = Holding::new();
     site.lock(ui, break_lock).await?;
     let result = interruptible(work).await;
     if let Err(e) = site.unlock().await {
@@ -167,6 +245,7 @@ pub async fn locked<T>(
     break_lock: bool,
     work: impl Future<Output = Result<T>>,
 ) -> Result<T> {
+    let _holding = Holding::new();
     crate::lock::acquire(aws, ui, id, aws.journal().command(), break_lock).await?;
     let result = interruptible(work).await;
     if let Err(e) = crate::lock::release(aws, id).await {

@@ -48,7 +48,7 @@ fn load(args: &PosArgs) -> Result<StackSpec> {
 }
 
 /// status / start / stop / restart of the POS container.
-async fn lifecycle(ctx: &Ctx, args: &PosArgs, action: &str) -> Result<()> {
+async fn lifecycle(ctx: &Ctx, args: &PosArgs, action: &str, yes: bool) -> Result<()> {
     let ui = &ctx.ui;
     let spec = load(args)?;
     if matches!(action, "start" | "restart") && spec.pos.is_none() {
@@ -78,6 +78,13 @@ async fn lifecycle(ctx: &Ctx, args: &PosArgs, action: &str) -> Result<()> {
         );
         ctx.result(json!({"pos": st}), &text);
         return Ok(());
+    }
+    if action != "start" {
+        ctx.confirm_site(
+            &site,
+            yes,
+            &format!("pos {action}: the POS stops serving the shop's terminals"),
+        )?;
     }
     locked_site(&site, ui, args.break_lock, async {
         if matches!(action, "stop" | "restart") {
@@ -253,10 +260,10 @@ async fn snapshot(ctx: &Ctx, args: &PosArgs) -> Result<()> {
 /// `pos …`: work on the POS of an existing stack's host (or a --target host).
 pub async fn run(ctx: &Ctx, command: &PosCommand) -> Result<()> {
     match command {
-        PosCommand::Status(a) => lifecycle(ctx, a, "status").await,
-        PosCommand::Start(a) => lifecycle(ctx, a, "start").await,
-        PosCommand::Stop(a) => lifecycle(ctx, a, "stop").await,
-        PosCommand::Restart(a) => lifecycle(ctx, a, "restart").await,
+        PosCommand::Status(a) => lifecycle(ctx, a, "status", false).await,
+        PosCommand::Start(a) => lifecycle(ctx, a, "start", false).await,
+        PosCommand::Stop(a) => lifecycle(ctx, &a.pos, "stop", a.approve.yes).await,
+        PosCommand::Restart(a) => lifecycle(ctx, &a.pos, "restart", a.approve.yes).await,
         PosCommand::Connect(a) => connect(ctx, a).await,
         PosCommand::Snapshot(a) => snapshot(ctx, a).await,
         PosCommand::Restore(args) => {
@@ -274,6 +281,14 @@ pub async fn run(ctx: &Ctx, command: &PosCommand) -> Result<()> {
             let stack = StackSpec::load(id.clone(), args.stack.stack.as_deref(), None)?;
             let mut slot = None;
             let site = open_site(ctx, &reach, &id, "pos restore", &mut slot).await?;
+            ctx.confirm_site(
+                &site,
+                args.approve.yes,
+                &format!(
+                    "pos restore: the POS data is replaced with {} (the POS stops meanwhile)",
+                    args.from
+                ),
+            )?;
             locked_site(&site, ui, args.break_lock, async {
                 // The POS must not run on data being replaced (its bind mount would keep
                 // pointing at the old directory): stop it, restore, start it on the new data.

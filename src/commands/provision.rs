@@ -10,7 +10,7 @@ use crate::phases::restore::{self, App, RestoreSpec};
 use crate::phases::{self, bootstrap, build, stage, PhaseState, Reach, Site};
 use crate::plan::{self, Change};
 use crate::remote::ssh::{PinnedKey, SshTarget};
-use crate::spec::StackSpec;
+use crate::spec::{Env, StackSpec};
 use crate::ui::Ui;
 use serde::Serialize;
 use serde_json::json;
@@ -21,6 +21,8 @@ pub struct Summary {
     pub shop: String,
     pub env: String,
     pub region: String,
+    pub account: Option<String>,
+    pub credentials: String,
     pub instance_id: Option<String>,
     pub instance_state: Option<String>,
     pub host_public_ip: Option<String>,
@@ -40,6 +42,8 @@ fn summary(
         shop: spec.id.shop.to_string(),
         env: spec.id.env.to_string(),
         region: aws.region.clone(),
+        account: aws.at.account.get().cloned(),
+        credentials: aws.at.credentials.clone(),
         instance_id: d.instance().map(|i| i.id.clone()),
         instance_state: d.instance().map(|i| i.state.clone()),
         host_public_ip: d.eip(Role::EipHost).map(|e| e.public_ip.clone()),
@@ -313,12 +317,12 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
     }
     let aws = ctx.connect(&super::command_line("provision", &id)).await?;
     crate::userdata::encode(&spec, &aws.region)?;
-    ui.info(format!(
-        "provision {id} in {} (stack {})",
-        aws.region, spec.source
-    ));
 
     let d = aws.discover(&id).await?;
+    ui.info(format!(
+        "provision {id} in {} (stack {})",
+        aws.at, spec.source
+    ));
     let plan = plan::build(&spec, &d, &aws.region);
     // The phase records came with the discovery (the stack's parameters).
     let mut states = BTreeMap::new();
@@ -363,6 +367,27 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
             &render_summary(&s, "nothing to do: the stack matches its profile"),
         );
         return Ok(());
+    }
+
+    // Prod is never changed by omission: the plan, where and what it costs, then the shop
+    // code typed back (or --yes).
+    let shown = id.env == Env::Prod && !args.approve.yes;
+    if shown {
+        ctx.confirm_prod(
+            &id,
+            false,
+            &format!(
+                "{}{}remote phases to run: {}\nin {}",
+                render_plan(&plan, None),
+                render_price(&spec.price),
+                if todo.is_empty() {
+                    "none".to_string()
+                } else {
+                    todo.join(", ")
+                },
+                aws.at
+            ),
+        )?;
     }
 
     // Preflight, before any write (the lock included): the image and the region's quotas,
@@ -419,8 +444,13 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
                 dups.join("; ")
             )));
         }
-        let plan = plan::build(spec, &d, &aws.region);
-        ui.info(render_plan(&plan, None));
+        let again = plan::build(spec, &d, &aws.region);
+        // Shown once: at the confirmation, unless the stack changed since.
+        let text = render_plan(&again, None);
+        if !shown || text != render_plan(&plan, None) {
+            ui.info(text);
+        }
+        let plan = again;
         let image = match image {
             None if plan.count(|c| matches!(c, Change::Launch { .. })) > 0 => {
                 Some(aws.find_image(&spec.ami).await?)
@@ -538,9 +568,11 @@ fn render_phases(phases: &BTreeMap<String, PhaseState>) -> String {
 fn render_summary(s: &Summary, headline: &str) -> String {
     let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let mut text = format!(
-        "{headline}\n  shop            {}\n  env             {}\n  region          {}\n  instance        {} ({})\n  host public IP  {}\n  POS public IP   {}\n  POS private IP  {}\n  monthly cost    ${:.2}\n",
+        "{headline}\n  shop            {}\n  env             {}\n  account         {} ({})\n  region          {}\n  instance        {} ({})\n  host public IP  {}\n  POS public IP   {}\n  POS private IP  {}\n  monthly cost    ${:.2}\n",
         s.shop,
         s.env,
+        o(&s.account),
+        s.credentials,
         s.region,
         o(&s.instance_id),
         o(&s.instance_state),

@@ -7,18 +7,6 @@ use crate::teardown::Teardown;
 use futures_util::stream::{self, StreamExt};
 use serde_json::json;
 use std::fmt::Write as _;
-use std::io::{BufRead, IsTerminal, Write};
-
-fn ask(prompt: &str) -> Option<String> {
-    if !std::io::stdin().is_terminal() {
-        return None;
-    }
-    eprint!("{prompt}");
-    let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).ok()?;
-    Some(line.trim().to_string())
-}
 
 /// `teardown`: remove everything of a stack in dependency order, then verify.
 pub async fn run(ctx: &Ctx, args: &TeardownArgs) -> Result<()> {
@@ -37,12 +25,21 @@ pub async fn run(ctx: &Ctx, args: &TeardownArgs) -> Result<()> {
     let d = aws.discover(&id).await?;
     let remaining = d.remaining();
     if remaining.is_empty() {
+        // The wrong env must not look like success: say where the shop is.
+        let elsewhere = aws.envs_of(&id.shop).await?;
+        if !elsewhere.is_empty() {
+            let envs: Vec<&str> = elsewhere.iter().map(|e| e.as_str()).collect();
+            return Err(Error::failed(format!(
+                "{id} does not exist in {}: nothing was removed; shop {} exists in: {}\n  next: name the env you mean, e.g. --env {}",
+                aws.at,
+                id.shop,
+                envs.join(", "),
+                envs[0]
+            )));
+        }
         ctx.result(
             json!({"removed": [], "existed": false}),
-            &format!(
-                "nothing to tear down: {id} does not exist in {}\n",
-                aws.region
-            ),
+            &format!("nothing to tear down: {id} does not exist in {}\n", aws.at),
         );
         return Ok(());
     }
@@ -50,21 +47,15 @@ pub async fn run(ctx: &Ctx, args: &TeardownArgs) -> Result<()> {
     if args.dry_run {
         ctx.result(
             json!({"dry_run": true, "would_remove": remaining}),
-            &format!(
-                "dry run: would remove from {id} in {}:\n{listing}",
-                aws.region
-            ),
+            &format!("dry run: would remove from {id} in {}:\n{listing}", aws.at),
         );
         return Ok(());
     }
-    ui.info(format!(
-        "teardown {id} in {}: removes\n{listing}",
-        aws.region
-    ));
+    ui.info(format!("teardown {id} in {}: removes\n{listing}", aws.at));
 
     if id.env == Env::Prod {
         if !(args.yes && args.allow_prod) {
-            let typed = ask(&format!(
+            let typed = crate::ui::ask(&format!(
                 "This is PRODUCTION. Type the shop code ({}) to remove it: ",
                 id.shop
             ));
@@ -79,7 +70,7 @@ pub async fn run(ctx: &Ctx, args: &TeardownArgs) -> Result<()> {
             }
         }
     } else if !args.yes {
-        match ask(&format!("Remove all of {id}? Type yes: ")) {
+        match crate::ui::ask(&format!("Remove all of {id}? Type yes: ")) {
             Some(t) if t == "yes" => {}
             Some(_) => return Err(Error::usage("not confirmed; nothing was removed")),
             None => {
@@ -123,7 +114,7 @@ async fn remove(
     if !left.is_empty() {
         let mut msg = format!(
             "teardown of {id} in {} left {} resource(s):\n",
-            aws.region,
+            aws.at,
             left.len()
         );
         for l in &left {
@@ -136,8 +127,9 @@ async fn remove(
         return Err(Error::failed(msg));
     }
     Ok(format!(
-        "removed {} resource(s) of {id}; nothing tagged remains\n",
-        remaining.len()
+        "removed {} resource(s) of {id} in {}; nothing tagged remains\n",
+        remaining.len(),
+        aws.at
     ))
 }
 
@@ -199,7 +191,7 @@ async fn bulk(ctx: &Ctx, args: &TeardownArgs, age: std::time::Duration) -> Resul
             json!({"stacks": names, "removed": []}),
             &format!(
                 "no {env} stack in {} is older than {}\n",
-                aws.region,
+                aws.at,
                 humantime::format_duration(age)
             ),
         );
@@ -208,7 +200,7 @@ async fn bulk(ctx: &Ctx, args: &TeardownArgs, age: std::time::Duration) -> Resul
     let head = format!(
         "{} {env} stack(s) in {} created more than {} ago:\n{listing}",
         old.len(),
-        aws.region,
+        aws.at,
         humantime::format_duration(age)
     );
     if args.dry_run {
@@ -220,7 +212,7 @@ async fn bulk(ctx: &Ctx, args: &TeardownArgs, age: std::time::Duration) -> Resul
     }
     ui.info(format!("removing {head}"));
     if !args.yes {
-        match ask(&format!("Remove all {} of them? Type yes: ", old.len())) {
+        match crate::ui::ask(&format!("Remove all {} of them? Type yes: ", old.len())) {
             Some(t) if t == "yes" => {}
             Some(_) => return Err(Error::usage("not confirmed; nothing was removed")),
             None => {

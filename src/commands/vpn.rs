@@ -142,6 +142,14 @@ pub async fn run(ctx: &Ctx, command: &VpnCommand) -> Result<()> {
             let mut slot = None;
             let site = super::open_site(ctx, &reach, &spec.id, "vpn delete", &mut slot).await?;
             let aws = site.aws().expect("vpn sites are in AWS");
+            ctx.confirm_site(
+                &site,
+                a.approve.yes,
+                &format!(
+                    "vpn delete: the tunnel to {} goes, with its key and settings",
+                    a.location
+                ),
+            )?;
             locked_site(&site, ui, a.pos.break_lock, async {
                 let step = ui.step(format!("vpn: delete {}", a.location));
                 if let Err(e) = vpn::host(&site, "delete", Some(&a.location)).await {
@@ -239,6 +247,16 @@ async fn rotate(ctx: &Ctx, a: &crate::cli::VpnRotateArgs) -> Result<()> {
     let d = aws.discover(&spec.id).await?;
     let pos_ip = vpn::pos_public_ip(&d, &spec.id)?;
     let site = crate::phases::site(&aws, ui, &spec.id, &d, &reach).await?;
+    if a.confirm || a.now {
+        ctx.confirm_site(
+            &site,
+            a.approve.yes,
+            &format!(
+                "vpn rotate: the tunnel to {} changes its key (down until the router has it)",
+                a.location
+            ),
+        )?;
+    }
     locked_site(&site, ui, a.pos.break_lock, async {
         let now = crate::journal::now();
         if !a.confirm && !a.now {

@@ -820,9 +820,10 @@ impl Rig {
         Run::from(self.command(args).output().expect("run poscloud"))
     }
 
-    /// `provision --until infra` of one stack: the AWS part only.
+    /// `provision --until infra` of one stack: the AWS part only (prod confirmed with --yes:
+    /// no terminal here).
     pub fn provision_infra(&self, shop: &str, env: &str) -> Run {
-        self.run(&[
+        let mut args = vec![
             "provision",
             "--shop",
             shop,
@@ -830,7 +831,11 @@ impl Rig {
             env,
             "--until",
             "infra",
-        ])
+        ];
+        if env == "prod" {
+            args.push("--yes");
+        }
+        self.run(&args)
     }
 
     /// Runs with `input` on its standard input (then closed).
