@@ -43,12 +43,13 @@ pub enum Error {
     Aws(Box<AwsFailure>),
 
     /// The AWS endpoint could not be reached at all.
-    #[error("cannot reach AWS in {region} ({endpoint}) during {op}: {detail}\n  next: check the network, --region and --endpoint-url")]
+    #[error("cannot reach AWS in {region} ({endpoint}) during {op}: {detail}\n  next: {hint}")]
     Unreachable {
         op: &'static str,
         region: String,
         endpoint: String,
         detail: String,
+        hint: &'static str,
     },
 
     /// Anything else that went wrong, already phrased for the user.

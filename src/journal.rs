@@ -150,7 +150,8 @@ impl Journal {
     pub fn event(&self, event: &str, fields: Value) {
         let Some(file) = &self.file else { return };
         let mut line = json!({
-            "time": now(),
+            // Milliseconds: the calls of one step are apart by less than a second.
+            "time": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             "run": self.run,
             "user": self.user,
             "host": self.host,
@@ -179,5 +180,37 @@ impl Journal {
             "write",
             json!({"op": op, "resource": resource, "result": result}),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_have_milliseconds_and_old_lines_still_read() {
+        let dir = std::env::temp_dir().join(format!("poscloud-journal-{}", std::process::id()));
+        let path = dir.join("journal.jsonl");
+        let j = Journal::open(Some(&path), "provision --shop 12345678 --env qa").unwrap();
+        j.write("CreateVpc", "vpc-1", "ok");
+        // A line of an earlier poscloud, in whole seconds.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        writeln!(f, "{}", json!({"time": "2026-11-30T10:00:00Z", "run": "1-1", "user": "u", "host": "h", "command": "provision --shop 12345678 --env qa", "event": "write", "op": "CreateSubnet", "resource": "subnet-1", "result": "ok"})).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let line: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        let time = line["time"].as_str().unwrap();
+        // 2026-12-01T18:40:01.123Z
+        assert_eq!(
+            (time.len(), &time[19..20], &time[23..]),
+            (24, ".", "Z"),
+            "{time}"
+        );
+        let (writes, skipped) = crate::report::read_journal(Some(&path)).unwrap();
+        assert_eq!((writes.len(), skipped), (2, 0));
+        assert_eq!(
+            writes[0].op, "CreateSubnet",
+            "the old line, read and sorted first"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

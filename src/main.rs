@@ -12,16 +12,22 @@ fn main() {
         (_, 1) => "poscloud=debug,warn",
         _ => "debug",
     };
-    tracing_subscriber::fmt()
+    let log = tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("POSCLOUD_LOG").unwrap_or_else(|_| EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
+        // No colour codes in a log file or a pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
-        .without_time()
         // Its fallback for a failed write is eprintln!, which panics when stderr is gone.
-        .log_internal_errors(false)
-        .init();
+        .log_internal_errors(false);
+    // -v lines (one per AWS call) carry their time; warnings alone do not need it.
+    if cli.global.verbose > 0 {
+        log.init();
+    } else {
+        log.without_time().init();
+    }
 
     let json = cli.global.output == poscloud::cli::Output::Json;
     let ctx = Ctx::new(cli.global);

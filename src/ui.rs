@@ -188,13 +188,13 @@ impl Step {
             b.finish_and_clear();
         }
         if self.ui.chatty() {
-            let secs = self.start.elapsed().as_secs_f64();
+            let took = duration(self.start.elapsed());
             let detail = if detail.is_empty() {
                 String::new()
             } else {
                 format!(" {detail}")
             };
-            err_line(&format!("{mark} {}{detail} ({secs:.1}s)", self.label));
+            err_line(&format!("{mark} {}{detail} ({took})", self.label));
         }
     }
 
@@ -213,5 +213,14 @@ impl Step {
     pub fn failed(self) {
         let mark = self.ui.paint("31", "✗");
         self.end(mark, "failed");
+    }
+}
+
+/// A step's or a call's time: `12ms`, `1.234s`, `2m03s`.
+pub fn duration(d: Duration) -> String {
+    match d.as_millis() {
+        ms @ 0..=999 => format!("{ms}ms"),
+        1000..=59_999 => format!("{:.3}s", d.as_secs_f64()),
+        _ => format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60),
     }
 }

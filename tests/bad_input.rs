@@ -78,6 +78,23 @@ fn bad_inputs_are_refused_before_any_write() {
             "0".repeat(64)
         ),
     );
+    // TOML type errors and a missing field: line, column and key path, not a byte offset.
+    let bad4 = rig.stack_file("bad4.toml", "disk_gb = 100", "disk_gb = \"100\"");
+    let bad4_want = format!("{bad4}:3:11: disk_gb: invalid type: string \"100\", expected i64");
+    let nourl = rig.stack_file(
+        "nourl.toml",
+        "termination_protection = false",
+        "termination_protection = false\n[pos]\napp = \"rti\"\nversion = \"1.0\"\n",
+    );
+    let nourl_want = format!("{nourl}:13:1: [pos]: missing field `artifact_url`");
+    // A shops file with two bad rows (one of them by its stack file): both named.
+    let shops = rig.home.path().join("shops.csv");
+    std::fs::write(
+        &shops,
+        format!("shop,env,stack\n12345678,qa\n1234567x,qa\n23456789,qa,{bad4}\n"),
+    )
+    .unwrap();
+    let shops = shops.to_string_lossy().into_owned();
     let hk = rig.home.path().join("host.pub");
     std::fs::write(
         &hk,
@@ -164,6 +181,16 @@ fn bad_inputs_are_refused_before_any_write() {
             vec![p, "--shop", "12345678", "--stack", &stacks[10]],
             vec![],
             "not a private",
+        ),
+        (
+            vec![p, "--shop", "12345678", "--stack", &bad4],
+            vec![],
+            bad4_want.as_str(),
+        ),
+        (
+            vec![p, "--shop", "12345678", "--stack", &nourl],
+            vec![],
+            nourl_want.as_str(),
         ),
         (
             vec![p, "--shop", "12345678", "--size", "huge"],
@@ -648,6 +675,19 @@ fn bad_inputs_are_refused_before_any_write() {
         );
     }
     assert!(rig.tagged("12345678", "prod").is_empty() && rig.tagged("12345678", "qa").is_empty());
+
+    rig.proxy.reset();
+    let r = rig.run(&[p, "--shops-file", &shops]);
+    assert_eq!(r.code, 2, "{r:?}");
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!("error: {shops}:3: shop \"1234567x\"")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(lines[1], format!("{shops}:4: {bad4_want}"), "{}", r.stderr);
+    assert_eq!(lines[2], "(2 bad rows; nothing was changed)");
+    assert!(rig.proxy.calls().is_empty(), "{:?}", rig.proxy.calls());
 }
 
 #[test]

@@ -44,8 +44,17 @@ pub struct Aws {
 impl Aws {
     /// Builds the clients and checks, without any AWS call, that a region and credentials exist.
     pub async fn connect(c: &Connect, journal: Journal) -> Result<Aws> {
+        // Any region of the right form may stand behind a custom endpoint; AWS's own
+        // endpoints only have AWS's regions (a typo would only fail at the DNS lookup).
+        let check_region = |r: &str| match &c.endpoint_url {
+            Some(_) => crate::spec::region_name(r),
+            None => crate::spec::validate_region(r),
+        };
         if let Some(r) = &c.region {
-            crate::spec::validate_region(r)?;
+            check_region(r)?;
+        }
+        if let Some(p) = &c.profile {
+            check_profile(p).await?;
         }
         if let Some(e) = &c.endpoint_url {
             if !(e.starts_with("http://") || e.starts_with("https://")) {
@@ -74,11 +83,14 @@ impl Aws {
             loader = loader.endpoint_url(e);
         }
         let conf = loader.load().await;
-        let region = conf
-            .region()
-            .map(|r| r.to_string())
-            .ok_or_else(|| Error::usage("no AWS region: pass --region or set AWS_REGION"))?;
-        crate::spec::validate_region(&region)?;
+        let region = conf.region().map(|r| r.to_string()).ok_or_else(|| {
+            Error::usage(format!(
+                "no AWS region: profile `{}` in {} sets none\n  next: pass --region, set AWS_REGION, or add `region = ...` to that profile",
+                c.profile.as_deref().unwrap_or("default"),
+                config_files().0
+            ))
+        })?;
+        check_region(&region)?;
         let creds = conf
             .credentials_provider()
             .ok_or_else(|| Error::usage("no AWS credential provider is configured"))?;
@@ -114,18 +126,21 @@ impl Aws {
             ec2: aws_sdk_ec2::Client::from_conf(
                 aws_sdk_ec2::config::Builder::from(&conf)
                     .interceptor(retry::RetryNotes)
+                    .interceptor(retry::CallLog)
                     .retry_classifier(retry::Unhealable)
                     .build(),
             ),
             iam: aws_sdk_iam::Client::from_conf(
                 aws_sdk_iam::config::Builder::from(&conf)
                     .interceptor(retry::RetryNotes)
+                    .interceptor(retry::CallLog)
                     .retry_classifier(retry::Unhealable)
                     .build(),
             ),
             ssm: aws_sdk_ssm::Client::from_conf(
                 aws_sdk_ssm::config::Builder::from(&conf)
                     .interceptor(retry::RetryNotes)
+                    .interceptor(retry::CallLog)
                     .retry_classifier(retry::Unhealable)
                     .build(),
             ),
@@ -133,6 +148,7 @@ impl Aws {
             s3: aws_sdk_s3::Client::from_conf(
                 aws_sdk_s3::config::Builder::from(&conf)
                     .interceptor(retry::RetryNotes)
+                    .interceptor(retry::CallLog)
                     .retry_classifier(retry::Unhealable)
                     .force_path_style(c.endpoint_url.is_some())
                     // No default CRC32 headers: presigned PUT URLs must work with a plain
@@ -145,6 +161,7 @@ impl Aws {
             sts: aws_sdk_sts::Client::from_conf(
                 aws_sdk_sts::config::Builder::from(&conf)
                     .interceptor(retry::RetryNotes)
+                    .interceptor(retry::CallLog)
                     .retry_classifier(retry::Unhealable)
                     .build(),
             ),
@@ -196,12 +213,16 @@ impl Aws {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let error = match &e {
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Error::Unreachable {
-                op,
-                region: self.region.clone(),
-                endpoint: self.endpoint.clone(),
-                detail: causes(&e),
-            },
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+                let detail = causes(&e);
+                Error::Unreachable {
+                    op,
+                    region: self.region.clone(),
+                    endpoint: self.endpoint.clone(),
+                    hint: unreachable_hint(&detail),
+                    detail,
+                }
+            }
             _ => {
                 // An answer that is no AWS error (a proxy's or a broken server's page) has
                 // no code: name its HTTP status instead.
@@ -232,6 +253,54 @@ impl Aws {
     }
 }
 
+/// The AWS config and credentials files, as the SDK finds them (for messages).
+fn config_files() -> (String, String) {
+    let file = |var: &str, default: &str| {
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| default.to_string())
+    };
+    (
+        file("AWS_CONFIG_FILE", "~/.aws/config"),
+        file("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
+    )
+}
+
+/// A profile named with --profile or AWS_PROFILE must exist: otherwise the SDK quietly falls
+/// back to other credentials, or fails much later with no word of the profile. (`default`
+/// may be absent: then the SDK's other sources apply, as for every AWS tool.)
+async fn check_profile(name: &str) -> Result<()> {
+    use aws_runtime::env_config::file::EnvConfigFiles;
+    use aws_types::os_shim_internal::{Env, Fs};
+    let (config, credentials) = config_files();
+    let set =
+        aws_config::profile::load(&Fs::real(), &Env::real(), &EnvConfigFiles::default(), None)
+            .await
+            .map_err(|e| {
+                Error::usage(format!(
+                    "cannot read {config} or {credentials}: {}",
+                    causes(&e)
+                ))
+            })?;
+    if name == "default" || set.get_profile(name).is_some() {
+        return Ok(());
+    }
+    let mut known: Vec<&str> = set.profiles().collect();
+    known.sort_unstable();
+    let guess = crate::spec::closest(name, known.iter().copied())
+        .map(|g| format!(" (did you mean {g}?)"))
+        .unwrap_or_default();
+    let known = if known.is_empty() {
+        "there are no profiles there".to_string()
+    } else {
+        format!("known profiles: {}", known.join(", "))
+    };
+    Err(Error::usage(format!(
+        "AWS profile `{name}` is not in {config} or {credentials}{guess}; {known}\n  next: pass --profile (or set AWS_PROFILE) with one of them, or add it with `aws configure --profile {name}`"
+    )))
+}
+
 /// An error and its causes, each by its Display, joined with ": ". (The SDK's
 /// DisplayErrorContext ends with a Debug dump of the whole error, request and response
 /// included: not for users' eyes.)
@@ -254,6 +323,18 @@ pub fn is_write(op: &str) -> bool {
     !["Describe", "Get", "List", "Head"]
         .iter()
         .any(|p| op.starts_with(p))
+}
+
+/// What to check when AWS could not be reached; refused and unresolved fail at once (see
+/// retry::Unhealable), the rest after the retries.
+fn unreachable_hint(detail: &str) -> &'static str {
+    if detail.contains("Connection refused") {
+        "nothing accepts connections there (not retried): is the endpoint right (--endpoint-url, AWS_ENDPOINT_URL) and its server up? is the region right?"
+    } else if retry::UNHEALABLE.iter().any(|u| detail.contains(u)) {
+        "the endpoint's host name does not resolve (not retried): is the region right (--region, AWS_REGION, the profile's region)? is --endpoint-url right? is DNS working?"
+    } else {
+        "check the network (a proxy, a firewall), --region and --endpoint-url; the call was already retried"
+    }
 }
 
 fn hint(code: &str) -> &'static str {
@@ -313,6 +394,31 @@ mod tests {
             "connection reset by peer",
         ));
         assert_eq!(causes(&e), "dispatch failure: connection reset by peer");
+    }
+
+    #[test]
+    fn durations_are_read_at_a_glance() {
+        // Steps and the -v call log.
+        for (ms, want) in [
+            (0, "0ms"),
+            (12, "12ms"),
+            (1234, "1.234s"),
+            (59_999, "59.999s"),
+            (123_456, "2m03s"),
+        ] {
+            assert_eq!(crate::ui::duration(Duration::from_millis(ms)), want);
+        }
+    }
+
+    #[test]
+    fn unreachable_endpoints_say_what_to_check() {
+        // The connector's words for each (hyper-util's, as causes() joins them).
+        let refused = "dispatch failure: io error: client error (Connect): tcp connect error: Connection refused (os error 111)";
+        let dns = "dispatch failure: io error: client error (Connect): dns error: failed to lookup address information: Name or service not known";
+        assert!(unreachable_hint(refused).contains("is the endpoint right"));
+        assert!(unreachable_hint(dns).contains("is the region right"));
+        assert!(unreachable_hint(dns).contains("does not resolve"));
+        assert!(unreachable_hint("timeout").contains("already retried"));
     }
 
     #[test]

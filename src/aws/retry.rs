@@ -16,7 +16,8 @@ use crate::error::Result;
 use aws_smithy_runtime::client::retries::classifiers::run_classifiers_on_ctx;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef, InterceptorContext,
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+    FinalizerInterceptorContextRef, InterceptorContext,
 };
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
@@ -86,7 +87,7 @@ fn retry_reason(ctx: &InterceptorContext, rc: &RuntimeComponents) -> Option<Stri
 pub(crate) struct Unhealable;
 
 /// What an unhealable connection failure says, in the causes of the connector's error.
-const UNHEALABLE: &[&str] = &[
+pub(crate) const UNHEALABLE: &[&str] = &[
     "dns error",
     "failed to lookup address",
     "Name or service not known",
@@ -171,6 +172,140 @@ impl Intercept for RetryNotes {
         }
         Ok(())
     }
+}
+
+/// When the call began (its first attempt), and what it is about, kept for `CallLog`.
+#[derive(Debug, Clone)]
+struct CallStart(Instant);
+
+impl Storable for CallStart {
+    type Storer = StoreReplace<Self>;
+}
+
+#[derive(Debug, Clone)]
+struct CallResource(String);
+
+impl Storable for CallResource {
+    type Storer = StoreReplace<Self>;
+}
+
+/// `-v`: one line per AWS call on stderr (the debug log, with its timestamp): service,
+/// operation, the resource where the request names one, the answer's status, the time
+/// taken and the attempts made, e.g. `AWS EC2 DeleteVpc vpc-0f3c: HTTP 200 in 87ms, 1 attempt`.
+/// Registered on every client.
+#[derive(Debug)]
+pub(crate) struct CallLog;
+
+impl Intercept for CallLog {
+    fn name(&self) -> &'static str {
+        "poscloud call log"
+    }
+
+    fn read_before_execution(
+        &self,
+        _ctx: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        cfg.interceptor_state().store_put(CallStart(Instant::now()));
+        Ok(())
+    }
+
+    fn read_before_transmit(
+        &self,
+        ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(r) = resource_of(ctx.request()) {
+            cfg.interceptor_state().store_put(CallResource(r));
+        }
+        Ok(())
+    }
+
+    fn read_after_execution(
+        &self,
+        ctx: &FinalizerInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return Ok(());
+        }
+        let op = cfg
+            .load::<Metadata>()
+            .map(|m| format!("{} {}", m.service(), m.name()))
+            .unwrap_or_else(|| "call".into());
+        let resource = cfg
+            .load::<CallResource>()
+            .map(|r| format!(" {}", r.0))
+            .unwrap_or_default();
+        let status = match (ctx.response(), ctx.output_or_error()) {
+            (Some(r), _) => format!("HTTP {}", r.status().as_u16()),
+            (None, Some(Err(e))) => {
+                let why = match e.as_connector_error() {
+                    Some(c) => super::causes(c),
+                    None => e.to_string(),
+                };
+                format!("no answer ({why})")
+            }
+            (None, _) => "no answer".into(),
+        };
+        let took = cfg
+            .load::<CallStart>()
+            .map(|s| crate::ui::duration(s.0.elapsed()))
+            .unwrap_or_else(|| "?".into());
+        let attempts = cfg.load::<RequestAttempts>().map_or(1, |a| a.attempts());
+        let plural = if attempts == 1 { "" } else { "s" };
+        tracing::debug!("AWS {op}{resource}: {status} in {took}, {attempts} attempt{plural}");
+        Ok(())
+    }
+}
+
+/// The resource a request names, read off the wire: the first `...Id` or `...Name`
+/// parameter of a query-protocol form (EC2, IAM, STS), `Name`/`Path`/`InstanceIds` of a JSON
+/// body (SSM), the bucket and key of an S3 path. Never a value of another parameter (user
+/// data, a parameter's value), so no secret reaches the log.
+fn resource_of(req: &aws_smithy_runtime_api::http::Request) -> Option<String> {
+    let body = req.body().bytes().unwrap_or_default();
+    let found = if body.starts_with(b"{") {
+        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        ["Name", "Path", "InstanceId", "CommandId"]
+            .iter()
+            .find_map(|k| v[k].as_str().map(str::to_string))
+            .or_else(|| v["InstanceIds"][0].as_str().map(str::to_string))
+    } else if body.starts_with(b"Action=") {
+        std::str::from_utf8(body).ok()?.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            // `InstanceId.1` → `InstanceId`; filters and tags are not what a call is about.
+            let base = k.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+            let named = (base.ends_with("Id") || base.ends_with("Name"))
+                && !k.starts_with("Filter")
+                && !k.contains("Tag");
+            named.then(|| {
+                percent_encoding::percent_decode_str(&v.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+        })
+    } else {
+        // S3: path style (/bucket/key) or virtual-hosted (bucket.s3.region.amazonaws.com).
+        let uri = req.uri();
+        let rest = uri.split_once("://").map_or(uri, |(_, r)| r);
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let path = path.split('?').next().unwrap_or("");
+        match host.split_once(".s3.") {
+            Some((bucket, _)) => Some(format!("{bucket}/{path}")),
+            None => Some(path.to_string()),
+        }
+    };
+    found.filter(|r| !r.is_empty()).map(|mut r| {
+        if r.len() > 80 {
+            let cut = (0..=80).rev().find(|&i| r.is_char_boundary(i)).unwrap_or(0);
+            r.truncate(cut);
+            r.push('…');
+        }
+        r
+    })
 }
 
 /// For one call sent with the SDK's retries off: the SDK's verdict on its failure (would it

@@ -21,44 +21,31 @@ pub struct Row {
 }
 
 /// Reads `shop,env[,stack]` lines. A header line starting with `shop`, blank lines and
-/// `#` comments are skipped; a shop+env twice is refused.
-pub fn parse(path: &Path, text: &str) -> Result<Vec<Row>> {
-    let bad = |line: usize, why: String| Error::usage(format!("{}:{line}: {why}", path.display()));
+/// `#` comments are skipped; a shop+env twice is refused. `check` judges each good row (its
+/// stack file). Every bad row is named, `FILE:LINE: why` each, in one error.
+pub fn parse(path: &Path, text: &str, check: impl Fn(&Row) -> Result<()>) -> Result<Vec<Row>> {
+    let mut bad = Vec::new();
     let mut rows = Vec::new();
     let mut seen = BTreeSet::new();
+    let mut header = true;
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         let l = raw.trim();
-        if l.is_empty() || l.starts_with('#') || (rows.is_empty() && l.starts_with("shop")) {
+        if l.is_empty() || l.starts_with('#') || (header && l.starts_with("shop")) {
             continue;
         }
-        let cols: Vec<&str> = l.split(',').map(str::trim).collect();
-        if !(2..=3).contains(&cols.len()) {
-            return Err(bad(
-                line,
-                format!("{l:?}: want shop,env[,stack] ({} columns)", cols.len()),
-            ));
+        header = false;
+        match row(line, l, &mut seen).and_then(|r| check(&r).map(|()| r).map_err(|e| e.to_string()))
+        {
+            Ok(r) => rows.push(r),
+            Err(why) => bad.push(format!("{}:{line}: {why}", path.display())),
         }
-        let shop: ShopCode = cols[0]
-            .parse()
-            .map_err(|e| bad(line, format!("shop {:?}: {e}", cols[0])))?;
-        let env = <Env as clap::ValueEnum>::from_str(cols[1], false)
-            .map_err(|_| bad(line, format!("env {:?}: want prod, qa or dev", cols[1])))?;
-        let stack = cols.get(2).filter(|s| !s.is_empty()).map(|s| s.to_string());
-        if !seen.insert((shop.as_str().to_string(), env)) {
-            return Err(bad(
-                line,
-                format!("{} {} is listed twice", shop.as_str(), env),
-            ));
+    }
+    if !bad.is_empty() {
+        if bad.len() > 1 {
+            bad.push(format!("({} bad rows; nothing was changed)", bad.len()));
         }
-        rows.push(Row {
-            line,
-            stack: StackArgs {
-                shop,
-                env: Some(env),
-                stack,
-            },
-        });
+        return Err(Error::usage(bad.join("\n")));
     }
     if rows.is_empty() {
         return Err(Error::usage(format!("{}: no shops in it", path.display())));
@@ -66,15 +53,44 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
+fn row(
+    line: usize,
+    l: &str,
+    seen: &mut BTreeSet<(String, Env)>,
+) -> std::result::Result<Row, String> {
+    let cols: Vec<&str> = l.split(',').map(str::trim).collect();
+    if !(2..=3).contains(&cols.len()) {
+        return Err(format!(
+            "{l:?}: want shop,env[,stack] ({} columns)",
+            cols.len()
+        ));
+    }
+    let shop: ShopCode = cols[0]
+        .parse()
+        .map_err(|e| format!("shop {:?}: {e}", cols[0]))?;
+    let env = <Env as clap::ValueEnum>::from_str(cols[1], false)
+        .map_err(|_| format!("env {:?}: want prod, qa or dev", cols[1]))?;
+    let stack = cols.get(2).filter(|s| !s.is_empty()).map(|s| s.to_string());
+    if !seen.insert((shop.as_str().to_string(), env)) {
+        return Err(format!("{} {} is listed twice", shop.as_str(), env));
+    }
+    Ok(Row {
+        line,
+        stack: StackArgs {
+            shop,
+            env: Some(env),
+            stack,
+        },
+    })
+}
+
 pub async fn provision(ctx: &Ctx, args: &ProvisionArgs, path: &Path) -> Result<()> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::usage(format!("--shops-file {}: {e}", path.display())))?;
-    let rows = parse(path, &text)?;
-    // Every stack file is checked too, before the first AWS call.
-    for r in &rows {
-        StackSpec::load(r.stack.id(), r.stack.stack.as_deref(), args.size)
-            .map_err(|e| Error::usage(format!("{}:{}: {e}", path.display(), r.line)))?;
-    }
+    // Every row and its stack file are checked before the first AWS call.
+    let rows = parse(path, &text, |r| {
+        StackSpec::load(r.stack.id(), r.stack.stack.as_deref(), args.size).map(|_| ())
+    })?;
     // Prod is never changed by omission; a batch has no one plan to show: --yes says it.
     let prod: Vec<String> = rows
         .iter()
@@ -184,9 +200,11 @@ mod tests {
     #[test]
     fn rows_are_read_and_bad_ones_named_with_their_line() {
         let p = Path::new("shops.csv");
+        let ok = |_: &Row| Ok(());
         let rows = parse(
             p,
             "shop,env,stack\n# onboarding wave 3\n12345678,qa\n\n23456789, dev ,small.toml\n",
+            ok,
         )
         .unwrap();
         assert_eq!(rows.len(), 2);
@@ -202,8 +220,31 @@ mod tests {
             ),
             ("shop,env\n", "no shops"),
         ] {
-            let e = parse(p, text).unwrap_err().to_string();
+            let e = parse(p, text, ok).unwrap_err().to_string();
             assert!(e.contains(want), "{text:?}: {e}");
         }
+        // Every bad row is named, a row whose stack file `check` refuses as well.
+        let e = parse(
+            p,
+            "1234567,qa\n12345678,qa\n23456789,qa,bad.toml\n34567890,staging\n",
+            |r| match r.stack.stack.as_deref() {
+                Some(s) => Err(Error::usage(format!("{s}:3:1: disk_gb: too small"))),
+                None => Ok(()),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::EXIT_USAGE);
+        assert_eq!(
+            e.to_string()
+                .lines()
+                .map(|l| &l[..l.len().min(20)])
+                .collect::<Vec<_>>(),
+            [
+                "shops.csv:1: shop \"1",
+                "shops.csv:3: bad.tom",
+                "shops.csv:4: env \"st",
+                "(3 bad rows; nothing",
+            ]
+        );
     }
 }

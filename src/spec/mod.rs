@@ -108,8 +108,17 @@ pub enum Size {
     Large,
 }
 
-/// AWS region names look like `eu-west-1` or `us-gov-west-1`.
+/// AWS region names look like `eu-west-1` or `us-gov-west-1`, and name a region AWS has
+/// (or one allowed by POSCLOUD_ALLOW_REGION): a mistyped region would otherwise only fail
+/// when its endpoint's name does not resolve.
 pub fn validate_region(region: &str) -> Result<()> {
+    region_name(region)?;
+    known_region(region)
+}
+
+/// Only the form of a region name: with --endpoint-url (an emulator, a VPC endpoint) the
+/// region need not be one of AWS's.
+pub fn region_name(region: &str) -> Result<()> {
     let parts: Vec<&str> = region.split('-').collect();
     let ok = parts.len() >= 3
         && parts.iter().all(|p| !p.is_empty())
@@ -124,6 +133,105 @@ pub fn validate_region(region: &str) -> Result<()> {
             "{region:?} is not an AWS region name (like eu-west-1); check --region or AWS_REGION"
         )))
     }
+}
+
+/// The regions of every AWS partition (aws, aws-cn, aws-us-gov, aws-eusc, the iso ones), as
+/// the SDK's partition table of this build lists them.
+pub const REGIONS: &[&str] = &[
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "cn-north-1",
+    "cn-northwest-1",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "eusc-de-east-1",
+    "eu-isoe-west-1",
+    "us-iso-east-1",
+    "us-iso-west-1",
+    "us-isob-east-1",
+    "us-isob-west-1",
+    "us-isof-east-1",
+    "us-isof-south-1",
+];
+
+fn known_region(region: &str) -> Result<()> {
+    if REGIONS.contains(&region)
+        || std::env::var("POSCLOUD_ALLOW_REGION").is_ok_and(|r| r == region)
+    {
+        return Ok(());
+    }
+    let guess = closest(region, REGIONS.iter().copied())
+        .map(|r| format!(" (did you mean {r}?)"))
+        .unwrap_or_default();
+    Err(Error::usage(format!(
+        "unknown region `{region}`{guess}: not one of AWS's regions\n  next: check --region, AWS_REGION or the profile's `region`; for a region newer than this poscloud set POSCLOUD_ALLOW_REGION={region}"
+    )))
+}
+
+/// The candidate nearest to a mistyped `word` (at most 2 edits away, a swap counting as
+/// one), for "did you mean".
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (edits(word, c), c))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Optimal string alignment distance: insertions, deletions, substitutions and swaps of
+/// neighbours.
+fn edits(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    d[0] = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -151,6 +259,8 @@ mod tests {
             validate_region(good).unwrap();
         }
         for bad in [
+            "us-esat-1",
+            "eu-west-9",
             "",
             "eu",
             "eu-west",
@@ -161,5 +271,14 @@ mod tests {
         ] {
             assert!(validate_region(bad).is_err(), "{bad:?} accepted");
         }
+        // The form alone is all --endpoint-url needs.
+        region_name("us-esat-1").unwrap();
+        let e = validate_region("us-esat-1").unwrap_err().to_string();
+        assert!(
+            e.starts_with("unknown region `us-esat-1` (did you mean us-east-1?)"),
+            "{e}"
+        );
+        assert_eq!(closest("florsit", ["default", "florist"]), Some("florist"));
+        assert_eq!(closest("prod", ["default", "florist"]), None);
     }
 }

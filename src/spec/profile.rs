@@ -268,6 +268,66 @@ pub struct StackSpec {
     pub cutover: CutoverConf,
 }
 
+/// A TOML error as an editor names a place: `file:line:column: [table] key: message`.
+/// (toml's own text has a multi-line excerpt; its key path is not public, so the key is read
+/// off the line the error points at, the table off the header above it.)
+fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> Error {
+    // A syntax error's message may run over lines ("invalid table header\nexpected ...").
+    let msg = e.message().trim_end().replace('\n', "; ");
+    let Some(at) = e
+        .span()
+        .map(|s| s.start)
+        .filter(|&s| text.is_char_boundary(s))
+    else {
+        return Error::usage(format!("{file}: {msg}"));
+    };
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[..at].matches('\n').count() + 1;
+    let column = text[line_start..at].chars().count() + 1;
+    let place = match key_at(&text[..line_start], &text[line_start..]) {
+        Some(k) => format!("{k}: "),
+        None => String::new(),
+    };
+    Error::usage(format!("{file}:{line}:{column}: {place}{msg}"))
+}
+
+/// The key path of the line `rest` starts with, after the lines `before`: `[pos] memory`,
+/// `disk_gb` (top level), `[pos]` (the header itself: a missing field of that table).
+fn key_at(before: &str, rest: &str) -> Option<String> {
+    let header = |l: &str| {
+        let l = l.trim();
+        l.starts_with('[')
+            .then(|| l[..l.rfind(']').map_or(l.len(), |i| i + 1)].to_string())
+    };
+    let key = |l: &str| {
+        let l = l.trim();
+        (!l.starts_with('#') && !l.starts_with('['))
+            .then(|| l.split_once('='))
+            .flatten()
+            .map(|(k, _)| k.trim().trim_matches('"').to_string())
+    };
+    let this = rest.lines().next().unwrap_or("");
+    if let Some(h) = header(this) {
+        return Some(h);
+    }
+    // A value over several lines (an array): its key is on the nearest line above with one.
+    let mut k = key(this);
+    let mut table = None;
+    for l in before.lines().rev() {
+        if let Some(h) = header(l) {
+            table = Some(h);
+            break;
+        }
+        if k.is_none() {
+            k = key(l);
+        }
+    }
+    match (table, k) {
+        (Some(t), Some(k)) => Some(format!("{t} {k}")),
+        (t, k) => t.or(k),
+    }
+}
+
 impl StackSpec {
     /// Loads `stack` (a built-in profile name or a path to a .toml file; default: the env's
     /// name) and validates it for `id`.
@@ -294,14 +354,7 @@ impl StackSpec {
             key: key.to_string(),
             reason,
         };
-        let raw: RawProfile = toml::from_str(text).map_err(|e| Error::Profile {
-            file: source.to_string(),
-            key: e
-                .span()
-                .map(|s| format!("at byte {}", s.start))
-                .unwrap_or_default(),
-            reason: e.message().to_string(),
-        })?;
+        let raw: RawProfile = toml::from_str(text).map_err(|e| toml_error(source, text, &e))?;
 
         let size_name = match size {
             Some(Size::Small) => "small".to_string(),
@@ -885,6 +938,71 @@ mod tests {
                 }
                 other => panic!("{to}: unexpected {other:?}"),
             }
+            assert_eq!(err.exit_code(), crate::error::EXIT_USAGE);
+        }
+    }
+
+    #[test]
+    fn toml_errors_name_line_column_and_key() {
+        let pos =
+            "[pos]\napp = \"rti\"\nversion = \"1\"\nartifact_url = \"https://a.example/r.tar\"\n";
+        let sha = format!("artifact_sha256 = \"{}\"\n", "0".repeat(64));
+        let base = BUILTIN[1].1;
+        let line_of =
+            |text: &str, needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+        // A wrong type in a table, at the top level, in a multi-line array; a missing field.
+        let pids = format!("{base}{pos}{sha}pids = \"100\"\n");
+        let disk = base.replace("disk_gb = 100", "disk_gb = \"100\"");
+        let cidrs = base.replace(
+            "admin_cidrs = []",
+            "admin_cidrs = [\n  \"10.0.0.0/8\",\n  5,\n]",
+        );
+        let missing = format!("{base}{pos}");
+        let cases = [
+            (
+                &pids,
+                format!(
+                    "x.toml:{}:8: [pos] pids: invalid type: string \"100\", expected u32",
+                    line_of(&pids, "pids =")
+                ),
+            ),
+            (
+                &disk,
+                format!(
+                    "x.toml:{}:11: disk_gb: invalid type: string \"100\", expected i64",
+                    line_of(&disk, "disk_gb")
+                ),
+            ),
+            (
+                &cidrs,
+                format!(
+                    "x.toml:{}:3: admin_cidrs: invalid type: integer `5`, expected a string",
+                    line_of(&cidrs, "  5,")
+                ),
+            ),
+            (
+                &missing,
+                format!(
+                    "x.toml:{}:1: [pos]: missing field `artifact_sha256`",
+                    line_of(&missing, "[pos]")
+                ),
+            ),
+        ];
+        let syntax = format!("{base}[pos\n");
+        let cases = [
+            cases.to_vec(),
+            vec![(
+                &syntax,
+                format!(
+                    "x.toml:{}:5: [pos: invalid table header; expected `.`, `]`",
+                    line_of(&syntax, "[pos")
+                ),
+            )],
+        ]
+        .concat();
+        for (text, want) in cases {
+            let err = StackSpec::parse(id(), "x.toml", text, None).unwrap_err();
+            assert_eq!(err.to_string(), want);
             assert_eq!(err.exit_code(), crate::error::EXIT_USAGE);
         }
     }
