@@ -567,6 +567,19 @@ impl Aws {
     }
 }
 
+impl Aws {
+    /// The envs in which this shop has anything in the region (one region-wide listing), for
+    /// "not found here; it exists in ..." when a command is pointed at the wrong env.
+    pub async fn envs_of(&self, shop: &crate::spec::ShopCode) -> Result<Vec<crate::spec::Env>> {
+        let stacks = self.list_stacks().await?;
+        Ok(stacks
+            .keys()
+            .filter(|id| id.shop == *shop)
+            .map(|id| id.env)
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::stopped_at;
