@@ -39,7 +39,9 @@ fn needs(a: &Change, b: &Change) -> bool {
         | C::CreateInstanceProfile
         | C::AddRoleToProfile => iam::needs(a, b),
         C::CreatePosEni { .. } => eni::needs(a, b),
-        C::Launch { .. } | C::SetTerminationProtection { .. } => instance::needs(a, b),
+        C::Launch { .. } | C::SetTerminationProtection { .. } | C::RequireImdsv2 => {
+            instance::needs(a, b)
+        }
         C::AllocateEip { .. } | C::AssociateEip { .. } => eips::needs(a, b),
     }
 }
@@ -276,7 +278,9 @@ async fn one(x: &Apply<'_>, change: &Change) -> Result<Made> {
         | C::CreateInstanceProfile
         | C::AddRoleToProfile => iam::apply(x, change).await,
         C::CreatePosEni { .. } => eni::apply(x, change).await,
-        C::Launch { .. } | C::SetTerminationProtection { .. } => instance::apply(x, change).await,
+        C::Launch { .. } | C::SetTerminationProtection { .. } | C::RequireImdsv2 => {
+            instance::apply(x, change).await
+        }
         C::AllocateEip { .. } | C::AssociateEip { .. } => eips::apply(x, change).await,
     }
 }
@@ -322,6 +326,7 @@ mod tests {
                 role: Role::EipHost,
             },
             Change::AssociateEip { role: Role::EipPos },
+            Change::RequireImdsv2,
         ];
         // Depth-first: a change reachable from itself would be a cycle.
         fn reaches(all: &[Change], from: usize, to: usize, seen: &mut Vec<usize>) -> bool {

@@ -57,7 +57,7 @@ pub enum Command {
     /// Show what provision would do and the monthly cost; changes nothing
     Plan(PlanArgs),
     /// Every resource of a stack, its state, and any drift
-    Status(StackArgs),
+    Status(StatusArgs),
     /// Every shop and env found in the region
     List,
     /// Remove everything of a stack, then verify nothing is left
@@ -128,6 +128,31 @@ pub struct PlanArgs {
     /// Server size from the stack profile (default: the profile's `size`)
     #[arg(long, value_enum)]
     pub size: Option<Size>,
+    /// Exit 0 when there is nothing to do, 2 when there are changes or drift, 1 on any error
+    /// (bad input included), as Terraform's -detailed-exitcode: for cron and CI
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// Exit 0 when there is no drift, 2 when a resource is drifted, missing or duplicated,
+    /// 1 on any error (bad input included), as Terraform's -detailed-exitcode: for cron and CI
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+impl Command {
+    /// Whether the command was asked for Terraform-style exit codes (`--detailed-exitcode`).
+    pub fn detailed_exitcode(&self) -> bool {
+        match self {
+            Command::Plan(a) => a.detailed_exitcode,
+            Command::Status(a) => a.detailed_exitcode,
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]

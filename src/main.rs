@@ -5,7 +5,15 @@ use poscloud::error::Error;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        // With --detailed-exitcode every error exits 1, bad arguments too (as Terraform).
+        if e.use_stderr() && std::env::args_os().any(|a| a == "--detailed-exitcode") {
+            let _ = e.print();
+            std::process::exit(poscloud::error::EXIT_FAILURE);
+        }
+        e.exit()
+    });
+    let detailed = cli.command.detailed_exitcode();
     let level = match (cli.global.quiet, cli.global.verbose) {
         (true, _) => "error",
         (_, 0) => "warn",
@@ -88,7 +96,11 @@ fn main() {
             )),
         };
     if let Err(e) = result {
-        let code = e.exit_code();
+        let code = if detailed {
+            poscloud::error::EXIT_FAILURE
+        } else {
+            e.exit_code()
+        };
         if json && !matches!(e, Error::Reported(_)) {
             poscloud::ui::out(&format!(
                 "{}\n",
@@ -97,5 +109,8 @@ fn main() {
         }
         poscloud::ui::err_line(&format!("error: {e}"));
         std::process::exit(code);
+    }
+    if detailed && ctx.pending.get() {
+        std::process::exit(2);
     }
 }

@@ -56,6 +56,8 @@ pub enum Change {
     SetTerminationProtection {
         on: bool,
     },
+    /// Instance metadata back to token-only (IMDSv2), in place: no restart.
+    RequireImdsv2,
     AllocateEip {
         role: Role,
     },
@@ -120,6 +122,7 @@ impl fmt::Display for Change {
                 "turn termination protection {}",
                 if *on { "on" } else { "off" }
             ),
+            Change::RequireImdsv2 => write!(f, "require IMDSv2 (metadata tokens)"),
             Change::AllocateEip { .. } => write!(f, "allocate Elastic IP"),
             Change::AssociateEip { role } => write!(
                 f,

@@ -102,6 +102,25 @@ fn ten_shops_at_four_at_a_time_one_failure_is_reported_and_the_others_converge()
         "{}",
         again.stdout
     );
+    // The failed shop is an error line, not a warning.
+    assert!(
+        again.stderr.contains("error: [") && again.stderr.contains(": FAILED ("),
+        "{}",
+        again.stderr
+    );
+    assert!(!again.stderr.contains("warning: ["), "{}", again.stderr);
+    // SECONDS right-aligned under its header, one decimal.
+    let mut table = again.stdout.lines();
+    let header = table.next().unwrap();
+    let end = header.find("SECONDS").unwrap() + "SECONDS".len();
+    for row in table.take(10) {
+        let secs = row[..end].rsplit(' ').next().unwrap();
+        assert!(
+            secs.contains('.') && secs.parse::<f64>().is_ok(),
+            "{header}\n{row}"
+        );
+        assert_eq!(row.as_bytes()[end], b' ', "{header}\n{row}");
+    }
     assert_eq!(
         rig.proxy.writes(),
         Vec::<String>::new(),

@@ -429,6 +429,9 @@ pub struct StackSummary {
     /// When a stopped instance stopped (EC2 keeps only its latest stop, in the state reason).
     pub stopped_at: Option<String>,
     pub public_ips: Vec<String>,
+    /// The host's (eth0) and the POS's (eth1) public address, by their role tags.
+    pub host_ip: Option<String>,
+    pub pos_ip: Option<String>,
     /// The Elastic IPs' allocation ids (billing matches them with the journal).
     pub allocations: Vec<String>,
     pub iam_role: bool,
@@ -511,10 +514,15 @@ impl Aws {
             .await
             .map_err(|e| self.err("DescribeAddresses", None, e))?;
         for a in addrs.addresses() {
-            if let Some((id, _)) = tags::stack_of(a.tags()) {
+            if let Some((id, role)) = tags::stack_of(a.tags()) {
                 let s = out.entry(id).or_default();
-                s.public_ips
-                    .push(a.public_ip().unwrap_or_default().to_string());
+                let ip = a.public_ip().unwrap_or_default().to_string();
+                match role {
+                    Some(Role::EipHost) => s.host_ip = Some(ip.clone()),
+                    Some(Role::EipPos) => s.pos_ip = Some(ip.clone()),
+                    _ => {}
+                }
+                s.public_ips.push(ip);
                 s.allocations
                     .push(a.allocation_id().unwrap_or_default().to_string());
             }

@@ -143,10 +143,12 @@ pub async fn provision(ctx: &Ctx, args: &ProvisionArgs, path: &Path) -> Result<(
         if ok {
             ctx.ui
                 .info(format!("[{done}/{total}] {id}: done ({secs:.1} s)"));
-        } else {
-            ctx.ui.warn(format!(
-                "[{done}/{total}] {id}: FAILED ({secs:.1} s): {first}"
-            ));
+        } else if !ctx.ui.json {
+            // A shop that failed is an error of the run (it exits non-zero), not a warning.
+            eprintln!(
+                "{} [{done}/{total}] {id}: FAILED ({secs:.1} s): {first}",
+                ctx.ui.paint("31", "error:")
+            );
         }
         results.push(json!({
             "shop": id.shop.as_str(), "env": id.env.as_str(), "line": row.line, "ok": ok,
@@ -163,11 +165,12 @@ pub async fn provision(ctx: &Ctx, args: &ProvisionArgs, path: &Path) -> Result<(
     for r in &results {
         let _ = writeln!(
             text,
-            "{:<10} {:<5} {:<7} {:>8}  {}",
+            "{:<10} {:<5} {:<7} {:>8.1}  {}",
             r["shop"].as_str().unwrap_or("?"),
             r["env"].as_str().unwrap_or("?"),
             if r["ok"] == true { "ok" } else { "FAILED" },
-            r["seconds"],
+            // A number, not a JSON value: a Value's Display ignores the width.
+            r["seconds"].as_f64().unwrap_or(0.0),
             r["error"]
                 .as_str()
                 .and_then(|e| e.lines().next())

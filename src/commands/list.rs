@@ -14,7 +14,7 @@ pub async fn run(ctx: &Ctx) -> Result<()> {
     let aws = ctx.connect("list").await?;
     let stacks = aws.list_stacks().await?;
     let mut text = format!(
-        "{:<10} {:<5} {:<21} {:<10} {:<10} {:<20} {:>7} {:<12} {:<3} {}\n",
+        "{:<10} {:<5} {:<21} {:<10} {:<10} {:<20} {:>7} {:<12} {:<3} {:<15} {}\n",
         "SHOP",
         "ENV",
         "INSTANCE",
@@ -24,7 +24,8 @@ pub async fn run(ctx: &Ctx) -> Result<()> {
         "RUN H",
         "PHASES",
         "VPN",
-        "PUBLIC IPS"
+        "HOST IP",
+        "POS IP"
     );
     let mut rows = Vec::new();
     for (id, s) in &stacks {
@@ -43,7 +44,7 @@ pub async fn run(ctx: &Ctx) -> Result<()> {
         };
         let _ = writeln!(
             text,
-            "{:<10} {:<5} {:<21} {:<10} {:<10} {:<20} {:>7.1} {:<12} {:<3} {}",
+            "{:<10} {:<5} {:<21} {:<10} {:<10} {:<20} {:>7.1} {:<12} {:<3} {:<15} {}",
             id.shop.as_str(),
             id.env.as_str(),
             s.instance.as_deref().unwrap_or("-"),
@@ -53,11 +54,8 @@ pub async fn run(ctx: &Ctx) -> Result<()> {
             hours,
             phases,
             s.vpn_locations,
-            if s.public_ips.is_empty() {
-                "-".to_string()
-            } else {
-                s.public_ips.join(",")
-            }
+            s.host_ip.as_deref().unwrap_or("-"),
+            s.pos_ip.as_deref().unwrap_or("-")
         );
         let mut row = serde_json::to_value(s).expect("json");
         row["shop"] = json!(id.shop.as_str());

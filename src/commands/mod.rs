@@ -31,6 +31,9 @@ pub struct Ctx {
     captured: Option<std::cell::RefCell<Option<serde_json::Value>>>,
     /// The batch's AWS clients, shared by its runs (one HTTP connection pool).
     shared: Option<std::sync::Arc<Aws>>,
+    /// Set by `plan`/`status` when there are changes or drift: exit 2 with
+    /// `--detailed-exitcode`.
+    pub pending: std::cell::Cell<bool>,
 }
 
 impl Ctx {
@@ -41,6 +44,7 @@ impl Ctx {
             ui,
             captured: None,
             shared: None,
+            pending: Default::default(),
         }
     }
 
@@ -52,6 +56,7 @@ impl Ctx {
             global,
             captured: Some(Default::default()),
             shared: Some(shared),
+            pending: Default::default(),
         }
     }
 

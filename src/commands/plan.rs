@@ -27,6 +27,8 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> Result<()> {
         render_plan(&plan, note.as_deref()),
         render_price(&spec.price)
     );
+    ctx.pending
+        .set(plan.writes() > 0 || plan.steps.iter().any(|s| !s.drift.is_empty()));
     ctx.result(
         json!({
             "shop": id.shop.as_str(), "env": id.env.as_str(), "region": aws.region,

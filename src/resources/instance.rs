@@ -412,6 +412,20 @@ impl Aws {
         Ok(())
     }
 
+    /// Metadata answers only with a session token (IMDSv2); the instance keeps running.
+    pub async fn require_imdsv2(&self, instance_id: &str) -> Result<()> {
+        self.ec2
+            .modify_instance_metadata_options()
+            .instance_id(instance_id)
+            .http_tokens(HttpTokensState::Required)
+            .http_endpoint(InstanceMetadataEndpointState::Enabled)
+            .send()
+            .await
+            .map_err(|e| self.err("ModifyInstanceMetadataOptions", Some(instance_id), e))?;
+        self.wrote("ModifyInstanceMetadataOptions", instance_id);
+        Ok(())
+    }
+
     pub async fn terminate(&self, instance_id: &str) -> Result<()> {
         self.ec2
             .terminate_instances()
@@ -428,8 +442,9 @@ impl Aws {
     }
 }
 
-/// The instance: launched when missing; its protection set as the stack says; everything
-/// else that differs is drift (it needs a person: resize, re-encrypt, start).
+/// The instance: launched when missing; its protection and IMDSv2 set as the stack says
+/// (both in place); everything else that differs is drift (it needs a person: resize,
+/// re-encrypt, start).
 pub fn plan(spec: &StackSpec, d: &Discovered) -> Vec<Step> {
     let inst = d.instance();
     let mut changes = Vec::new();
@@ -455,7 +470,7 @@ pub fn plan(spec: &StackSpec, d: &Discovered) -> Vec<Step> {
                 ));
             }
             if i.http_tokens.as_deref() != Some("required") {
-                drift.push("IMDSv2 is not required".into());
+                changes.push(Change::RequireImdsv2);
             }
             match &i.root_volume {
                 Some(v) => {
@@ -520,7 +535,7 @@ pub fn needs(a: &Change, b: &Change) -> bool {
                     | C::AssociateEip { role: Role::EipPos }
             )
         }
-        C::SetTerminationProtection { .. } => matches!(b, C::Launch { .. }),
+        C::SetTerminationProtection { .. } | C::RequireImdsv2 => matches!(b, C::Launch { .. }),
         _ => false,
     }
 }
@@ -591,6 +606,16 @@ pub(crate) async fn apply(x: &Apply<'_>, change: &Change) -> Result<Made> {
             x.write(|d| {
                 if let Some(i) = d.instances.iter_mut().find(|i| i.id == iid) {
                     i.termination_protection = *on;
+                }
+            });
+            touched(iid)
+        }
+        Change::RequireImdsv2 => {
+            let iid = need("instance", x.read(|d| d.instance().map(|i| i.id.clone())))?;
+            aws.require_imdsv2(&iid).await?;
+            x.write(|d| {
+                if let Some(i) = d.instances.iter_mut().find(|i| i.id == iid) {
+                    i.http_tokens = Some("required".into());
                 }
             });
             touched(iid)
