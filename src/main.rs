@@ -1,11 +1,13 @@
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches};
 use poscloud::cli::{Cli, Command};
 use poscloud::commands::{self, Ctx};
 use poscloud::error::Error;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
-    let cli = Cli::parse();
+    // The derived definitions with the examples attached (cli::command).
+    let cli =
+        Cli::from_arg_matches(&poscloud::cli::command().get_matches()).unwrap_or_else(|e| e.exit());
     let level = match (cli.global.quiet, cli.global.verbose) {
         (true, _) => "error",
         (_, 0) => "warn",
@@ -35,6 +37,7 @@ fn main() {
             Command::List => commands::list::run(&ctx).await,
             Command::Teardown(a) => commands::teardown::run(&ctx, a).await,
             Command::Pos { command } => commands::pos::run(&ctx, command).await,
+            Command::Host { command } => commands::host::run(&ctx, command).await,
             Command::Image { command } => commands::image::run(&ctx, command).await,
             Command::Vpn { command } => commands::vpn::run(&ctx, command).await,
             Command::Cutover { command } => commands::cutover::run(&ctx, command).await,
@@ -49,9 +52,7 @@ fn main() {
                 );
                 Ok(())
             }
-            Command::Man => clap_mangen::Man::new(Cli::command())
-                .render(&mut std::io::stdout())
-                .map_err(|e| Error::failed(e.to_string())),
+            Command::Man(a) => commands::man::run(&ctx, a),
         }
     });
     if let Err(e) = result {
