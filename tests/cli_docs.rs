@@ -381,3 +381,66 @@ fn detailed_exitcode_is_described_where_a_command_has_it() {
     let roff = String::from_utf8(poscloud::commands::man::page(&without, "list").unwrap()).unwrap();
     assert!(!roff.contains("detailed"));
 }
+
+/// Every whole poscloud command in the runbooks parses as poscloud parses it, and those that
+/// call AWS name the account (`--profile $P --region $R`): a runbook at 2 a.m. is copied, not
+/// read. Fragments (`[--force]`, `stop|start`, `…`) are left out.
+#[test]
+fn runbook_commands_parse_and_name_the_account() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/runbooks");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let file = entry.unwrap().path();
+        let text = std::fs::read_to_string(&file).unwrap();
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let mut commands: Vec<String> = Vec::new();
+        // Inline code spans (they may run over a line break) ...
+        for (i, span) in text.split('`').enumerate() {
+            if i % 2 == 1 && span.starts_with("poscloud ") {
+                commands.push(span.split_whitespace().collect::<Vec<_>>().join(" "));
+            }
+        }
+        // ... and lines of code blocks, `\` continuations joined.
+        let mut block = false;
+        let mut cur = String::new();
+        for line in text.lines() {
+            if line.starts_with("```") {
+                block = !block;
+                continue;
+            }
+            if block && (line.starts_with("poscloud ") || !cur.is_empty()) {
+                cur.push_str(line.trim_end_matches('\\').trim());
+                cur.push(' ');
+                if !line.ends_with('\\') {
+                    commands.push(cur.trim().to_string());
+                    cur.clear();
+                }
+            }
+        }
+        for c in commands {
+            if c.contains(['[', '|', '…']) || !c.contains(" --") {
+                continue;
+            }
+            let c = c.split(" >").next().unwrap();
+            let words: Vec<String> = c
+                .replace("$SERVER", "ssh://root@10.50.0.10")
+                .replace("$S", "12345678")
+                .replace("$P", "acme-prod")
+                .replace("$R", "us-east-1")
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
+            if let Err(e) = poscloud::cli::command().try_get_matches_from(&words) {
+                panic!("{name}: `{c}` does not parse:\n{e}");
+            }
+            if !c.starts_with("poscloud userdata") {
+                assert!(
+                    c.contains("--profile $P") && c.contains("--region $R"),
+                    "{name}: `{c}` does not name the account (--profile $P --region $R)"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 40, "{checked} runbook commands checked");
+}
