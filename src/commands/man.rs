@@ -184,6 +184,9 @@ fn exit_status(roff: &mut Roff, cmd: &clap::Command, path: &str) {
         "Refused by protection: a prod stack, without the confirmation it needs.",
     );
     item(roff, "130", "Interrupted (Ctrl-C): what was done stays, the lock is released, the same command resumes.");
+    if path == "host connect" {
+        item(roff, "other", "Once the session runs, poscloud has become `aws ssm start-session`: the exit status is the session's.");
+    }
 }
 
 fn environment(roff: &mut Roff) {
