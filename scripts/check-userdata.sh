@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Renders the host user-data for every built-in stack and validates it with cloud-init's
-# schema checker (offline). Fails on any schema error.
+# Renders the host user-data for every built-in stack and every example stack
+# (stacks/examples/*.toml, which also checks that each parses and validates) and validates it
+# with cloud-init's schema checker (offline). Fails on any schema or stack error.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -8,12 +9,23 @@ cd "$root"
 cargo build --quiet --all-targets
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-for stack in prod qa dev; do
-  ./target/debug/poscloud userdata --shop 12345678 --env "$stack" --region eu-west-1 >"$tmp/$stack.yaml"
-  cloud-init schema --config-file "$tmp/$stack.yaml" >"$tmp/$stack.log" 2>&1 || {
-    cat "$tmp/$stack.log" >&2
-    echo "check-userdata: $stack: schema errors" >&2
+check() { # NAME, then the poscloud arguments
+  local name=$1
+  shift
+  ./target/debug/poscloud userdata --shop 12345678 --region eu-west-1 "$@" >"$tmp/$name.yaml" || {
+    echo "check-userdata: $name: poscloud userdata failed" >&2
     exit 1
   }
-  echo "check-userdata: $stack: valid, $(wc -c <"$tmp/$stack.yaml") bytes"
+  cloud-init schema --config-file "$tmp/$name.yaml" >"$tmp/$name.log" 2>&1 || {
+    cat "$tmp/$name.log" >&2
+    echo "check-userdata: $name: schema errors" >&2
+    exit 1
+  }
+  echo "check-userdata: $name: valid, $(wc -c <"$tmp/$name.yaml") bytes"
+}
+for stack in prod qa dev; do
+  check "$stack" --env "$stack"
+done
+for file in stacks/examples/*.toml; do
+  check "examples-$(basename "$file" .toml)" --env prod --stack "$file"
 done

@@ -19,28 +19,31 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The heading of the options every command takes, shown apart from the command's own.
+pub const GLOBAL: &str = "Global options";
+
 #[derive(Debug, Clone, Args)]
 pub struct Global {
     /// AWS region (default: the profile's or AWS_REGION)
-    #[arg(long, global = true, env = "AWS_REGION")]
+    #[arg(long, global = true, env = "AWS_REGION", help_heading = GLOBAL)]
     pub region: Option<String>,
     /// AWS named profile from ~/.aws/config
-    #[arg(long, global = true, env = "AWS_PROFILE")]
+    #[arg(long, global = true, env = "AWS_PROFILE", help_heading = GLOBAL)]
     pub profile: Option<String>,
     /// Send every AWS call to this endpoint (an emulator, a VPC endpoint)
-    #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL", help_heading = GLOBAL)]
     pub endpoint_url: Option<String>,
     /// Output format: human text (progress on stderr) or one JSON document on stdout
-    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text, help_heading = GLOBAL)]
     pub output: Output,
     /// Run journal (JSON lines); default: $XDG_STATE_HOME/poscloud/journal.jsonl
-    #[arg(long, global = true, env = "POSCLOUD_JOURNAL")]
+    #[arg(long, global = true, env = "POSCLOUD_JOURNAL", help_heading = GLOBAL)]
     pub journal: Option<PathBuf>,
     /// More detail (-v: AWS calls, -vv: SDK internals)
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
     /// Only errors and the final result
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = GLOBAL)]
     pub quiet: bool,
 }
 
@@ -66,6 +69,11 @@ pub enum Command {
     Pos {
         #[command(subcommand)]
         command: PosCommand,
+    },
+    /// The shop's Docker host itself: a shell on it
+    Host {
+        #[command(subcommand)]
+        command: HostCommand,
     },
     /// The POS images on a shop's host: OS media and snapshots
     Image {
@@ -95,8 +103,37 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to stdout
-    Man,
+    /// Print the man page (roff) of poscloud or of one command, or write them all (--out)
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The command whose page to print, e.g. `provision` or `pos restore` (default: poscloud's)
+    #[arg(value_name = "COMMAND", conflicts_with = "out")]
+    pub command: Vec<String>,
+    /// Write poscloud.1 and a poscloud-<command>.1 for every command into this directory
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// A shell on the host over an SSM session (`aws ssm start-session`; no inbound port)
+    Connect(HostConnectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HostConnectArgs {
+    /// Shop code: exactly 8 digits
+    #[arg(long)]
+    pub shop: ShopCode,
+    /// Environment [default: prod]
+    #[arg(long, value_enum)]
+    pub env: Option<Env>,
+    /// Print the `aws ssm start-session` command instead of running it
+    #[arg(long)]
+    pub print: bool,
 }
 
 /// Prod is never changed by omission (the default env is prod): a command that changes a
@@ -640,3 +677,214 @@ impl TeardownArgs {
         }
     }
 }
+
+/// The command line as poscloud parses it: the derived definitions plus each command's
+/// examples (shown after `--help`, and as EXAMPLES in the man pages).
+pub fn command() -> clap::Command {
+    fn attach(mut cmd: clap::Command, path: &str) -> clap::Command {
+        if let Some(lines) = shown_examples(path) {
+            let body: String = lines.iter().map(|l| format!("  {l}\n")).collect();
+            cmd = cmd.after_help(format!("Examples:\n{body}"));
+        }
+        let names: Vec<String> = cmd
+            .get_subcommands()
+            .map(|s| s.get_name().to_string())
+            .collect();
+        for name in names {
+            let sub = format!("{path} {name}").trim_start().to_string();
+            cmd = cmd.mut_subcommand(&name, |s| attach(s, &sub));
+        }
+        cmd
+    }
+    use clap::CommandFactory;
+    attach(Cli::command(), "")
+}
+
+/// The examples of a command (`""` is poscloud itself, `"pos restore"` a nested one): lines
+/// that are either a `# comment` or a whole `poscloud …` command line (checked by a test).
+pub fn examples(path: &str) -> Option<&'static str> {
+    EXAMPLES.iter().find(|(p, _)| *p == path).map(|(_, e)| *e)
+}
+
+/// The examples as `--help` and the man pages show them: lines of at most 76 columns (with
+/// the indent, a terminal's 80), a long command broken shell-style (` \` at the end, the next
+/// line indented), between options, so that it can still be pasted.
+pub fn shown_examples(path: &str) -> Option<Vec<String>> {
+    const WIDTH: usize = 76;
+    let text = examples(path)?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.len() <= WIDTH {
+            out.push(line.to_string());
+            continue;
+        }
+        // An option and its value stay together.
+        let mut groups: Vec<String> = Vec::new();
+        for w in line.split(' ') {
+            match groups.last_mut() {
+                // The account: --profile P --region R on one line.
+                Some(g)
+                    if !w.starts_with('-') || (w == "--region" && g.starts_with("--profile")) =>
+                {
+                    g.push(' ');
+                    g.push_str(w);
+                }
+                _ => groups.push(w.to_string()),
+            }
+        }
+        let mut cur = String::new();
+        for g in groups {
+            if !cur.trim().is_empty() && cur.len() + 1 + g.len() + 2 > WIDTH {
+                out.push(format!("{cur} \\"));
+                cur = format!("    {g}");
+            } else {
+                if !cur.is_empty() {
+                    cur.push(' ');
+                }
+                cur.push_str(&g);
+            }
+        }
+        out.push(cur);
+    }
+    Some(out)
+}
+
+/// `--profile` and `--region` in every example: an engineer who switches between accounts
+/// copies the account along with the command.
+const EXAMPLES: &[(&str, &str)] = &[
+    ("", "\
+# What a QA stack would be and cost, then build it through every phase
+poscloud plan --shop 12345678 --env qa --profile ops --region us-east-1
+poscloud provision --shop 12345678 --env qa --stack stacks/examples/rti.toml --profile ops --region us-east-1
+# Every shop in the region, then one stack's resources and drift
+poscloud list --profile ops --region us-east-1
+poscloud status --shop 12345678 --env qa --profile ops --region us-east-1
+# A shell on the host; everything removed again
+poscloud host connect --shop 12345678 --env qa --profile ops --region us-east-1
+poscloud teardown --shop 12345678 --env qa --profile ops --region us-east-1"),
+    ("provision", "\
+# The AWS part only (VPC, instance, addresses): no [pos] section needed
+poscloud provision --shop 12345678 --env qa --until infra --profile ops --region us-east-1
+# Everything (a stack with [pos]), the shop's backup restored first
+poscloud provision --shop 12345678 --env prod --stack shop-12345678.toml --restore-from s3://florist-backups/tfrsync/12345678.tar.gz --profile ops --region us-east-1
+# Many shops, 8 at a time (lines: shop,env[,stack])
+poscloud provision --shops-file wave3.csv --parallel 8 --until infra --profile ops --region us-east-1
+# Run one phase again
+poscloud provision --shop 12345678 --env qa --stack shop-12345678.toml --redo stage --profile ops --region us-east-1"),
+    ("plan", "\
+poscloud plan --shop 12345678 --env qa --profile ops --region us-east-1
+poscloud plan --shop 12345678 --env prod --size large --profile ops --region us-east-1"),
+    ("status", "\
+poscloud status --shop 12345678 --env prod --profile ops --region us-east-1
+# For a script: every resource, its id and state, the phases, the lock
+poscloud status --shop 12345678 --env prod --output json --profile ops --region us-east-1"),
+    ("list", "\
+# Every shop and env: instance, state, phases done, public IPs
+poscloud list --profile ops --region us-east-1
+poscloud list --output json --profile ops --region us-east-1"),
+    ("teardown", "\
+# Look first, then remove (asks for `yes`)
+poscloud teardown --shop 12345678 --env qa --dry-run --profile ops --region us-east-1
+poscloud teardown --shop 12345678 --env qa --profile ops --region us-east-1
+# Every QA stack older than a week, without asking
+poscloud teardown --env qa --older-than 7d --yes --profile ops --region us-east-1"),
+    ("pos", "\
+poscloud pos status --shop 12345678 --env prod --profile ops --region us-east-1
+poscloud pos restart --shop 12345678 --env prod --profile ops --region us-east-1
+poscloud pos connect --shop 12345678 --env prod --profile ops --region us-east-1"),
+    ("pos status", "\
+poscloud pos status --shop 12345678 --env prod --profile ops --region us-east-1"),
+    ("pos start", "\
+poscloud pos start --shop 12345678 --env prod --stack shop-12345678.toml --profile ops --region us-east-1"),
+    ("pos stop", "\
+poscloud pos stop --shop 12345678 --env prod --stack shop-12345678.toml --profile ops --region us-east-1"),
+    ("pos restart", "\
+poscloud pos restart --shop 12345678 --env prod --stack shop-12345678.toml --profile ops --region us-east-1"),
+    ("pos restore", "\
+# From the backup server over SSH (the key file is a path on the host)
+poscloud pos restore --shop 12345678 --env prod --from ssh://backup@backup-server/backups/tfrsync-12345678/ --source-key-file /etc/poscloud/backup_key --source-host-key-file backup-server.pub --profile ops --region us-east-1
+# From an archive in S3, for a Daisy shop
+poscloud pos restore --shop 12345678 --env prod --app daisy --from s3://florist-backups/tfrsync/12345678.tar.gz --profile ops --region us-east-1"),
+    ("pos connect", "\
+poscloud pos connect --shop 12345678 --env prod --profile ops --region us-east-1
+poscloud pos connect --shop 12345678 --env prod --transport ssh --profile ops --region us-east-1"),
+    ("pos snapshot", "\
+poscloud pos snapshot --shop 12345678 --env prod --stack shop-12345678.toml --profile ops --region us-east-1"),
+    ("host", "\
+poscloud host connect --shop 12345678 --env prod --profile ops --region us-east-1"),
+    ("host connect", "\
+# A shell on the host (needs the AWS CLI and its Session Manager plugin)
+poscloud host connect --shop 12345678 --env prod --profile ops --region us-east-1
+# Only print the aws command, e.g. to run it elsewhere
+poscloud host connect --shop 12345678 --env prod --print --profile ops --region us-east-1"),
+    ("image", "\
+poscloud image list --shop 12345678 --env prod --profile ops --region us-east-1
+poscloud image build --shop 12345678 --env prod --stack shop-12345678.toml --profile ops --region us-east-1"),
+    ("image list", "\
+poscloud image list --shop 12345678 --env prod --profile ops --region us-east-1"),
+    ("image build", "\
+poscloud image build --shop 12345678 --env qa --stack stacks/examples/rti.toml --profile ops --region us-east-1
+# Build again from the kickstart and replace the region's cached copy
+poscloud image build --shop 12345678 --env qa --stack stacks/examples/rti.toml --force --profile ops --region us-east-1"),
+    ("image delete", "\
+poscloud image delete --shop 12345678 --env prod --image poscloud/rti-snapshot:12345678-20261201T0300Z --profile ops --region us-east-1"),
+    ("vpn", "\
+poscloud vpn create --shop 12345678 --env prod --location mainstore --peer-ip 203.0.113.10 --peer-net 10.50.0.0/24 --profile ops --region us-east-1
+poscloud vpn status --shop 12345678 --env prod --profile ops --region us-east-1"),
+    ("vpn create", "\
+poscloud vpn create --shop 12345678 --env prod --location mainstore --peer-ip 203.0.113.10 --peer-net 10.50.0.0/24 --profile ops --region us-east-1"),
+    ("vpn list", "\
+poscloud vpn list --shop 12345678 --env prod --profile ops --region us-east-1"),
+    ("vpn status", "\
+poscloud vpn status --shop 12345678 --env prod --profile ops --region us-east-1"),
+    ("vpn delete", "\
+poscloud vpn delete --shop 12345678 --env prod --location annex --profile ops --region us-east-1"),
+    ("vpn sheet", "\
+# For the router admin; the key into a new file (mode 600)
+poscloud vpn sheet --shop 12345678 --env prod --location mainstore --reveal --psk-file mainstore.psk --profile ops --region us-east-1"),
+    ("vpn rotate", "\
+poscloud vpn rotate --shop 12345678 --env prod --location mainstore --profile ops --region us-east-1
+# Once the router has the new key
+poscloud vpn rotate --shop 12345678 --env prod --location mainstore --confirm --profile ops --region us-east-1"),
+    ("vpn start", "\
+poscloud vpn start --shop 12345678 --env prod --location mainstore --profile ops --region us-east-1"),
+    ("vpn stop", "\
+poscloud vpn stop --shop 12345678 --env prod --location mainstore --profile ops --region us-east-1"),
+    ("cutover", "\
+poscloud cutover plan --shop 12345678 --env prod --from ssh://root@10.50.0.10 --from-host-key-file phys.pub --profile ops --region us-east-1
+poscloud cutover run --shop 12345678 --env prod --from ssh://root@10.50.0.10 --from-host-key-file phys.pub --profile ops --region us-east-1
+poscloud cutover status --shop 12345678 --env prod --profile ops --region us-east-1"),
+    ("cutover plan", "\
+poscloud cutover plan --shop 12345678 --env prod --from ssh://root@10.50.0.10 --from-host-key-file phys.pub --profile ops --region us-east-1"),
+    ("cutover run", "\
+# During the day: the bulk of the data, sparing the shop's uplink
+poscloud cutover run --shop 12345678 --env prod --from ssh://root@10.50.0.10 --from-host-key-file phys.pub --until pre-sync --bwlimit 2000 --profile ops --region us-east-1
+# The night: freeze, final sync, verify, switch
+poscloud cutover run --shop 12345678 --env prod --from ssh://root@10.50.0.10 --from-host-key-file phys.pub --profile ops --region us-east-1"),
+    ("cutover status", "\
+poscloud cutover status --shop 12345678 --env prod --profile ops --region us-east-1"),
+    ("cutover rollback", "\
+poscloud cutover rollback --shop 12345678 --env prod --from ssh://root@10.50.0.10 --from-host-key-file phys.pub --profile ops --region us-east-1"),
+    ("report", "\
+poscloud report billing --month 2026-11 --profile ops --region us-east-1
+poscloud report compliance --profile ops --region us-east-1"),
+    ("report billing", "\
+poscloud report billing --month 2026-11 --profile ops --region us-east-1
+poscloud report billing --month 2026-11 --csv --journal all-journals.jsonl --profile ops --region us-east-1"),
+    ("report compliance", "\
+poscloud report compliance --profile ops --region us-east-1
+# From cron: exit 1 when any stack fails a rule
+poscloud report compliance --output json --quiet --profile ops --region us-east-1"),
+    ("userdata", "\
+# What the host gets at launch; no AWS call
+poscloud userdata --shop 12345678 --env qa --stack stacks/examples/daisy.toml --region us-east-1"),
+    ("completions", "\
+poscloud completions bash
+poscloud completions zsh"),
+    ("man", "\
+poscloud man
+poscloud man provision
+poscloud man pos restore
+# Every page, for packaging: poscloud.1, poscloud-pos-restore.1…
+poscloud man --out target/man"),
+];

@@ -1,18 +1,22 @@
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches};
 use poscloud::cli::{Cli, Command};
 use poscloud::commands::{self, Ctx};
 use poscloud::error::Error;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
-    let cli = Cli::try_parse().unwrap_or_else(|e| {
-        // With --detailed-exitcode every error exits 1, bad arguments too (as Terraform).
-        if e.use_stderr() && std::env::args_os().any(|a| a == "--detailed-exitcode") {
-            let _ = e.print();
-            std::process::exit(poscloud::error::EXIT_FAILURE);
-        }
-        e.exit()
-    });
+    // The derived definitions with the examples attached (cli::command).
+    let cli = poscloud::cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+        .unwrap_or_else(|e| {
+            // With --detailed-exitcode every error exits 1, bad arguments too (as Terraform).
+            if e.use_stderr() && std::env::args_os().any(|a| a == "--detailed-exitcode") {
+                let _ = e.print();
+                std::process::exit(poscloud::error::EXIT_FAILURE);
+            }
+            e.exit()
+        });
     let detailed = cli.command.detailed_exitcode();
     let level = match (cli.global.quiet, cli.global.verbose) {
         (true, _) => "error",
@@ -51,6 +55,7 @@ fn main() {
             Command::List => commands::list::run(&ctx).await,
             Command::Teardown(a) => commands::teardown::run(&ctx, a).await,
             Command::Pos { command } => commands::pos::run(&ctx, command).await,
+            Command::Host { command } => commands::host::run(&ctx, command).await,
             Command::Image { command } => commands::image::run(&ctx, command).await,
             Command::Vpn { command } => commands::vpn::run(&ctx, command).await,
             Command::Cutover { command } => commands::cutover::run(&ctx, command).await,
@@ -63,14 +68,7 @@ fn main() {
                 poscloud::ui::out(&String::from_utf8_lossy(&text));
                 Ok(())
             }
-            Command::Man => {
-                let mut roff = Vec::new();
-                clap_mangen::Man::new(Cli::command())
-                    .render(&mut roff)
-                    .map_err(|e| Error::failed(e.to_string()))?;
-                poscloud::ui::out(&String::from_utf8_lossy(&roff));
-                Ok(())
-            }
+            Command::Man(a) => commands::man::run(&ctx, a),
         }
     };
     // Ctrl-C ends the run at once unless a lock is held: then the locked work stops itself

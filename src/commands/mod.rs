@@ -2,8 +2,10 @@
 
 pub mod batch;
 pub mod cutover;
+pub mod host;
 pub mod image;
 pub mod list;
+pub mod man;
 pub mod plan;
 pub mod pos;
 pub mod provision;
