@@ -174,7 +174,7 @@ fn imdsv2_drift_is_fixed_by_provision_and_exit_codes_say_drift() {
         assert_eq!(r.code, 1, "{r:?}");
         assert!(
             r.stderr.contains(
-                "shop 12345678 has no prod stack in us-east-1; it exists in: qa (run with --env qa)"
+                "shop 12345678 has no prod stack in account 123456789012 (environment credentials), us-east-1; it exists in: qa (run with --env qa)"
             ),
             "{}",
             r.stderr

@@ -19,6 +19,12 @@ pub fn stack_prefix(id: &crate::spec::StackId) -> String {
 }
 
 impl Aws {
+    /// Region, credentials and account (asked if not yet), for a header.
+    pub async fn whereabouts(&self) -> Result<&crate::journal::Whereabouts> {
+        self.account_id().await?;
+        Ok(&self.at)
+    }
+
     /// The account of these credentials (asked once per run).
     pub async fn account_id(&self) -> Result<String> {
         if let Some(a) = self.account.get() {

@@ -89,7 +89,7 @@ async fn connect(ctx: &Ctx, a: &HostConnectArgs) -> Result<()> {
         .event("session", json!({"stack": id.name(), "instance": inst.id}));
     ctx.ui.info(format!(
         "host connect: an SSM session on {} ({id}, {}); `exit` ends it",
-        inst.id, aws.region
+        inst.id, aws.at
     ));
     use std::os::unix::process::CommandExt;
     // exec: the session gets the terminal and its exit code is poscloud's.

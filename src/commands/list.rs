@@ -63,9 +63,15 @@ pub async fn run(ctx: &Ctx) -> Result<()> {
         row["running_hours_this_month"] = json!(hours);
         rows.push(row);
     }
+    let at = aws.whereabouts().await?;
     if stacks.is_empty() {
-        text = format!("no poscloud stacks in {}\n", aws.region);
+        text = format!("no poscloud stacks in {at}\n");
+    } else {
+        ctx.ui.info(format!("poscloud stacks in {at}:"));
     }
-    ctx.result(json!({"region": aws.region, "stacks": rows}), &text);
+    ctx.result(
+        json!({"region": aws.region, "account": at.account.get(), "stacks": rows}),
+        &text,
+    );
     Ok(())
 }

@@ -22,7 +22,7 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> Result<()> {
         .map(|i| format!("image: {} ({})", i.id, i.name));
     let text = format!(
         "plan for {id} in {} (stack {}):\n{}{}",
-        aws.region,
+        aws.whereabouts().await?,
         spec.source,
         render_plan(&plan, note.as_deref()),
         render_price(&spec.price)
@@ -31,7 +31,7 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> Result<()> {
         .set(plan.writes() > 0 || plan.steps.iter().any(|s| !s.drift.is_empty()));
     ctx.result(
         json!({
-            "shop": id.shop.as_str(), "env": id.env.as_str(), "region": aws.region,
+            "shop": id.shop.as_str(), "env": id.env.as_str(), "region": aws.region, "account": aws.at.account.get(),
             "stack": spec.source, "image": image, "plan": plan,
             "writes": plan.writes(), "monthly_cost_usd": spec.price,
         }),

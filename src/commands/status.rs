@@ -24,7 +24,11 @@ pub async fn run(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
             .map(|e| e.to_string())
             .collect();
         let shop = id.shop.as_str();
-        let msg = format!("shop {shop} has no {} stack in {}", id.env, aws.region);
+        let msg = format!(
+            "shop {shop} has no {} stack in {}",
+            id.env,
+            aws.whereabouts().await?
+        );
         return Err(Error::failed(match elsewhere.first() {
             Some(e) => format!(
                 "{msg}; it exists in: {} (run with --env {e})",
@@ -89,7 +93,7 @@ pub async fn run(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
     }
     let idw = rows.iter().map(|r| r.id.len()).max().unwrap_or(0);
     let lw = rows.iter().map(|r| r.label.len()).max().unwrap_or(0);
-    let mut text = format!("status of {id} in {}:\n", aws.region);
+    let mut text = format!("status of {id} in {}:\n", aws.whereabouts().await?);
     for r in &rows {
         let line = format!(
             "  {:<lw$} {:<idw$} {:<7} {}",
@@ -152,7 +156,7 @@ pub async fn run(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
     ctx.pending.set(!parts.is_empty());
     ctx.result(
         json!({
-            "shop": id.shop.as_str(), "env": id.env.as_str(), "region": aws.region,
+            "shop": id.shop.as_str(), "env": id.env.as_str(), "region": aws.region, "account": aws.at.account.get(),
             "exists": exists, "resources": resources, "phases": phases, "duplicates": dups, "lock": lock,
             "drifted": drifted, "missing": missing, "findings": findings,
         }),
