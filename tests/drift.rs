@@ -185,7 +185,7 @@ fn imdsv2_drift_is_fixed_by_provision_and_exit_codes_say_drift() {
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
         r.stderr
-            .contains("shop 99998888 has no dev stack in us-east-1, nor in any other env"),
+            .contains("shop 99998888 has no dev stack in account 123456789012 (environment credentials), us-east-1, nor in any other env"),
         "{}",
         r.stderr
     );
