@@ -480,8 +480,9 @@ pub struct Evidence<'a> {
     pub now: SystemTime,
     pub max_psk_age: Duration,
     pub max_patch_age: Duration,
-    /// The stack's region, for the commands a fix names.
-    pub region: &'a str,
+    /// `--profile P --region R` (the profile when one was given): a fix's commands reach
+    /// the stack's account with them.
+    pub aws_args: &'a str,
 }
 
 fn age_days(t: SystemTime, now: SystemTime) -> u64 {
@@ -672,16 +673,16 @@ fn fix(rule: &str, e: &Evidence) -> String {
                 format!("--shop {} --env {}", i.shop.as_str(), i.env.as_str())
             });
     let instance = e.d.instance().map_or("INSTANCE", |i| i.id.as_str());
-    let region = e.region;
+    let aws = e.aws_args;
     match rule {
-        "imdsv2" => format!("aws ec2 modify-instance-metadata-options --region {region} --instance-id {instance} --http-tokens required"),
+        "imdsv2" => format!("aws ec2 modify-instance-metadata-options --instance-id {instance} --http-tokens required {aws}"),
         "volume-encrypted" => "rebuild on an encrypted volume (EBS cannot encrypt one in place): provision a new stack, move the shop to it (cutover or pos restore), tear this one down".into(),
-        "sg-exposure" => format!("`poscloud provision {stack}` revokes inbound IPv4 rules the stack does not define (rules naming groups, prefix lists or IPv6: remove them in the console); CloudTrail says who added it"),
-        "termination-protection" => format!("`poscloud provision {stack}` turns it back on"),
-        "vpn-psk-age" => format!("`poscloud vpn rotate {stack} --location NAME` for each location named, give the router the new key, then the same with `--confirm` (runbook vpn.md)"),
-        "vpn-proposals" => format!("agree stronger proposals with the router, then `poscloud vpn create {stack} --location NAME` again with the same peer, the new --proposal/--esp-proposal and no --allow-weak (the key is kept)"),
-        "os-patched" => format!("patch the host (`aws ssm start-session --region {region} --target {instance}`, `sudo yum -y update`, reboot for a new kernel) or rebuild it; this rule reads the date user-data patched it, so only a rebuild clears it"),
-        "host-key-pinned" => format!("pin the key checked out of band: any remote command over SSH with it, e.g. `poscloud pos status {stack} --transport ssh --host-key-file KEY.pub`; or remove the tcp/22 inbound rule"),
+        "sg-exposure" => format!("`poscloud provision {stack} {aws}` revokes inbound IPv4 rules the stack does not define (rules naming groups, prefix lists or IPv6: remove them in the console); CloudTrail says who added it"),
+        "termination-protection" => format!("`poscloud provision {stack} {aws}` turns it back on"),
+        "vpn-psk-age" => format!("`poscloud vpn rotate {stack} --location NAME {aws}` for each location named, give the router the new key, then the same with `--confirm` (runbook vpn.md)"),
+        "vpn-proposals" => format!("agree stronger proposals with the router, then `poscloud vpn create {stack} --location NAME {aws}` again with the same peer, the new --proposal/--esp-proposal and no --allow-weak (the key is kept)"),
+        "os-patched" => format!("patch the host (`aws ssm start-session --target {instance} {aws}`, `sudo yum -y update`, reboot for a new kernel) or rebuild it; this rule reads the date user-data patched it, so only a rebuild clears it"),
+        "host-key-pinned" => format!("pin the key checked out of band: any remote command over SSH with it, e.g. `poscloud pos status {stack} --transport ssh --host-key-file KEY.pub {aws}`; or remove the tcp/22 inbound rule"),
         _ => "see docs/runbooks/reports.md".into(),
     }
 }
@@ -732,7 +733,7 @@ mod tests {
     }
 
     #[test]
-    fn months() {
+    fn month_windows() {
         let now = t("2026-11-23T17:00:00Z");
         assert_eq!(
             month_window("2026-10", now).unwrap(),
@@ -754,6 +755,58 @@ mod tests {
         assert_eq!(month_hours(t("2024-02-01T00:00:00Z")), 29.0 * 24.0);
         assert_eq!(month_hours(t("2026-10-01T00:00:00Z")), 31.0 * 24.0);
         assert_eq!(this_month(now), "2026-11");
+    }
+
+    #[test]
+    fn month_lists_and_journal_coverage() {
+        assert_eq!(
+            months("2026-11", "2027-02"),
+            ["2026-11", "2026-12", "2027-01", "2027-02"]
+        );
+        assert_eq!(months("2026-10", "2026-10"), ["2026-10"]);
+        assert_eq!(months("2026-12", "2026-10"), ["2026-10"]);
+        let now = t("2026-12-01T12:00:00Z");
+        let j = |first: &str, last: &str| Journal {
+            path: Some("j.jsonl".into()),
+            first: Some(t(first)),
+            last: Some(t(last)),
+            ..Journal::default()
+        };
+        let oct = month_window("2026-10", now).unwrap();
+        let dec = month_window("2026-12", now).unwrap();
+        // All of October: nothing to say.
+        assert!(coverage_notes(
+            &j("2026-09-01T00:00:00Z", "2026-11-02T00:00:00Z"),
+            "2026-10",
+            oct,
+            now
+        )
+        .is_empty());
+        let n = coverage_notes(
+            &j("2026-10-10T00:00:00Z", "2026-10-20T00:00:00Z"),
+            "2026-10",
+            oct,
+            now,
+        );
+        assert_eq!(n.len(), 2, "{n:?}");
+        assert!(
+            n[0].contains("begins 2026-10-10T00:00:00Z, after 2026-10 began"),
+            "{n:?}"
+        );
+        assert!(
+            n[1].contains("ends 2026-10-20T00:00:00Z, before 2026-10 ended"),
+            "{n:?}"
+        );
+        // This month has not ended: a journal whose last line is before now is not short.
+        assert!(coverage_notes(
+            &j("2026-09-01T00:00:00Z", "2026-12-01T01:00:00Z"),
+            "2026-12",
+            dec,
+            now
+        )
+        .is_empty());
+        let empty = Journal::default();
+        assert!(coverage_notes(&empty, "2026-12", dec, now)[0].contains("no lines"));
     }
 
     #[test]

@@ -632,11 +632,13 @@ fn compliance_passes_a_fresh_stack_and_flags_each_broken_rule() {
     };
     assert_eq!(
         fix_of("imdsv2"),
-        format!("aws ec2 modify-instance-metadata-options --region {} --instance-id {instance} --http-tokens required", common::REGION)
+        format!("aws ec2 modify-instance-metadata-options --instance-id {instance} --http-tokens required --region {}", common::REGION)
     );
     assert!(
-        fix_of("termination-protection")
-            .contains(&format!("poscloud provision --shop {SHOP} --env prod")),
+        fix_of("termination-protection").contains(&format!(
+            "`poscloud provision --shop {SHOP} --env prod --region {}` turns it back on",
+            common::REGION
+        )),
         "{}",
         text.stdout
     );

@@ -447,7 +447,7 @@ fn compliance_page_shows_the_grid_and_each_fix() {
     // The failure with its fix.
     assert!(
         dom.contains(&format!(
-            "aws ec2 modify-instance-metadata-options --region {} --instance-id {instance} --http-tokens required",
+            "aws ec2 modify-instance-metadata-options --instance-id {instance} --http-tokens required --region {}",
             common::REGION
         )),
         "{dom}"

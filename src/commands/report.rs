@@ -318,6 +318,10 @@ async fn compliance(ctx: &Ctx, a: &ComplianceArgs) -> Result<()> {
         check_writable(p)?;
     }
     let aws = ctx.connect("report compliance").await?;
+    let aws_args = match &ctx.global.profile {
+        Some(p) => format!("--profile {p} --region {}", aws.region),
+        None => format!("--region {}", aws.region),
+    };
     let now = SystemTime::now();
     let ids: Vec<StackId> = aws
         .list_stacks()
@@ -344,7 +348,7 @@ async fn compliance(ctx: &Ctx, a: &ComplianceArgs) -> Result<()> {
             now,
             max_psk_age: *a.max_psk_age,
             max_patch_age: *a.max_patch_age,
-            region: &aws.region,
+            aws_args: &aws_args,
         });
         let failed: Vec<&str> = checks
             .iter()
