@@ -438,6 +438,23 @@ pub fn subtotals(rows: &[Usage]) -> Vec<(String, Totals)> {
         .collect()
 }
 
+/// Each env's total cost per month, from each month's rows; only envs with a row in some
+/// month, in their order (prod, qa, dev).
+pub fn cost_by_env(by_month: &[(String, Vec<Usage>)]) -> Vec<(String, Vec<(String, f64)>)> {
+    [Env::Prod, Env::Qa, Env::Dev]
+        .iter()
+        .map(|e| e.as_str())
+        .filter(|e| by_month.iter().any(|(_, r)| r.iter().any(|u| u.env == *e)))
+        .map(|e| {
+            let costs = by_month
+                .iter()
+                .map(|(m, r)| (m.clone(), totals(r.iter().filter(|u| u.env == e)).total_usd))
+                .collect();
+            (e.to_string(), costs)
+        })
+        .collect()
+}
+
 /// The outcome of one compliance rule for one stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -92,27 +92,12 @@ async fn billing(ctx: &Ctx, a: &BillingArgs) -> Result<()> {
         let first = journal.first.map_or(month.clone(), report::this_month);
         let mut months = report::months(&first, &month);
         months.drain(..months.len().saturating_sub(MAX_MONTHS));
-        let mut by_month = Vec::new();
-        for m in &months {
-            by_month.push((m.clone(), bill(report::month_window(m, now)?)));
-        }
-        let history: Vec<(String, Vec<(String, f64)>)> = [Env::Prod, Env::Qa, Env::Dev]
+        // A month the journal dates oddly (before 2000) is left out, not an error.
+        let by_month: Vec<(String, Vec<Usage>)> = months
             .iter()
-            .map(|e| e.as_str())
-            .filter(|e| by_month.iter().any(|(_, r)| r.iter().any(|u| u.env == *e)))
-            .map(|e| {
-                let costs = by_month
-                    .iter()
-                    .map(|(m, r)| {
-                        (
-                            m.clone(),
-                            report::totals(r.iter().filter(|u| u.env == e)).total_usd,
-                        )
-                    })
-                    .collect();
-                (e.to_string(), costs)
-            })
+            .filter_map(|m| Some((m.clone(), bill(report::month_window(m, now).ok()?))))
             .collect();
+        let history = report::cost_by_env(&by_month);
         let page = html::billing_page(&html::BillingPage {
             month: &month,
             period: &period,
