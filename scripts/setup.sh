@@ -13,10 +13,12 @@ moto_version="5.2.1"
 # busybox-static: the container engine and a base image on test hosts; strongswan-*: the
 # VPN daemon and swanctl on test hosts; rsync: restores and cutover syncs; sudo: the test
 # hosts' `centos` login runs poscloud's runner through it, as on a CentOS host; man-db:
-# tests/cli_docs.rs renders every man page with `man -l` and fails on groff's warnings.
+# tests/cli_docs.rs renders every man page with `man -l` and fails on groff's warnings;
+# chromium: tests/report_html.rs renders the reports' HTML pages headless (screenshot, DOM).
 apt_packages=(shellcheck cloud-init openssh-server openssh-client iproute2 pkg-config libssl-dev
   curl podman runc busybox-static strongswan-swanctl strongswan-charon libcharon-extra-plugins
-  libstrongswan-extra-plugins libstrongswan-standard-plugins iputils-ping rsync sudo man-db)
+  libstrongswan-extra-plugins libstrongswan-standard-plugins iputils-ping rsync sudo man-db
+  chromium)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

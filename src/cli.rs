@@ -344,9 +344,16 @@ pub struct BillingArgs {
     /// The month, YYYY-MM (UTC) [default: this month, up to now]
     #[arg(long, value_name = "YYYY-MM")]
     pub month: Option<String>,
-    /// Print CSV instead of the table (--output json for JSON)
+    /// Print CSV instead of the table, data rows only (--output json for JSON)
     #[arg(long)]
     pub csv: bool,
+    /// With --csv: after the data, a `subtotal` row per env and a `total` row
+    #[arg(long, requires = "csv")]
+    pub totals: bool,
+    /// Also write the report as one HTML page: cost per month and env since the journal
+    /// began, and the month's bill
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Prices from this stack profile for every stack (default: each env's own profile)
     #[arg(long, value_name = "NAME|FILE")]
     pub stack: Option<String>,
@@ -363,6 +370,12 @@ pub struct ComplianceArgs {
     /// Admin CIDRs from this stack profile for every stack (default: each env's own profile)
     #[arg(long, value_name = "NAME|FILE")]
     pub stack: Option<String>,
+    /// Print CSV instead: one row per stack and rule (shop,env,rule,status,detail,fix)
+    #[arg(long)]
+    pub csv: bool,
+    /// Also write the report as one HTML page: the stacks × rules grid and each failure's fix
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Flag VPN keys older than this
     #[arg(long, value_name = "AGE", default_value = "365d")]
     pub max_psk_age: humantime::Duration,

@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+pub mod html;
+
 const HOUR: f64 = 3600.0;
 
 fn parse_time(t: &str) -> Option<SystemTime> {
@@ -85,18 +87,42 @@ fn stack_of_command(command: &str) -> Option<StackId> {
     })
 }
 
+/// What billing reads of the journal: its successful writes, by time, and the span of all
+/// its lines (to say when it covers only part of a month).
+#[derive(Debug, Default)]
+pub struct Journal {
+    /// The file read, if any (none: no journal configured).
+    pub path: Option<std::path::PathBuf>,
+    pub writes: Vec<Write>,
+    /// Lines that are not poscloud's or were cut short by a crash.
+    pub skipped: usize,
+    /// The earliest and the latest time of any line.
+    pub first: Option<SystemTime>,
+    pub last: Option<SystemTime>,
+}
+
 /// The journal's successful writes, by stack. A missing journal is empty; lines that are
 /// not poscloud's (or are cut short by a crash) are skipped and counted.
 pub fn read_journal(path: Option<&Path>) -> Result<(Vec<Write>, usize)> {
+    let j = load_journal(path)?;
+    Ok((j.writes, j.skipped))
+}
+
+/// The journal at `path` (default: poscloud's own), see [`Journal`].
+pub fn load_journal(path: Option<&Path>) -> Result<Journal> {
     let Some(path) = path
         .map(Path::to_path_buf)
         .or_else(crate::journal::default_path)
     else {
-        return Ok((Vec::new(), 0));
+        return Ok(Journal::default());
+    };
+    let mut j = Journal {
+        path: Some(path.clone()),
+        ..Journal::default()
     };
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(j),
         Err(e) => {
             return Err(Error::usage(format!(
                 "cannot read journal {}: {e}",
@@ -104,33 +130,88 @@ pub fn read_journal(path: Option<&Path>) -> Result<(Vec<Write>, usize)> {
             )))
         }
     };
-    let (mut out, mut skipped) = (Vec::new(), 0);
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
-            skipped += 1;
+            j.skipped += 1;
             continue;
         };
+        let at = v["time"].as_str().and_then(parse_time);
+        if let Some(t) = at {
+            j.first = Some(j.first.map_or(t, |f| f.min(t)));
+            j.last = Some(j.last.map_or(t, |l| l.max(t)));
+        }
         if v["event"] != "write" || v["result"] != "ok" {
             continue;
         }
         let fields = (
-            v["time"].as_str().and_then(parse_time),
+            at,
             v["command"].as_str().and_then(stack_of_command),
             v["op"].as_str(),
             v["resource"].as_str(),
         );
         match fields {
-            (Some(at), Some(id), Some(op), Some(resource)) => out.push(Write {
+            (Some(at), Some(id), Some(op), Some(resource)) => j.writes.push(Write {
                 at,
                 id,
                 op: op.to_string(),
                 resource: resource.to_string(),
             }),
-            _ => skipped += 1,
+            _ => j.skipped += 1,
         }
     }
-    out.sort_by_key(|w| w.at);
-    Ok((out, skipped))
+    j.writes.sort_by_key(|w| w.at);
+    Ok(j)
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Notes for a month the journal covers only in part: it begins after the month began, or
+/// (a past month) it ends before the month ended. Hours outside it rest on EC2's state.
+pub fn coverage_notes(
+    j: &Journal,
+    month: &str,
+    (from, to): (SystemTime, SystemTime),
+    now: SystemTime,
+) -> Vec<String> {
+    let name = j
+        .path
+        .as_ref()
+        .map_or("no journal".to_string(), |p| p.display().to_string());
+    let (Some(first), Some(last)) = (j.first, j.last) else {
+        return vec![format!(
+            "the journal ({name}) has no lines: the hours rest on EC2's current state only, and a stack removed in {month} is missing"
+        )];
+    };
+    let mut out = Vec::new();
+    if first > from {
+        out.push(format!(
+            "the journal ({name}) begins {}, after {month} began: before that the hours rest on EC2's current state only, and a stack removed before then is missing",
+            rfc3339(first)
+        ));
+    }
+    if to < now && last < to {
+        out.push(format!(
+            "the journal ({name}) ends {}, before {month} ended: later starts, stops and removals are missing (a stack stopped or removed since is counted as running to the month's end)",
+            rfc3339(last)
+        ));
+    }
+    out
+}
+
+/// The months from `first` to `last` (both `YYYY-MM`, `first` not after `last`), in order.
+pub fn months(first: &str, last: &str) -> Vec<String> {
+    let parse = |m: &str| -> Option<u32> {
+        let (y, m) = m.split_once('-')?;
+        Some(y.parse::<u32>().ok()? * 12 + m.parse::<u32>().ok()? - 1)
+    };
+    let (Some(a), Some(b)) = (parse(first), parse(last)) else {
+        return vec![last.to_string()];
+    };
+    (a.min(b)..=b)
+        .map(|n| format!("{:04}-{:02}", n / 12, n % 12 + 1))
+        .collect()
 }
 
 /// Hours inside [from, to) during which a resource was on, from its on/off events (any
@@ -294,6 +375,86 @@ pub fn usage(
     }
 }
 
+/// Whether a stack belongs on a period's bill: it used something billed in it, or it is
+/// live and was made before the period ended (a stack of a later month is not listed with
+/// zeros; one of unknown age is listed rather than hidden).
+pub fn billed_in(u: &Usage, live: Option<&StackSummary>, to: SystemTime) -> bool {
+    let used = u.running_hours > 0.0
+        || u.volume_hours > 0.0
+        || u.public_ipv4_hours > 0.0
+        || u.total_usd > 0.0;
+    let made_before = |s: &StackSummary| {
+        s.created
+            .as_deref()
+            .and_then(parse_time)
+            .is_none_or(|c| c < to)
+    };
+    used || live.is_some_and(made_before)
+}
+
+/// Sums of some rows, rounded to the cent (hours too).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Totals {
+    pub running_hours: f64,
+    pub volume_hours: f64,
+    pub public_ipv4_hours: f64,
+    pub instance_usd: f64,
+    pub ebs_usd: f64,
+    pub public_ipv4_usd: f64,
+    pub total_usd: f64,
+}
+
+pub fn totals<'a>(rows: impl IntoIterator<Item = &'a Usage>) -> Totals {
+    let mut t = Totals::default();
+    for u in rows {
+        t.running_hours += u.running_hours;
+        t.volume_hours += u.volume_hours;
+        t.public_ipv4_hours += u.public_ipv4_hours;
+        t.instance_usd += u.instance_usd;
+        t.ebs_usd += u.ebs_usd;
+        t.public_ipv4_usd += u.public_ipv4_usd;
+        t.total_usd += u.total_usd;
+    }
+    // `+ 0.0`: an empty sum is -0.0, which would print as "-0.00".
+    let r = |v: f64| (v * 100.0).round() / 100.0 + 0.0;
+    Totals {
+        running_hours: r(t.running_hours),
+        volume_hours: r(t.volume_hours),
+        public_ipv4_hours: r(t.public_ipv4_hours),
+        instance_usd: r(t.instance_usd),
+        ebs_usd: r(t.ebs_usd),
+        public_ipv4_usd: r(t.public_ipv4_usd),
+        total_usd: r(t.total_usd),
+    }
+}
+
+/// Each env's subtotal over `rows`, envs in their order (prod, qa, dev), only those with a row.
+pub fn subtotals(rows: &[Usage]) -> Vec<(String, Totals)> {
+    [Env::Prod, Env::Qa, Env::Dev]
+        .iter()
+        .map(|e| e.as_str())
+        .filter(|e| rows.iter().any(|u| u.env == *e))
+        .map(|e| (e.to_string(), totals(rows.iter().filter(|u| u.env == e))))
+        .collect()
+}
+
+/// Each env's total cost per month, from each month's rows; only envs with a row in some
+/// month, in their order (prod, qa, dev).
+pub fn cost_by_env(by_month: &[(String, Vec<Usage>)]) -> Vec<(String, Vec<(String, f64)>)> {
+    [Env::Prod, Env::Qa, Env::Dev]
+        .iter()
+        .map(|e| e.as_str())
+        .filter(|e| by_month.iter().any(|(_, r)| r.iter().any(|u| u.env == *e)))
+        .map(|e| {
+            let costs = by_month
+                .iter()
+                .map(|(m, r)| (m.clone(), totals(r.iter().filter(|u| u.env == e)).total_usd))
+                .collect();
+            (e.to_string(), costs)
+        })
+        .collect()
+}
+
 /// The outcome of one compliance rule for one stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -309,6 +470,9 @@ pub struct Check {
     pub rule: &'static str,
     pub status: Status,
     pub detail: String,
+    /// What to do about a failure (only for a FAIL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
 }
 
 /// Every rule, in report order.
@@ -333,6 +497,9 @@ pub struct Evidence<'a> {
     pub now: SystemTime,
     pub max_psk_age: Duration,
     pub max_patch_age: Duration,
+    /// `--profile P --region R` (the profile when one was given): a fix's commands reach
+    /// the stack's account with them.
+    pub aws_args: &'a str,
 }
 
 fn age_days(t: SystemTime, now: SystemTime) -> u64 {
@@ -345,6 +512,7 @@ pub fn compliance(e: &Evidence) -> Vec<Check> {
         rule,
         status,
         detail,
+        fix: None,
     };
     let pass = |rule, detail: &str| check(rule, Status::Pass, detail.to_string());
     let na = |rule, detail: &str| check(rule, Status::Na, detail.to_string());
@@ -463,7 +631,7 @@ pub fn compliance(e: &Evidence) -> Vec<Check> {
             "vpn-psk-age",
             old.is_empty(),
             format!("{n} key(s) younger than {max_psk} days"),
-            format!("{} (rotate with `poscloud vpn rotate`)", old.join("; ")),
+            old.join("; "),
         ));
         out.push(verdict(
             "vpn-proposals",
@@ -507,7 +675,33 @@ pub fn compliance(e: &Evidence) -> Vec<Check> {
         ),
         (None, false) => na("host-key-pinned", "no SSH inbound"),
     });
+    for c in out.iter_mut().filter(|c| c.status == Status::Fail) {
+        c.fix = Some(fix(c.rule, e));
+    }
     out
+}
+
+/// The fix of a failing rule, with the stack's own names filled in (docs/runbooks/reports.md).
+fn fix(rule: &str, e: &Evidence) -> String {
+    let stack =
+        e.d.id
+            .as_ref()
+            .map_or("--shop SHOP --env ENV".to_string(), |i| {
+                format!("--shop {} --env {}", i.shop.as_str(), i.env.as_str())
+            });
+    let instance = e.d.instance().map_or("INSTANCE", |i| i.id.as_str());
+    let aws = e.aws_args;
+    match rule {
+        "imdsv2" => format!("`poscloud provision {stack} {aws}` requires it again in place (the instance keeps running)"),
+        "volume-encrypted" => "rebuild on an encrypted volume (EBS cannot encrypt one in place): provision a new stack, move the shop to it (cutover or pos restore), tear this one down".into(),
+        "sg-exposure" => format!("`poscloud provision {stack} {aws}` revokes inbound IPv4 rules the stack does not define (rules naming groups, prefix lists or IPv6: remove them in the console); CloudTrail says who added it"),
+        "termination-protection" => format!("`poscloud provision {stack} {aws}` turns it back on"),
+        "vpn-psk-age" => format!("`poscloud vpn rotate {stack} --location NAME {aws}` for each location named, give the router the new key, then the same with `--confirm` (runbook vpn.md)"),
+        "vpn-proposals" => format!("agree stronger proposals with the router, then `poscloud vpn create {stack} --location NAME {aws}` again with the same peer, the new --proposal/--esp-proposal and no --allow-weak (the key is kept)"),
+        "os-patched" => format!("patch the host (`aws ssm start-session --target {instance} {aws}`, `sudo yum -y update`, reboot for a new kernel) or rebuild it; this rule reads the date user-data patched it, so only a rebuild clears it"),
+        "host-key-pinned" => format!("pin the key checked out of band: any remote command over SSH with it, e.g. `poscloud pos status {stack} --transport ssh --host-key-file KEY.pub {aws}`; or remove the tcp/22 inbound rule"),
+        _ => "see docs/runbooks/reports.md".into(),
+    }
 }
 
 fn covers(r: &crate::aws::discover::Rule, port: i32) -> bool {
@@ -556,7 +750,7 @@ mod tests {
     }
 
     #[test]
-    fn months() {
+    fn month_windows() {
         let now = t("2026-11-23T17:00:00Z");
         assert_eq!(
             month_window("2026-10", now).unwrap(),
@@ -578,6 +772,58 @@ mod tests {
         assert_eq!(month_hours(t("2024-02-01T00:00:00Z")), 29.0 * 24.0);
         assert_eq!(month_hours(t("2026-10-01T00:00:00Z")), 31.0 * 24.0);
         assert_eq!(this_month(now), "2026-11");
+    }
+
+    #[test]
+    fn month_lists_and_journal_coverage() {
+        assert_eq!(
+            months("2026-11", "2027-02"),
+            ["2026-11", "2026-12", "2027-01", "2027-02"]
+        );
+        assert_eq!(months("2026-10", "2026-10"), ["2026-10"]);
+        assert_eq!(months("2026-12", "2026-10"), ["2026-10"]);
+        let now = t("2026-12-01T12:00:00Z");
+        let j = |first: &str, last: &str| Journal {
+            path: Some("j.jsonl".into()),
+            first: Some(t(first)),
+            last: Some(t(last)),
+            ..Journal::default()
+        };
+        let oct = month_window("2026-10", now).unwrap();
+        let dec = month_window("2026-12", now).unwrap();
+        // All of October: nothing to say.
+        assert!(coverage_notes(
+            &j("2026-09-01T00:00:00Z", "2026-11-02T00:00:00Z"),
+            "2026-10",
+            oct,
+            now
+        )
+        .is_empty());
+        let n = coverage_notes(
+            &j("2026-10-10T00:00:00Z", "2026-10-20T00:00:00Z"),
+            "2026-10",
+            oct,
+            now,
+        );
+        assert_eq!(n.len(), 2, "{n:?}");
+        assert!(
+            n[0].contains("begins 2026-10-10T00:00:00Z, after 2026-10 began"),
+            "{n:?}"
+        );
+        assert!(
+            n[1].contains("ends 2026-10-20T00:00:00Z, before 2026-10 ended"),
+            "{n:?}"
+        );
+        // This month has not ended: a journal whose last line is before now is not short.
+        assert!(coverage_notes(
+            &j("2026-09-01T00:00:00Z", "2026-12-01T01:00:00Z"),
+            "2026-12",
+            dec,
+            now
+        )
+        .is_empty());
+        let empty = Journal::default();
+        assert!(coverage_notes(&empty, "2026-12", dec, now)[0].contains("no lines"));
     }
 
     #[test]

@@ -147,10 +147,22 @@ fn billing_hours_from_the_journal_and_ec2_state() {
             .contains("journal starts after"),
         "{c}"
     );
-    // The live stack was made in November: on October's bill with nothing.
-    let live = row(&doc, "33333333").expect("live stack listed");
-    assert!(close(&live["total_usd"], 0.0), "{live}");
+    // The live stack was made after October (now): not on October's bill, not even with
+    // zeros (issue 17 item 14; it was listed with zeros before).
+    assert!(row(&doc, "33333333").is_none(), "{doc}");
+    // Subtotals per env; the journal covers all of October (Sep 1 to now): no note.
+    assert!(
+        close(&doc["subtotals"]["qa"]["running_hours"], 36.0),
+        "{doc}"
+    );
+    assert!(
+        close(&doc["subtotals"]["prod"]["running_hours"], 10.0),
+        "{doc}"
+    );
+    assert!(close(&doc["totals"]["running_hours"], 46.0), "{doc}");
+    assert_eq!(doc["notes"], json!([]), "{doc}");
 
+    // The CSV holds data rows only: no TOTAL row among them (it was the last line before).
     let csv = rig
         .run(&["report", "billing", "--month", "2026-10", "--csv"])
         .ok()
@@ -160,11 +172,134 @@ fn billing_hours_from_the_journal_and_ec2_state() {
         lines[0].starts_with("shop,env,instance_type,running_hours"),
         "{csv}"
     );
+    assert_eq!(lines.len(), 3, "header and two stacks: {csv}");
+    // Rows by env (prod, qa, dev), then shop.
     assert!(
-        lines.contains(&"11111111,qa,t3.large,36.00,120.00,240.00,3.00,1.29,1.20,5.49"),
+        lines[1].starts_with("44444444,prod,t3.large,10.00,"),
         "{csv}"
     );
-    assert!(lines.last().unwrap().starts_with("TOTAL,,,46.00,"), "{csv}");
+    assert_eq!(
+        lines[2], "11111111,qa,t3.large,36.00,120.00,240.00,3.00,1.29,1.20,5.49",
+        "{csv}"
+    );
+    // --totals: labelled rows after the data, in the same columns.
+    let csv = rig
+        .run(&[
+            "report", "billing", "--month", "2026-10", "--csv", "--totals",
+        ])
+        .ok()
+        .stdout;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 6, "{csv}");
+    assert!(lines[3].starts_with("subtotal,prod,,10.00,"), "{csv}");
+    assert_eq!(
+        lines[4], "subtotal,qa,,36.00,120.00,240.00,3.00,1.29,1.20,5.49",
+        "{csv}"
+    );
+    assert!(lines[5].starts_with("total,all,,46.00,"), "{csv}");
+    // --totals is for the CSV (the table always has them).
+    assert_eq!(rig.run(&["report", "billing", "--totals"]).code, 2);
+    // The table: data, a rule, then each env's subtotal and the TOTAL on lines of their own.
+    let table = rig
+        .run(&["report", "billing", "--month", "2026-10"])
+        .ok()
+        .stdout;
+    let lines: Vec<&str> = table.lines().collect();
+    let at = |p: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(p))
+            .unwrap_or_else(|| panic!("{p}: {table}"))
+    };
+    assert!(
+        at("44444444") < at("11111111") && at("11111111") < at("-----"),
+        "{table}"
+    );
+    assert!(
+        at("-----") < at("subtotal   prod") && at("subtotal   qa") < at("TOTAL"),
+        "{table}"
+    );
+    assert!(lines[at("subtotal   qa")].ends_with("5.49"), "{table}");
+    assert!(lines[at("TOTAL")].contains("46.00"), "{table}");
+
+    // A journal that covers only part of the month says so, in the table, the JSON and (on
+    // stderr) with the CSV: it begins after October began and ends before it ended.
+    let part = rig.journal().with_file_name("part.jsonl");
+    std::fs::write(
+        &part,
+        [
+            ("2026-10-10T08:00:00Z", "RunInstances"),
+            ("2026-10-20T08:00:00Z", "TerminateInstances"),
+        ]
+        .iter()
+        .map(|(t, op)| {
+            json!({"time": t, "run": "1-1", "user": "tester", "host": "test",
+                   "command": "provision --shop 66666666 --env dev", "event": "write",
+                   "op": op, "resource": "i-ddd", "result": "ok"})
+            .to_string()
+                + "\n"
+        })
+        .collect::<String>(),
+    )
+    .unwrap();
+    let part = part.to_str().unwrap();
+    let doc = rig
+        .run(&[
+            "--output",
+            "json",
+            "--journal",
+            part,
+            "report",
+            "billing",
+            "--month",
+            "2026-10",
+        ])
+        .ok()
+        .json();
+    let notes = doc["notes"].to_string();
+    assert!(
+        notes.contains("begins 2026-10-10T08:00:00Z, after 2026-10 began"),
+        "{doc}"
+    );
+    assert!(
+        notes.contains("ends 2026-10-20T08:00:00Z, before 2026-10 ended"),
+        "{doc}"
+    );
+    assert!(close(
+        &row(&doc, "66666666").unwrap()["running_hours"],
+        240.0
+    ));
+    let text = rig.run(&["--journal", part, "report", "billing", "--month", "2026-10"]);
+    assert!(text.stdout.contains("note: the journal"), "{text:?}");
+    let csv = rig.run(&[
+        "--journal",
+        part,
+        "report",
+        "billing",
+        "--month",
+        "2026-10",
+        "--csv",
+    ]);
+    assert!(csv.stderr.contains("after 2026-10 began"), "{csv:?}");
+    assert!(!csv.stdout.contains("journal"), "{csv:?}");
+    // November (past) began after the journal's last line: what happened in it is missing.
+    let doc = rig
+        .run(&[
+            "--output",
+            "json",
+            "--journal",
+            part,
+            "report",
+            "billing",
+            "--month",
+            "2026-11",
+        ])
+        .ok()
+        .json();
+    assert!(
+        doc["notes"].to_string().contains("before 2026-11 ended"),
+        "{doc}"
+    );
 
     // This month: the live instance stopped outside poscloud (as from the console). EC2's
     // state reason says when; its running hours stop growing, its IPs keep costing.
@@ -218,6 +353,30 @@ fn billing_hours_from_the_journal_and_ec2_state() {
         assert!(r.stderr.contains("--month"), "{bad}: {}", r.stderr);
         assert!(rig.proxy.calls().is_empty(), "{bad}");
     }
+}
+
+/// RFC 4180 CSV (quoted fields with doubled quotes), as a spreadsheet reads it.
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let (mut rows, mut row, mut field) = (Vec::new(), Vec::new(), String::new());
+    let (mut quoted, mut chars) = (false, text.chars().peekable());
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => row.push(std::mem::take(&mut field)),
+            (false, '\n') => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            (false, c) => field.push(c),
+        }
+    }
+    rows
 }
 
 fn days_ago(d: u64) -> String {
@@ -423,6 +582,94 @@ fn compliance_passes_a_fresh_stack_and_flags_each_broken_rule() {
             .unwrap();
     });
     broke(&["volume-encrypted"], &rig);
+
+    // Every rule fails now. The text starts with a stacks × rules grid; each FAIL line of the
+    // details says the fix, with the stack's own names in it.
+    let text = rig.run(&["report", "compliance"]);
+    assert_eq!(text.code, 1, "{text:?}");
+    let lines: Vec<&str> = text.stdout.lines().collect();
+    let head: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        head,
+        [
+            "STACK",
+            "imdsv2",
+            "volume-encrypted",
+            "sg-exposure",
+            "termination-protection",
+            "vpn-psk-age",
+            "vpn-proposals",
+            "os-patched",
+            "host-key-pinned"
+        ],
+        "{}",
+        text.stdout
+    );
+    let cells: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(cells[0], format!("{SHOP}/prod"), "{}", text.stdout);
+    assert_eq!(cells[1..], ["FAIL"; 8], "{}", text.stdout);
+    // Each cell under its rule's name.
+    assert_eq!(
+        lines[1].find("FAIL").unwrap(),
+        lines[0].find("imdsv2").unwrap()
+    );
+    assert_eq!(
+        lines[1].rfind("FAIL").unwrap(),
+        lines[0].find("host-key-pinned").unwrap()
+    );
+    let fails: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.trim_start().starts_with("FAIL "))
+        .collect();
+    assert_eq!(fails.len(), 8, "{}", text.stdout);
+    for l in &fails {
+        assert!(l.contains("; fix: "), "{l}");
+    }
+    let fix_of = |rule: &str| {
+        let l = fails.iter().find(|l| l.contains(rule)).unwrap();
+        l.split_once("; fix: ").unwrap().1.to_string()
+    };
+    assert_eq!(
+        fix_of("imdsv2"),
+        format!(
+            "`poscloud provision --shop {SHOP} --env prod --region {}` requires it again in place (the instance keeps running)",
+            common::REGION
+        )
+    );
+    assert!(
+        fix_of("termination-protection").contains(&format!(
+            "`poscloud provision --shop {SHOP} --env prod --region {}` turns it back on",
+            common::REGION
+        )),
+        "{}",
+        text.stdout
+    );
+    assert!(fix_of("vpn-psk-age").contains("poscloud vpn rotate"));
+
+    // --csv: one row per stack and rule, a spreadsheet's filter away from the failures.
+    let csv = rig.run(&["report", "compliance", "--csv"]);
+    assert_eq!(csv.code, 1, "{csv:?}");
+    let rows = parse_csv(&csv.stdout);
+    assert_eq!(
+        rows[0],
+        ["shop", "env", "rule", "status", "detail", "fix"],
+        "{}",
+        csv.stdout
+    );
+    assert_eq!(rows.len(), 9, "{}", csv.stdout);
+    for r in &rows[1..] {
+        assert_eq!((r[0].as_str(), r[1].as_str()), (SHOP, "prod"), "{r:?}");
+        assert_eq!(r[3], "FAIL", "{r:?}");
+        assert!(!r[4].is_empty() && !r[5].is_empty(), "{r:?}");
+    }
+    // Details with commas and semicolons survive as one field each.
+    let sg = rows.iter().find(|r| r[2] == "sg-exposure").unwrap();
+    assert!(
+        sg[4].contains("tcp/3389 0.0.0.0/0 (the whole internet)"),
+        "{sg:?}"
+    );
+    assert_eq!(rows[1][5], fix_of("imdsv2"));
 
     // Only the asked shop, and the usage code for a bad one.
     let other = rig.run(&["report", "compliance", "--shop", "99999999"]);

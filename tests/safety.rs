@@ -273,6 +273,26 @@ fn headers_summaries_and_journal_lines_name_the_account() {
         assert_eq!(l["credentials"], "environment credentials", "{l}");
     }
 
+    // The other headers: status, plan, list and both reports.
+    for (args, out) in [
+        (vec!["status", "--shop", SHOP, "--env", "qa"], "stdout"),
+        (vec!["plan", "--shop", SHOP, "--env", "qa"], "stdout"),
+        (vec!["list"], "stderr"),
+        (vec!["report", "billing"], "stdout"),
+        (vec!["report", "compliance"], "stderr"),
+    ] {
+        let r = rig.run(&args);
+        let text = if out == "stdout" {
+            &r.stdout
+        } else {
+            &r.stderr
+        };
+        assert!(
+            text.contains("account 123456789012 (environment credentials), us-east-1"),
+            "{args:?}: {r:?}"
+        );
+    }
+
     let down = rig
         .run(&["teardown", "--shop", SHOP, "--env", "qa", "--yes"])
         .ok();

@@ -3,11 +3,12 @@ use crate::aws::ssm::host_key_name;
 use crate::cli::{BillingArgs, ComplianceArgs, ReportCommand};
 use crate::error::{Error, Result};
 use crate::phases::{phase_state, vpn};
-use crate::report::{self, Status, Usage};
+use crate::report::{self, html, Status, Totals, Usage};
 use crate::spec::{Env, StackId, StackSpec};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 pub async fn run(ctx: &Ctx, command: &ReportCommand) -> Result<()> {
@@ -43,65 +44,127 @@ async fn billing(ctx: &Ctx, a: &BillingArgs) -> Result<()> {
     let month = a.month.clone().unwrap_or_else(|| report::this_month(now));
     let window = report::month_window(&month, now)?;
     let profiles = profiles(a.stack.as_deref())?;
-    let (writes, skipped) = report::read_journal(ctx.global.journal.as_deref())?;
-    if skipped > 0 {
+    if let Some(p) = &a.html {
+        check_writable(p)?;
+    }
+    let journal = report::load_journal(ctx.global.journal.as_deref())?;
+    if journal.skipped > 0 {
         ctx.ui.warn(format!(
-            "{skipped} journal line(s) could not be read and were left out"
+            "{} journal line(s) could not be read and were left out",
+            journal.skipped
         ));
     }
     let aws = ctx.connect("report billing").await?;
+    let at = aws.whereabouts().await?.to_string();
     let live = aws.list_stacks().await?;
-    let ids: BTreeSet<StackId> = live
+    let mut ids: Vec<StackId> = live
         .keys()
         .cloned()
-        .chain(writes.iter().map(|w| w.id.clone()))
+        .chain(journal.writes.iter().map(|w| w.id.clone()))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
         .collect();
-    let rows: Vec<Usage> = ids
-        .iter()
-        .map(|id| {
-            report::usage(
-                id,
-                &writes,
-                live.get(id),
-                &profile_for(&profiles, id),
-                window,
-            )
-        })
-        .filter(|u| live.contains_key(&id_of(u)) || u.total_usd > 0.0 || u.running_hours > 0.0)
-        .collect();
-    // `+ 0.0`: an empty sum is -0.0, which would print as "-0.00".
-    let sum =
-        |f: fn(&Usage) -> f64| (rows.iter().map(f).sum::<f64>() * 100.0).round() / 100.0 + 0.0;
-    let totals = json!({
-        "running_hours": sum(|u| u.running_hours),
-        "instance_usd": sum(|u| u.instance_usd),
-        "ebs_usd": sum(|u| u.ebs_usd),
-        "public_ipv4_usd": sum(|u| u.public_ipv4_usd),
-        "total_usd": sum(|u| u.total_usd),
-    });
+    // By env, then shop: each env's rows together, as its subtotal sums them.
+    ids.sort_by(|x, y| (x.env, &x.shop).cmp(&(y.env, &y.shop)));
+    let bill = |window: (SystemTime, SystemTime)| -> Vec<Usage> {
+        ids.iter()
+            .map(|id| {
+                let spec = profile_for(&profiles, id);
+                (
+                    report::usage(id, &journal.writes, live.get(id), &spec, window),
+                    id,
+                )
+            })
+            .filter(|(u, id)| report::billed_in(u, live.get(id), window.1))
+            .map(|(u, _)| u)
+            .collect()
+    };
+    let rows = bill(window);
+    let subtotals = report::subtotals(&rows);
+    let total = report::totals(&rows);
+    let notes = report::coverage_notes(&journal, &month, window, now);
     let period = format!(
         "{} to {}",
         humantime::format_rfc3339_seconds(window.0),
         humantime::format_rfc3339_seconds(window.1)
     );
+    if let Some(path) = &a.html {
+        // The months since the journal began (at most the last MAX_MONTHS), up to this one.
+        let first = journal.first.map_or(month.clone(), report::this_month);
+        let mut months = report::months(&first, &month);
+        months.drain(..months.len().saturating_sub(MAX_MONTHS));
+        // A month the journal dates oddly (before 2000) is left out, not an error.
+        let by_month: Vec<(String, Vec<Usage>)> = months
+            .iter()
+            .filter_map(|m| Some((m.clone(), bill(report::month_window(m, now).ok()?))))
+            .collect();
+        let history = report::cost_by_env(&by_month);
+        let page = html::billing_page(&html::BillingPage {
+            month: &month,
+            period: &period,
+            at: &at,
+            rows: &rows,
+            subtotals: &subtotals,
+            total: &total,
+            notes: &notes,
+            history: &history,
+        });
+        write_html(ctx, path, &page)?;
+    }
     let text = if a.csv {
-        csv(&rows, &totals)
+        for n in &notes {
+            ctx.ui.warn(n);
+        }
+        csv(&rows, a.totals.then_some((&subtotals[..], &total)))
     } else {
-        table(&month, &period, &rows, &totals)
+        table(&month, &period, &at, &rows, &subtotals, &total, &notes)
     };
+    let subtotals_json: serde_json::Map<String, serde_json::Value> = subtotals
+        .iter()
+        .map(|(e, t)| (e.clone(), json!(t)))
+        .collect();
     ctx.result(
         json!({"month": month, "period": period, "currency": "USD", "region": aws.region,
-               "stacks": rows, "totals": totals}),
+               "account": aws.at.account.get(),
+               "stacks": rows, "subtotals": subtotals_json, "totals": total, "notes": notes,
+               "html": a.html}),
         &text,
     );
     Ok(())
 }
 
-fn id_of(u: &Usage) -> StackId {
-    StackId {
-        shop: u.shop.parse().expect("shop code from a StackId"),
-        env: u.env.parse().expect("env from a StackId"),
+/// The most months a billing page charts.
+const MAX_MONTHS: usize = 36;
+
+/// Refuses an --html path that cannot be written, before any AWS call: a file is made
+/// beside it and removed.
+fn check_writable(path: &Path) -> Result<()> {
+    let bad = |why: String| Error::usage(format!("--html {}: {why}", path.display()));
+    if path.is_dir() {
+        return Err(bad("is a directory; name a file".into()));
     }
+    let probe = temp_beside(path);
+    std::fs::File::create(&probe).map_err(|e| bad(format!("cannot write there: {e}")))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+fn temp_beside(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// Writes the page whole (a temp file renamed), so a reader never sees half a page.
+fn write_html(ctx: &Ctx, path: &Path, page: &str) -> Result<()> {
+    let tmp = temp_beside(path);
+    std::fs::write(&tmp, page)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::usage(format!("--html {}: cannot write: {e}", path.display()))
+        })?;
+    ctx.ui.info(format!("wrote {}", path.display()));
+    Ok(())
 }
 
 const HEADER: [&str; 10] = [
@@ -119,73 +182,117 @@ const HEADER: [&str; 10] = [
 
 /// A row's values, formatted once for both the table and the CSV.
 fn cells(u: &Usage) -> [String; 10] {
+    let t = report::totals([u]);
+    figures([u.shop.clone(), u.env.clone(), u.instance_type.clone()], &t)
+}
+
+/// A labelled row of sums (a subtotal or the total), in the data's columns.
+fn figures([a, b, c]: [String; 3], t: &Totals) -> [String; 10] {
     let f = |v: f64| format!("{v:.2}");
     [
-        u.shop.clone(),
-        u.env.clone(),
-        u.instance_type.clone(),
-        f(u.running_hours),
-        f(u.volume_hours),
-        f(u.public_ipv4_hours),
-        f(u.instance_usd),
-        f(u.ebs_usd),
-        f(u.public_ipv4_usd),
-        f(u.total_usd),
+        a,
+        b,
+        c,
+        f(t.running_hours),
+        f(t.volume_hours),
+        f(t.public_ipv4_hours),
+        f(t.instance_usd),
+        f(t.ebs_usd),
+        f(t.public_ipv4_usd),
+        f(t.total_usd),
     ]
 }
 
-fn total_cells(totals: &serde_json::Value) -> [String; 10] {
-    let t = |k: &str| format!("{:.2}", totals[k].as_f64().unwrap_or(0.0));
-    let e = String::new;
-    [
-        "TOTAL".into(),
-        e(),
-        e(),
-        t("running_hours"),
-        e(),
-        e(),
-        t("instance_usd"),
-        t("ebs_usd"),
-        t("public_ipv4_usd"),
-        t("total_usd"),
-    ]
+/// A CSV field, quoted when it holds a comma, a quote or a line break.
+fn field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
 
-fn csv(rows: &[Usage], totals: &serde_json::Value) -> String {
+fn csv_line(out: &mut String, cells: &[String]) {
+    let cells: Vec<String> = cells.iter().map(|c| field(c)).collect();
+    let _ = writeln!(out, "{}", cells.join(","));
+}
+
+/// Data rows only; with `totals`, a `subtotal` row per env and a `total` row after them.
+fn csv(rows: &[Usage], totals: Option<(&[(String, Totals)], &Totals)>) -> String {
     let mut out = format!("{}\n", HEADER.join(","));
-    for r in rows.iter().map(cells).chain([total_cells(totals)]) {
-        let _ = writeln!(out, "{}", r.join(","));
+    for r in rows {
+        csv_line(&mut out, &cells(r));
+    }
+    if let Some((subtotals, total)) = totals {
+        for (env, t) in subtotals {
+            csv_line(
+                &mut out,
+                &figures(["subtotal".into(), env.clone(), String::new()], t),
+            );
+        }
+        csv_line(
+            &mut out,
+            &figures(["total".into(), "all".into(), String::new()], total),
+        );
     }
     out
 }
 
-fn table(month: &str, period: &str, rows: &[Usage], totals: &serde_json::Value) -> String {
-    let mut out = format!("billing {month} ({period}), USD on-demand\n");
+fn table(
+    month: &str,
+    period: &str,
+    at: &str,
+    rows: &[Usage],
+    subtotals: &[(String, Totals)],
+    total: &Totals,
+    notes: &[String],
+) -> String {
+    let mut out = format!("billing {month} ({period}) in {at}, USD on-demand\n");
     if rows.is_empty() {
         out.push_str("no poscloud stack ran in this period (by this journal and region)\n");
-        return out;
-    }
-    const WIDTH: [usize; 10] = [10, 5, 10, 8, 8, 8, 10, 8, 8, 10];
-    let head = [
-        "SHOP", "ENV", "TYPE", "RUN H", "DISK H", "IPV4 H", "INSTANCE", "EBS", "IPV4", "TOTAL",
-    ];
-    let line = |cells: &[String]| {
-        let mut l = String::new();
-        for (i, (c, w)) in cells.iter().zip(WIDTH).enumerate() {
-            // Names left, figures right.
-            let _ = if i < 3 {
-                write!(l, "{c:<w$} ")
-            } else {
-                write!(l, "{c:>w$} ")
-            };
+    } else {
+        const WIDTH: [usize; 10] = [10, 5, 10, 8, 8, 8, 10, 8, 8, 10];
+        let head = [
+            "SHOP", "ENV", "TYPE", "RUN H", "DISK H", "IPV4 H", "INSTANCE", "EBS", "IPV4", "TOTAL",
+        ];
+        let line = |cells: &[String]| {
+            let mut l = String::new();
+            for (i, (c, w)) in cells.iter().zip(WIDTH).enumerate() {
+                // Names left, figures right.
+                let _ = if i < 3 {
+                    write!(l, "{c:<w$} ")
+                } else {
+                    write!(l, "{c:>w$} ")
+                };
+            }
+            l.trim_end().to_string()
+        };
+        let _ = writeln!(out, "{}", line(&head.map(String::from)));
+        for r in rows {
+            let _ = writeln!(out, "{}", line(&cells(r)));
         }
-        l.trim_end().to_string()
-    };
-    let _ = writeln!(out, "{}", line(&head.map(String::from)));
-    for r in rows.iter().map(cells).chain([total_cells(totals)]) {
-        let _ = writeln!(out, "{}", line(&r));
+        let _ = writeln!(
+            out,
+            "{}",
+            "-".repeat(WIDTH.iter().sum::<usize>() + WIDTH.len() - 1)
+        );
+        for (env, t) in subtotals {
+            let sub = figures(["subtotal".into(), env.clone(), String::new()], t);
+            let _ = writeln!(out, "{}", line(&sub));
+        }
+        let _ = writeln!(
+            out,
+            "{}",
+            line(&figures(
+                ["TOTAL".into(), "all".into(), String::new()],
+                total
+            ))
+        );
     }
-    for u in rows.iter().filter(|u| !u.notes.is_empty()) {
+    for n in notes {
+        let _ = writeln!(out, "note: {n}");
+    }
+    for u in rows {
         for n in &u.notes {
             let _ = writeln!(out, "note: {} {}: {n}", u.shop, u.env);
         }
@@ -195,7 +302,17 @@ fn table(month: &str, period: &str, rows: &[Usage], totals: &serde_json::Value) 
 
 async fn compliance(ctx: &Ctx, a: &ComplianceArgs) -> Result<()> {
     let profiles = profiles(a.stack.as_deref())?;
+    if let Some(p) = &a.html {
+        check_writable(p)?;
+    }
     let aws = ctx.connect("report compliance").await?;
+    let at = aws.whereabouts().await?.to_string();
+    ctx.ui
+        .info(format!("compliance of the poscloud stacks in {at}"));
+    let aws_args = match &ctx.global.profile {
+        Some(p) => format!("--profile {p} --region {}", aws.region),
+        None => format!("--region {}", aws.region),
+    };
     let now = SystemTime::now();
     let ids: Vec<StackId> = aws
         .list_stacks()
@@ -204,7 +321,7 @@ async fn compliance(ctx: &Ctx, a: &ComplianceArgs) -> Result<()> {
         .filter(|id| a.shop.as_ref().is_none_or(|s| *s == id.shop))
         .filter(|id| a.env.is_none_or(|e| e == id.env))
         .collect();
-    let (mut rows, mut text, mut failing) = (Vec::new(), String::new(), 0);
+    let (mut rows, mut details, mut grid_rows) = (Vec::new(), String::new(), Vec::new());
     for id in &ids {
         let step = ctx.ui.step(format!("compliance: {id}"));
         let d = aws.discover(id).await?;
@@ -222,60 +339,53 @@ async fn compliance(ctx: &Ctx, a: &ComplianceArgs) -> Result<()> {
             now,
             max_psk_age: *a.max_psk_age,
             max_patch_age: *a.max_patch_age,
+            aws_args: &aws_args,
         });
         let failed: Vec<&str> = checks
             .iter()
             .filter(|c| c.status == Status::Fail)
             .map(|c| c.rule)
             .collect();
-        failing += usize::from(!failed.is_empty());
         let versions = report::host_versions(bootstrap.as_ref());
-        let _ = writeln!(
-            text,
-            "{id}: {}",
-            if failed.is_empty() { "pass" } else { "FAIL" }
-        );
-        for c in &checks {
-            let mark = match c.status {
-                Status::Pass => "pass",
-                Status::Fail => "FAIL",
-                Status::Na => "n/a ",
-            };
-            let _ = writeln!(text, "  {mark}  {:<23} {}", c.rule, c.detail);
-        }
-        if !versions.is_null() {
-            let v = |k: &str| versions[k].as_str().unwrap_or("?").to_string();
-            let _ = writeln!(
-                text,
-                "  host: docker {}, strongSwan {}, kernel {}, SSM agent {}{}",
-                v("docker"),
-                v("strongswan"),
-                v("kernel"),
-                v("ssm_agent"),
-                if versions["reboot_required"] == true {
-                    " (reboot required for the new kernel)"
-                } else {
-                    ""
-                }
-            );
-        }
+        stack_details(&mut details, id, &checks, &versions);
         rows.push(
             json!({"shop": id.shop.as_str(), "env": id.env.as_str(), "ok": failed.is_empty(),
                          "failed": failed, "checks": checks, "host": versions}),
         );
+        grid_rows.push((id.clone(), checks));
     }
-    let _ = writeln!(
-        text,
-        "{} stack(s) checked, {failing} failing{}",
-        ids.len(),
-        if ids.is_empty() {
-            format!(" (no poscloud stacks in {})", aws.region)
-        } else {
-            String::new()
-        }
-    );
+    let failing = grid_rows
+        .iter()
+        .filter(|(_, c)| c.iter().any(|c| c.status == Status::Fail))
+        .count();
+    if let Some(path) = &a.html {
+        let checked_at = humantime::format_rfc3339_seconds(now).to_string();
+        let named: Vec<(String, Vec<report::Check>)> = grid_rows
+            .iter()
+            .map(|(id, c)| (short(id), c.clone()))
+            .collect();
+        write_html(ctx, path, &html::compliance_page(&at, &checked_at, &named))?;
+    }
+    let text = if a.csv {
+        compliance_csv(&grid_rows)
+    } else {
+        let mut text = grid(&grid_rows);
+        text.push_str(&details);
+        let _ = writeln!(
+            text,
+            "{} stack(s) checked, {failing} failing{}",
+            ids.len(),
+            if ids.is_empty() {
+                format!(" (no poscloud stacks in {at})")
+            } else {
+                String::new()
+            }
+        );
+        text
+    };
     ctx.result(
-        json!({"region": aws.region, "rules": report::RULES, "stacks": rows, "failing": failing}),
+        json!({"region": aws.region, "account": aws.at.account.get(), "rules": report::RULES, "stacks": rows, "failing": failing,
+               "html": a.html}),
         &text,
     );
     if failing > 0 {
@@ -284,4 +394,103 @@ async fn compliance(ctx: &Ctx, a: &ComplianceArgs) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+fn mark(s: Status) -> &'static str {
+    match s {
+        Status::Pass => "pass",
+        Status::Fail => "FAIL",
+        Status::Na => "n/a",
+    }
+}
+
+/// `12345678/prod`, as the grid names a stack.
+fn short(id: &StackId) -> String {
+    format!("{}/{}", id.shop.as_str(), id.env.as_str())
+}
+
+/// The summary: a row per stack, a column per rule (each as wide as its name).
+fn grid(stacks: &[(StackId, Vec<report::Check>)]) -> String {
+    if stacks.is_empty() {
+        return String::new();
+    }
+    let first = stacks
+        .iter()
+        .map(|s| short(&s.0).len())
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    let mut out = format!("{:<first$}", "STACK");
+    for r in report::RULES {
+        let _ = write!(out, "  {r}");
+    }
+    out.push('\n');
+    for (id, checks) in stacks {
+        let mut line = format!("{:<first$}", short(id));
+        for r in report::RULES {
+            let cell = checks
+                .iter()
+                .find(|c| c.rule == *r)
+                .map_or("", |c| mark(c.status));
+            let _ = write!(line, "  {cell:<w$}", w = r.len());
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    out.push('\n');
+    out
+}
+
+/// One stack's checks, each FAIL with its fix, and the host's versions.
+fn stack_details(
+    out: &mut String,
+    id: &StackId,
+    checks: &[report::Check],
+    versions: &serde_json::Value,
+) {
+    let ok = checks.iter().all(|c| c.status != Status::Fail);
+    let _ = writeln!(out, "{id}: {}", if ok { "pass" } else { "FAIL" });
+    for c in checks {
+        let _ = write!(out, "  {:<4}  {:<23} {}", mark(c.status), c.rule, c.detail);
+        if let Some(f) = &c.fix {
+            let _ = write!(out, "; fix: {f}");
+        }
+        out.push('\n');
+    }
+    if !versions.is_null() {
+        let v = |k: &str| versions[k].as_str().unwrap_or("?").to_string();
+        let _ = writeln!(
+            out,
+            "  host: docker {}, strongSwan {}, kernel {}, SSM agent {}{}",
+            v("docker"),
+            v("strongswan"),
+            v("kernel"),
+            v("ssm_agent"),
+            if versions["reboot_required"] == true {
+                " (reboot required for the new kernel)"
+            } else {
+                ""
+            }
+        );
+    }
+}
+
+/// One row per stack and rule: shop,env,rule,status,detail,fix.
+fn compliance_csv(stacks: &[(StackId, Vec<report::Check>)]) -> String {
+    let mut out = String::from("shop,env,rule,status,detail,fix\n");
+    for (id, checks) in stacks {
+        for c in checks {
+            csv_line(
+                &mut out,
+                &[
+                    id.shop.as_str().to_string(),
+                    id.env.as_str().to_string(),
+                    c.rule.to_string(),
+                    mark(c.status).to_string(),
+                    c.detail.clone(),
+                    c.fix.clone().unwrap_or_default(),
+                ],
+            );
+        }
+    }
+    out
 }
