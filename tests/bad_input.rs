@@ -744,37 +744,6 @@ fn region_limits_are_checked_before_any_write() {
 }
 
 #[test]
-fn an_unreachable_endpoint_is_a_clear_failure() {
-    let rig = Rig::new();
-    // A loopback port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
-    let r = rig.run(&[
-        "status",
-        "--shop",
-        "12345678",
-        "--env",
-        "qa",
-        "--endpoint-url",
-        &url,
-    ]);
-    assert_eq!(r.code, 1, "{r:?}");
-    assert!(
-        r.stderr.contains("cannot reach AWS in us-east-1"),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains(&url), "{}", r.stderr);
-    // A refused connection cannot heal by asking again: no retries (8 attempts would take
-    // most of a minute).
-    assert!(!r.stderr.contains("retrying"), "{}", r.stderr);
-}
-
-#[test]
 fn json_errors_are_one_document() {
     let rig = Rig::new();
     let r = rig.run(&[

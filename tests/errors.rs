@@ -197,7 +197,15 @@ fn a_refused_endpoint_fails_at_the_first_attempt_with_a_hint() {
         &url,
     ]);
     assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("cannot reach AWS in us-east-1"),
+        "{}",
+        r.stderr
+    );
     assert!(r.stderr.contains(&url), "{}", r.stderr);
+    // A refused connection cannot heal by asking again: no retries (8 attempts would take
+    // most of a minute).
+    assert!(!r.stderr.contains("retrying"), "{}", r.stderr);
     assert!(
         r.stderr.contains(
             "next: nothing accepts connections there (not retried): is the endpoint right"

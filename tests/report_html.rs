@@ -6,9 +6,8 @@
 mod common;
 
 use common::Rig;
-use serde_json::json;
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -203,81 +202,63 @@ fn self_contained(html: &str) {
     );
 }
 
-fn journal_writes(rig: &Rig, lines: &[(&str, &str, &str, &str)]) {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(rig.journal())
-        .unwrap();
-    for (time, stack, op, resource) in lines {
-        let (shop, env) = stack.split_once('/').unwrap();
-        let line = json!({"time": time, "run": "1-1", "user": "tester", "host": "test",
-                          "command": format!("provision --shop {shop} --env {env}"),
-                          "event": "write", "op": op, "resource": resource, "result": "ok"});
-        writeln!(f, "{line}").unwrap();
-    }
-}
-
 /// A resource name as hostile as an AWS tag can be: it must come out as text.
 const EVIL: &str = "i-<b>\"x\"</b>&";
 
 #[test]
 fn billing_page_charts_each_env_month_over_month() {
     let rig = Rig::new();
-    journal_writes(
-        &rig,
-        &[
-            // qa: August 24 h running, its disk all month; September 48 h running, its disk
-            // until the 12th (264 h). t3.large 0.0832/h, 100 GB gp3 at 0.08/GB-month:
-            // August 1.9968 + 8.00 = 10.00; September 3.9936 + 8 × 264/720 = 6.93.
-            (
-                "2026-08-01T00:00:00Z",
-                "11111111/qa",
-                "RunInstances",
-                "i-q1",
-            ),
-            (
-                "2026-08-02T00:00:00Z",
-                "11111111/qa",
-                "StopInstances",
-                "i-q1",
-            ),
-            (
-                "2026-09-10T00:00:00Z",
-                "11111111/qa",
-                "StartInstances",
-                "i-q1",
-            ),
-            (
-                "2026-09-12T00:00:00Z",
-                "11111111/qa",
-                "TerminateInstances",
-                "i-q1",
-            ),
-            // prod: one day in October: 1.9968 + 8 × 24/744 = 2.25.
-            (
-                "2026-10-01T00:00:00Z",
-                "44444444/prod",
-                "RunInstances",
-                "i-p1",
-            ),
-            (
-                "2026-10-02T00:00:00Z",
-                "44444444/prod",
-                "TerminateInstances",
-                "i-p1",
-            ),
-            // dev: a history that begins with a stop: it ran since before the journal began,
-            // all of August (744 h: 61.90) and September (720 h: 59.90), and October until
-            // the stop (10 h: 0.83). Its resource is named with markup; a note names it.
-            (
-                "2026-10-01T10:00:00Z",
-                "22222222/dev",
-                "StopInstances",
-                EVIL,
-            ),
-        ],
-    );
+    rig.journal_writes(&[
+        // qa: August 24 h running, its disk all month; September 48 h running, its disk
+        // until the 12th (264 h). t3.large 0.0832/h, 100 GB gp3 at 0.08/GB-month:
+        // August 1.9968 + 8.00 = 10.00; September 3.9936 + 8 × 264/720 = 6.93.
+        (
+            "2026-08-01T00:00:00Z",
+            "11111111/qa",
+            "RunInstances",
+            "i-q1",
+        ),
+        (
+            "2026-08-02T00:00:00Z",
+            "11111111/qa",
+            "StopInstances",
+            "i-q1",
+        ),
+        (
+            "2026-09-10T00:00:00Z",
+            "11111111/qa",
+            "StartInstances",
+            "i-q1",
+        ),
+        (
+            "2026-09-12T00:00:00Z",
+            "11111111/qa",
+            "TerminateInstances",
+            "i-q1",
+        ),
+        // prod: one day in October: 1.9968 + 8 × 24/744 = 2.25.
+        (
+            "2026-10-01T00:00:00Z",
+            "44444444/prod",
+            "RunInstances",
+            "i-p1",
+        ),
+        (
+            "2026-10-02T00:00:00Z",
+            "44444444/prod",
+            "TerminateInstances",
+            "i-p1",
+        ),
+        // dev: a history that begins with a stop: it ran since before the journal began,
+        // all of August (744 h: 61.90) and September (720 h: 59.90), and October until
+        // the stop (10 h: 0.83). Its resource is named with markup; a note names it.
+        (
+            "2026-10-01T10:00:00Z",
+            "22222222/dev",
+            "StopInstances",
+            EVIL,
+        ),
+    ]);
     let out = tempfile::tempdir().unwrap();
     let page = out.path().join("billing.html");
     let r = rig

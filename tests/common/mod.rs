@@ -838,6 +838,24 @@ impl Rig {
         self.run(&args)
     }
 
+    /// Appends journal lines as poscloud writes them, one successful write each:
+    /// (time, "shop/env", operation, resource).
+    pub fn journal_writes(&self, lines: &[(&str, &str, &str, &str)]) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.journal())
+            .unwrap();
+        for (time, stack, op, resource) in lines {
+            let (shop, env) = stack.split_once('/').unwrap();
+            let line = serde_json::json!({"time": time, "run": "1-1", "user": "tester",
+                "host": "test", "command": format!("provision --shop {shop} --env {env}"),
+                "event": "write", "op": op, "resource": resource, "result": "ok"});
+            writeln!(f, "{line}").unwrap();
+        }
+    }
+
     /// Runs with `input` on its standard input (then closed).
     pub fn run_with_input(&self, args: &[&str], input: &[u8]) -> Run {
         use std::io::Write;
