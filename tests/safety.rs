@@ -106,13 +106,48 @@ fn prod_is_never_changed_by_omission() {
         .ok();
     assert_eq!(rig.proxy.writes(), Vec::<String>::new());
 
+    // A location to rotate: `vpn create` records it in SSM before it fails on the host
+    // (there is no host behind this instance). Creating a tunnel is not asked for.
+    let rti = common::repo().join("stacks/examples/rti.toml");
+    let rti = rti.to_str().unwrap();
+    rig.run(&[
+        "vpn",
+        "create",
+        "--shop",
+        SHOP,
+        "--location",
+        "shop-a",
+        "--peer-ip",
+        "1.2.3.4",
+        "--peer-net",
+        "10.1.0.0/24",
+    ]);
+    let phys = rig.home.path().join("phys.pub");
+    std::fs::write(
+        &phys,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE0fCmFw1T9EHO1zFkmmhA4mqCLHfH1fE8T28xb2yKBU phys\n",
+    )
+    .unwrap();
+    let phys = phys.to_str().unwrap();
+
     // The commands that interrupt a prod POS ask the same; with --yes they go on (and here
     // fail later: there is no host behind this instance, which is not what is tested).
-    // (`pos restart` takes the path of `pos stop`, after its check for a [pos] section.)
     for cmd in [
         vec!["pos", "stop"],
+        vec!["pos", "restart", "--stack", rti],
         vec!["pos", "restore", "--from", "file:///srv/backup/"],
         vec!["vpn", "delete", "--location", "shop-a"],
+        vec!["vpn", "rotate", "--location", "shop-a", "--now"],
+        vec![
+            "cutover",
+            "run",
+            "--stack",
+            rti,
+            "--from",
+            "ssh://root@127.0.0.1:1",
+            "--from-host-key-file",
+            phys,
+        ],
     ] {
         let mut args = cmd.clone();
         args.extend(["--shop", SHOP]);
