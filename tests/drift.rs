@@ -60,6 +60,17 @@ fn assert_aligned(text: &str) {
         cols.windows(2).all(|w| w[0] == w[1]),
         "columns {cols:?}:\n{text}"
     );
+    // The phase rows share the label column: their state starts where the ids do.
+    let vpc = text.lines().find(|l| l.starts_with("  VPC ")).unwrap();
+    let ids = vpc
+        .find(" vpc-")
+        .or_else(|| vpc.find(" -"))
+        .map(|i| i + 1)
+        .unwrap();
+    for l in text.lines().filter(|l| l.starts_with("  phase ")) {
+        let at = l.find(" done ").or_else(|| l.find(" not run")).unwrap() + 1;
+        assert_eq!(at, ids, "{l:?} not aligned with the ids:\n{text}");
+    }
 }
 
 #[test]

@@ -92,7 +92,17 @@ pub async fn run(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
         });
     }
     let idw = rows.iter().map(|r| r.id.len()).max().unwrap_or(0);
-    let lw = rows.iter().map(|r| r.label.len()).max().unwrap_or(0);
+    // The phase rows below share the label column.
+    let lw = rows
+        .iter()
+        .map(|r| r.label.len())
+        .chain(
+            crate::phases::RECORDED
+                .iter()
+                .map(|p| "phase ".len() + p.len()),
+        )
+        .max()
+        .unwrap_or(0);
     let mut text = format!("status of {id} in {}:\n", aws.whereabouts().await?);
     for r in &rows {
         let line = format!(
@@ -110,13 +120,16 @@ pub async fn run(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
             Some(st) => {
                 let _ = writeln!(
                     text,
-                    "  phase {p:<14} done {} by {} via {}",
-                    st.done_at, st.by, st.target
+                    "  {:<lw$} done {} by {} via {}",
+                    format!("phase {p}"),
+                    st.done_at,
+                    st.by,
+                    st.target
                 );
                 phases.insert(p.to_string(), serde_json::to_value(&st).expect("json"));
             }
             None => {
-                let _ = writeln!(text, "  phase {p:<14} not run");
+                let _ = writeln!(text, "  {:<lw$} not run", format!("phase {p}"));
                 phases.insert(p.to_string(), serde_json::Value::Null);
             }
         }
