@@ -139,15 +139,7 @@ fn an_interrupted_provision_holds_its_lock_a_moment_then_releases_it_and_a_rerun
     // Slow writes, so that Ctrl-C comes while creates are in flight.
     rig.proxy.set_write_delay(Duration::from_millis(300));
     let child = rig
-        .command(&[
-            "provision",
-            "--shop",
-            SHOP,
-            "--env",
-            "qa",
-            "--until",
-            "infra",
-        ])
+        .command(&common::infra_args(SHOP, "qa"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -202,18 +202,7 @@ fn closed_pipe(rig: &Rig, args: &[&str]) -> (i32, Vec<String>) {
 #[test]
 fn a_closed_pipe_never_stops_a_run_nor_leaves_its_lock() {
     let rig = Rig::new();
-    let (code, lines) = closed_pipe(
-        &rig,
-        &[
-            "provision",
-            "--shop",
-            SHOP,
-            "--env",
-            "qa",
-            "--until",
-            "infra",
-        ],
-    );
+    let (code, lines) = closed_pipe(&rig, &common::infra_args(SHOP, "qa"));
     assert_eq!(code, 0, "{lines:?}");
     rig.assert_one_stack(SHOP, "qa", "provisioned into a closed pipe");
 

@@ -38,7 +38,6 @@ pub struct Aws {
     journal: Journal,
     /// Region, credentials and (once asked) account: shared with the journal.
     pub at: crate::journal::Whereabouts,
-    account: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
 impl Aws {
@@ -111,11 +110,10 @@ impl Aws {
                 )))
             }
         };
-        let account = std::sync::Arc::new(std::sync::OnceLock::new());
         let at = crate::journal::Whereabouts {
             region: region.clone(),
             credentials,
-            account: account.clone(),
+            account: Default::default(),
         };
         journal.set_whereabouts(at.clone());
         let endpoint = c
@@ -169,7 +167,6 @@ impl Aws {
             endpoint,
             journal,
             at,
-            account,
         })
     }
 
@@ -187,7 +184,6 @@ impl Aws {
             endpoint: self.endpoint.clone(),
             journal,
             at: self.at.clone(),
-            account: self.account.clone(),
         }
     }
 

@@ -128,6 +128,12 @@ impl Storable for LastFailure {
     type Storer = StoreReplace<Self>;
 }
 
+/// "EC2 DescribeVpcs": the service and operation of the call `cfg` belongs to.
+fn operation(cfg: &ConfigBag) -> Option<String> {
+    cfg.load::<Metadata>()
+        .map(|m| format!("{} {}", m.service(), m.name()))
+}
+
 /// Shows each retry the SDK makes: "EC2 DescribeVpcs: throttled (HTTP 503), retrying
 /// (attempt 2 of 8)". Registered on every client.
 #[derive(Debug)]
@@ -158,10 +164,7 @@ impl Intercept for RetryNotes {
     ) -> Result<(), BoxError> {
         let attempt = cfg.load::<RequestAttempts>().map_or(1, |a| a.attempts());
         if attempt > 1 {
-            let op = cfg
-                .load::<Metadata>()
-                .map(|m| format!("{} {}", m.service(), m.name()))
-                .unwrap_or_else(|| "AWS call".into());
+            let op = operation(cfg).unwrap_or_else(|| "AWS call".into());
             let max = cfg
                 .load::<RetryConfig>()
                 .map_or(MAX_ATTEMPTS, |r| r.max_attempts());
@@ -231,10 +234,7 @@ impl Intercept for CallLog {
         if !tracing::enabled!(tracing::Level::DEBUG) {
             return Ok(());
         }
-        let op = cfg
-            .load::<Metadata>()
-            .map(|m| format!("{} {}", m.service(), m.name()))
-            .unwrap_or_else(|| "call".into());
+        let op = operation(cfg).unwrap_or_else(|| "call".into());
         let resource = cfg
             .load::<CallResource>()
             .map(|r| format!(" {}", r.0))

@@ -27,7 +27,7 @@ impl Aws {
 
     /// The account of these credentials (asked once per run).
     pub async fn account_id(&self) -> Result<String> {
-        if let Some(a) = self.account.get() {
+        if let Some(a) = self.at.account.get() {
             return Ok(a.clone());
         }
         let out = self
@@ -40,7 +40,7 @@ impl Aws {
             .account()
             .map(str::to_string)
             .ok_or_else(|| Error::failed("GetCallerIdentity returned no account"))?;
-        Ok(self.account.get_or_init(|| account).clone())
+        Ok(self.at.account.get_or_init(|| account).clone())
     }
 
     pub async fn bucket_exists(&self, bucket: &str) -> Result<bool> {

@@ -81,6 +81,23 @@ pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// wait returns as soon as the thing happens, so only a real failure pays the full wait.
 pub const SETTLE: Duration = Duration::from_secs(60);
 
+/// The arguments of `provision --until infra` of one stack (prod with --yes).
+pub fn infra_args<'a>(shop: &'a str, env: &'a str) -> Vec<&'a str> {
+    let mut args = vec![
+        "provision",
+        "--shop",
+        shop,
+        "--env",
+        env,
+        "--until",
+        "infra",
+    ];
+    if env == "prod" {
+        args.push("--yes");
+    }
+    args
+}
+
 /// The venv's python, which runs tests/rig/emulator.py (moto's server with the SSM agent
 /// stand-in and the console of the test hosts).
 fn emulator_python() -> PathBuf {
@@ -823,19 +840,7 @@ impl Rig {
     /// `provision --until infra` of one stack: the AWS part only (prod confirmed with --yes:
     /// no terminal here).
     pub fn provision_infra(&self, shop: &str, env: &str) -> Run {
-        let mut args = vec![
-            "provision",
-            "--shop",
-            shop,
-            "--env",
-            env,
-            "--until",
-            "infra",
-        ];
-        if env == "prod" {
-            args.push("--yes");
-        }
-        self.run(&args)
+        self.run(&infra_args(shop, env))
     }
 
     /// Appends journal lines as poscloud writes them, one successful write each:
