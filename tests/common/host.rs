@@ -18,6 +18,28 @@ pub struct TestHost {
     pub dir: tempfile::TempDir,
 }
 
+/// POSCLOUD_TEST_SLOT (0-3, default 0) moves every test host and VPN peer to names and
+/// addresses of their own, so that two checkouts can run the same test files at once.
+pub fn slot() -> u8 {
+    match std::env::var("POSCLOUD_TEST_SLOT") {
+        Err(_) => 0,
+        Ok(v) => v
+            .parse()
+            .ok()
+            .filter(|s| *s <= 3)
+            .unwrap_or_else(|| panic!("POSCLOUD_TEST_SLOT must be 0-3, got {v:?}")),
+    }
+}
+
+/// A name and index unique to this slot (indexes 1-60 each slot: testhost.sh takes 1-254).
+pub fn slotted(name: &str, index: u8) -> (String, u8) {
+    assert!((1..=60).contains(&index), "test host index {index}: 1-60");
+    match slot() {
+        0 => (name.to_string(), index),
+        s => (format!("{name}z{s}"), index + 64 * s),
+    }
+}
+
 fn script() -> PathBuf {
     super::repo().join("tests/rig/testhost.sh")
 }
@@ -36,6 +58,8 @@ impl TestHost {
     }
 
     fn up_with(name: &str, index: u8, podman: bool, root: bool) -> TestHost {
+        let (name, index) = slotted(name, index);
+        let name = name.as_str();
         let dir = tempfile::tempdir().unwrap();
         let mut c = Command::new("bash");
         c.arg(script())

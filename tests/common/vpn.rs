@@ -282,6 +282,8 @@ impl Peer {
     /// `tag`: 1–5 lowercase letters/digits, unique on the machine; `n`: 1–9, unique on the
     /// host (its address 5.5.5.<n>0 and LAN 10.<n>0.0.0/24).
     pub fn up(pos: &Pos, tag: &str, n: u8) -> Peer {
+        let tag = super::host::slotted(tag, 1).0;
+        let tag = tag.as_str();
         let netns = format!("pcv-{tag}");
         let _ = ok(&["ip", "netns", "del", &netns]);
         sh(&["ip", "netns", "add", &netns]);

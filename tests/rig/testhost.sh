@@ -24,7 +24,7 @@ usage: testhost.sh up NAME INDEX DIR [--podman] [--login root]
        testhost.sh agent-start|agent-stop NAME DIR
        testhost.sh console NAME DIR [KEY.pub]
   NAME   1-8 lowercase letters/digits (netns pc-NAME)
-  INDEX  1..60, picks the veth pair pch<INDEX>a/b and the subnet 10.200.INDEX.0/30
+  INDEX  1..254, picks the veth pair pch<INDEX>a/b and the subnet 10.200.INDEX.0/30
   DIR    an existing directory that holds the host's state (keys, configs, logs, root/)
 EOF
   exit 2
@@ -53,8 +53,8 @@ case $cmd in
       esac
       shift
     done
-    if ! [[ $index =~ ^[1-9][0-9]?$ ]] || ((index > 60)); then
-      die "INDEX must be 1..60, got '$index'"
+    if ! [[ $index =~ ^[1-9][0-9]{0,2}$ ]] || ((index > 254)); then
+      die "INDEX must be 1..254, got '$index'"
     fi
     ;;
   down | agent-start | agent-stop)
