@@ -206,27 +206,8 @@ pub enum Until {
     Ready,
 }
 
-/// Remote phases that can be run again with --redo.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Phase {
-    Bootstrap,
-    Build,
-    Restore,
-    Stage,
-    Ready,
-}
-
-impl Phase {
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase::Bootstrap => "bootstrap",
-            Phase::Build => "build",
-            Phase::Restore => "restore",
-            Phase::Stage => "stage",
-            Phase::Ready => "ready",
-        }
-    }
-}
+/// Remote phases that can be run again with --redo (all but vpn).
+pub use crate::phases::Phase;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Transport {

@@ -8,6 +8,7 @@ pub mod commands;
 pub mod error;
 pub mod journal;
 pub mod lock;
+pub mod ops;
 pub mod phases;
 pub mod plan;
 pub mod remote;

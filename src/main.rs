@@ -49,7 +49,10 @@ fn main() {
         .expect("tokio runtime");
     let work = async {
         match &cli.command {
-            Command::Provision(a) => commands::provision::run(&ctx, a).await,
+            Command::Provision(a) => match &a.shops_file {
+                Some(file) => commands::batch::run(&ctx, a, file).await,
+                None => commands::provision::run(&ctx, a).await,
+            },
             Command::Plan(a) => commands::plan::run(&ctx, a).await,
             Command::Status(a) => commands::status::run(&ctx, a).await,
             Command::List => commands::list::run(&ctx).await,
@@ -72,14 +75,14 @@ fn main() {
         }
     };
     // Ctrl-C ends the run at once unless a lock is held: then the locked work stops itself
-    // and releases the lock first (commands::interruptible), and its error says so.
+    // and releases the lock first (ops::interruptible), and its error says so.
     let run = async {
         tokio::pin!(work);
         loop {
             tokio::select! {
                 biased;
                 r = &mut work => break r,
-                _ = tokio::signal::ctrl_c() => if !commands::holding_lock() {
+                _ = tokio::signal::ctrl_c() => if !poscloud::ops::holding_lock() {
                     break Err(Error::Interrupted("interrupted".into()));
                 }
             }

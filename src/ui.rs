@@ -104,6 +104,14 @@ impl Ui {
         }
     }
 
+    /// An error line on stderr (shown even with -q, not in JSON mode): a part of the run
+    /// failed and the run goes on (a shop of a batch).
+    pub fn error(&self, msg: impl AsRef<str>) {
+        if !self.json {
+            err_line(&format!("{} {}", self.paint("31", "error:"), msg.as_ref()));
+        }
+    }
+
     pub fn paint(&self, code: &str, s: &str) -> String {
         if self.color {
             format!("\x1b[{code}m{s}\x1b[0m")

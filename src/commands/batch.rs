@@ -1,17 +1,17 @@
-//! `provision --shops-file FILE --parallel N`: onboarding many shops, N at a time. Every row
-//! is checked before any AWS call; one shop's failure does not stop the others; a table at
-//! the end, and a failure's exit code if any shop failed.
+//! `provision --shops-file FILE --parallel N`: every row checked before any AWS call, then
+//! `ops::batch`; a table at the end, and a failure's exit code if any shop failed.
 
 use super::Ctx;
 use crate::cli::{ProvisionArgs, StackArgs};
 use crate::error::{Error, Result};
-use crate::spec::{Env, ShopCode, StackSpec};
-use futures_util::stream::{self, StreamExt};
+use crate::journal::Journal;
+use crate::ops;
+use crate::spec::{Env, ShopCode, StackId, StackSpec};
+use crate::ui::Ui;
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::fmt::Write;
 use std::path::Path;
-use std::time::Instant;
 
 /// One shop of the file, with its line number for messages.
 #[derive(Debug, Clone)]
@@ -84,7 +84,7 @@ fn row(
     })
 }
 
-pub async fn provision(ctx: &Ctx, args: &ProvisionArgs, path: &Path) -> Result<()> {
+pub async fn run(ctx: &Ctx, args: &ProvisionArgs, path: &Path) -> Result<()> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::usage(format!("--shops-file {}: {e}", path.display())))?;
     // Every row and its stack file are checked before the first AWS call.
@@ -104,88 +104,74 @@ pub async fn provision(ctx: &Ctx, args: &ProvisionArgs, path: &Path) -> Result<(
             prod.join("\n  ")
         )));
     }
-    let total = rows.len();
+    // Each shop's request, as `provision --shop` would make it (what it skips is not told:
+    // the lines of many shops would interleave).
+    let quiet = Ui::new(false, true);
+    let mut runs = Vec::new();
+    for row in rows {
+        let mut one = args.clone();
+        one.shops_file = None;
+        one.shop = Some(row.stack.shop.clone());
+        one.env = row.stack.env;
+        one.stack = row.stack.stack.clone();
+        runs.push(ops::batch::Run {
+            line: row.line,
+            request: super::provision::request(&quiet, &one)?,
+        });
+    }
+    let total = runs.len();
     ctx.ui.info(format!(
         "provision {total} shops from {}, {} at a time",
         path.display(),
         args.parallel
     ));
     // One set of clients for every shop: one connection pool, one credentials lookup.
-    let shared = std::sync::Arc::new(
-        ctx.connect(&format!("provision --shops-file {}", path.display()))
-            .await?,
-    );
-    let started = Instant::now();
-    let mut done = 0;
+    let shared = ctx
+        .connect(&format!("provision --shops-file {}", path.display()))
+        .await?;
+    let connect = |id: &StackId| {
+        let line = super::command_line("provision", id);
+        Ok(shared.with_journal(Journal::open(ctx.global.journal.as_deref(), &line)?))
+    };
+    let report = ops::batch::provision(&ctx.ui, &connect, runs, args.parallel as usize).await;
+    let failed = report.failed();
     let mut results = Vec::new();
-    let mut runs = stream::iter(rows.into_iter().map(|row| {
-        let mut one = args.clone();
-        one.shops_file = None;
-        one.shop = Some(row.stack.shop.clone());
-        one.env = row.stack.env;
-        one.stack = row.stack.stack.clone();
-        let sub = Ctx::capturing(ctx.global.clone(), shared.clone());
-        async move {
-            let t0 = Instant::now();
-            let r = super::provision::run(&sub, &one).await;
-            (row, r, sub.captured(), t0.elapsed().as_secs_f64())
-        }
-    }))
-    .buffer_unordered(args.parallel as usize);
-    while let Some((row, r, summary, secs)) = runs.next().await {
-        done += 1;
-        let id = row.stack.id();
-        let (ok, detail) = match &r {
-            Ok(()) => (true, String::new()),
-            Err(e) => (false, e.to_string()),
-        };
-        let first = detail.lines().next().unwrap_or("").to_string();
-        if ok {
-            ctx.ui
-                .info(format!("[{done}/{total}] {id}: done ({secs:.1} s)"));
-        } else if !ctx.ui.json {
-            // A shop that failed is an error of the run (it exits non-zero), not a warning.
-            eprintln!(
-                "{} [{done}/{total}] {id}: FAILED ({secs:.1} s): {first}",
-                ctx.ui.paint("31", "error:")
-            );
-        }
-        results.push(json!({
-            "shop": id.shop.as_str(), "env": id.env.as_str(), "line": row.line, "ok": ok,
-            "seconds": (secs * 10.0).round() / 10.0, "error": if ok { None } else { Some(&detail) },
-            "exit_code": r.as_ref().err().map(|e| e.exit_code()), "summary": summary,
-        }));
-    }
-    results.sort_by_key(|r| r["line"].as_u64());
-    let failed = results.iter().filter(|r| r["ok"] == false).count();
     let mut text = format!(
         "{:<10} {:<5} {:<7} {:>8}  DETAIL\n",
         "SHOP", "ENV", "RESULT", "SECONDS"
     );
-    for r in &results {
+    for r in &report.shops {
+        let id = &r.request.spec.id;
+        let secs = (r.seconds * 10.0).round() / 10.0;
+        let error = r.result.as_ref().err().map(|e| e.to_string());
         let _ = writeln!(
             text,
             "{:<10} {:<5} {:<7} {:>8.1}  {}",
-            r["shop"].as_str().unwrap_or("?"),
-            r["env"].as_str().unwrap_or("?"),
-            if r["ok"] == true { "ok" } else { "FAILED" },
-            // A number, not a JSON value: a Value's Display ignores the width.
-            r["seconds"].as_f64().unwrap_or(0.0),
-            r["error"]
-                .as_str()
+            id.shop.as_str(),
+            id.env.as_str(),
+            if error.is_none() { "ok" } else { "FAILED" },
+            secs,
+            error
+                .as_deref()
                 .and_then(|e| e.lines().next())
                 .unwrap_or("")
         );
+        results.push(json!({
+            "shop": id.shop.as_str(), "env": id.env.as_str(), "line": r.line,
+            "ok": error.is_none(), "seconds": secs, "error": error,
+            "exit_code": r.result.as_ref().err().map(|e| e.exit_code()),
+            "summary": r.result.as_ref().ok().map(|rep| super::provision::document(rep, &r.request.spec).0),
+        }));
     }
     let _ = writeln!(
         text,
         "{} of {total} shops provisioned, {failed} failed, in {:.1} s",
         total - failed,
-        started.elapsed().as_secs_f64()
+        report.seconds
     );
     ctx.result(
         json!({"shops": results, "failed": failed, "total": total,
-               "seconds": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0}),
+               "seconds": (report.seconds * 10.0).round() / 10.0}),
         &text,
     );
     if failed > 0 {

@@ -1,10 +1,11 @@
 //! `cutover plan|run|status|rollback`: the shop's physical POS server to its cloud host.
 
-use super::provision::{public_key_file, reach};
-use super::{command_line, locked_site, Ctx};
+use super::request::{public_key_file, reach};
+use super::{command_line, Ctx};
 use crate::cli::{CutoverArgs, CutoverCommand, PosArgs};
 use crate::error::{Error, Result};
 use crate::journal::Journal;
+use crate::ops::locked_site;
 use crate::phases::cutover::{self, Cutover, Record, Source, STEPS};
 use crate::phases::{Reach, Site};
 use crate::remote::ssh::SshTarget;

@@ -1,11 +1,12 @@
 //! `image list|build|delete`: the POS images on a shop's host (OS media and snapshots).
 
-use super::pos::pos_sh;
-use super::provision::reach;
-use super::{locked_site, open_site, Ctx};
+use super::request::reach;
+use super::{open_site, Ctx};
 use crate::cli::{ImageCommand, PosArgs};
 use crate::error::{Error, Result};
+use crate::ops::locked_site;
 use crate::phases::build;
+use crate::phases::stage::pos_sh;
 use crate::spec::{image_ref_ok, StackSpec};
 use serde_json::json;
 use std::fmt::Write;

@@ -1,6 +1,6 @@
 use super::Ctx;
 use crate::error::Result;
-use crate::phases::PHASES;
+use crate::phases::Phase;
 use crate::report;
 use serde_json::json;
 use std::fmt::Write;
@@ -33,13 +33,13 @@ pub async fn run(ctx: &Ctx) -> Result<()> {
         let spec = super::report::profile_for(&profiles, id);
         let hours = report::usage(id, &writes, Some(s), &spec, month).running_hours;
         // Done out of the provision phases, and the furthest one.
-        let done: Vec<&str> = PHASES
+        let done: Vec<&str> = Phase::ALL
             .iter()
-            .copied()
+            .map(|p| p.name())
             .filter(|p| s.phases.iter().any(|d| d == p))
             .collect();
         let phases = match done.last() {
-            Some(last) => format!("{}/{} {last}", done.len(), PHASES.len()),
+            Some(last) => format!("{}/{} {last}", done.len(), Phase::ALL.len()),
             None => "-".into(),
         };
         let _ = writeln!(

@@ -10,6 +10,7 @@ pub mod plan;
 pub mod pos;
 pub mod provision;
 pub mod report;
+pub mod request;
 pub mod status;
 pub mod teardown;
 pub mod userdata;
@@ -20,19 +21,12 @@ use crate::cli::{Global, Output, StackArgs};
 use crate::error::{Error, Result};
 use crate::journal::Journal;
 use crate::phases::{Reach, Site};
-use crate::plan::{resource_label, Action, Plan};
-use crate::spec::{Env, Price, StackId};
+use crate::spec::{Env, StackId};
 use crate::ui::Ui;
-use std::fmt::Write;
-use std::future::Future;
 
 pub struct Ctx {
     pub global: Global,
     pub ui: Ui,
-    /// Where `result` goes instead of stdout (one run of a batch).
-    captured: Option<std::cell::RefCell<Option<serde_json::Value>>>,
-    /// The batch's AWS clients, shared by its runs (one HTTP connection pool).
-    shared: Option<std::sync::Arc<Aws>>,
     /// Set by `plan`/`status` when there are changes or drift: exit 2 with
     /// `--detailed-exitcode`.
     pub pending: std::cell::Cell<bool>,
@@ -44,35 +38,13 @@ impl Ctx {
         Ctx {
             global,
             ui,
-            captured: None,
-            shared: None,
             pending: Default::default(),
         }
-    }
-
-    /// A context for one run of a batch: no progress lines, the result kept (`captured`),
-    /// the batch's clients used.
-    pub fn capturing(global: Global, shared: std::sync::Arc<Aws>) -> Ctx {
-        Ctx {
-            ui: Ui::new(false, true),
-            global,
-            captured: Some(Default::default()),
-            shared: Some(shared),
-            pending: Default::default(),
-        }
-    }
-
-    /// The result a capturing context kept.
-    pub fn captured(&self) -> Option<serde_json::Value> {
-        self.captured.as_ref().and_then(|c| c.borrow_mut().take())
     }
 
     /// Opens the journal and connects; both fail before any AWS call on bad input.
     pub async fn connect(&self, command: &str) -> Result<Aws> {
         let journal = Journal::open(self.global.journal.as_deref(), command)?;
-        if let Some(aws) = &self.shared {
-            return Ok(aws.with_journal(journal));
-        }
         Aws::connect(
             &Connect {
                 region: self.global.region.clone(),
@@ -121,9 +93,7 @@ impl Ctx {
 
     /// Prints the command's result: the JSON document, or the text.
     pub fn result(&self, json: serde_json::Value, text: &str) {
-        if let Some(c) = &self.captured {
-            *c.borrow_mut() = Some(json);
-        } else if self.ui.json {
+        if self.ui.json {
             crate::ui::out(&format!(
                 "{}\n",
                 serde_json::to_string_pretty(&json).expect("json")
@@ -165,134 +135,4 @@ pub async fn open_site<'a>(
     let d = aws.discover(id).await?;
     ctx.ui.info(format!("{command} {id} in {}", aws.at));
     crate::phases::site(aws, &ctx.ui, id, &d, reach).await
-}
-
-/// How many locks this process holds or is taking: Ctrl-C ends a run at once only when none
-/// is (main), else `interruptible` ends the work and the lock is released first.
-static LOCKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-pub fn holding_lock() -> bool {
-    LOCKS.load(std::sync::atomic::Ordering::SeqCst) > 0
-}
-
-/// Counts a lock from before it is taken until after it is released.
-struct Holding;
-
-impl Holding {
-    fn new() -> Holding {
-        LOCKS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Holding
-    }
-}
-
-impl Drop for Holding {
-    fn drop(&mut self) {
-        LOCKS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-/// `work`, or an error on Ctrl-C or a panic (the caller still releases its lock).
-async fn interruptible<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
-    use futures_util::FutureExt;
-    // A bug must not leave the stack locked: the panic becomes an error, the lock goes.
-    let work = std::panic::AssertUnwindSafe(work).catch_unwind().map(|r| {
-        r.unwrap_or_else(|p| {
-            let what = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            Err(Error::failed(format!(
-                "internal error (a bug in poscloud: please report it): {what}\n  next: the same command resumes from where this one stopped"
-            )))
-        })
-    });
-    tokio::select! {
-        r = work => r,
-        _ = tokio::signal::ctrl_c() => {
-            // Calls in flight may still be carried out by AWS, and its lists may leave
-            // what they made out for a moment: the lock is held that moment longer, so
-            // that the next run (which waits for the lock) finds it.
-            crate::ui::note(format!(
-                "interrupted: holding the lock {}s more so that AWS lists what the last calls made",
-                crate::aws::retry::LIST_LAG.as_secs()
-            ));
-            tokio::time::sleep(crate::aws::retry::LIST_LAG).await;
-            Err(Error::Interrupted(
-                "interrupted; what was done so far stays, and the same command resumes from there".into(),
-            ))
-        }
-    }
-}
-
-/// Runs `work` while holding the site's lock (the stack's in SSM, or the --target host's).
-pub async fn locked_site<T>(
-    site: &Site<'_>,
-    ui: &Ui,
-    break_lock: bool,
-    work: impl Future<Output = Result<T>>,
-) -> Result<T> {
-    let _holding = Holding::new();
-    site.lock(ui, break_lock).await?;
-    let result = interruptible(work).await;
-    if let Err(e) = site.unlock().await {
-        ui.warn(format!(
-            "could not release the lock on {}: {e}",
-            site.describe()
-        ));
-    }
-    result
-}
-
-/// Runs `work` while holding the stack's lock; releases it after, also on failure or Ctrl-C.
-pub async fn locked<T>(
-    aws: &Aws,
-    ui: &Ui,
-    id: &StackId,
-    break_lock: bool,
-    work: impl Future<Output = Result<T>>,
-) -> Result<T> {
-    let _holding = Holding::new();
-    crate::lock::acquire(aws, ui, id, aws.journal().command(), break_lock).await?;
-    let result = interruptible(work).await;
-    if let Err(e) = crate::lock::release(aws, id).await {
-        ui.warn(format!("could not release the lock of {id}: {e}"));
-    }
-    result
-}
-
-pub fn render_plan(plan: &Plan, note: Option<&str>) -> String {
-    let mut s = String::new();
-    for st in &plan.steps {
-        let mark = match st.action {
-            Action::Create => '+',
-            Action::Update => '~',
-            Action::Exists => ' ',
-        };
-        let id = st.id.as_deref().unwrap_or("");
-        let _ = writeln!(
-            s,
-            "{mark} {:<20} {:<8} {id}",
-            resource_label(st.resource),
-            st.action.as_str()
-        );
-        for c in &st.changes {
-            let _ = writeln!(s, "      - {c}");
-        }
-        for d in &st.drift {
-            let _ = writeln!(s, "      ! drift: {d} (not changed by provision)");
-        }
-    }
-    if let Some(n) = note {
-        let _ = writeln!(s, "  {n}");
-    }
-    let _ = writeln!(s, "{} change(s) to make", plan.writes());
-    s
-}
-
-pub fn render_price(p: &Price) -> String {
-    format!(
-        "monthly cost (USD, on-demand): instance {:.2} + disk {:.2} + 2 public IPv4 {:.2} = {:.2}\n",
-        p.instance_month, p.disk_month, p.public_ipv4_month, p.total_month
-    )
 }

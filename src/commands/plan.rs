@@ -1,6 +1,7 @@
-use super::{render_plan, render_price, Ctx};
+use super::Ctx;
 use crate::cli::PlanArgs;
 use crate::error::Result;
+use crate::ops::{plan_text, price_text};
 use crate::plan::{self, Change};
 use crate::spec::StackSpec;
 use serde_json::json;
@@ -24,8 +25,8 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> Result<()> {
         "plan for {id} in {} (stack {}):\n{}{}",
         aws.whereabouts().await?,
         spec.source,
-        render_plan(&plan, note.as_deref()),
-        render_price(&spec.price)
+        plan_text(&plan, note.as_deref()),
+        price_text(&spec.price)
     );
     ctx.pending
         .set(plan.writes() > 0 || plan.steps.iter().any(|s| !s.drift.is_empty()));

@@ -1,47 +1,13 @@
-use super::provision::{reach, source_spec};
-use super::{locked_site, open_site, Ctx};
+use super::request::{reach, source_spec};
+use super::{open_site, Ctx};
 use crate::cli::{PosArgs, PosCommand};
 use crate::error::{Error, Result};
-use crate::phases::{restore, stage, Site};
-use crate::remote::{no_sink, Inputs, Remote};
+use crate::ops::locked_site;
+use crate::phases::stage::{pos_sh, stop};
+use crate::phases::{restore, stage};
+use crate::remote::Remote;
 use crate::spec::StackSpec;
-use crate::ui::Ui;
 use serde_json::json;
-use std::time::Duration;
-
-/// Runs pos.sh with ACTION and more inputs; returns its result line.
-pub async fn pos_sh(
-    site: &Site<'_>,
-    action: &str,
-    more: &[(&str, &str)],
-) -> Result<serde_json::Value> {
-    let mut inputs = Inputs::new().set("ACTION", action)?;
-    for (k, v) in more {
-        inputs = inputs.set(k, *v)?;
-    }
-    site.run_script("pos.sh", &inputs, Duration::from_secs(600), no_sink(), |code| {
-        if code == 4 {
-            (
-                format!("pos {action} refused: the image is in use"),
-                "stop or replace the container that uses it first (`poscloud image list` shows which)".into(),
-            )
-        } else {
-            (
-                format!("pos {action} failed"),
-                "read the message above, then run the same command again".into(),
-            )
-        }
-    })
-    .await
-}
-
-/// Stops the POS container (eth1 back to the host; data kept). Harmless when there is none.
-pub async fn stop(site: &Site<'_>, ui: &Ui) -> Result<()> {
-    let step = ui.step("pos: stop the container, eth1 back to the host");
-    pos_sh(site, "stop", &[]).await?;
-    step.done("");
-    Ok(())
-}
 
 fn load(args: &PosArgs) -> Result<StackSpec> {
     StackSpec::load(args.stack.id(), args.stack.stack.as_deref(), None)

@@ -326,7 +326,7 @@ async fn compliance(ctx: &Ctx, a: &ComplianceArgs) -> Result<()> {
         let step = ctx.ui.step(format!("compliance: {id}"));
         let d = aws.discover(id).await?;
         let locations = vpn::locations(&aws, id).await?;
-        let bootstrap = phase_state(&aws, id, "bootstrap").await?;
+        let bootstrap = phase_state(&aws, id, crate::phases::Phase::Bootstrap).await?;
         let host_key = aws.get_param(&host_key_name(id)).await?;
         step.done("");
         let spec = profile_for(&profiles, id);

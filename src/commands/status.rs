@@ -97,9 +97,9 @@ pub async fn run(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
         .iter()
         .map(|r| r.label.len())
         .chain(
-            crate::phases::RECORDED
+            crate::phases::Phase::ALL
                 .iter()
-                .map(|p| "phase ".len() + p.len()),
+                .map(|p| "phase ".len() + p.name().len()),
         )
         .max()
         .unwrap_or(0);
@@ -115,7 +115,7 @@ pub async fn run(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
         }
     }
     let mut phases = serde_json::Map::new();
-    for p in crate::phases::RECORDED {
+    for p in crate::phases::Phase::ALL {
         match crate::phases::phase_state_in(&d, &id, p) {
             Some(st) => {
                 let _ = writeln!(

@@ -1,19 +1,19 @@
-use super::{locked, Ctx};
-use crate::aws::discover::Discovered;
+//! `teardown`: the request from the arguments, the confirmations, `ops::teardown`, the
+//! result rendered.
+
+use super::Ctx;
 use crate::cli::TeardownArgs;
 use crate::error::{Error, Result};
+use crate::journal::Journal;
+use crate::ops::teardown::{self, OlderRequest, Report, Request};
 use crate::spec::{Env, StackId};
-use crate::teardown::Teardown;
-use futures_util::stream::{self, StreamExt};
 use serde_json::json;
 use std::fmt::Write as _;
 
-/// `teardown`: remove everything of a stack in dependency order, then verify.
 pub async fn run(ctx: &Ctx, args: &TeardownArgs) -> Result<()> {
     if let Some(age) = args.older_than {
-        return bulk(ctx, args, age.into()).await;
+        return older(ctx, args, age.into()).await;
     }
-    let ui = &ctx.ui;
     let id = args.stack_args().id();
     if id.env == Env::Prod && args.env.is_none() {
         return Err(Error::Protected(format!(
@@ -22,127 +22,87 @@ pub async fn run(ctx: &Ctx, args: &TeardownArgs) -> Result<()> {
         )));
     }
     let aws = ctx.connect(&super::command_line("teardown", &id)).await?;
-    let d = aws.discover(&id).await?;
-    let remaining = d.remaining();
-    if remaining.is_empty() {
-        // The wrong env must not look like success: say where the shop is.
-        let elsewhere = aws.envs_of(&id.shop).await?;
-        if !elsewhere.is_empty() {
-            let envs: Vec<&str> = elsewhere.iter().map(|e| e.as_str()).collect();
-            return Err(Error::failed(format!(
-                "{id} does not exist in {}: nothing was removed; shop {} exists in: {}\n  next: name the env you mean, e.g. --env {}",
-                aws.at,
-                id.shop,
-                envs.join(", "),
-                envs[0]
-            )));
-        }
-        ctx.result(
+    let confirm = |id: &StackId| confirm(args, id);
+    let req = Request {
+        id: id.clone(),
+        dry_run: args.dry_run,
+        break_lock: args.break_lock,
+    };
+    match teardown::stack(&aws, &ctx.ui, &confirm, &req).await? {
+        Report::Absent => ctx.result(
             json!({"removed": [], "existed": false}),
             &format!("nothing to tear down: {id} does not exist in {}\n", aws.at),
-        );
-        return Ok(());
+        ),
+        Report::DryRun { would_remove } => ctx.result(
+            json!({"dry_run": true, "would_remove": would_remove}),
+            &format!(
+                "dry run: would remove from {id} in {}:\n{}",
+                aws.at,
+                teardown::listing(&would_remove)
+            ),
+        ),
+        Report::Removed { removed } => ctx.result(
+            json!({"removed": removed, "existed": true}),
+            &format!(
+                "removed {} resource(s) of {id} in {}; nothing tagged remains\n",
+                removed.len(),
+                aws.at
+            ),
+        ),
     }
-    let listing: String = remaining.iter().map(|r| format!("  - {r}\n")).collect();
-    if args.dry_run {
-        ctx.result(
-            json!({"dry_run": true, "would_remove": remaining}),
-            &format!("dry run: would remove from {id} in {}:\n{listing}", aws.at),
-        );
-        return Ok(());
-    }
-    ui.info(format!("teardown {id} in {}: removes\n{listing}", aws.at));
-
-    if id.env == Env::Prod {
-        if !(args.yes && args.allow_prod) {
-            let typed = crate::ui::ask(&format!(
-                "This is PRODUCTION. Type the shop code ({}) to remove it: ",
-                id.shop
-            ));
-            match typed {
-                Some(t) if t == id.shop.as_str() => {}
-                Some(_) => return Err(Error::Protected("the shop code did not match; nothing was removed".into())),
-                None => {
-                    return Err(Error::Protected(format!(
-                        "refusing to tear down prod {id} without confirmation; nothing was removed.\n  next: run it at a terminal and type the shop code, or pass --yes --allow-prod"
-                    )))
-                }
-            }
-        }
-    } else if !args.yes {
-        match crate::ui::ask(&format!("Remove all of {id}? Type yes: ")) {
-            Some(t) if t == "yes" => {}
-            Some(_) => return Err(Error::usage("not confirmed; nothing was removed")),
-            None => {
-                return Err(Error::usage(
-                    "teardown needs confirmation and there is no terminal to ask at: pass --yes",
-                ))
-            }
-        }
-    }
-
-    let text = remove(ctx, &aws, &id, args.break_lock, &d).await?;
-    ctx.result(json!({"removed": remaining, "existed": true}), &text);
     Ok(())
 }
 
-/// Removes the stack under its lock, then verifies that nothing tagged is left.
-async fn remove(
-    ctx: &Ctx,
-    aws: &crate::aws::Aws,
-    id: &StackId,
-    break_lock: bool,
-    d: &Discovered,
-) -> Result<String> {
-    let ui = &ctx.ui;
-    let remaining = d.remaining();
-    let failures = locked(aws, ui, id, break_lock, async {
-        // Another run may have changed the stack before the lock was taken (its parameters
-        // tell), or a broken lock's run left unrecorded creates: only then discovered again.
-        let fresh;
-        let d = if break_lock || aws.changed_since(id, d).await? {
-            fresh = aws.discover(id).await?;
-            &fresh
-        } else {
-            d
+/// Prod: the shop code typed back (or --yes --allow-prod), refusals exit 4; other envs:
+/// `yes` typed (or --yes).
+fn confirm(args: &TeardownArgs, id: &StackId) -> Result<()> {
+    if id.env == Env::Prod {
+        if args.yes && args.allow_prod {
+            return Ok(());
+        }
+        return match crate::ui::ask(&format!(
+            "This is PRODUCTION. Type the shop code ({}) to remove it: ",
+            id.shop
+        )) {
+            Some(t) if t == id.shop.as_str() => Ok(()),
+            Some(_) => Err(Error::Protected(
+                "the shop code did not match; nothing was removed".into(),
+            )),
+            None => Err(Error::Protected(format!(
+                "refusing to tear down prod {id} without confirmation; nothing was removed.\n  next: run it at a terminal and type the shop code, or pass --yes --allow-prod"
+            ))),
         };
-        Ok(Teardown::new(aws, ui, id).run(d).await)
-    })
-    .await?;
-
-    let left = aws.discover(id).await?.remaining();
-    if !left.is_empty() {
-        let mut msg = format!(
-            "teardown of {id} in {} left {} resource(s):\n",
-            aws.at,
-            left.len()
-        );
-        for l in &left {
-            msg.push_str(&format!("  - {l}\n"));
-        }
-        for f in &failures {
-            msg.push_str(&format!("  failed: {f}\n"));
-        }
-        msg.push_str("  next: run the same teardown again; if it keeps failing, remove these in the console and tell the team");
-        return Err(Error::failed(msg));
     }
-    Ok(format!(
-        "removed {} resource(s) of {id} in {}; nothing tagged remains\n",
-        remaining.len(),
-        aws.at
-    ))
+    if args.yes {
+        return Ok(());
+    }
+    confirm_yes(&format!("Remove all of {id}? Type yes: "))
 }
 
-/// `teardown --env qa|dev --older-than AGE`: every such stack, listed first, then removed
-/// with the same verified teardown, `--parallel` at a time. Never prod.
-async fn bulk(ctx: &Ctx, args: &TeardownArgs, age: std::time::Duration) -> Result<()> {
+fn confirm_yes(prompt: &str) -> Result<()> {
+    match crate::ui::ask(prompt) {
+        Some(t) if t == "yes" => Ok(()),
+        Some(_) => Err(Error::usage("not confirmed; nothing was removed")),
+        None => Err(Error::usage(
+            "teardown needs confirmation and there is no terminal to ask at: pass --yes",
+        )),
+    }
+}
+
+/// `teardown --env qa|dev --older-than AGE`.
+async fn older(ctx: &Ctx, args: &TeardownArgs, age: std::time::Duration) -> Result<()> {
     let ui = &ctx.ui;
     let env = args.env.expect("clap requires --env with --older-than");
+    let req = OlderRequest {
+        env,
+        age,
+        dry_run: args.dry_run,
+        break_lock: args.break_lock,
+        parallel: args.parallel as usize,
+    };
     if env == Env::Prod {
-        return Err(Error::Protected(
-            "--older-than never removes prod stacks; tear a prod stack down by its shop code"
-                .into(),
-        ));
+        // Refused before connecting: ops refuses it too.
+        return teardown::older_refused();
     }
     let aws = ctx
         .connect(&format!(
@@ -150,114 +110,64 @@ async fn bulk(ctx: &Ctx, args: &TeardownArgs, age: std::time::Duration) -> Resul
             humantime::format_duration(age)
         ))
         .await?;
-    let cutoff = std::time::SystemTime::now() - age;
-    let mut old = Vec::new();
-    let mut unknown = Vec::new();
-    for (id, s) in aws.list_stacks().await? {
-        if id.env != env {
-            continue;
+    let age_text = humantime::format_duration(age);
+    let head = |stacks: &[teardown::Listed]| {
+        let mut listing = String::new();
+        for (id, s) in stacks {
+            let _ = writeln!(
+                listing,
+                "  {:<10} {:<4} created {}  {}",
+                id.shop.as_str(),
+                id.env.as_str(),
+                s.created
+                    .as_deref()
+                    .or(s.launch_time.as_deref())
+                    .unwrap_or("?"),
+                s.instance.as_deref().unwrap_or("(no instance)")
+            );
         }
-        match s.created_at() {
-            Some(t) if t < cutoff => old.push((id, s)),
-            Some(_) => {}
-            None => unknown.push(id),
+        format!(
+            "{} {env} stack(s) in {} created more than {age_text} ago:\n{listing}",
+            stacks.len(),
+            aws.at,
+        )
+    };
+    let confirm_all = |stacks: &[teardown::Listed]| {
+        ui.info(format!("removing {}", head(stacks)));
+        if args.yes {
+            return Ok(());
         }
-    }
-    for id in &unknown {
-        ui.warn(format!(
-            "{id}: its creation time is unknown (no poscloud:created tag, no instance): left alone; tear it down by its shop code"
-        ));
-    }
-    let mut listing = String::new();
-    for (id, s) in &old {
-        let _ = writeln!(
-            listing,
-            "  {:<10} {:<4} created {}  {}",
-            id.shop.as_str(),
-            id.env.as_str(),
-            s.created
-                .as_deref()
-                .or(s.launch_time.as_deref())
-                .unwrap_or("?"),
-            s.instance.as_deref().unwrap_or("(no instance)")
-        );
-    }
-    let names: Vec<serde_json::Value> = old
+        confirm_yes(&format!("Remove all {} of them? Type yes: ", stacks.len()))
+    };
+    let shared = aws.with_journal(Journal::none());
+    let connect = |id: &StackId| {
+        let line = super::command_line("teardown", id);
+        Ok(shared.with_journal(Journal::open(ctx.global.journal.as_deref(), &line)?))
+    };
+    let r = teardown::older(&aws, ui, &confirm_all, &connect, &req).await?;
+    let pair = |id: &StackId| json!({"shop": id.shop.as_str(), "env": id.env.as_str()});
+    let names: Vec<_> = r.stacks.iter().map(|(id, _)| pair(id)).collect();
+    let Some(done) = r.outcome else {
+        if r.stacks.is_empty() {
+            ctx.result(
+                json!({"stacks": names, "removed": []}),
+                &format!("no {env} stack in {} is older than {age_text}\n", aws.at),
+            );
+        } else {
+            ctx.result(
+                json!({"dry_run": true, "stacks": names}),
+                &format!("dry run: would remove {}", head(&r.stacks)),
+            );
+        }
+        return Ok(());
+    };
+    let total = r.stacks.len();
+    let removed: Vec<_> = done.removed.iter().map(pair).collect();
+    let failed: Vec<_> = done
+        .failed
         .iter()
-        .map(|(id, _)| json!({"shop": id.shop.as_str(), "env": id.env.as_str()}))
+        .map(|(id, e)| json!({"shop": id.shop.as_str(), "env": id.env.as_str(), "error": e.to_string()}))
         .collect();
-    if old.is_empty() {
-        ctx.result(
-            json!({"stacks": names, "removed": []}),
-            &format!(
-                "no {env} stack in {} is older than {}\n",
-                aws.at,
-                humantime::format_duration(age)
-            ),
-        );
-        return Ok(());
-    }
-    let head = format!(
-        "{} {env} stack(s) in {} created more than {} ago:\n{listing}",
-        old.len(),
-        aws.at,
-        humantime::format_duration(age)
-    );
-    if args.dry_run {
-        ctx.result(
-            json!({"dry_run": true, "stacks": names}),
-            &format!("dry run: would remove {head}"),
-        );
-        return Ok(());
-    }
-    ui.info(format!("removing {head}"));
-    if !args.yes {
-        match crate::ui::ask(&format!("Remove all {} of them? Type yes: ", old.len())) {
-            Some(t) if t == "yes" => {}
-            Some(_) => return Err(Error::usage("not confirmed; nothing was removed")),
-            None => {
-                return Err(Error::usage(
-                    "teardown needs confirmation and there is no terminal to ask at: pass --yes",
-                ))
-            }
-        }
-    }
-    let total = old.len();
-    let shared = std::sync::Arc::new(aws.with_journal(crate::journal::Journal::none()));
-    let mut runs = stream::iter(old.into_iter().map(|(id, _)| {
-        let sub = Ctx::capturing(ctx.global.clone(), shared.clone());
-        let break_lock = args.break_lock;
-        async move {
-            let r = async {
-                let aws = sub.connect(&super::command_line("teardown", &id)).await?;
-                let d = aws.discover(&id).await?;
-                remove(&sub, &aws, &id, break_lock, &d).await
-            }
-            .await;
-            (id, r)
-        }
-    }))
-    .buffer_unordered(args.parallel as usize);
-    let (mut removed, mut failed) = (Vec::new(), Vec::new());
-    while let Some((id, r)) = runs.next().await {
-        match r {
-            Ok(_) => {
-                ui.info(format!(
-                    "[{}/{total}] {id}: removed",
-                    removed.len() + failed.len() + 1
-                ));
-                removed.push(json!({"shop": id.shop.as_str(), "env": id.env.as_str()}));
-            }
-            Err(e) => {
-                ui.warn(format!(
-                    "[{}/{total}] {id}: FAILED: {}",
-                    removed.len() + failed.len() + 1,
-                    e.to_string().lines().next().unwrap_or("")
-                ));
-                failed.push(json!({"shop": id.shop.as_str(), "env": id.env.as_str(), "error": e.to_string()}));
-            }
-        }
-    }
     ctx.result(
         json!({"stacks": names, "removed": removed, "failed": failed}),
         &format!(

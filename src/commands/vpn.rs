@@ -1,9 +1,10 @@
 //! `vpn create|list|status|delete|sheet`: one IPsec tunnel per florist location.
 
-use super::provision::reach;
-use super::{locked_site, Ctx};
+use super::request::reach;
+use super::Ctx;
 use crate::cli::{PosArgs, VpnCommand};
 use crate::error::{Error, Result};
+use crate::ops::locked_site;
 use crate::phases::vpn;
 use crate::phases::Reach;
 use crate::spec::vpn::{check_name, Location, LocationInput};

@@ -61,7 +61,7 @@ pub async fn run(site: &Site<'_>, ui: &Ui) -> Result<PhaseState> {
             return Err(e);
         }
     }
-    let st = site.record_phase("bootstrap", result).await?;
+    let st = site.record_phase(super::Phase::Bootstrap, result).await?;
     step.done(&detail);
     Ok(st)
 }

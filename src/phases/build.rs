@@ -156,5 +156,7 @@ pub async fn run(
         _ => "built",
     };
     step.done(&format!("{} {how}", media.image));
-    site.record_phase("build", result).await.map(Some)
+    site.record_phase(super::Phase::Build, result)
+        .await
+        .map(Some)
 }

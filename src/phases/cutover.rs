@@ -190,8 +190,8 @@ pub async fn preflight(
     })?;
 
     // The cloud side: staged, the holder with eth1 running.
-    let staged = super::phase_state(aws, id, "stage").await?;
-    let ready = super::phase_state(aws, id, "ready").await?;
+    let staged = super::phase_state(aws, id, super::Phase::Stage).await?;
+    let ready = super::phase_state(aws, id, super::Phase::Ready).await?;
     if staged.is_none() || ready.is_none() {
         problems.push(format!(
             "the cloud POS of {id} is not provisioned to the end (no stage/ready record): run `poscloud provision` first"

@@ -25,11 +25,61 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The phases after infra that provision runs, in order (restore only with --restore-from;
-/// it runs before stage so that the POS starts on verified data).
-pub const PHASES: &[&str] = &["bootstrap", "build", "restore", "stage", "vpn", "ready"];
-/// Every phase whose completion is recorded (status shows them all).
-pub const RECORDED: &[&str] = PHASES;
+/// A remote phase: the work provision does on the host after the AWS resources, each
+/// recorded when done. `--redo` takes all but vpn (`vpn apply` redoes that one).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Bootstrap,
+    Build,
+    Restore,
+    Stage,
+    #[value(skip)]
+    Vpn,
+    Ready,
+}
+
+impl Phase {
+    /// In the order they run (restore only with --restore-from; it runs before stage so
+    /// that the POS starts on verified data). Every one is recorded; status shows them all.
+    pub const ALL: [Phase; 6] = [
+        Phase::Bootstrap,
+        Phase::Build,
+        Phase::Restore,
+        Phase::Stage,
+        Phase::Vpn,
+        Phase::Ready,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Bootstrap => "bootstrap",
+            Phase::Build => "build",
+            Phase::Restore => "restore",
+            Phase::Stage => "stage",
+            Phase::Vpn => "vpn",
+            Phase::Ready => "ready",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// What is recorded (SSM, or the host for --target) when a phase completes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,16 +91,16 @@ pub struct PhaseState {
 }
 
 /// A phase's record in SSM (stacks in AWS).
-pub async fn phase_state(aws: &Aws, id: &StackId, phase: &str) -> Result<Option<PhaseState>> {
+pub async fn phase_state(aws: &Aws, id: &StackId, phase: Phase) -> Result<Option<PhaseState>> {
     Ok(aws
-        .get_param(&phase_name(id, phase))
+        .get_param(&phase_name(id, phase.name()))
         .await?
         .and_then(|v| parse_state(&v)))
 }
 
 /// A phase's record as a discovery read it (with the stack's parameters).
-pub fn phase_state_in(d: &Discovered, id: &StackId, phase: &str) -> Option<PhaseState> {
-    d.value(&phase_name(id, phase)).and_then(parse_state)
+pub fn phase_state_in(d: &Discovered, id: &StackId, phase: Phase) -> Option<PhaseState> {
+    d.value(&phase_name(id, phase.name())).and_then(parse_state)
 }
 
 fn parse_state(v: &str) -> Option<PhaseState> {
@@ -121,12 +171,16 @@ impl<'a> Site<'a> {
     }
 
     /// The phase's record, if it completed.
-    pub async fn phase_state(&self, phase: &str) -> Result<Option<PhaseState>> {
+    pub async fn phase_state(&self, phase: Phase) -> Result<Option<PhaseState>> {
         match self.store {
             Store::Ssm(aws) => phase_state(aws, &self.id, phase).await,
             Store::Host(_) => {
                 let r = self
-                    .state_sh(Inputs::new().set("ACTION", "get")?.set("PHASE", phase)?)
+                    .state_sh(
+                        Inputs::new()
+                            .set("ACTION", "get")?
+                            .set("PHASE", phase.name())?,
+                    )
                     .await?;
                 Ok(serde_json::from_value(r["value"].clone()).ok())
             }
@@ -134,7 +188,11 @@ impl<'a> Site<'a> {
     }
 
     /// Records the phase as done with its result.
-    pub async fn record_phase(&self, phase: &str, result: serde_json::Value) -> Result<PhaseState> {
+    pub async fn record_phase(
+        &self,
+        phase: Phase,
+        result: serde_json::Value,
+    ) -> Result<PhaseState> {
         let st = PhaseState {
             done_at: now(),
             by: format!("{}@{}", local_user(), local_host()),
@@ -143,11 +201,14 @@ impl<'a> Site<'a> {
         };
         let value = serde_json::to_string(&st).expect("json");
         match self.store {
-            Store::Ssm(aws) => aws.put_param(&phase_name(&self.id, phase), &value).await?,
+            Store::Ssm(aws) => {
+                aws.put_param(&phase_name(&self.id, phase.name()), &value)
+                    .await?
+            }
             Store::Host(_) => {
                 let inputs = Inputs::new()
                     .set("ACTION", "put")?
-                    .set("PHASE", phase)?
+                    .set("PHASE", phase.name())?
                     .set("VALUE", value)?;
                 self.state_sh(inputs).await?;
             }

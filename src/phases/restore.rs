@@ -194,7 +194,7 @@ pub async fn run(site: &Site<'_>, ui: &Ui, spec: &RestoreSpec) -> Result<PhaseSt
         "{} files, {} bytes verified",
         result["files"], result["bytes"]
     );
-    let st = site.record_phase("restore", result).await?;
+    let st = site.record_phase(super::Phase::Restore, result).await?;
     step.done(&detail);
     Ok(st)
 }

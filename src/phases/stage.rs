@@ -4,7 +4,7 @@
 
 use super::{PhaseState, Site};
 use crate::error::{Error, Result};
-use crate::remote::Inputs;
+use crate::remote::{no_sink, Inputs};
 use crate::spec::{PosSpec, StackSpec};
 use crate::ui::Ui;
 use std::time::Duration;
@@ -88,14 +88,14 @@ pub fn current(spec: &StackSpec, st: &PhaseState) -> bool {
 /// The phase: stage, then record it.
 pub async fn run(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<PhaseState> {
     let result = apply(site, ui, spec).await?;
-    site.record_phase("stage", result).await
+    site.record_phase(super::Phase::Stage, result).await
 }
 
 /// The ready phase: the POS container and its network holder run, eth1 inside has the POS
 /// address, and the container's health command passes now.
 pub async fn ready(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<PhaseState> {
     let result = check_ready(site, ui, spec).await?;
-    site.record_phase("ready", result).await
+    site.record_phase(super::Phase::Ready, result).await
 }
 
 /// The ready check alone (nothing recorded): also the cutover's health check.
@@ -126,4 +126,38 @@ pub async fn check_ready(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<s
         spec.pos_ip
     ));
     Ok(result)
+}
+
+/// Runs pos.sh with ACTION and more inputs; returns its result line.
+pub async fn pos_sh(
+    site: &Site<'_>,
+    action: &str,
+    more: &[(&str, &str)],
+) -> Result<serde_json::Value> {
+    let mut inputs = Inputs::new().set("ACTION", action)?;
+    for (k, v) in more {
+        inputs = inputs.set(k, *v)?;
+    }
+    site.run_script("pos.sh", &inputs, Duration::from_secs(600), no_sink(), |code| {
+        if code == 4 {
+            (
+                format!("pos {action} refused: the image is in use"),
+                "stop or replace the container that uses it first (`poscloud image list` shows which)".into(),
+            )
+        } else {
+            (
+                format!("pos {action} failed"),
+                "read the message above, then run the same command again".into(),
+            )
+        }
+    })
+    .await
+}
+
+/// Stops the POS container (eth1 back to the host; data kept). Harmless when there is none.
+pub async fn stop(site: &Site<'_>, ui: &Ui) -> Result<()> {
+    let step = ui.step("pos: stop the container, eth1 back to the host");
+    pos_sh(site, "stop", &[]).await?;
+    step.done("");
+    Ok(())
 }

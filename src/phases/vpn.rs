@@ -236,7 +236,7 @@ pub async fn run(
         tunnels.insert(l.name.clone(), up["state"].clone());
     }
     site.record_phase(
-        "vpn",
+        super::Phase::Vpn,
         serde_json::json!({"declared": spec.vpn, "tunnels": tunnels}),
     )
     .await
