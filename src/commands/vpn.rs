@@ -4,8 +4,8 @@ use super::request::reach;
 use super::Ctx;
 use crate::cli::{PosArgs, VpnCommand};
 use crate::error::{Error, Result};
-use crate::ops::locked_site;
-use crate::phases::vpn;
+use crate::ops;
+use crate::ops::vpn::{RotateRequest, Rotated, Rotation, Switch};
 use crate::phases::Reach;
 use crate::spec::vpn::{check_name, Location, LocationInput};
 use crate::spec::StackSpec;
@@ -43,42 +43,26 @@ pub async fn run(ctx: &Ctx, command: &VpnCommand) -> Result<()> {
             let aws = ctx
                 .connect(&super::command_line("vpn create", &spec.id))
                 .await?;
-            let existing = vpn::locations(&aws, &spec.id).await?;
-            let others: Vec<Location> = existing.iter().map(|r| r.location.clone()).collect();
-            let location = Location::new(&input, &spec.network, &others)?;
-            if location.ike_version == 1 {
-                ui.warn("IKEv1 is legacy: use it only for a router that cannot do IKEv2");
-            }
-            if a.allow_weak {
-                ui.warn("--allow-weak: this tunnel may use algorithms that no longer protect card data well");
-            }
-            let d = aws.discover(&spec.id).await?;
-            let pos_ip = vpn::pos_public_ip(&d, &spec.id)?;
-            let site = crate::phases::site(&aws, ui, &spec.id, &d, &reach).await?;
-            locked_site(&site, ui, a.pos.break_lock, async {
-                let prior = existing.iter().find(|r| r.location.name == location.name);
-                let rec = vpn::ensure(&aws, &spec.id, &location, prior).await?;
-                let up = vpn::bring_up(&site, ui, &spec, &rec, &pos_ip, prior.is_none()).await?;
-                ctx.result(
-                    json!({"location": rec, "tunnel": up}),
-                    &format!(
-                        "vpn {}: {} (peer {}); `poscloud vpn sheet --location {}` for the router admin\n",
-                        location.name,
-                        up["state"].as_str().unwrap_or("?"),
-                        location.peer_ip,
-                        location.name
-                    ),
-                );
-                Ok(())
-            })
-            .await
+            let c = ops::vpn::create(&aws, ui, &spec, &reach, &input, a.pos.break_lock).await?;
+            let l = &c.record.location;
+            ctx.result(
+                json!({"location": c.record, "tunnel": c.tunnel}),
+                &format!(
+                    "vpn {}: {} (peer {}); `poscloud vpn sheet --location {}` for the router admin\n",
+                    l.name,
+                    c.tunnel["state"].as_str().unwrap_or("?"),
+                    l.peer_ip,
+                    l.name
+                ),
+            );
+            Ok(())
         }
         VpnCommand::List(a) => {
             let (spec, _) = load(a)?;
             let aws = ctx
                 .connect(&super::command_line("vpn list", &spec.id))
                 .await?;
-            let locs = vpn::locations(&aws, &spec.id).await?;
+            let locs = ops::vpn::list(&aws, &spec.id).await?;
             let mut text = format!(
                 "{:<20} {:<16} {:<28} {:<4} KEY SINCE\n",
                 "LOCATION", "PEER", "NETWORKS", "IKE"
@@ -106,7 +90,7 @@ pub async fn run(ctx: &Ctx, command: &VpnCommand) -> Result<()> {
             }
             let mut slot = None;
             let site = super::open_site(ctx, &reach, &spec.id, "vpn status", &mut slot).await?;
-            let r = vpn::host(&site, "status", a.location.as_deref()).await?;
+            let r = ops::vpn::status(&site, a.location.as_deref()).await?;
             let mut text = String::new();
             for l in r["locations"].as_array().into_iter().flatten() {
                 let _ = writeln!(
@@ -142,7 +126,6 @@ pub async fn run(ctx: &Ctx, command: &VpnCommand) -> Result<()> {
             check_name(&a.location)?;
             let mut slot = None;
             let site = super::open_site(ctx, &reach, &spec.id, "vpn delete", &mut slot).await?;
-            let aws = site.aws().expect("vpn sites are in AWS");
             ctx.confirm_site(
                 &site,
                 a.approve.yes,
@@ -151,42 +134,24 @@ pub async fn run(ctx: &Ctx, command: &VpnCommand) -> Result<()> {
                     a.location
                 ),
             )?;
-            locked_site(&site, ui, a.pos.break_lock, async {
-                let step = ui.step(format!("vpn: delete {}", a.location));
-                if let Err(e) = vpn::host(&site, "delete", Some(&a.location)).await {
-                    step.failed();
-                    return Err(e);
-                }
-                for name in [
-                    vpn::config_name(&spec.id, &a.location),
-                    vpn::psk_name(&spec.id, &a.location),
-                    vpn::next_psk_name(&spec.id, &a.location),
-                ] {
-                    match aws.delete_parameter(&name).await {
-                        Err(Error::Aws(f)) if f.code == "ParameterNotFound" => {}
-                        other => other?,
-                    }
-                }
-                step.done("");
-                ctx.result(
-                    json!({"deleted": a.location}),
-                    &format!(
-                        "vpn {}: deleted (the other locations keep running)\n",
-                        a.location
-                    ),
-                );
-                Ok(())
-            })
-            .await
+            ops::vpn::delete(&site, ui, &a.location, a.pos.break_lock).await?;
+            ctx.result(
+                json!({"deleted": a.location}),
+                &format!(
+                    "vpn {}: deleted (the other locations keep running)\n",
+                    a.location
+                ),
+            );
+            Ok(())
         }
         VpnCommand::Sheet(a) => sheet(ctx, a).await,
         VpnCommand::Rotate(a) => rotate(ctx, a).await,
         VpnCommand::Start(a) | VpnCommand::Stop(a) => {
-            let action = if matches!(command, VpnCommand::Start(_)) {
-                "start"
-            } else {
-                "stop"
+            let switch = match command {
+                VpnCommand::Start(_) => Switch::Start,
+                _ => Switch::Stop,
             };
+            let action = switch.name();
             let (spec, reach) = load(&a.pos)?;
             if let Some(l) = &a.location {
                 check_name(l)?;
@@ -195,23 +160,13 @@ pub async fn run(ctx: &Ctx, command: &VpnCommand) -> Result<()> {
             let mut slot = None;
             let site = super::open_site(ctx, &reach, &spec.id, &format!("vpn {action}"), &mut slot)
                 .await?;
-            locked_site(&site, ui, a.pos.break_lock, async {
-                let step = ui.step(format!("vpn: {action} {what}"));
-                let r = match vpn::host(&site, action, a.location.as_deref()).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        step.failed();
-                        return Err(e);
-                    }
-                };
-                step.done("");
-                ctx.result(
-                    r,
-                    &format!("vpn {action}: done for {what} of {}\n", spec.id),
-                );
-                Ok(())
-            })
-            .await
+            let r = ops::vpn::switch(&site, ui, switch, a.location.as_deref(), a.pos.break_lock)
+                .await?;
+            ctx.result(
+                r,
+                &format!("vpn {action}: done for {what} of {}\n", spec.id),
+            );
+            Ok(())
         }
     }
 }
@@ -220,87 +175,50 @@ pub async fn run(ctx: &Ctx, command: &VpnCommand) -> Result<()> {
 /// it with --next) and the tunnel keeps the old one; --confirm puts it in use; --now makes
 /// one and puts it in use at once. The rotation date is recorded (key age is reported).
 async fn rotate(ctx: &Ctx, a: &crate::cli::VpnRotateArgs) -> Result<()> {
-    let ui = &ctx.ui;
     let (spec, reach) = load(&a.pos)?;
     check_name(&a.location)?;
+    let how = match (a.confirm, a.now) {
+        (true, _) => Rotation::Confirm,
+        (false, true) => Rotation::Now,
+        (false, false) => Rotation::Start,
+    };
     let aws = ctx
         .connect(&super::command_line("vpn rotate", &spec.id))
         .await?;
-    let mut rec = vpn::find(&aws, &spec.id, &a.location).await?;
-    let (current, next) = (
-        vpn::psk_name(&spec.id, &a.location),
-        vpn::next_psk_name(&spec.id, &a.location),
-    );
-    if a.confirm && rec.psk_next_since.is_none() {
-        return Err(Error::usage(format!(
-            "no rotation of {} is pending: `poscloud vpn rotate --location {}` starts one",
-            a.location, a.location
-        )));
-    }
-    if !a.confirm && !a.now {
-        if let Some(since) = &rec.psk_next_since {
-            return Err(Error::usage(format!(
-                "a new key for {} waits since {since}: --confirm once the router has it, or --now",
-                a.location
-            )));
-        }
-    }
-    let d = aws.discover(&spec.id).await?;
-    let pos_ip = vpn::pos_public_ip(&d, &spec.id)?;
-    let site = crate::phases::site(&aws, ui, &spec.id, &d, &reach).await?;
-    if a.confirm || a.now {
+    let approve = |site: &crate::phases::Site<'_>| {
         ctx.confirm_site(
-            &site,
+            site,
             a.approve.yes,
             &format!(
                 "vpn rotate: the tunnel to {} changes its key (down until the router has it)",
                 a.location
             ),
-        )?;
+        )
+    };
+    let loc = &a.location;
+    let req = RotateRequest {
+        spec: &spec,
+        reach: &reach,
+        location: loc,
+        how,
+        break_lock: a.pos.break_lock,
+    };
+    match ops::vpn::rotate(&aws, &ctx.ui, &approve, &req).await? {
+        Rotated::Pending(rec) => ctx.result(
+            json!({"location": rec, "pending": true}),
+            &format!(
+                "new key for {loc} made; the tunnel keeps the old one.\n  next: give the router admin `poscloud vpn sheet --location {loc} --reveal --next`, then `poscloud vpn rotate --location {loc} --confirm`\n"
+            ),
+        ),
+        Rotated::InUse { record, tunnel } => ctx.result(
+            json!({"location": record, "tunnel": tunnel}),
+            &format!(
+                "vpn {loc}: new key in use, tunnel {}\n",
+                tunnel["state"].as_str().unwrap_or("?")
+            ),
+        ),
     }
-    locked_site(&site, ui, a.pos.break_lock, async {
-        let now = crate::journal::now();
-        if !a.confirm && !a.now {
-            aws.put_secret(&next, &crate::spec::vpn::new_psk()?).await?;
-            rec.psk_next_since = Some(now);
-            vpn::save(&aws, &spec.id, &rec).await?;
-            ctx.result(
-                json!({"location": rec, "pending": true}),
-                &format!(
-                    "new key for {loc} made; the tunnel keeps the old one.\n  next: give the router admin `poscloud vpn sheet --location {loc} --reveal --next`, then `poscloud vpn rotate --location {loc} --confirm`\n",
-                    loc = a.location
-                ),
-            );
-            return Ok(());
-        }
-        let key = if a.confirm {
-            aws.get_secret(&next)
-                .await?
-                .ok_or_else(|| Error::failed(format!("the pending key {next} is missing; start the rotation again")))?
-        } else {
-            crate::spec::vpn::new_psk()?
-        };
-        aws.put_secret(&current, &key).await?;
-        rec.psk_rotated_at = now;
-        rec.psk_next_since = None;
-        vpn::save(&aws, &spec.id, &rec).await?;
-        match aws.delete_parameter(&next).await {
-            Err(Error::Aws(f)) if f.code == "ParameterNotFound" => {}
-            other => other?,
-        }
-        let up = vpn::apply(&site, ui, &spec, &rec, &pos_ip).await.map_err(|e| {
-            Error::failed(format!(
-                "{e}\n  the new key is in use on the POS side: the tunnel comes up once the router has it (`poscloud vpn sheet --location {} --reveal`)",
-                a.location
-            ))
-        })?;
-        ctx.result(
-            json!({"location": rec, "tunnel": up}),
-            &format!("vpn {}: new key in use, tunnel {}\n", a.location, up["state"].as_str().unwrap_or("?")),
-        );
-        Ok(())
-    })
-    .await
+    Ok(())
 }
 
 /// The router admin's sheet. The key is shown only with --reveal, and then only to a
@@ -320,9 +238,8 @@ async fn sheet(ctx: &Ctx, a: &crate::cli::VpnSheetArgs) -> Result<()> {
     let aws = ctx
         .connect(&super::command_line("vpn sheet", &spec.id))
         .await?;
-    let rec = vpn::find(&aws, &spec.id, &a.location).await?;
-    let d = aws.discover(&spec.id).await?;
-    let pos_ip = vpn::pos_public_ip(&d, &spec.id).unwrap_or_else(|_| "-".into());
+    let sheet = ops::vpn::sheet(&aws, &spec.id, &a.location, a.reveal, a.next).await?;
+    let (rec, pos_ip) = (&sheet.record, &sheet.pos_public_ip);
     let l = &rec.location;
     let nets: Vec<String> = l.peer_nets.iter().map(|n| n.to_string()).collect();
     let mut text = format!(
@@ -355,19 +272,7 @@ async fn sheet(ctx: &Ctx, a: &crate::cli::VpnSheetArgs) -> Result<()> {
         );
     }
     let mut psk_file = None;
-    if a.reveal {
-        let name = if a.next {
-            vpn::next_psk_name(&spec.id, &l.name)
-        } else {
-            vpn::psk_name(&spec.id, &l.name)
-        };
-        let psk = aws.get_secret(&name).await?.ok_or_else(|| {
-            Error::usage(format!(
-                "no {}key for {} in SSM",
-                if a.next { "pending " } else { "" },
-                l.name
-            ))
-        })?;
+    if let Some(psk) = &sheet.psk {
         match &a.psk_file {
             Some(f) => {
                 use std::io::Write as _;

@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod provision;
 pub mod teardown;
+pub mod vpn;
 
 use crate::aws::Aws;
 use crate::error::{Error, Result};
