@@ -4,9 +4,7 @@ use super::request::reach;
 use super::{open_site, Ctx};
 use crate::cli::{ImageCommand, PosArgs};
 use crate::error::{Error, Result};
-use crate::ops::locked_site;
-use crate::phases::build;
-use crate::phases::stage::pos_sh;
+use crate::ops;
 use crate::spec::{image_ref_ok, StackSpec};
 use serde_json::json;
 use std::fmt::Write;
@@ -41,7 +39,7 @@ pub async fn run(ctx: &Ctx, command: &ImageCommand) -> Result<()> {
     let site = open_site(ctx, &reach, &spec.id, name, &mut slot).await?;
     match command {
         ImageCommand::List(_) => {
-            let r = pos_sh(&site, "images", &[]).await?;
+            let r = ops::image::list(&site).await?;
             let mut text = format!("POS images on {}:\n", site.describe());
             for i in r["images"].as_array().into_iter().flatten() {
                 let tags: Vec<&str> = i["tags"]
@@ -76,32 +74,27 @@ pub async fn run(ctx: &Ctx, command: &ImageCommand) -> Result<()> {
             Ok(())
         }
         ImageCommand::Build(a) => {
-            locked_site(&site, ui, args.break_lock, async {
-                let st = build::run(&site, ui, &spec, a.force).await?;
-                let r = st.map(|s| s.result).unwrap_or(json!(null));
-                ctx.result(
-                    json!({"build": r}),
-                    &format!(
-                        "media {} on {} ({})\n",
-                        r["image"].as_str().unwrap_or("-"),
-                        site.describe(),
-                        r["source"].as_str().unwrap_or("-")
-                    ),
-                );
-                Ok(())
-            })
-            .await
+            let r = ops::image::build(&site, ui, &spec, a.force, args.break_lock)
+                .await?
+                .unwrap_or(json!(null));
+            ctx.result(
+                json!({"build": r}),
+                &format!(
+                    "media {} on {} ({})\n",
+                    r["image"].as_str().unwrap_or("-"),
+                    site.describe(),
+                    r["source"].as_str().unwrap_or("-")
+                ),
+            );
+            Ok(())
         }
         ImageCommand::Delete(a) => {
-            locked_site(&site, ui, args.break_lock, async {
-                let r = pos_sh(&site, "image-delete", &[("IMAGE", a.image.as_str())]).await?;
-                ctx.result(
-                    json!({"deleted": r}),
-                    &format!("deleted image {} from {}\n", a.image, site.describe()),
-                );
-                Ok(())
-            })
-            .await
+            let r = ops::image::delete(&site, ui, &a.image, args.break_lock).await?;
+            ctx.result(
+                json!({"deleted": r}),
+                &format!("deleted image {} from {}\n", a.image, site.describe()),
+            );
+            Ok(())
         }
     }
 }

@@ -4,6 +4,8 @@
 //! another, and nothing here prints a result.
 
 pub mod batch;
+pub mod image;
+pub mod pos;
 pub mod provision;
 pub mod teardown;
 pub mod vpn;
