@@ -5,11 +5,12 @@ use super::{command_line, Ctx};
 use crate::cli::{CutoverArgs, CutoverCommand, PosArgs};
 use crate::error::{Error, Result};
 use crate::journal::Journal;
-use crate::ops::locked_site;
-use crate::phases::cutover::{self, Cutover, Record, Source, STEPS};
-use crate::phases::{Reach, Site};
+use crate::ops;
+use crate::ops::cutover::{PlanReport, Request, RollbackReport, RunReport};
+use crate::phases::cutover::{self, Record, STEPS};
+use crate::phases::Site;
 use crate::remote::ssh::SshTarget;
-use crate::spec::{CutoverSpec, StackSpec};
+use crate::spec::StackSpec;
 use serde_json::json;
 use std::fmt::Write;
 use std::net::Ipv4Addr;
@@ -24,16 +25,7 @@ pub async fn run(ctx: &Ctx, command: &CutoverCommand) -> Result<()> {
 }
 
 /// Everything from the command line, checked before any AWS call or connection.
-struct Checked {
-    spec: StackSpec,
-    reach: Reach,
-    target: SshTarget,
-    lan: Ipv4Addr,
-    app: String,
-    cutover: CutoverSpec,
-}
-
-fn check(a: &CutoverArgs) -> Result<Checked> {
+fn check(a: &CutoverArgs) -> Result<Request> {
     let spec = StackSpec::load(a.pos.stack.id(), a.pos.stack.stack.as_deref(), None)?;
     let reach = reach(&a.pos.reach)?;
     if reach.target.is_some() {
@@ -98,7 +90,7 @@ fn check(a: &CutoverArgs) -> Result<Checked> {
         )));
     }
     let cutover = spec.cutover.for_app(&app);
-    Ok(Checked {
+    Ok(Request {
         spec,
         reach,
         target: SshTarget {
@@ -111,31 +103,13 @@ fn check(a: &CutoverArgs) -> Result<Checked> {
         lan,
         app,
         cutover,
+        break_lock: a.pos.break_lock,
     })
 }
 
-fn source<'a>(ctx: &Ctx, c: &Checked, line: &str) -> Result<Source<'a>> {
-    let journal = Journal::open(ctx.global.journal.as_deref(), line)?;
-    Ok(Source {
-        site: Site::host(c.spec.id.clone(), c.target.clone(), journal),
-        target: c.target.clone(),
-        lan: c.lan,
-        spec: c.cutover.clone(),
-    })
-}
-
-/// The cloud host (and its instance id, if it has one) and the source.
-async fn open<'a>(
-    ctx: &Ctx,
-    aws: &'a crate::aws::Aws,
-    c: &Checked,
-    line: &str,
-) -> Result<(Site<'a>, Option<String>, Source<'a>)> {
-    let id = &c.spec.id;
-    let d = aws.discover(id).await?;
-    let instance = d.instance().map(|i| i.id.clone());
-    let site = crate::phases::site(aws, &ctx.ui, id, &d, &c.reach).await?;
-    Ok((site, instance, source(ctx, c, line)?))
+/// The journal of the source server's runs.
+fn journal(ctx: &Ctx, line: &str) -> Result<Journal> {
+    Journal::open(ctx.global.journal.as_deref(), line)
 }
 
 async fn plan(ctx: &Ctx, a: &CutoverArgs) -> Result<()> {
@@ -143,34 +117,28 @@ async fn plan(ctx: &Ctx, a: &CutoverArgs) -> Result<()> {
     let id = &c.spec.id;
     let line = command_line("cutover plan", id);
     let aws = ctx.connect(&line).await?;
-    let (site, _, src) = open(ctx, &aws, &c, &line).await?;
-    let rec = cutover::load(&aws, id).await?;
-    if let Some(r) = rec.as_ref().filter(|r| r.state == "done") {
-        ctx.result(
-            json!({"record": r}),
-            &format!(
-                "the cutover of {id} from {} finished at {}: nothing to plan\n",
-                r.source,
-                r.text("finish", "at").unwrap_or("?")
-            ),
-        );
-        return Ok(());
-    }
-    let step = ctx.ui.step("preflight (read only)");
-    let pf = match cutover::preflight(&site, &aws, &c.spec, &src).await {
-        Ok(p) => p,
-        Err(e) => {
-            step.failed();
-            return Err(e);
+    let (url, pf, rec) = match ops::cutover::plan(&aws, &ctx.ui, &c, journal(ctx, &line)?).await? {
+        PlanReport::Finished(r) => {
+            ctx.result(
+                json!({"record": r}),
+                &format!(
+                    "the cutover of {id} from {} finished at {}: nothing to plan\n",
+                    r.source,
+                    r.text("finish", "at").unwrap_or("?")
+                ),
+            );
+            return Ok(());
         }
+        PlanReport::Planned {
+            source_url,
+            preflight,
+            record,
+        } => (source_url, preflight, record),
     };
-    step.done("");
     let bytes = pf.facts["bytes"].as_u64().unwrap_or(0);
     let mut text = format!(
         "cutover of {id} from {} ({}, data {})\n",
-        src.url(),
-        c.app,
-        c.cutover.data_dir
+        url, c.app, c.cutover.data_dir
     );
     for l in &pf.lines {
         let _ = writeln!(text, "  ok: {l}");
@@ -197,7 +165,7 @@ async fn plan(ctx: &Ctx, a: &CutoverArgs) -> Result<()> {
         cutover::estimate_downtime(bytes)
     );
     ctx.result(
-        json!({"source": src.url(), "checks": pf.lines, "problems": pf.problems,
+        json!({"source": url, "checks": pf.lines, "problems": pf.problems,
                "facts": pf.facts, "vpn": pf.location, "steps": STEPS, "record": rec,
                "estimated_downtime": cutover::estimate_downtime(bytes)}),
         &text,
@@ -231,44 +199,32 @@ async fn run_steps(ctx: &Ctx, a: &crate::cli::CutoverRunArgs) -> Result<()> {
     let id = &c.spec.id;
     let line = command_line("cutover run", id);
     let aws = ctx.connect(&line).await?;
-    if let Some(r) = cutover::load(&aws, id).await?.filter(|r| r.state == "done") {
-        let at = r.text("finish", "at").unwrap_or("?").to_string();
-        ctx.result(
-            json!({"record": r, "changed": false}),
+    let approve = |site: &Site<'_>| {
+        ctx.confirm_site(
+            site,
+            a.approve.yes,
             &format!(
-                "the cutover of {id} from {} finished at {at}: nothing to do\n",
-                r.source
+                "cutover run: the shop's POS moves from {} to the cloud (the shop stops selling during the freeze)",
+                a.cutover.from
             ),
-        );
-        return Ok(());
-    }
-    let (site, instance, src) = open(ctx, &aws, &c, &line).await?;
-    let instance = instance
-        .ok_or_else(|| Error::failed(format!("{id} has no instance: provision it first")))?;
-    ctx.confirm_site(
-        &site,
-        a.approve.yes,
-        &format!(
-            "cutover run: the shop's POS moves from {} to the cloud (the shop stops selling during the freeze)",
-            a.cutover.from
-        ),
-    )?;
-    let cut = Cutover {
-        site: &site,
-        aws: &aws,
-        ui,
-        spec: &c.spec,
-        src: &src,
-        instance,
-        bwlimit: a.bwlimit,
+        )
     };
-    let rec = locked_site(
-        &site,
-        ui,
-        a.cutover.pos.break_lock,
-        cut.run(a.until.as_deref()),
-    )
-    .await?;
+    let journal = journal(ctx, &line)?;
+    let until = a.until.as_deref();
+    let rec = match ops::cutover::run(&aws, ui, &approve, &c, journal, until, a.bwlimit).await? {
+        RunReport::Finished(r) => {
+            let at = r.text("finish", "at").unwrap_or("?").to_string();
+            ctx.result(
+                json!({"record": r, "changed": false}),
+                &format!(
+                    "the cutover of {id} from {} finished at {at}: nothing to do\n",
+                    r.source
+                ),
+            );
+            return Ok(());
+        }
+        RunReport::Ran(rec) => rec,
+    };
     let text = match rec.next_step() {
         None => format!(
             "cutover of {id} done: the cloud POS serves, the physical server is stopped and marked as migrated{}\n",
@@ -296,7 +252,7 @@ async fn status(ctx: &Ctx, a: &PosArgs) -> Result<()> {
     // Validates the stack file too: the same errors as the other commands.
     StackSpec::load(id.clone(), a.stack.stack.as_deref(), None)?;
     let aws = ctx.connect(&command_line("cutover status", &id)).await?;
-    let Some(rec) = cutover::load(&aws, &id).await? else {
+    let Some(rec) = ops::cutover::status(&aws, &id).await? else {
         ctx.result(
             json!({"record": null}),
             &format!("no cutover recorded for {id}\n"),
@@ -350,17 +306,9 @@ async fn rollback(ctx: &Ctx, a: &CutoverArgs) -> Result<()> {
     let id = &c.spec.id;
     let line = command_line("cutover rollback", id);
     let aws = ctx.connect(&line).await?;
-    match cutover::load(&aws, id).await? {
-        None => {
-            return Err(Error::usage(format!("{id} has no cutover to roll back")));
-        }
-        Some(r) if r.state == "done" => {
-            return Err(Error::usage(format!(
-                "the cutover of {id} finished at {}: the cloud POS has served since, and rolling back would lose what it recorded. Copy the data back to the physical server first (not automated), then start it by hand",
-                r.text("finish", "at").unwrap_or("?")
-            )));
-        }
-        Some(r) if r.state != "running" => {
+    let journal = journal(ctx, &line)?;
+    let rec = match ops::cutover::rollback(&aws, ui, &c, journal).await? {
+        RollbackReport::Unchanged(r) => {
             ctx.result(
                 json!({"record": r, "changed": false}),
                 &format!(
@@ -370,20 +318,8 @@ async fn rollback(ctx: &Ctx, a: &CutoverArgs) -> Result<()> {
             );
             return Ok(());
         }
-        Some(_) => {}
-    }
-    let (site, instance, src) = open(ctx, &aws, &c, &line).await?;
-    let instance = instance.unwrap_or_default();
-    let cut = Cutover {
-        site: &site,
-        aws: &aws,
-        ui,
-        spec: &c.spec,
-        src: &src,
-        instance,
-        bwlimit: 0,
+        RollbackReport::RolledBack(rec) => rec,
     };
-    let rec = locked_site(&site, ui, a.pos.break_lock, cut.rollback()).await?;
     let text = if rec.state == "cleared" {
         format!("nothing of {id} was stopped yet: the cutover record is cleared and the cloud host's key removed from the source\n")
     } else {

@@ -4,6 +4,7 @@
 //! another, and nothing here prints a result.
 
 pub mod batch;
+pub mod cutover;
 pub mod image;
 pub mod pos;
 pub mod provision;
