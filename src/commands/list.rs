@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 /// `list`: one line per shop+env found in the region.
 pub async fn run(ctx: &Ctx) -> Result<()> {
-    let profiles = super::report::profiles(None)?;
+    let profiles = super::request::profiles(None)?;
     let (writes, _) = report::read_journal(ctx.global.journal.as_deref())?;
     let now = std::time::SystemTime::now();
     let month = report::month_window(&report::this_month(now), now)?;
@@ -30,7 +30,7 @@ pub async fn run(ctx: &Ctx) -> Result<()> {
     let mut rows = Vec::new();
     for (id, s) in &stacks {
         // Running hours this month: the journal's starts and stops plus EC2's latest ones.
-        let spec = super::report::profile_for(&profiles, id);
+        let spec = crate::ops::report::profile_for(&profiles, id);
         let hours = report::usage(id, &writes, Some(s), &spec, month).running_hours;
         // Done out of the provision phases, and the furthest one.
         let done: Vec<&str> = Phase::ALL

@@ -1,12 +1,11 @@
+use super::request::profiles;
 use super::Ctx;
-use crate::aws::ssm::host_key_name;
 use crate::cli::{BillingArgs, ComplianceArgs, ReportCommand};
 use crate::error::{Error, Result};
-use crate::phases::{phase_state, vpn};
+use crate::ops;
 use crate::report::{self, html, Status, Totals, Usage};
-use crate::spec::{Env, StackId, StackSpec};
+use crate::spec::StackId;
 use serde_json::json;
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -18,31 +17,11 @@ pub async fn run(ctx: &Ctx, command: &ReportCommand) -> Result<()> {
     }
 }
 
-/// Each env's profile (or the one given for all), loaded before any AWS call so that a bad
-/// file is an error up front. Prices, disk size and admin CIDRs do not depend on the shop.
-pub(super) fn profiles(stack: Option<&str>) -> Result<BTreeMap<Env, StackSpec>> {
-    let mut out = BTreeMap::new();
-    for env in [Env::Prod, Env::Qa, Env::Dev] {
-        let id = StackId {
-            shop: "00000000".parse().expect("shop code"),
-            env,
-        };
-        out.insert(env, StackSpec::load(id, stack, None)?);
-    }
-    Ok(out)
-}
-
-/// The profile for one stack: the env's, named for the stack.
-pub(super) fn profile_for(profiles: &BTreeMap<Env, StackSpec>, id: &StackId) -> StackSpec {
-    let mut spec = profiles[&id.env].clone();
-    spec.id = id.clone();
-    spec
-}
-
 async fn billing(ctx: &Ctx, a: &BillingArgs) -> Result<()> {
     let now = SystemTime::now();
     let month = a.month.clone().unwrap_or_else(|| report::this_month(now));
-    let window = report::month_window(&month, now)?;
+    // The month checked before any AWS call.
+    report::month_window(&month, now)?;
     let profiles = profiles(a.stack.as_deref())?;
     if let Some(p) = &a.html {
         check_writable(p)?;
@@ -55,69 +34,39 @@ async fn billing(ctx: &Ctx, a: &BillingArgs) -> Result<()> {
         ));
     }
     let aws = ctx.connect("report billing").await?;
-    let at = aws.whereabouts().await?.to_string();
-    let live = aws.list_stacks().await?;
-    let mut ids: Vec<StackId> = live
-        .keys()
-        .cloned()
-        .chain(journal.writes.iter().map(|w| w.id.clone()))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    // By env, then shop: each env's rows together, as its subtotal sums them.
-    ids.sort_by(|x, y| (x.env, &x.shop).cmp(&(y.env, &y.shop)));
-    let bill = |window: (SystemTime, SystemTime)| -> Vec<Usage> {
-        ids.iter()
-            .map(|id| {
-                let spec = profile_for(&profiles, id);
-                (
-                    report::usage(id, &journal.writes, live.get(id), &spec, window),
-                    id,
-                )
-            })
-            .filter(|(u, id)| report::billed_in(u, live.get(id), window.1))
-            .map(|(u, _)| u)
-            .collect()
-    };
-    let rows = bill(window);
-    let subtotals = report::subtotals(&rows);
-    let total = report::totals(&rows);
-    let notes = report::coverage_notes(&journal, &month, window, now);
-    let period = format!(
-        "{} to {}",
-        humantime::format_rfc3339_seconds(window.0),
-        humantime::format_rfc3339_seconds(window.1)
-    );
+    let b = ops::report::billing(
+        &aws,
+        &ops::report::BillingRequest {
+            month,
+            now,
+            profiles: &profiles,
+            journal: &journal,
+            history: a.html.is_some(),
+        },
+    )
+    .await?;
+    let (month, period, at) = (&b.month, &b.period, &b.at);
+    let (rows, subtotals, total, notes) = (&b.rows, &b.subtotals, &b.total, &b.notes);
     if let Some(path) = &a.html {
-        // The months since the journal began (at most the last MAX_MONTHS), up to this one.
-        let first = journal.first.map_or(month.clone(), report::this_month);
-        let mut months = report::months(&first, &month);
-        months.drain(..months.len().saturating_sub(MAX_MONTHS));
-        // A month the journal dates oddly (before 2000) is left out, not an error.
-        let by_month: Vec<(String, Vec<Usage>)> = months
-            .iter()
-            .filter_map(|m| Some((m.clone(), bill(report::month_window(m, now).ok()?))))
-            .collect();
-        let history = report::cost_by_env(&by_month);
         let page = html::billing_page(&html::BillingPage {
-            month: &month,
-            period: &period,
-            at: &at,
-            rows: &rows,
-            subtotals: &subtotals,
-            total: &total,
-            notes: &notes,
-            history: &history,
+            month,
+            period,
+            at,
+            rows,
+            subtotals,
+            total,
+            notes,
+            history: &b.history,
         });
         write_html(ctx, path, &page)?;
     }
     let text = if a.csv {
-        for n in &notes {
+        for n in notes {
             ctx.ui.warn(n);
         }
-        csv(&rows, a.totals.then_some((&subtotals[..], &total)))
+        csv(rows, a.totals.then_some((&subtotals[..], total)))
     } else {
-        table(&month, &period, &at, &rows, &subtotals, &total, &notes)
+        table(month, period, at, rows, subtotals, total, notes)
     };
     let subtotals_json: serde_json::Map<String, serde_json::Value> = subtotals
         .iter()
@@ -132,9 +81,6 @@ async fn billing(ctx: &Ctx, a: &BillingArgs) -> Result<()> {
     );
     Ok(())
 }
-
-/// The most months a billing page charts.
-const MAX_MONTHS: usize = 36;
 
 /// Refuses an --html path that cannot be written, before any AWS call: a file is made
 /// beside it and removed.
@@ -306,53 +252,36 @@ async fn compliance(ctx: &Ctx, a: &ComplianceArgs) -> Result<()> {
         check_writable(p)?;
     }
     let aws = ctx.connect("report compliance").await?;
-    let at = aws.whereabouts().await?.to_string();
-    ctx.ui
-        .info(format!("compliance of the poscloud stacks in {at}"));
     let aws_args = match &ctx.global.profile {
         Some(p) => format!("--profile {p} --region {}", aws.region),
         None => format!("--region {}", aws.region),
     };
     let now = SystemTime::now();
-    let ids: Vec<StackId> = aws
-        .list_stacks()
-        .await?
-        .into_keys()
-        .filter(|id| a.shop.as_ref().is_none_or(|s| *s == id.shop))
-        .filter(|id| a.env.is_none_or(|e| e == id.env))
-        .collect();
+    let req = ops::report::ComplianceRequest {
+        profiles: &profiles,
+        shop: a.shop.clone(),
+        env: a.env,
+        now,
+        max_psk_age: *a.max_psk_age,
+        max_patch_age: *a.max_patch_age,
+        aws_args,
+    };
+    let c = ops::report::compliance(&aws, &ctx.ui, &req).await?;
+    let at = &c.at;
     let (mut rows, mut details, mut grid_rows) = (Vec::new(), String::new(), Vec::new());
-    for id in &ids {
-        let step = ctx.ui.step(format!("compliance: {id}"));
-        let d = aws.discover(id).await?;
-        let locations = vpn::locations(&aws, id).await?;
-        let bootstrap = phase_state(&aws, id, crate::phases::Phase::Bootstrap).await?;
-        let host_key = aws.get_param(&host_key_name(id)).await?;
-        step.done("");
-        let spec = profile_for(&profiles, id);
-        let checks = report::compliance(&report::Evidence {
-            d: &d,
-            spec: &spec,
-            vpn: &locations,
-            bootstrap: bootstrap.as_ref(),
-            host_key: host_key.as_deref(),
-            now,
-            max_psk_age: *a.max_psk_age,
-            max_patch_age: *a.max_patch_age,
-            aws_args: &aws_args,
-        });
-        let failed: Vec<&str> = checks
+    for s in c.stacks {
+        let failed: Vec<&str> = s
+            .checks
             .iter()
             .filter(|c| c.status == Status::Fail)
             .map(|c| c.rule)
             .collect();
-        let versions = report::host_versions(bootstrap.as_ref());
-        stack_details(&mut details, id, &checks, &versions);
+        stack_details(&mut details, &s.id, &s.checks, &s.host);
         rows.push(
-            json!({"shop": id.shop.as_str(), "env": id.env.as_str(), "ok": failed.is_empty(),
-                         "failed": failed, "checks": checks, "host": versions}),
+            json!({"shop": s.id.shop.as_str(), "env": s.id.env.as_str(), "ok": failed.is_empty(),
+                         "failed": failed, "checks": s.checks, "host": s.host}),
         );
-        grid_rows.push((id.clone(), checks));
+        grid_rows.push((s.id, s.checks));
     }
     let failing = grid_rows
         .iter()
@@ -364,7 +293,7 @@ async fn compliance(ctx: &Ctx, a: &ComplianceArgs) -> Result<()> {
             .iter()
             .map(|(id, c)| (short(id), c.clone()))
             .collect();
-        write_html(ctx, path, &html::compliance_page(&at, &checked_at, &named))?;
+        write_html(ctx, path, &html::compliance_page(at, &checked_at, &named))?;
     }
     let text = if a.csv {
         compliance_csv(&grid_rows)
@@ -374,8 +303,8 @@ async fn compliance(ctx: &Ctx, a: &ComplianceArgs) -> Result<()> {
         let _ = writeln!(
             text,
             "{} stack(s) checked, {failing} failing{}",
-            ids.len(),
-            if ids.is_empty() {
+            grid_rows.len(),
+            if grid_rows.is_empty() {
                 format!(" (no poscloud stacks in {at})")
             } else {
                 String::new()

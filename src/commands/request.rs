@@ -6,7 +6,8 @@ use crate::error::{Error, Result};
 use crate::phases::restore::{App, RestoreSpec};
 use crate::phases::{stage, Reach};
 use crate::remote::ssh::{PinnedKey, SshTarget};
-use crate::spec::StackSpec;
+use crate::spec::{Env, StackId, StackSpec};
+use std::collections::BTreeMap;
 
 /// Reads an OpenSSH public key file (refusing private keys) for pinning.
 pub fn public_key_file(flag: &str, f: &std::path::Path) -> Result<PinnedKey> {
@@ -118,4 +119,18 @@ pub fn source_spec(
         ));
     }
     Ok(r)
+}
+
+/// Each env's profile (or the one given for all), loaded before any AWS call so that a bad
+/// file is an error up front. Prices, disk size and admin CIDRs do not depend on the shop.
+pub fn profiles(stack: Option<&str>) -> Result<BTreeMap<Env, StackSpec>> {
+    let mut out = BTreeMap::new();
+    for env in [Env::Prod, Env::Qa, Env::Dev] {
+        let id = StackId {
+            shop: "00000000".parse().expect("shop code"),
+            env,
+        };
+        out.insert(env, StackSpec::load(id, stack, None)?);
+    }
+    Ok(out)
 }
