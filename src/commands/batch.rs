@@ -116,7 +116,7 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs, path: &Path) -> Result<()> {
         one.stack = row.stack.stack.clone();
         runs.push(ops::batch::Run {
             line: row.line,
-            request: super::provision::request(&quiet, &one)?,
+            request: super::request::provision_request(&quiet, &one)?,
         });
     }
     let total = runs.len();

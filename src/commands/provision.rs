@@ -1,6 +1,6 @@
 //! `provision`: the request from the arguments, `ops::provision`, the report rendered.
 
-use super::request::{reach, restore_spec};
+use super::request::provision_request;
 use super::Ctx;
 use crate::cli::ProvisionArgs;
 use crate::error::Result;
@@ -8,38 +8,11 @@ use crate::ops::provision::{self, Report, Request, Summary, TargetReport};
 use crate::ops::{phase_list, plan_text, price_text};
 use crate::phases::{Phase, PhaseState};
 use crate::spec::StackSpec;
-use crate::ui::Ui;
 use serde_json::json;
 use std::collections::BTreeMap;
 
-/// The validated request: the stack file, reach options and restore source checked, the
-/// wanted phases worked out; no AWS call yet.
-pub fn request(ui: &Ui, args: &ProvisionArgs) -> Result<Request> {
-    let id = args.stack_args().id();
-    let spec = StackSpec::load(id, args.stack.as_deref(), args.size)?;
-    let reach = reach(&args.reach)?;
-    let restore = restore_spec(&spec, &args.restore, &reach)?;
-    let wanted = provision::wanted(
-        &spec,
-        args.until,
-        restore.is_some(),
-        reach.target.is_some(),
-        ui,
-    );
-    Ok(Request {
-        spec,
-        reach,
-        restore,
-        wanted,
-        redo: args.redo.clone(),
-        dry_run: args.dry_run,
-        break_lock: args.break_lock,
-        yes: args.approve.yes,
-    })
-}
-
 pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
-    let req = request(&ctx.ui, args)?;
+    let req = provision_request(&ctx.ui, args)?;
     if req.reach.target.is_some() {
         let mut slot = None;
         let site = super::open_site(ctx, &req.reach, &req.spec.id, "provision", &mut slot).await?;

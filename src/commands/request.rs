@@ -1,12 +1,14 @@
 //! Turning arguments into validated requests: the reach options, restore sources. Shared by
 //! the commands that take them; every check here runs before any AWS call.
 
-use crate::cli::{ReachArgs, RestoreSourceArgs, SourceArgs, Transport};
+use crate::cli::{ProvisionArgs, ReachArgs, RestoreSourceArgs, SourceArgs, Transport};
 use crate::error::{Error, Result};
+use crate::ops::provision;
 use crate::phases::restore::{App, RestoreSpec};
 use crate::phases::{stage, Reach};
 use crate::remote::ssh::{PinnedKey, SshTarget};
 use crate::spec::{Env, StackId, StackSpec};
+use crate::ui::Ui;
 use std::collections::BTreeMap;
 
 /// Reads an OpenSSH public key file (refusing private keys) for pinning.
@@ -65,6 +67,32 @@ pub fn reach(args: &ReachArgs) -> Result<Reach> {
         host_key,
         check_ssm_online: !args.no_ssm_online_check,
         target,
+    })
+}
+
+/// The validated request: the stack file, reach options and restore source checked, the
+/// wanted phases worked out; no AWS call yet.
+pub fn provision_request(ui: &Ui, args: &ProvisionArgs) -> Result<provision::Request> {
+    let id = args.stack_args().id();
+    let spec = StackSpec::load(id, args.stack.as_deref(), args.size)?;
+    let reach = reach(&args.reach)?;
+    let restore = restore_spec(&spec, &args.restore, &reach)?;
+    let wanted = provision::wanted(
+        &spec,
+        args.until,
+        restore.is_some(),
+        reach.target.is_some(),
+        ui,
+    );
+    Ok(provision::Request {
+        spec,
+        reach,
+        restore,
+        wanted,
+        redo: args.redo.clone(),
+        dry_run: args.dry_run,
+        break_lock: args.break_lock,
+        yes: args.approve.yes,
     })
 }
 
