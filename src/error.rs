@@ -1,4 +1,4 @@
-//! One error type for the library; each kind maps to one exit code (see DESIGN.md).
+//! One error type for the library; each kind maps to one exit code (docs/architecture.md, the man pages' EXIT STATUS).
 
 use std::fmt;
 
