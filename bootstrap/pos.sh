@@ -47,9 +47,9 @@
 # Exit codes: 0 done, 1 failure (ready: not ready), 2 bad input, 3 artifact checksum
 # mismatch (nothing installed), 4 image in use (nothing deleted).
 set -euo pipefail
-
-bad() { echo "pos: $*" >&2; exit 2; }
-fail() { echo "pos: $*" >&2; exit 1; }
+# shellcheck source=lib.sh
+declare -F poscloud_lib >/dev/null || . "${BASH_SOURCE[0]%/*}/lib.sh"
+me=pos
 
 action=${ACTION:-stage}
 [[ $action =~ ^(stage|status|stop|ready|commit|images|image-delete|watch|holder-pid)$ ]] ||
@@ -72,40 +72,7 @@ need_network() {
   fi
 }
 
-# A JSON string (the values here never hold other control characters).
-json() {
-  local s=$1
-  s=${s//\\/\\\\}
-  s=${s//\"/\\\"}
-  s=${s//$'\n'/\\n}
-  s=${s//$'\t'/\\t}
-  printf '"%s"' "$s"
-}
-
 running() { [[ $(docker inspect -f '{{.State.Running}}' "$1" 2>/dev/null) == true ]]; }
-
-# A container's process as this host sees it. Docker reports host PIDs; an engine in its
-# own PID namespace (podman on test hosts) reports its own, so look the process up by the
-# container's cgroup and map the PID through NSpid.
-container_pid() {
-  local cid cpid cg p
-  cid=$(docker inspect -f '{{.Id}}' "$1" 2>/dev/null) || return 1
-  cpid=$(docker inspect -f '{{.State.Pid}}' "$1") || return 1
-  [[ $cpid != 0 ]] || return 1
-  if grep -qs "$cid" "/proc/$cpid/cgroup"; then
-    echo "$cpid"
-    return 0
-  fi
-  while IFS= read -r cg; do
-    p=${cg#/proc/}
-    p=${p%/cgroup}
-    if awk -v c="$cpid" '/^NSpid:/ { for (i = 3; i <= NF; i++) if ($i == c) f = 1 } END { exit !f }' "/proc/$p/status" 2>/dev/null; then
-      echo "$p"
-      return 0
-    fi
-  done < <(grep -ls "$cid" /proc/[0-9]*/cgroup 2>/dev/null || true)
-  return 1
-}
 
 netns_of() { readlink "/proc/$1/ns/net"; }
 has_eth1() { nsenter -t "$1" -n ip link show "$eth1" >/dev/null 2>&1; }

@@ -74,9 +74,9 @@
 set -euo pipefail
 # Names are bytes: byte-wise patterns and regexes whatever the host's locale.
 export LC_ALL=C
-
-bad() { echo "restore: $*" >&2; exit 2; }
-fail() { echo "restore: $*" >&2; exit 1; }
+# shellcheck source=lib.sh
+declare -F poscloud_lib >/dev/null || . "${BASH_SOURCE[0]%/*}/lib.sh"
+me=restore
 bs=$'\\'
 
 # ---- inputs ---------------------------------------------------------------------------

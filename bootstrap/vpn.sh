@@ -66,9 +66,9 @@
 # Results: one `POSCLOUD_RESULT {json}` line on stdout.
 # Exit codes: 0 done, 1 failure (apply/start: a tunnel not up), 2 bad input (nothing changed).
 set -euo pipefail
-
-bad() { echo "vpn: $*" >&2; exit 2; }
-fail() { echo "vpn: $*" >&2; exit 1; }
+# shellcheck source=lib.sh
+declare -F poscloud_lib >/dev/null || . "${BASH_SOURCE[0]%/*}/lib.sh"
+me=vpn
 
 # The secret leaves the environment first: nothing started below may inherit it.
 psk=${PSK-}
@@ -239,15 +239,6 @@ export STRONGSWAN_CONF=$conf/strongswan.conf
 mkdir -p "$state"
 exec 9>"$state/lock"
 flock -w 120 9 || fail "another vpn.sh run holds $state/lock"
-
-# A JSON string (the values here never hold other control characters).
-json() {
-  local s=$1
-  s=${s//\\/\\\\}
-  s=${s//\"/\\\"}
-  s=${s//$'\n'/\\n}
-  printf '"%s"' "$s"
-}
 
 # EPEL 7's paths only (see above): a host without them has no strongSwan for poscloud.
 charon_bin=$root/usr/libexec/strongswan/charon

@@ -21,10 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const RESTORE: Script = Script {
-    name: "restore.sh",
-    body: include_str!("../bootstrap/restore.sh"),
-};
+const RESTORE: Script = Script::Restore;
 const SHOP: &str = "12345678";
 const MANIFEST: &str = "MANIFEST.sha256";
 /// Where the tests put the backup server's login key on the host (below POSCLOUD_ROOT).

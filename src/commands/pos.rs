@@ -3,7 +3,7 @@ use super::{locked_site, open_site, Ctx};
 use crate::cli::{PosArgs, PosCommand};
 use crate::error::{Error, Result};
 use crate::phases::{restore, stage, Site};
-use crate::remote::{no_sink, Inputs, Remote};
+use crate::remote::{no_sink, Inputs, Remote, Script};
 use crate::spec::StackSpec;
 use crate::ui::Ui;
 use serde_json::json;
@@ -19,7 +19,7 @@ pub async fn pos_sh(
     for (k, v) in more {
         inputs = inputs.set(k, *v)?;
     }
-    site.run_script("pos.sh", &inputs, Duration::from_secs(600), no_sink(), |code| {
+    site.run_script(Script::Pos, &inputs, Duration::from_secs(600), no_sink(), |code| {
         if code == 4 {
             (
                 format!("pos {action} refused: the image is in use"),

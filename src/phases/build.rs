@@ -5,7 +5,7 @@
 
 use super::{PhaseState, Site};
 use crate::error::{Error, Result};
-use crate::remote::Inputs;
+use crate::remote::{Inputs, Script};
 use crate::spec::{Media, StackSpec};
 use crate::ui::Ui;
 use serde::{Deserialize, Serialize};
@@ -106,7 +106,7 @@ pub async fn run(
         pos.app, media.version, media.kickstart_source
     ));
     let result = match site
-        .run_script("build.sh", &inputs, BUILD_TIMEOUT, ui.remote_sink(), |code| {
+        .run_script(Script::Build, &inputs, BUILD_TIMEOUT, ui.remote_sink(), |code| {
             let (what, next) = match code {
                 3 => (
                     "the cached media do not match their checksum; nothing was imported",
