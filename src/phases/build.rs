@@ -64,13 +64,18 @@ pub async fn run(
         ));
         return Ok(None);
     };
+    // Read here, so the host gets ready lists and a bad kickstart fails before it.
+    let ks = super::kickstart::parse(&media.kickstart)
+        .map_err(|e| Error::usage(format!("{}: {e}", media.kickstart_source)))?;
     let mut inputs = Inputs::new()
         .set("APP", &pos.app)?
         .set("VERSION", &media.version)?
         .set("KEY", &media.key)?
         .set("IMAGE", &media.image)?
-        .set("KICKSTART", &media.kickstart)?
         .set("FORCE", if force { "1" } else { "0" })?;
+    for (name, value) in ks.inputs() {
+        inputs = inputs.set(&name, value)?;
+    }
     // The region's cache (stacks in AWS only; a --target host keeps its media to itself).
     let cache = match site.aws() {
         Some(aws) => {
