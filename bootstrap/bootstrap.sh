@@ -10,8 +10,8 @@ set -euo pipefail
 # shellcheck source=lib.sh
 declare -F poscloud_lib >/dev/null || . "${BASH_SOURCE[0]%/*}/lib.sh"
 me=bootstrap
-# A host that is not ready (user-data, Docker, strongSwan) is exit 3 here, not 1.
-fail() { die 3 "$@"; }
+# A host that is not ready (user-data, Docker, strongSwan): exit 3.
+not_ready() { die 3 "$@"; }
 
 : "${SHOP:?SHOP is required}" "${ENV:?ENV is required}"
 [[ $SHOP =~ ^[0-9]{8}$ ]] || bad "SHOP must be 8 digits"
@@ -29,8 +29,8 @@ failed="$state/userdata.failed"
 if [[ ${USERDATA:-1} == 1 ]]; then
   waited=0
   until [[ -f $marker ]]; do
-    [[ -f $failed ]] && fail "user-data failed: $(head -c 2000 "$failed")"
-    ((waited < wait_secs)) || fail "user-data did not finish within ${wait_secs}s (no $marker); see /var/log/poscloud-host-setup.log"
+    [[ -f $failed ]] && not_ready "user-data failed: $(head -c 2000 "$failed")"
+    ((waited < wait_secs)) || not_ready "user-data did not finish within ${wait_secs}s (no $marker); see /var/log/poscloud-host-setup.log"
     sleep 5
     waited=$((waited + 5))
   done
@@ -41,15 +41,15 @@ fi
 clean() { tr -cd 'A-Za-z0-9 ._:+~()-' | head -c 200; }
 
 docker_version=$(docker info --format '{{.ServerVersion}}' 2>/dev/null | clean) ||
-  fail "the Docker daemon does not answer (docker info failed)"
-[[ -n $docker_version ]] || fail "the Docker daemon does not answer (no server version)"
+  not_ready "the Docker daemon does not answer (docker info failed)"
+[[ -n $docker_version ]] || not_ready "the Docker daemon does not answer (no server version)"
 say "Docker daemon answers: $docker_version"
 
 # EPEL's package (CentOS 7) names its wrapper `strongswan`; it prints the version offline.
 if command -v strongswan >/dev/null; then
   strongswan_version=$(strongswan --version 2>/dev/null | head -n1 | clean) || true
 fi
-[[ -n ${strongswan_version:-} ]] || fail "strongSwan is not installed (EPEL's strongswan package) or does not answer"
+[[ -n ${strongswan_version:-} ]] || not_ready "strongSwan is not installed (EPEL's strongswan package) or does not answer"
 say "strongSwan answers: $strongswan_version"
 
 kernel=$(uname -r | clean)

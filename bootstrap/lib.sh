@@ -53,3 +53,7 @@ container_pid() {
   done < <(grep -ls "$cid" /proc/[0-9]*/cgroup 2>/dev/null || true)
   return 1
 }
+
+# The host's python, for what bash cannot do well (bytes, HTTP signing). CentOS 7 has 2.7
+# (3.6 where installed): host-side python runs under both.
+python_bin() { command -v python3 || command -v python2 || command -v python; }

@@ -77,7 +77,6 @@ export LC_ALL=C
 # shellcheck source=lib.sh
 declare -F poscloud_lib >/dev/null || . "${BASH_SOURCE[0]%/*}/lib.sh"
 me=restore
-bs=$'\\'
 
 # ---- inputs ---------------------------------------------------------------------------
 [[ ${SHOP:-} =~ ^[0-9]{8}$ ]] || bad "SHOP must be 8 digits, got '${SHOP:-}'"
@@ -236,96 +235,88 @@ flock -n 9 || fail "another restore is running on this host (lock $state/restore
 # ---- the manifest -----------------------------------------------------------------------
 names=()            # manifest order
 declare -A want=()  # name -> sha256
-manifest_errors=()
 
-# sha256sum marks lines whose name holds a backslash or newline with a leading backslash
-# and escapes them as \\ and \n. Sets $unescaped; returns 1 on any other escape.
-unescape() {
-  local s=$1 c
-  unescaped=""
-  while [[ -n $s ]]; do
-    c=${s:0:1} s=${s:1}
-    if [[ $c == "$bs" ]]; then
-      case ${s:0:1} in
-        "$bs") unescaped+=$bs ;;
-        n) unescaped+=$'\n' ;;
-        *) return 1 ;;
-      esac
-      s=${s:1}
-    else
-      unescaped+=$c
-    fi
-  done
-}
-
-# Escapes backslash as \\ and newline as \n (the manifest's way); sets $escaped. A loop
-# rather than ${s//...}: quoting in the replacement differs between bash 4.2 and 5.x.
-escape() {
-  local s=$1 c
-  escaped=$s
-  [[ $s == *"$bs"* || $s == *$'\n'* ]] || return 0
-  escaped=""
-  while [[ -n $s ]]; do
-    c=${s:0:1} s=${s:1}
-    case $c in
-      "$bs") escaped+=$bs$bs ;;
-      $'\n') escaped+=${bs}n ;;
-      *) escaped+=$c ;;
-    esac
-  done
-}
-
-# A name on one line, for messages.
+# A name on one line, for messages: backslash as \\ and newline as \n (the manifest's way).
 shown() {
-  escape "$1"
-  printf '%s' "$escaped"
+  local s=${1//\\/\\\\}
+  printf '%s' "${s//$'\n'/\\n}"
 }
 
+# parse_manifest FILE NOTE: reads a sha256sum manifest into names[] and want[], and writes
+# $tmp/manifest.check, what sha256sum -c reads: the names re-escaped the way every coreutils
+# version reads (8.22 on CentOS 7 knows only \\ and \n), so the check and our report agree
+# on names. Names are bytes, so python reads them (2.7 and 3.6: CentOS 7's). A manifest
+# that cannot be used is reported, then NOTE, and the run ends (exit 3).
 parse_manifest() {
-  local file=$1 line name n=0 re='^(\\?)([0-9a-fA-F]{64}) ([ *])(.+)$'
-  names=() want=() manifest_errors=()
-  while IFS= read -r line || [[ -n $line ]]; do
-    n=$((n + 1))
-    [[ -n $line ]] || continue
-    if ! [[ $line =~ $re ]]; then
-      manifest_errors+=("line $n is not '<sha256>  <path>'")
-      continue
-    fi
-    name=${BASH_REMATCH[4]}
-    if [[ -n ${BASH_REMATCH[1]} ]]; then
-      if ! unescape "$name"; then
-        manifest_errors+=("line $n has an unknown escape in its path")
-        continue
-      fi
-      name=$unescaped
-    fi
-    # find and rsync say "a/b": accept "./a/b" too, refuse anything that leaves the source.
-    while [[ $name == ./* ]]; do name=${name#./}; done
-    case /$name/ in
-      */../* | */./* | *//*)
-        manifest_errors+=("line $n: '$(shown "$name")' is not a plain relative path")
-        continue
-        ;;
-    esac
-    if [[ -n ${want[$name]+x} ]]; then
-      manifest_errors+=("line $n lists '$(shown "$name")' a second time")
-      continue
-    fi
-    names+=("$name")
-    want[$name]=${BASH_REMATCH[2],,}
-  done <"$file"
-  ((${#names[@]} > 0 || ${#manifest_errors[@]} > 0)) || manifest_errors+=("it lists no files")
+  local py h name errors=()
+  py=$(python_bin) || fail "no python on this host to read the manifest with"
+  "$py" - "$1" "$tmp" >"$tmp/manifest.errors" <<'PY' || fail "reading the manifest failed (python, see above)"
+import re, sys
+line_re = re.compile(br"^(\\?)([0-9a-fA-F]{64}) ([ *])(.+)$")
+out = getattr(sys.stdout, "buffer", sys.stdout)
 
-  # What sha256sum -c reads: our parse, re-escaped the way every coreutils version reads
-  # (8.22 on CentOS 7 knows only \\ and \n), so the check and our report agree on names.
-  for name in ${names[@]+"${names[@]}"}; do
-    escape "$name"
-    if [[ $escaped != "$name" ]]; then
-      printf '\\%s  %s\n' "${want[$name]}" "$escaped"
-    else
-      printf '%s  %s\n' "${want[$name]}" "$name"
-    fi
-  done >"$tmp/manifest.check"
+def shown(n):
+    return n.replace(b"\\", b"\\\\").replace(b"\n", b"\\n")
+
+def unescape(s):  # sha256sum's \\ and \n; None for any other escape
+    out, i = [], 0
+    while i < len(s):
+        c = s[i:i + 1]
+        if c == b"\\":
+            nxt = s[i + 1:i + 2]
+            if nxt not in (b"\\", b"n"):
+                return None
+            out.append(b"\n" if nxt == b"n" else b"\\")
+            i += 1
+        else:
+            out.append(c)
+        i += 1
+    return b"".join(out)
+
+want, listed, errors = {}, [], []
+for n, line in enumerate(open(sys.argv[1], "rb").read().split(b"\n"), 1):
+    if not line:
+        continue
+    m = line_re.match(line)
+    if not m:
+        errors.append(b"line %d is not '<sha256>  <path>'" % n)
+        continue
+    name = m.group(4)
+    if m.group(1):
+        name = unescape(name)
+        if name is None:
+            errors.append(b"line %d has an unknown escape in its path" % n)
+            continue
+    # find and rsync say "a/b": accept "./a/b" too, refuse anything that leaves the source.
+    while name.startswith(b"./"):
+        name = name[2:]
+    if any(p in b"/" + name + b"/" for p in (b"/../", b"/./", b"//")):
+        errors.append(b"line %d: '" % n + shown(name) + b"' is not a plain relative path")
+    elif name in want:
+        errors.append(b"line %d lists '" % n + shown(name) + b"' a second time")
+    else:
+        want[name] = m.group(2).lower()
+        listed.append(name)
+if not listed and not errors:
+    errors.append(b"it lists no files")
+with open(sys.argv[2] + "/manifest.check", "wb") as check, open(sys.argv[2] + "/manifest.list", "wb") as nul:
+    for name in listed:
+        esc = shown(name)
+        check.write((b"\\" if esc != name else b"") + want[name] + b"  " + esc + b"\n")
+        nul.write(want[name] + b"\0" + name + b"\0")
+out.write(b"".join(e + b"\n" for e in errors))
+PY
+  mapfile -t errors <"$tmp/manifest.errors"
+  if ((${#errors[@]})); then
+    for e in "${errors[@]}"; do echo "restore: bad manifest $manifest: $e" >&2; done
+    echo "restore: $2" >&2
+    exit 3
+  fi
+  names=() want=()
+  while IFS= read -r -d '' h && IFS= read -r -d '' name; do
+    names+=("$name")
+    want[$name]=$h
+  done <"$tmp/manifest.list"
 }
 
 # Checks DIR against the parsed manifest: every listed file present and matching, no
@@ -381,27 +372,14 @@ count() {
   )
 }
 
-# A JSON string; inputs hold no control characters (checked at the top).
-json_str() {
-  local s=$1 c out=""
-  while [[ -n $s ]]; do
-    c=${s:0:1} s=${s:1}
-    case $c in
-      "$bs" | '"') out+=$bs$c ;;
-      *) out+=$c ;;
-    esac
-  done
-  printf '"%s"' "$out"
-}
-
 finish() { # UNCHANGED MOVED_ASIDE
   local manifest_sha aside_json=null result
   manifest_sha=$(sha256sum <"$data/$manifest")
   manifest_sha=${manifest_sha%% *}
   count "$data"
-  [[ -z $2 ]] || aside_json=$(json_str "$2")
+  [[ -z $2 ]] || aside_json=$(json "$2")
   result=$(printf '{"files":%d,"bytes":%d,"source":%s,"manifest_sha256":"%s","app":"%s","data_dir":%s,"unchanged":%s,"moved_aside":%s}' \
-    "$files" "$bytes" "$(json_str "$source_url")" "$manifest_sha" "$APP" "$(json_str "$data_path")" "$1" "$aside_json")
+    "$files" "$bytes" "$(json "$source_url")" "$manifest_sha" "$APP" "$(json "$data_path")" "$1" "$aside_json")
   printf '%s\n' "$result" >"$state/phases/restore.done.tmp"
   mv -f "$state/phases/restore.done.tmp" "$state/phases/restore.done"
   echo "POSCLOUD_RESULT $result"
@@ -638,12 +616,7 @@ else
   fetch_manifest "$tmp/manifest"
   unchanged_note="nothing was changed"
 fi
-parse_manifest "$tmp/manifest"
-if ((${#manifest_errors[@]})); then
-  for e in "${manifest_errors[@]}"; do echo "restore: bad manifest $manifest: $e" >&2; done
-  echo "restore: the source's manifest cannot be used; $unchanged_note" >&2
-  exit 3
-fi
+parse_manifest "$tmp/manifest" "the source's manifest cannot be used; $unchanged_note"
 echo "restore: manifest $manifest lists ${#names[@]} files"
 
 if [[ -f $data/$manifest && "$(sha256sum <"$data/$manifest")" == "$(sha256sum <"$tmp/manifest")" ]]; then
@@ -712,12 +685,7 @@ fi
   echo "restore: $data_path was not changed; the copy is kept in $staging" >&2
   exit 3
 }
-parse_manifest "$staging/$manifest"
-if ((${#manifest_errors[@]})); then
-  for e in "${manifest_errors[@]}"; do echo "restore: bad manifest $manifest: $e" >&2; done
-  echo "restore: $data_path was not changed; the copy is kept in $staging" >&2
-  exit 3
-fi
+parse_manifest "$staging/$manifest" "$data_path was not changed; the copy is kept in $staging"
 echo "restore: checking ${#names[@]} files against $manifest"
 if ! verify "$staging"; then
   # The full list goes to a file; stderr gets enough to act on without flooding the caller.

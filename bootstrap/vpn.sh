@@ -79,7 +79,7 @@ unset PSK
 # can be moved only on a test host (POSCLOUD_ROOT set).
 ssm_get() {
   local py imds=http://169.254.169.254 endpoint=""
-  py=$(command -v python3 || command -v python2 || command -v python) || {
+  py=$(python_bin) || {
     echo "vpn: no python to read SSM with" >&2
     return 1
   }

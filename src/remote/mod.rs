@@ -315,3 +315,43 @@ impl Remote<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The functions a bash text defines (`name() {` at the start of a line).
+    fn functions(text: &str) -> Vec<&str> {
+        text.lines()
+            .filter_map(|l| l.split_once("() {").map(|(n, _)| n))
+            .filter(|n| n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+            .collect()
+    }
+
+    #[test]
+    fn every_script_carries_lib_sh_and_copies_none_of_its_helpers() {
+        let lib = include_str!("../../bootstrap/lib.sh");
+        let shared = functions(lib);
+        for helper in ["json", "container_pid", "die", "bad", "fail", "say"] {
+            assert!(shared.contains(&helper), "lib.sh defines {helper}");
+        }
+        let mut seen: Vec<(&str, &str)> = Vec::new();
+        for s in Script::ALL {
+            let own = s
+                .body()
+                .strip_prefix(lib)
+                .unwrap_or_else(|| panic!("{} is sent after lib.sh", s.name()));
+            for f in functions(own) {
+                assert!(
+                    !shared.contains(&f),
+                    "{} defines lib.sh's {f} again",
+                    s.name()
+                );
+                if let Some((other, _)) = seen.iter().find(|(_, g)| *g == f) {
+                    panic!("{f} is defined in {other} and {}", s.name());
+                }
+                seen.push((s.name(), f));
+            }
+        }
+    }
+}
