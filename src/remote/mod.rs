@@ -29,14 +29,15 @@ pub enum Script {
     State,
 }
 
-/// Every script's body starts with `bootstrap/lib.sh` (the helpers all scripts share), so the
-/// host needs nothing installed and a script copied to the host (pos.sh's eth1 hook, vpn.sh)
-/// carries its helpers with it.
+/// Every script's body starts with `bootstrap/lib.sh` (the helpers all scripts share), then
+/// the script's own parts (pos-net.sh for pos.sh, …), then the script, so the host needs
+/// nothing installed and a script copied to the host (pos.sh's eth1 hook, vpn.sh) carries
+/// its helpers with it.
 macro_rules! with_lib {
-    ($file:literal) => {
+    ($($file:literal),+) => {
         concat!(
             include_str!("../../bootstrap/lib.sh"),
-            include_str!(concat!("../../bootstrap/", $file))
+            $(include_str!(concat!("../../bootstrap/", $file))),+
         )
     };
 }
@@ -73,10 +74,10 @@ impl Script {
         match self {
             Script::Bootstrap => with_lib!("bootstrap.sh"),
             Script::PutFile => with_lib!("put-file.sh"),
-            Script::Pos => with_lib!("pos.sh"),
-            Script::Restore => with_lib!("restore.sh"),
+            Script::Pos => with_lib!("pos-net.sh", "pos.sh"),
+            Script::Restore => with_lib!("restore-manifest.sh", "restore-archive.sh", "restore.sh"),
             Script::Build => with_lib!("build.sh"),
-            Script::Vpn => with_lib!("vpn.sh"),
+            Script::Vpn => with_lib!("vpn-charon.sh", "vpn.sh"),
             Script::Cutover => with_lib!("cutover.sh"),
             Script::State => with_lib!("state.sh"),
         }
@@ -351,6 +352,18 @@ mod tests {
                     panic!("{f} is defined in {other} and {}", s.name());
                 }
                 seen.push((s.name(), f));
+            }
+        }
+    }
+
+    #[test]
+    fn no_file_of_bootstrap_is_over_about_400_lines() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bootstrap");
+        for e in std::fs::read_dir(dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.extension().is_some_and(|x| x == "sh") {
+                let n = std::fs::read_to_string(&path).unwrap().lines().count();
+                assert!(n <= 440, "{}: {n} lines", path.display());
             }
         }
     }
