@@ -18,7 +18,14 @@
 #   KEY            64 lowercase hex digits
 #   IMAGE          the image reference to tag (e.g. poscloud/rti:10.1-0123456789ab); a tag,
 #                  not a digest (an import cannot produce a given digest)
-#   KICKSTART      the kickstart text itself
+#   the kickstart, as poscloud read it (src/phases/kickstart.rs says what it takes):
+#   REPO_NAMES     its repositories, space-separated; REPOS: their yum .repo sections
+#   PACKAGES       names, globs and @groups to install, one a line
+#   YUM_OPTS       yum options (--setopt=…, --exclude=…), one a line
+#   POSTS          how many %post sections; for each N from 1: POST_N (the body),
+#                  POST_N_CHROOT (1: chrooted, 0: --nochroot), POST_N_INTERP, POST_N_LINE
+#                  (its kickstart line, for messages)
+#   IGNORED        the commands and sections not used for container media (shown)
 #   CACHE_GET_URL  optional, http(s): presigned GET of a cached rootfs tarball (tar.gz);
 #   CACHE_SHA256   then required: its sha256 (64 lowercase hex)
 #   CACHE_PUT_URL  optional, http(s): presigned PUT for the tarball after a build
@@ -40,34 +47,13 @@
 # on success, kept on failure for inspection (the path is printed on stderr, with the tail of
 # build.log). One build per host at a time (flock on build/.lock).
 #
-# What is read from the kickstart (media for a container, not a bootable system):
-#   rootpw      must be exactly `rootpw --lock` when present (as poscloud checks it, any line
-#               starting with "rootpw"): shared media must never carry a root password.
-#   repo        --name=N and one of --baseurl=URL / --mirrorlist=URL (http, https, ftp,
-#               file), optional --cost, --excludepkgs, --includepkgs, --proxy; others are
-#               refused. Each becomes a section of a private reposdir, with gpgcheck=1 and the
-#               build host's /etc/pki/rpm-gpg/RPM-GPG-KEY-CentOS-7 as gpgkey (so only
-#               repositories signed by CentOS 7's key can be used). yum also gets a private
-#               yum.conf (no plugins, no host repos), so the host's own yum setup plays no part.
-#   %packages   names (globs allowed), @group / @^environment (no per-group options), -name
-#               (--exclude). Options: --excludedocs, --instLangs=, --ignoremissing, --multilib;
-#               --nobase, --nocore, --default, --retries, --timeout are accepted and ignored.
-#               @core is NOT added implicitly: list what the media needs. Without
-#               --ignoremissing a missing package fails the build (yum's CentOS 7 default would
-#               skip it). Installed with `yum --installroot` on the build host: a kickstart
-#               that lists packages needs yum (a CentOS 7 host).
-#   %post       in file order, as Anaconda runs them. `%post --nochroot`: run on the build
-#               host by the --interpreter (default bash) with ANA_INSTALL_PATH=<rootfs>.
-#               `%post`: run as `chroot <rootfs> <interpreter, default /bin/sh>` with the body
-#               on stdin. --erroronfail is implied (any failing %post fails the build), --log
-#               is ignored (the output goes to build.log).
-#   ignored     %pre, %pre-install, %onerror, %traceback, %addon, %anaconda sections and every
-#               other command (lang, timezone, bootloader, part, network, user, url, ...): a
-#               container has no disks, boot loader or network setup of its own, and `user` /
-#               `sshpw` lines must not bake passwords into shared media either. They are
-#               listed on one progress line. %include and %ksappend are refused (the kickstart
-#               must be self-contained: its text is what the KEY covers).
-# Every section must end with %end.
+# A kickstart's repos become a private reposdir, each with gpgcheck=1 and the build host's
+# /etc/pki/rpm-gpg/RPM-GPG-KEY-CentOS-7 as gpgkey; yum also gets a private yum.conf (no
+# plugins, no host repos), so the host's own yum setup plays no part. Packages are installed
+# with `yum --installroot` (a kickstart that lists packages needs yum: a CentOS 7 host).
+# `%post --nochroot` runs on the build host by its interpreter with
+# ANA_INSTALL_PATH=<rootfs>; `%post` as `chroot <rootfs> <interpreter>` with the body on
+# stdin. Any failing %post fails the build; the output goes to build.log.
 #
 # yum and the %post scripts run in a private mount namespace with /proc, /sys (read-only)
 # and a small /dev (tmpfs with bind mounts of null, zero, full, random, urandom, tty) mounted
@@ -82,10 +68,9 @@
 # when the host's tar supports --xattrs-include.
 set -euo pipefail
 umask 022
-
-bad() { echo "build: $*" >&2; exit 2; }
-fail() { echo "build: $*" >&2; exit 1; }
-say() { echo "build: $*"; }
+# shellcheck source=lib.sh
+declare -F poscloud_lib >/dev/null || . "${BASH_SOURCE[0]%/*}/lib.sh"
+me=build
 
 # ---- inputs ----------------------------------------------------------------------------
 [[ ${APP:-} =~ ^(rti|daisy)$ ]] || bad "APP must be rti or daisy"
@@ -108,222 +93,25 @@ fi
 root=${POSCLOUD_ROOT:-}
 [[ -z $root || ($root =~ ^(/[A-Za-z0-9._+-]+)+$ && /$root/ != */../* && /$root/ != */./*) ]] ||
   bad "POSCLOUD_ROOT must be empty or a plain absolute path"
-ks=${KICKSTART:-}
-[[ -n $ks ]] || bad "KICKSTART is empty"
-((${#ks} <= 1048576)) || bad "KICKSTART is larger than 1 MiB"
-
-# ---- the kickstart ---------------------------------------------------------------------
-# Strips one pair of surrounding quotes from an option value.
-unquote() {
-  local v=$1
-  if [[ $v =~ ^\"(.*)\"$ || $v =~ ^\'(.*)\'$ ]]; then v=${BASH_REMATCH[1]}; fi
-  printf '%s' "$v"
-}
-
-repo_names=() repo_conf=()        # one yum .repo section per kickstart repo
-pkgs=() excludes=() yum_opts=()   # from %packages
-post_body=() post_chroot=() post_interp=() post_line=()
-ignored=()                        # commands and sections that container media do not use
-seen_packages=0
-# Package names and globs (one per line); group ids or names (names may hold spaces).
-pkg_re='^[A-Za-z0-9_.+*?:][A-Za-z0-9_.+*?:-]*$'
-group_re='^@\^?[A-Za-z0-9][A-Za-z0-9 ._+()-]*$'
-section="" body="" lineno=0
-
-add_ignored() {
-  local i
-  # ${a[@]+"${a[@]}"}: bash 4.2 (CentOS 7) calls "${a[@]}" of an empty array unbound.
-  for i in ${ignored[@]+"${ignored[@]}"}; do [[ $i == "$1" ]] && return 0; done
-  ignored+=("$1")
-}
-
-# repo --name=N --baseurl=URL ...: validated into one ini section.
-parse_repo() {
-  local -a w
-  local name="" baseurl="" mirrorlist="" cost="" excl="" incl="" proxy="" opt val i
-  read -ra w <<<"$1"
-  url_ok() { [[ $1 =~ ^(https?|ftp|file)://[^[:space:][:cntrl:]\"\']+$ ]]; }
-  for ((i = 1; i < ${#w[@]}; i++)); do
-    opt=${w[i]} val=""
-    if [[ $opt == --*=* ]]; then
-      val=${opt#*=} opt=${opt%%=*}
-    elif ((i + 1 < ${#w[@]})) && [[ ${w[i + 1]} != --* ]]; then
-      i=$((i + 1))
-      val=${w[i]}
-    fi
-    val=$(unquote "$val")
-    case $opt in
-      --name) name=$val ;;
-      --baseurl) baseurl=$val ;;
-      --mirrorlist) mirrorlist=$val ;;
-      --cost) cost=$val ;;
-      --excludepkgs) excl=$val ;;
-      --includepkgs) incl=$val ;;
-      --proxy) proxy=$val ;;
-      --install) ;; # Anaconda: also add the repo to the installed system; not for media
-      *) bad "kickstart line $lineno: repo option '$opt' is not supported (--name, --baseurl, --mirrorlist, --cost, --excludepkgs, --includepkgs, --proxy)" ;;
-    esac
-  done
-  [[ $name =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ ]] || bad "kickstart line $lineno: repo needs --name=NAME (letters, digits, . _ -)"
-  for i in ${repo_names[@]+"${repo_names[@]}"}; do
-    [[ $i != "$name" ]] || bad "kickstart line $lineno: repo '$name' is defined twice"
-  done
-  if [[ -z $baseurl$mirrorlist || (-n $baseurl && -n $mirrorlist) ]]; then
-    bad "kickstart line $lineno: repo '$name' needs one of --baseurl and --mirrorlist"
-  fi
-  local conf="[$name]"$'\n'"name=$name (kickstart)"$'\n'
-  if [[ -n $baseurl ]]; then
-    url_ok "$baseurl" || bad "kickstart line $lineno: repo '$name': --baseurl must be an http(s), ftp or file URL"
-    conf+="baseurl=$baseurl"$'\n'
-  else
-    url_ok "$mirrorlist" || bad "kickstart line $lineno: repo '$name': --mirrorlist must be an http(s), ftp or file URL"
-    conf+="mirrorlist=$mirrorlist"$'\n'
-  fi
-  if [[ -n $cost ]]; then
-    [[ $cost =~ ^[0-9]{1,6}$ ]] || bad "kickstart line $lineno: repo '$name': --cost must be a number"
-    conf+="cost=$cost"$'\n'
-  fi
-  if [[ -n $excl ]]; then
-    [[ $excl =~ ^[A-Za-z0-9_.+*?,:-]+$ ]] || bad "kickstart line $lineno: repo '$name': bad --excludepkgs"
-    conf+="exclude=$excl"$'\n'
-  fi
-  if [[ -n $incl ]]; then
-    [[ $incl =~ ^[A-Za-z0-9_.+*?,:-]+$ ]] || bad "kickstart line $lineno: repo '$name': bad --includepkgs"
-    conf+="includepkgs=$incl"$'\n'
-  fi
-  if [[ -n $proxy ]]; then
-    url_ok "$proxy" || bad "kickstart line $lineno: repo '$name': --proxy must be a URL"
-    conf+="proxy=$proxy"$'\n'
-  fi
-  conf+="enabled=1"$'\n'"skip_if_unavailable=0"$'\n'"gpgcheck=1"$'\n'
-  conf+="gpgkey=file:///etc/pki/rpm-gpg/RPM-GPG-KEY-CentOS-7"$'\n'
-  repo_names+=("$name")
-  repo_conf+=("$conf")
-}
-
-# %packages [options]
-parse_packages_header() {
-  local -a w
-  local opt val i ignoremissing=0 tsflags=nocontexts
-  read -ra w <<<"$1"
-  for ((i = 1; i < ${#w[@]}; i++)); do
-    opt=${w[i]%%=*} val=""
-    [[ ${w[i]} == *=* ]] && val=$(unquote "${w[i]#*=}")
-    case $opt in
-      --excludedocs) tsflags+=",nodocs" ;;
-      --instLangs | --inst-langs)
-        [[ $val =~ ^[A-Za-z0-9_.@:]*$ ]] || bad "kickstart line $lineno: bad --instLangs"
-        yum_opts+=("--setopt=override_install_langs=$val") ;;
-      --ignoremissing) ignoremissing=1 ;;
-      --multilib) yum_opts+=("--setopt=multilib_policy=all") ;;
-      --nobase | --nocore | --default | --retries | --timeout) ;;
-      *) bad "kickstart line $lineno: %packages option '${w[i]}' is not supported" ;;
-    esac
-  done
-  yum_opts+=("--setopt=tsflags=$tsflags")
-  if ((ignoremissing)); then
-    yum_opts+=("--setopt=skip_missing_names_on_install=True")
-  else
-    yum_opts+=("--setopt=skip_missing_names_on_install=False")
-  fi
-}
-
-# %post [--nochroot] [--interpreter=PATH] [--erroronfail] [--log=FILE]
-parse_post_header() {
-  local -a w
-  local opt val i chroot=1 interp=""
-  read -ra w <<<"$1"
-  for ((i = 1; i < ${#w[@]}; i++)); do
-    opt=${w[i]} val=""
-    if [[ $opt == --*=* ]]; then
-      val=${opt#*=} opt=${opt%%=*}
-    elif [[ $opt == --interpreter || $opt == --log ]] && ((i + 1 < ${#w[@]})); then
-      i=$((i + 1))
-      val=${w[i]}
-    fi
-    val=$(unquote "$val")
-    case $opt in
-      --nochroot) chroot=0 ;;
-      --interpreter)
-        [[ $val =~ ^/[A-Za-z0-9._/+-]+$ ]] || bad "kickstart line $lineno: --interpreter must be an absolute path"
-        interp=$val ;;
-      --erroronfail | --log | --logfile) ;;
-      *) bad "kickstart line $lineno: %post option '$opt' is not supported (--nochroot, --interpreter, --erroronfail, --log)" ;;
-    esac
-  done
-  if [[ -z $interp ]]; then
-    if ((chroot)); then interp=/bin/sh; else interp=bash; fi
-  fi
-  post_chroot+=("$chroot")
-  post_interp+=("$interp")
-  post_line+=("$lineno")
-}
-
-while IFS= read -r line || [[ -n $line ]]; do
-  lineno=$((lineno + 1))
-  line=${line%$'\r'}
-  # Trimmed copy (leading and trailing blanks).
-  t=${line#"${line%%[![:space:]]*}"}
-  t=${t%"${t##*[![:space:]]}"}
-  # Any line starting with rootpw, as poscloud checks it: only `rootpw --lock`.
-  if [[ $t == rootpw* ]]; then
-    read -ra w <<<"$t"
-    [[ ${#w[@]} -eq 2 && ${w[0]} == rootpw && ${w[1]} == --lock ]] ||
-      bad "kickstart line $lineno sets a root password: media are shared, use 'rootpw --lock'"
-  fi
-  if [[ -n $section && $t == %end ]]; then
-    if [[ $section == post ]]; then post_body+=("$body"); fi
-    section=""
-    continue
-  fi
-  case $section in
-    post)
-      body+=$line$'\n'
-      continue ;;
-    ignore) continue ;;
-    packages)
-      [[ -z $t || $t == \#* ]] && continue
-      if [[ $t == @* ]]; then
-        [[ $t != *" --"* ]] || bad "kickstart line $lineno: options on group lines are not supported"
-        [[ $t =~ $group_re ]] || bad "kickstart line $lineno: bad group '$t'"
-        pkgs+=("$t")
-      elif [[ $t == -* ]]; then
-        [[ ${t#-} =~ $pkg_re ]] || bad "kickstart line $lineno: bad exclusion '$t'"
-        excludes+=("--exclude=${t#-}")
-      else
-        [[ $t =~ $pkg_re ]] || bad "kickstart line $lineno: bad package name '$t' (one per line)"
-        pkgs+=("$t")
-      fi
-      continue ;;
-  esac
-  [[ -z $t || $t == \#* ]] && continue
-  read -ra w <<<"$t"
-  case ${w[0]} in
-    %packages)
-      ((seen_packages == 0)) || bad "kickstart line $lineno: a second %packages section"
-      seen_packages=1
-      parse_packages_header "$t"
-      section=packages ;;
-    %post)
-      parse_post_header "$t"
-      body=""
-      section=post ;;
-    %pre | %pre-install | %onerror | %traceback | %addon | %anaconda)
-      add_ignored "${w[0]}"
-      section=ignore ;;
-    %include | %ksappend) bad "kickstart line $lineno: ${w[0]} is not supported: the kickstart must be self-contained" ;;
-    %*) bad "kickstart line $lineno: unknown section '${w[0]}'" ;;
-    repo) parse_repo "$t" ;;
-    rootpw) ;; # checked above
-    *)
-      [[ ${w[0]} =~ ^[A-Za-z][A-Za-z0-9_-]*$ ]] || bad "kickstart line $lineno: '${w[0]}' is not a kickstart command"
-      add_ignored "${w[0]}" ;;
-  esac
-done <<<"$ks"
-[[ -z $section ]] || bad "the kickstart's last %$section section does not end with %end"
-if ((${#pkgs[@]})) && ((${#repo_names[@]} == 0)); then
-  bad "the kickstart lists packages but has no 'repo' line (the 'url' command is not used for media)"
-fi
+name_re='^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'
+read -ra repo_names <<<"${REPO_NAMES:-}"
+for r in ${repo_names[@]+"${repo_names[@]}"}; do [[ $r =~ $name_re ]] || bad "REPO_NAMES: bad name '$r'"; done
+# One a line; an empty input is no item (bash 4.2: "${a[@]}" of an empty array is unbound).
+pkgs=() yum_opts=()
+[[ -z ${PACKAGES:-} ]] || mapfile -t pkgs <<<"$PACKAGES"
+[[ -z ${YUM_OPTS:-} ]] || mapfile -t yum_opts <<<"$YUM_OPTS"
+for p in ${pkgs[@]+"${pkgs[@]}"}; do [[ -n $p && $p != -* ]] || bad "PACKAGES: '$p' is not a package"; done
+for o in ${yum_opts[@]+"${yum_opts[@]}"}; do [[ $o == --setopt=* || $o == --exclude=* ]] || bad "YUM_OPTS: '$o' is not --setopt= or --exclude="; done
+((${#pkgs[@]} == 0 || ${#repo_names[@]} > 0)) || bad "PACKAGES without REPO_NAMES"
+posts=${POSTS:-0}
+[[ $posts =~ ^[0-9]{1,3}$ ]] || bad "POSTS must be a number"
+for ((i = 1; i <= posts; i++)); do
+  v=POST_${i}_CHROOT c=POST_${i}_INTERP l=POST_${i}_LINE b=POST_$i
+  [[ ${!v:-} =~ ^[01]$ ]] || bad "$v must be 0 or 1"
+  [[ ${!c:-} =~ ^(/[A-Za-z0-9._/+-]+|bash)$ ]] || bad "$c must be an absolute path (or bash)"
+  [[ ${!l:-} =~ ^[0-9]+$ ]] || bad "$l must be a number"
+  [[ -n ${!b+x} ]] || bad "$b is missing"
+done
 
 # ---- host tools, lock ------------------------------------------------------------------
 for tool in docker tar gzip sha256sum stat flock unshare chroot mount; do
@@ -476,13 +264,10 @@ if ((${#pkgs[@]})); then
 fi
 fresh_dir
 mkdir "$rootfs"
-((${#ignored[@]} == 0)) || say "ignored (not used for container media): ${ignored[*]}"
-
+[[ -z ${IGNORED:-} ]] || say "ignored (not used for container media): $IGNORED"
 if ((${#pkgs[@]})); then
   mkdir "$dir/repos.d"
-  for ((i = 0; i < ${#repo_names[@]}; i++)); do
-    printf '%s' "${repo_conf[i]}" >"$dir/repos.d/${repo_names[i]}.repo"
-  done
+  printf '%s' "${REPOS:-}" >"$dir/repos.d/kickstart.repo"
   # Paths of cachedir and logfile are inside the installroot (yum prefixes them).
   cat >"$dir/yum.conf" <<EOF
 [main]
@@ -501,17 +286,19 @@ EOF
   say "installing ${#pkgs[@]} packages/groups with yum from repos ${repo_names[*]} (log: $log)"
   in_ns yum -y -c "$dir/yum.conf" --installroot="$rootfs" --releasever=7 \
     --setopt=reposdir="$dir/repos.d" --disablerepo='*' "${enable[@]}" \
-    ${yum_opts[@]+"${yum_opts[@]}"} ${excludes[@]+"${excludes[@]}"} install "${pkgs[@]}" </dev/null >>"$log" 2>&1 ||
+    ${yum_opts[@]+"${yum_opts[@]}"} install "${pkgs[@]}" </dev/null >>"$log" 2>&1 ||
     fail "yum could not install the kickstart's packages"
 fi
 
-for ((i = 0; i < ${#post_body[@]}; i++)); do
-  what="%post section $((i + 1)) (kickstart line ${post_line[i]})"
-  interp=${post_interp[i]}
-  script=$dir/post-$((i + 1)).sh
-  printf '%s' "${post_body[i]}" >"$script"
+for ((i = 1; i <= posts; i++)); do
+  v=POST_${i}_LINE what="%post section $i (kickstart line ${!v})"
+  v=POST_${i}_INTERP interp=${!v}
+  script=$dir/post-$i.sh
+  v=POST_$i
+  printf '%s' "${!v}" >"$script"
   echo "---- $what" >>"$log"
-  if ((post_chroot[i])); then
+  v=POST_${i}_CHROOT
+  if ((${!v})); then
     [[ -e $rootfs$interp || -L $rootfs$interp ]] ||
       fail "$what: its interpreter $interp is not in the rootfs"
     say "running $what in the rootfs ($interp)"

@@ -45,24 +45,15 @@
 # Exit codes: 0 done, 1 failure, 2 bad input, 3 not found (src-facts: no data directory).
 set -euo pipefail
 export LC_ALL=C
-
-bad() { echo "cutover: $*" >&2; exit 2; }
-fail() { echo "cutover: $*" >&2; exit 1; }
+# shellcheck source=lib.sh
+declare -F poscloud_lib >/dev/null || . "${BASH_SOURCE[0]%/*}/lib.sh"
+me=cutover
 
 action=${ACTION:-}
 root=${POSCLOUD_ROOT:-}
 path_re='^/[A-Za-z0-9/_.+-]*$'
 libexec=/usr/local/libexec/poscloud/cutover.sh
 tag() { echo "poscloud-cutover-$SHOP"; }
-
-json() {
-  local s=$1
-  s=${s//\\/\\\\}
-  s=${s//\"/\\\"}
-  s=${s//$'\n'/\\n}
-  s=${s//$'\t'/\\t}
-  printf '"%s"' "$s"
-}
 
 need_dir() {
   [[ ${DATA_DIR:-} =~ $path_re && $DATA_DIR != *..* && $DATA_DIR != / ]] ||

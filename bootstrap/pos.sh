@@ -47,9 +47,13 @@
 # Exit codes: 0 done, 1 failure (ready: not ready), 2 bad input, 3 artifact checksum
 # mismatch (nothing installed), 4 image in use (nothing deleted).
 set -euo pipefail
-
-bad() { echo "pos: $*" >&2; exit 2; }
-fail() { echo "pos: $*" >&2; exit 1; }
+if ! declare -F poscloud_lib >/dev/null; then # run from a checkout, not sent by poscloud
+  # shellcheck source=lib.sh
+  . "${BASH_SOURCE[0]%/*}/lib.sh"
+  # shellcheck source=pos-net.sh
+  . "${BASH_SOURCE[0]%/*}/pos-net.sh"
+fi
+me=pos
 
 action=${ACTION:-stage}
 [[ $action =~ ^(stage|status|stop|ready|commit|images|image-delete|watch|holder-pid)$ ]] ||
@@ -72,121 +76,9 @@ need_network() {
   fi
 }
 
-# A JSON string (the values here never hold other control characters).
-json() {
-  local s=$1
-  s=${s//\\/\\\\}
-  s=${s//\"/\\\"}
-  s=${s//$'\n'/\\n}
-  s=${s//$'\t'/\\t}
-  printf '"%s"' "$s"
-}
-
-running() { [[ $(docker inspect -f '{{.State.Running}}' "$1" 2>/dev/null) == true ]]; }
-
-# A container's process as this host sees it. Docker reports host PIDs; an engine in its
-# own PID namespace (podman on test hosts) reports its own, so look the process up by the
-# container's cgroup and map the PID through NSpid.
-container_pid() {
-  local cid cpid cg p
-  cid=$(docker inspect -f '{{.Id}}' "$1" 2>/dev/null) || return 1
-  cpid=$(docker inspect -f '{{.State.Pid}}' "$1") || return 1
-  [[ $cpid != 0 ]] || return 1
-  if grep -qs "$cid" "/proc/$cpid/cgroup"; then
-    echo "$cpid"
-    return 0
-  fi
-  while IFS= read -r cg; do
-    p=${cg#/proc/}
-    p=${p%/cgroup}
-    if awk -v c="$cpid" '/^NSpid:/ { for (i = 3; i <= NF; i++) if ($i == c) f = 1 } END { exit !f }' "/proc/$p/status" 2>/dev/null; then
-      echo "$p"
-      return 0
-    fi
-  done < <(grep -ls "$cid" /proc/[0-9]*/cgroup 2>/dev/null || true)
-  return 1
-}
-
-netns_of() { readlink "/proc/$1/ns/net"; }
-has_eth1() { nsenter -t "$1" -n ip link show "$eth1" >/dev/null 2>&1; }
-# Prints nothing when eth1 is not there.
-eth1_addr() { { nsenter -t "$1" -n ip -4 -o addr show dev "$eth1" 2>/dev/null || true; } | awk '{print $4; exit}'; }
-
-# Takes eth1 back to the host from container $1's namespace, if it is there: a veth would
-# vanish with the namespace, a real ENI would only fall back some time later.
-take_back() {
-  local pid
-  pid=$(container_pid "$1") || return 0
-  if has_eth1 "$pid"; then
-    nsenter -t "$pid" -n ip link set "$eth1" netns "$$" || return 1
-    echo "pos: $eth1 back on the host from $1"
-  fi
-}
-
 # The VPN (vpn.sh, installed by its first apply): its charon runs in the holder's namespace.
 vpn_bin=$root/usr/local/libexec/poscloud/vpn.sh
 vpn() { [[ -x $vpn_bin ]] || return 0; ACTION=$1 CONTAINER=$container LOCATION='' "$vpn_bin"; }
-
-# charon keeps the namespace it was started in alive: after a holder restart with no POS
-# running, eth1 is left there with it. Takes it back to the host.
-charon_take_back() {
-  local p h
-  p=$(cat "$root/var/lib/poscloud/vpn/charon.pid" 2>/dev/null) || return 0
-  [[ $(cat "/proc/$p/comm" 2>/dev/null) == charon ]] || return 0
-  h=$(container_pid "$net") || return 0
-  if [[ $(netns_of "$p") != "$(netns_of "$h")" ]] && has_eth1 "$p"; then
-    nsenter -t "$p" -n ip link set "$eth1" netns "$$" || return 1
-    echo "pos: $eth1 back on the host from charon's old namespace"
-  fi
-}
-
-# Is the POS container running in a namespace of its own (the design before the holder,
-# or a holder restarted under it)? Then eth1 there is not in the holder's.
-pos_apart() {
-  local p h
-  p=$(container_pid "$container") || return 1
-  h=$(container_pid "$net") || return 0
-  [[ $(netns_of "$p") != "$(netns_of "$h")" ]]
-}
-
-# eth1 into the holder's namespace, up, with POS_IP/PREFIX only and the default route via
-# GATEWAY. Stage and the watch hook may do this at the same moment, and a device freed
-# from a dying namespace reaches the host a little later: retry for a while.
-net_up() {
-  local pid a t0=$SECONDS
-  pid=$(container_pid "$net") || { echo "pos: cannot find the process of $net" >&2; return 1; }
-  while ((SECONDS - t0 < 30)); do
-    has_eth1 "$pid" && break
-    if ip link set "$eth1" netns "$pid" 2>/dev/null; then
-      echo "pos: $eth1 handed to $net"
-      break
-    fi
-    sleep 0.5
-  done
-  has_eth1 "$pid" || { echo "pos: $eth1 is not in $net and could not be moved there from the host" >&2; return 1; }
-  # Callers test the result (errexit is off in here): every step returns on failure.
-  nsenter -t "$pid" -n ip link set "$eth1" up || return 1
-  for a in $(nsenter -t "$pid" -n ip -4 -o addr show dev "$eth1" | awk '{print $4}'); do
-    [[ $a == "$POS_IP/$PREFIX" ]] || nsenter -t "$pid" -n ip addr del "$a" dev "$eth1" || return 1
-  done
-  nsenter -t "$pid" -n ip addr replace "$POS_IP/$PREFIX" dev "$eth1" || return 1
-  nsenter -t "$pid" -n ip route replace default via "$GATEWAY" dev "$eth1" || return 1
-  # Done only once the link carries traffic: a device just moved into a namespace has no
-  # carrier for a moment (a real ENI's driver longer), and a caller that pings the POS at
-  # once must get an answer.
-  local link=""
-  t0=$SECONDS
-  while :; do
-    link=$(nsenter -t "$pid" -n ip -o link show "$eth1" 2>/dev/null) || link=""
-    [[ $link == *LOWER_UP*"state UP"* ]] && break
-    if ((SECONDS - t0 >= 30)); then
-      echo "pos: $eth1 in $net has no carrier after 30 s: ${link:-no such device}" >&2
-      return 1
-    fi
-    sleep 0.2
-  done
-  echo "pos: $eth1 in $net has $POS_IP/$PREFIX, default via $GATEWAY"
-}
 
 # Image id → names of the containers (running or not) made from it, one "id name" a line.
 # Ids, not names: engines normalise names (docker.io/…, localhost/…).
@@ -355,36 +247,14 @@ case $action in
 
   watch)
     need_network
-    # Docker may start the POS before its holder at boot; that start fails for good
-    # ("cannot join network of a non running container", moby/moby#11777): start it now.
-    revive() {
-      local st
-      st=$(docker inspect -f '{{.State.Running}} {{.State.Error}}' "$container" 2>/dev/null) || return 0
-      if [[ $st == false*"non running container"* ]]; then
-        docker start "$container" >/dev/null && echo "pos: watch: $container started after $net"
-      fi
-    }
-    check() {
-      running "$net" || return 0
-      # A holder restarted under a running POS: the POS keeps the old namespace with eth1.
-      if container_pid "$net" >/dev/null && pos_apart; then
-        take_back "$container" && docker restart -t 20 "$container" >/dev/null &&
-          echo "pos: watch: $container restarted into the namespace of $net"
-      fi
-      charon_take_back || true
-      net_up || echo "pos: watch: $eth1 not handed to $net" >&2
-      revive || true
-      # The tunnels, in the holder's (new) namespace; a no-op without VPN locations.
-      vpn start || echo "pos: watch: not every VPN tunnel came up (poscloud vpn status)" >&2
-    }
     # Events since before the first check, so a start in between is not missed.
     since=$(date +%s)
-    check
+    hook_check
     coproc EVENTS { exec docker events --since "$since" --filter "container=$net" --filter event=start --format '{{.ID}}'; }
     trap 'kill "$EVENTS_PID" 2>/dev/null; exit 0' TERM INT HUP
     echo "pos: watch: handing $eth1 to $net on each start"
     while IFS= read -r -u "${EVENTS[0]}" _; do
-      check
+      hook_check
     done
     # The engine went away: exit non-zero so that systemd starts the hook again.
     echo "pos: watch: docker events ended" >&2

@@ -74,10 +74,15 @@
 set -euo pipefail
 # Names are bytes: byte-wise patterns and regexes whatever the host's locale.
 export LC_ALL=C
-
-bad() { echo "restore: $*" >&2; exit 2; }
-fail() { echo "restore: $*" >&2; exit 1; }
-bs=$'\\'
+if ! declare -F poscloud_lib >/dev/null; then # run from a checkout, not sent by poscloud
+  # shellcheck source=lib.sh
+  . "${BASH_SOURCE[0]%/*}/lib.sh"
+  # shellcheck source=restore-manifest.sh
+  . "${BASH_SOURCE[0]%/*}/restore-manifest.sh"
+  # shellcheck source=restore-archive.sh
+  . "${BASH_SOURCE[0]%/*}/restore-archive.sh"
+fi
+me=restore
 
 # ---- inputs ---------------------------------------------------------------------------
 [[ ${SHOP:-} =~ ^[0-9]{8}$ ]] || bad "SHOP must be 8 digits, got '${SHOP:-}'"
@@ -233,380 +238,11 @@ mkdir -p "$state/phases"
 exec 9>"$state/restore.lock"
 flock -n 9 || fail "another restore is running on this host (lock $state/restore.lock)"
 
-# ---- the manifest -----------------------------------------------------------------------
+# ---- the manifest (restore-manifest.sh reads and checks it) ---------------------------
 names=()            # manifest order
 declare -A want=()  # name -> sha256
-manifest_errors=()
-
-# sha256sum marks lines whose name holds a backslash or newline with a leading backslash
-# and escapes them as \\ and \n. Sets $unescaped; returns 1 on any other escape.
-unescape() {
-  local s=$1 c
-  unescaped=""
-  while [[ -n $s ]]; do
-    c=${s:0:1} s=${s:1}
-    if [[ $c == "$bs" ]]; then
-      case ${s:0:1} in
-        "$bs") unescaped+=$bs ;;
-        n) unescaped+=$'\n' ;;
-        *) return 1 ;;
-      esac
-      s=${s:1}
-    else
-      unescaped+=$c
-    fi
-  done
-}
-
-# Escapes backslash as \\ and newline as \n (the manifest's way); sets $escaped. A loop
-# rather than ${s//...}: quoting in the replacement differs between bash 4.2 and 5.x.
-escape() {
-  local s=$1 c
-  escaped=$s
-  [[ $s == *"$bs"* || $s == *$'\n'* ]] || return 0
-  escaped=""
-  while [[ -n $s ]]; do
-    c=${s:0:1} s=${s:1}
-    case $c in
-      "$bs") escaped+=$bs$bs ;;
-      $'\n') escaped+=${bs}n ;;
-      *) escaped+=$c ;;
-    esac
-  done
-}
-
-# A name on one line, for messages.
-shown() {
-  escape "$1"
-  printf '%s' "$escaped"
-}
-
-parse_manifest() {
-  local file=$1 line name n=0 re='^(\\?)([0-9a-fA-F]{64}) ([ *])(.+)$'
-  names=() want=() manifest_errors=()
-  while IFS= read -r line || [[ -n $line ]]; do
-    n=$((n + 1))
-    [[ -n $line ]] || continue
-    if ! [[ $line =~ $re ]]; then
-      manifest_errors+=("line $n is not '<sha256>  <path>'")
-      continue
-    fi
-    name=${BASH_REMATCH[4]}
-    if [[ -n ${BASH_REMATCH[1]} ]]; then
-      if ! unescape "$name"; then
-        manifest_errors+=("line $n has an unknown escape in its path")
-        continue
-      fi
-      name=$unescaped
-    fi
-    # find and rsync say "a/b": accept "./a/b" too, refuse anything that leaves the source.
-    while [[ $name == ./* ]]; do name=${name#./}; done
-    case /$name/ in
-      */../* | */./* | *//*)
-        manifest_errors+=("line $n: '$(shown "$name")' is not a plain relative path")
-        continue
-        ;;
-    esac
-    if [[ -n ${want[$name]+x} ]]; then
-      manifest_errors+=("line $n lists '$(shown "$name")' a second time")
-      continue
-    fi
-    names+=("$name")
-    want[$name]=${BASH_REMATCH[2],,}
-  done <"$file"
-  ((${#names[@]} > 0 || ${#manifest_errors[@]} > 0)) || manifest_errors+=("it lists no files")
-
-  # What sha256sum -c reads: our parse, re-escaped the way every coreutils version reads
-  # (8.22 on CentOS 7 knows only \\ and \n), so the check and our report agree on names.
-  for name in ${names[@]+"${names[@]}"}; do
-    escape "$name"
-    if [[ $escaped != "$name" ]]; then
-      printf '\\%s  %s\n' "${want[$name]}" "$escaped"
-    else
-      printf '%s  %s\n' "${want[$name]}" "$name"
-    fi
-  done >"$tmp/manifest.check"
-}
-
-# Checks DIR against the parsed manifest: every listed file present and matching, no
-# regular file unlisted (the manifest itself aside). Fills problems[] and mismatched[].
-# Symlinks and special files are copied as they are but not checked (a manifest made with
-# `find -type f` does not list them).
-problems=()
-mismatched=()
-verify() {
-  local dir=$1 name rel h check_rc=0
-  problems=() mismatched=()
-  # The authoritative check; quiet: only failures are printed.
-  (cd "$dir" && sha256sum -c --quiet "$tmp/manifest.check") >"$tmp/check.out" 2>&1 || check_rc=$?
-
-  local present=()
-  for name in "${names[@]}"; do
-    if [[ -f $dir/$name ]]; then
-      present+=("$name")
-    else
-      problems+=("missing: $(shown "$name")")
-    fi
-  done
-  if ((check_rc)); then
-    # Which files: hash each from stdin, so no name is ever parsed back from tool output.
-    for name in ${present[@]+"${present[@]}"}; do
-      h=$(sha256sum <"$dir/$name" 2>/dev/null) || h=unreadable
-      if [[ ${h%% *} != "${want[$name]}" ]]; then
-        problems+=("mismatch: $(shown "$name")")
-        mismatched+=("$name")
-      fi
-    done
-  fi
-  while IFS= read -r -d '' name; do
-    rel=${name#./}
-    [[ $rel != "$manifest" ]] || continue
-    [[ -n ${want[$rel]+x} ]] || problems+=("unlisted: $(shown "$rel")")
-  done < <(cd "$dir" && find . -type f -print0)
-
-  if ((check_rc && ${#problems[@]} == 0)); then
-    # Should not happen (a file changed while we looked?): show sha256sum's own words.
-    while IFS= read -r h; do problems+=("sha256sum -c: $h"); done <"$tmp/check.out"
-    ((${#problems[@]})) || problems+=("sha256sum -c failed with exit $check_rc")
-  fi
-  ((${#problems[@]} == 0))
-}
-
-# Sets files and bytes for the listed files in DIR.
-count() {
-  local s
-  files=${#names[@]} bytes=0
-  while IFS= read -r s; do bytes=$((bytes + s)); done < <(
-    cd "$1" && printf '%s\0' "${names[@]}" | xargs -0 stat -L -c %s --
-  )
-}
-
-# A JSON string; inputs hold no control characters (checked at the top).
-json_str() {
-  local s=$1 c out=""
-  while [[ -n $s ]]; do
-    c=${s:0:1} s=${s:1}
-    case $c in
-      "$bs" | '"') out+=$bs$c ;;
-      *) out+=$c ;;
-    esac
-  done
-  printf '"%s"' "$out"
-}
-
-finish() { # UNCHANGED MOVED_ASIDE
-  local manifest_sha aside_json=null result
-  manifest_sha=$(sha256sum <"$data/$manifest")
-  manifest_sha=${manifest_sha%% *}
-  count "$data"
-  [[ -z $2 ]] || aside_json=$(json_str "$2")
-  result=$(printf '{"files":%d,"bytes":%d,"source":%s,"manifest_sha256":"%s","app":"%s","data_dir":%s,"unchanged":%s,"moved_aside":%s}' \
-    "$files" "$bytes" "$(json_str "$source_url")" "$manifest_sha" "$APP" "$(json_str "$data_path")" "$1" "$aside_json")
-  printf '%s\n' "$result" >"$state/phases/restore.done.tmp"
-  mv -f "$state/phases/restore.done.tmp" "$state/phases/restore.done"
-  echo "POSCLOUD_RESULT $result"
-}
-
-# Copies the source's manifest to $1; maps rsync's exit code to ours.
-fetch_manifest() {
-  local rc=0
-  rsync "${rsync_opts[@]}" "$src_spec$manifest" "$1" || rc=$?
-  case $rc in
-    0) ;;
-    23) # "some files could not be transferred": here, the one file asked for.
-      echo "restore: missing: $(shown "$manifest")" >&2
-      echo "restore: the source has no readable manifest $manifest (see rsync's message above); nothing was changed" >&2
-      exit 3
-      ;;
-    *) fail "could not read $source_url (rsync exit $rc, see above; 'Host key verification failed' means the server's key is not SOURCE_HOST_KEY); nothing was changed" ;;
-  esac
-}
-
-# ---- an s3:// archive: download, check, extract into staging --------------------------
-# Why curl failed, in words that never quote the URL.
-curl_reason() { # CURL_EXIT HTTP_STATUS
-  case $2 in
-    403) echo "access denied: the presigned SOURCE_URL may have expired or be signed for another object" ;;
-    404) echo "no such object" ;;
-    4?? | 5??) echo "the server refused the request" ;;
-    *)
-      case $1 in
-        0) echo "no usable answer" ;;
-        1) echo "unsupported protocol (a redirect to another scheme?)" ;;
-        3) echo "the URL is malformed" ;;
-        5 | 6) echo "cannot resolve the host" ;;
-        7) echo "cannot connect to the server" ;;
-        18 | 52 | 55 | 56) echo "the connection broke off during the download" ;;
-        23) echo "cannot write $archive (disk full?)" ;;
-        28) echo "timed out, or slower than 1 KB/s for 5 minutes" ;;
-        35 | 51 | 53 | 54 | 58 | 59 | 60 | 77 | 80 | 83 | 90 | 91) echo "TLS failed (certificate not trusted, or handshake)" ;;
-        47) echo "too many redirects" ;;
-        *) echo "see curl's exit codes" ;;
-      esac
-      ;;
-  esac
-}
-
-download_archive() {
-  local rc=0 status code="" body
-  rm -f -- "$archive"
-  echo "restore: downloading the archive into $archive"
-  # The URL goes in on stdin (a config file), not on the command line: other users can
-  # read command lines. -q: no ~/.curlrc (it could turn on tracing). curl's own messages
-  # may quote the URL: they stay in $tmp and are never shown.
-  status=$(printf 'url = "%s"\n' "$SOURCE_URL" |
-    curl -q -sS -K - -o "$archive" -w '%{http_code}' --globoff \
-      --location --max-redirs 5 --proto =http,https --proto-redir =http,https \
-      --connect-timeout 30 --speed-limit 1024 --speed-time 300 \
-      --retry 5 --retry-max-time 600 2>"$tmp/curl.err") || rc=$?
-  [[ $status =~ ^[0-9]{3}$ ]] || status=000
-  if ((rc == 0)) && [[ $status == 2?? ]]; then
-    [[ -f $archive ]] || : >"$archive" # curl creates no file for an empty body
-    return 0
-  fi
-  # S3 explains a refusal in an XML body: its <Code> only (the message may quote the request).
-  if [[ $status != 000 && -f $archive ]]; then
-    body=$(head -c 65536 -- "$archive" | tr -d '\0')
-    [[ ! $body =~ \<Code\>([A-Za-z0-9.]{1,64})\</Code\> ]] || code=", S3 error ${BASH_REMATCH[1]}"
-  fi
-  rm -f -- "$archive"
-  fail "cannot download the archive of $source_url (curl exit $rc, HTTP status $status$code): $(curl_reason "$rc" "$status"); nothing was changed"
-}
-
-# Member names as GNU tar lists them (escaped, so one per line), with leading "./" and a
-# trailing "/" removed; "" is the top directory.
-normalized() {
-  local n=$1
-  while [[ $n == ./* ]]; do n=${n#./}; done
-  [[ $n != . ]] || n=""
-  normalized=${n%/}
-}
-
-# Lists the archive and refuses it (exit 3) unless every member is safe to extract (the
-# rules are in the header).
-check_archive() {
-  local rc=0 name line type rest target norm p i t
-  local long_re='^(.)[^ ]* +[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+ (.*)$'
-  local -a m_names=() m_types=() m_targets=() m_norms=() refused=()
-  local -A type_of=() index_of=()
-  # -P: show names as stored (without it tar strips a leading "/" from what it lists).
-  tar -t -v -P --numeric-owner --quoting-style=escape ${tar_z[@]+"${tar_z[@]}"} -f "$archive" >"$tmp/long" || rc=$?
-  ((rc)) || tar -t -P --quoting-style=escape ${tar_z[@]+"${tar_z[@]}"} -f "$archive" >"$tmp/names" 2>/dev/null || rc=$?
-  if ((rc)); then
-    echo "restore: cannot read the archive of $source_url as a $archive_kind archive (tar exit $rc, see above); $data_path was not changed" >&2
-    exit 3
-  fi
-  unreadable_listing() {
-    echo "restore: cannot make sense of tar's listing of the archive at member $((${#m_names[@]} + 1)); $data_path was not changed" >&2
-    exit 3
-  }
-  exec 7<"$tmp/names" 8<"$tmp/long"
-  while IFS= read -r name <&7; do
-    IFS= read -r line <&8 || unreadable_listing
-    [[ $line =~ $long_re ]] || unreadable_listing
-    type=${BASH_REMATCH[1]} rest=${BASH_REMATCH[2]} target=""
-    case $type in
-      l) [[ $rest == "$name -> "* ]] || unreadable_listing; target=${rest#"$name -> "} ;;
-      h) [[ $rest == "$name link to "* ]] || unreadable_listing; target=${rest#"$name link to "} ;;
-      *) [[ $rest == "$name" ]] || unreadable_listing ;;
-    esac
-    normalized "$name"
-    m_names+=("$name") m_types+=("$type") m_targets+=("$target") m_norms+=("$normalized")
-  done
-  ! IFS= read -r line <&8 || unreadable_listing
-  exec 7<&- 8<&-
-
-  # Names and types, one member at a time.
-  for i in "${!m_names[@]}"; do
-    name=${m_names[i]} type=${m_types[i]} norm=${m_norms[i]}
-    if [[ $name == /* ]]; then
-      refused+=("$name (an absolute name)")
-      continue
-    fi
-    if [[ -z $norm ]]; then
-      [[ $type == d ]] || refused+=("$name (the top directory, but not a directory)")
-      continue
-    fi
-    case /$norm/ in
-      */../*) refused+=("$name (a '..' component)"); continue ;;
-      */./* | *//*) refused+=("$name (not a plain relative name)"); continue ;;
-    esac
-    case $type in
-      - | C | d | l | h) ;;
-      b | c) refused+=("$name (a device file)") ;;
-      p) refused+=("$name (a FIFO)") ;;
-      *) refused+=("$name (an unsupported member type '$type')") ;;
-    esac
-    if [[ -n ${type_of[$norm]+x} ]]; then
-      refused+=("$name (appears twice)")
-      continue
-    fi
-    type_of[$norm]=$type index_of[$norm]=$i
-  done
-  # Paths: nothing below a link or a non-directory; hard links only to earlier files.
-  for i in "${!m_names[@]}"; do
-    name=${m_names[i]} norm=${m_norms[i]}
-    # Only the members whose names passed above (each name once).
-    [[ -n $norm && ${index_of[$norm]:-} == "$i" ]] || continue
-    p=$norm
-    while [[ $p == */* ]]; do
-      p=${p%/*}
-      case ${type_of[$p]:-d} in
-        d) ;;
-        l | h) refused+=("$name (below the link $p: a write through it could leave the staging directory)"); break ;;
-        *) refused+=("$name (below $p, which is not a directory)"); break ;;
-      esac
-    done
-    if [[ ${m_types[i]} == h ]]; then
-      normalized "${m_targets[i]}"
-      t=$normalized
-      if [[ ${m_targets[i]} == /* || -z $t || -z ${index_of[$t]+x} ]] ||
-        ((${index_of[$t]} >= i)) || [[ ${type_of[$t]} != [-C] ]]; then
-        refused+=("$name (a hard link to ${m_targets[i]}, which is not a regular file earlier in the archive)")
-      fi
-    fi
-  done
-
-  if ((${#refused[@]})); then
-    local limit=500
-    for p in "${refused[@]:0:limit}"; do echo "restore: refused: $p" >&2; done
-    ((${#refused[@]} <= limit)) || echo "restore: ... and $((${#refused[@]} - limit)) more" >&2
-    echo "restore: the archive of $source_url has ${#refused[@]} members that are not extracted (absolute or '..' names, paths through links, device files and FIFOs are refused); nothing was extracted and $data_path was not changed" >&2
-    exit 3
-  fi
-  archive_members=${#m_names[@]}
-}
-
-# Fills an emptied staging directory from the archive; the archive is deleted either way.
-extract_archive() {
-  local rc=0 size special
-  size=$(stat -c %s -- "$archive")
-  echo "restore: downloaded $size bytes; checking the archive's members"
-  check_archive
-  # Nothing from an earlier run stays: an old symlink could otherwise be written through.
-  rm -rf -- "$staging"
-  mkdir -- "$staging"
-  echo "restore: extracting $archive_members members into $staging"
-  tar -x ${tar_z[@]+"${tar_z[@]}"} -f "$archive" -C "$staging" --numeric-owner --same-owner --preserve-permissions || rc=$?
-  rm -f -- "$archive"
-  ((rc == 0)) || fail "extracting the archive failed (tar exit $rc, see above); $data_path was not changed; what was extracted is in $staging"
-  # The listing was checked; this is a second look at what tar made.
-  special=$(find "$staging" \( -type b -o -type c -o -type p -o -type s \) -print -quit)
-  if [[ -n $special ]]; then
-    echo "restore: refused: $(shown "${special#"$staging"/}") (a special file)" >&2
-    echo "restore: the archive made special files; $data_path was not changed; the copy is kept in $staging" >&2
-    exit 3
-  fi
-}
-
-# A manifest in a single top-level directory instead of the top level: say so.
-top_dir_hint() {
-  local tops=() e
-  while IFS= read -r -d '' e; do tops+=("$e"); done < <(find "$staging" -mindepth 1 -maxdepth 1 -print0)
-  if ((${#tops[@]} == 1)) && [[ -d ${tops[0]} && ! -L ${tops[0]} && -f ${tops[0]}/$manifest ]]; then
-    echo "restore: the archive's files are all in '$(shown "${tops[0]#"$staging"/}")/': pack them from inside that directory (tar -C DIR -czf ARCHIVE .)" >&2
-  fi
-}
+problems=()         # what verify found wrong, one message each
+mismatched=()       # the names of files whose content differs
 
 # ---- already restored? ----------------------------------------------------------------
 # Names of the files that failed the last check (NUL-separated), for the copy below.
@@ -638,12 +274,7 @@ else
   fetch_manifest "$tmp/manifest"
   unchanged_note="nothing was changed"
 fi
-parse_manifest "$tmp/manifest"
-if ((${#manifest_errors[@]})); then
-  for e in "${manifest_errors[@]}"; do echo "restore: bad manifest $manifest: $e" >&2; done
-  echo "restore: the source's manifest cannot be used; $unchanged_note" >&2
-  exit 3
-fi
+parse_manifest "$tmp/manifest" "the source's manifest cannot be used; $unchanged_note"
 echo "restore: manifest $manifest lists ${#names[@]} files"
 
 if [[ -f $data/$manifest && "$(sha256sum <"$data/$manifest")" == "$(sha256sum <"$tmp/manifest")" ]]; then
@@ -712,12 +343,7 @@ fi
   echo "restore: $data_path was not changed; the copy is kept in $staging" >&2
   exit 3
 }
-parse_manifest "$staging/$manifest"
-if ((${#manifest_errors[@]})); then
-  for e in "${manifest_errors[@]}"; do echo "restore: bad manifest $manifest: $e" >&2; done
-  echo "restore: $data_path was not changed; the copy is kept in $staging" >&2
-  exit 3
-fi
+parse_manifest "$staging/$manifest" "$data_path was not changed; the copy is kept in $staging"
 echo "restore: checking ${#names[@]} files against $manifest"
 if ! verify "$staging"; then
   # The full list goes to a file; stderr gets enough to act on without flooding the caller.

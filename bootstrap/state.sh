@@ -12,8 +12,9 @@
 # lock: {"locked":true} or {"locked":false,"holder":<the other holder>}; unlock: {"unlocked":bool}.
 # Exit codes: 0 done, 1 failure, 2 bad input.
 set -euo pipefail
-
-bad() { echo "state: $*" >&2; exit 2; }
+# shellcheck source=lib.sh
+declare -F poscloud_lib >/dev/null || . "${BASH_SOURCE[0]%/*}/lib.sh"
+me=state
 
 dir="${POSCLOUD_ROOT:-}/var/lib/poscloud"
 lock="$dir/lock"

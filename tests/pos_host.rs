@@ -6,7 +6,7 @@
 mod common;
 use common::eventually;
 use common::host::TestHost;
-use poscloud::remote::{no_sink, script, Inputs, Outcome, Script};
+use poscloud::remote::{no_sink, Inputs, Outcome, Script};
 use std::process::Command;
 use std::time::Duration;
 
@@ -33,7 +33,7 @@ fn pos(h: &TestHost, action: &str, extra: &[(&str, &str)]) -> Outcome {
     for (k, v) in extra {
         inputs = inputs.set(k, *v).unwrap();
     }
-    run_script(h, &script("pos.sh"), &inputs)
+    run_script(h, &Script::Pos, &inputs)
 }
 
 fn stage_image(h: &TestHost, sha: &str, image: &str) -> Outcome {

@@ -4,7 +4,7 @@
 mod common;
 use common::host::TestHost;
 use poscloud::remote::ssh::{PinnedKey, SshTarget};
-use poscloud::remote::{no_sink, Inputs, Remote, Script, Stream};
+use poscloud::remote::{no_sink, Inputs, Program, Remote, Stream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-const ECHO: Script = Script {
+const ECHO: Program = Program {
     name: "echo.sh",
     body: r#"#!/usr/bin/env bash
 set -euo pipefail
@@ -75,7 +75,7 @@ fn pinned_key_output_exit_codes_and_verbatim_inputs() {
         .any(|(s, b)| *s == Stream::Stderr && b.starts_with(b"to stderr")));
 
     // 1 MB on stdout and 256 KB on stderr at once: neither pipe may stall the other.
-    let big = Script {
+    let big = Program {
         name: "big.sh",
         body: "head -c 1048576 /dev/zero | tr '\\0' 'x'; head -c 262144 /dev/zero | tr '\\0' 'y' >&2; exit 0\n",
     };

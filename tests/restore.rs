@@ -21,10 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const RESTORE: Script = Script {
-    name: "restore.sh",
-    body: include_str!("../bootstrap/restore.sh"),
-};
+const RESTORE: Script = Script::Restore;
 const SHOP: &str = "12345678";
 const MANIFEST: &str = "MANIFEST.sha256";
 /// Where the tests put the backup server's login key on the host (below POSCLOUD_ROOT).
@@ -1180,4 +1177,61 @@ fn a_failed_download_is_reported_without_the_url_and_changes_nothing() {
     assert!(!archive_on_host(&data).exists());
     assert!(!staging(&data).exists());
     drop(server);
+}
+
+/// The manifest is read by the host's python (names are bytes): under CentOS 7's bash 4.2
+/// with its python 2.7 and with 3.6, a tricky tree (backslashes, newlines, non-UTF-8 names,
+/// the manifest's escapes) restores byte-identical from a file:// source, and a manifest
+/// line that is not `<sha256>  <path>` is named. No host needed: the script runs here.
+#[test]
+fn the_manifest_is_read_alike_by_centos7_pythons() {
+    for (version, py) in common::host_pythons() {
+        let root = tempfile::tempdir().unwrap();
+        let src = root.path().join("backup");
+        generate(&src, 60, 0x5eed_0007);
+        let m = write_manifest(&src);
+        let run = || {
+            Command::new(common::host_bash())
+                .arg(common::repo().join("bootstrap/restore.sh"))
+                .env_clear()
+                .env(
+                    "PATH",
+                    format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", py.path().display()),
+                )
+                .env("POSCLOUD_ROOT", root.path())
+                .envs([
+                    ("SHOP", SHOP),
+                    ("APP", "rti"),
+                    ("DATA_DIR", "/usr2"),
+                    ("SOURCE", "file:///backup/"),
+                ])
+                .output()
+                .unwrap()
+        };
+        let out = run();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "python {version}: {err}");
+        let res: serde_json::Value = text(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("POSCLOUD_RESULT "))
+            .map(|j| serde_json::from_str(j).unwrap())
+            .unwrap_or_else(|| panic!("python {version}: no result: {err}"));
+        assert_eq!(res["files"], m.files, "python {version}: {res}");
+        assert_eq!(res["manifest_sha256"], m.sha256, "python {version}: {res}");
+        assert_same_tree(&root.path().join("usr2"), &src, "after the restore");
+
+        let mut bad = std::fs::read(src.join(MANIFEST)).unwrap();
+        bad.extend_from_slice(b"not a manifest line\n");
+        std::fs::write(src.join(MANIFEST), &bad).unwrap();
+        let out = run();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "python {version}: {err}");
+        let n = bad.iter().filter(|b| **b == b'\n').count();
+        assert!(
+            err.contains(&format!(
+                "restore: bad manifest {MANIFEST}: line {n} is not '<sha256>  <path>'"
+            )),
+            "python {version}: {err}"
+        );
+    }
 }

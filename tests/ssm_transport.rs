@@ -11,7 +11,7 @@ use common::{Faults, Rig};
 use poscloud::aws::{Aws, Connect};
 use poscloud::journal::Journal;
 use poscloud::remote::ssm::{stdout_key, SsmTarget, STDOUT_LIMIT};
-use poscloud::remote::{no_sink, Inputs, Remote, Script};
+use poscloud::remote::{no_sink, Inputs, Program, Remote};
 use std::time::{Duration, Instant};
 
 const SHOP: &str = "56789012";
@@ -175,7 +175,7 @@ impl Setup {
 fn commands_run_on_the_host_as_the_agent_runs_them() {
     let s = setup("ssmt1", 28);
     let remote = s.remote();
-    let script = Script {
+    let script = Program {
         name: "hello.sh",
         body: r#"echo "hello $WHO"
 echo "uid=$(id -u) bash=${BASH_VERSION} home=${HOME-unset} instance=${AWS_SSM_INSTANCE_ID-}"
@@ -246,7 +246,7 @@ exit 3
         .ends_with("/awsrunShellScript/0.awsrunShellScript/stdout"));
 
     // Beyond the API's 24 000 characters, poscloud reads the agent's copy in S3.
-    let big = Script {
+    let big = Program {
         name: "big.sh",
         body: "head -c 100000 /dev/zero | tr '\\0' x; echo; echo 'POSCLOUD_RESULT {\"ok\":true}'\n",
     };
@@ -345,7 +345,7 @@ fn timeouts_the_agent_offline_and_oversized_commands() {
 }
 
 /// A script that records when it runs and fails loudly if another copy runs beside it.
-const SLOW: Script = Script {
+const SLOW: Program = Program {
     name: "slow.sh",
     body: r#"r=$POSCLOUD_ROOT/runs
 mkdir -p "$r"

@@ -4,7 +4,7 @@
 
 mod common;
 use common::host::TestHost;
-use poscloud::remote::{no_sink, script, Inputs, Outcome};
+use poscloud::remote::{no_sink, Inputs, Outcome, Script};
 use std::time::Duration;
 
 fn stage(h: &TestHost, container: &str, url: &str, sha: &str) -> Outcome {
@@ -35,12 +35,10 @@ fn stage(h: &TestHost, container: &str, url: &str, sha: &str) -> Outcome {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(h.remote().run(
-        &script("pos.sh"),
-        &inputs,
-        Duration::from_secs(300),
-        no_sink(),
-    ))
+    rt.block_on(
+        h.remote()
+            .run(&Script::Pos, &inputs, Duration::from_secs(300), no_sink()),
+    )
     .unwrap()
 }
 

@@ -8,7 +8,7 @@
 mod common;
 use base64::Engine;
 use common::vpn::*;
-use poscloud::remote::{script, Outcome};
+use poscloud::remote::{Outcome, Script};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -148,7 +148,7 @@ fn apply_brings_the_tunnel_up_and_traffic_passes() {
     // alive) and staged again: the holder has a new namespace; start brings charon up there.
     let before = pos.charon_pid().unwrap();
     let old_holder = pos.holder_pid();
-    let out = pos.run(&script("pos.sh"), &[("ACTION", "stop")]);
+    let out = pos.run(&Script::Pos, &[("ACTION", "stop")]);
     assert_eq!(out.exit_code, 0, "{}", err(&out));
     assert!(eventually(common::SETTLE, || !alive(before)));
     pos.stage();
@@ -331,7 +331,7 @@ fn one_location_stops_alone_and_the_eth1_hook_brings_the_tunnels_back() {
 
     // apply installed vpn.sh where the eth1 hook (pos.sh watch) finds it.
     let installed = pos.h.root.join("usr/local/libexec/poscloud/vpn.sh");
-    assert_eq!(std::fs::read_to_string(&installed).unwrap(), VPN.body);
+    assert_eq!(std::fs::read_to_string(&installed).unwrap(), VPN.body());
     let log = pos.h.dir.path().join("watch.log");
     let watch = pos.h.start_watch(&log);
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
@@ -343,11 +343,8 @@ fn one_location_stops_alone_and_the_eth1_hook_brings_the_tunnels_back() {
     let ns = |p: u32| std::fs::read_link(format!("/proc/{p}/ns/net")).unwrap();
     let both_up = || {
         eventually(common::SETTLE, || {
-            pos.run(
-                &script("pos.sh"),
-                &[("ACTION", "ready"), ("POS_IP", POS_IP)],
-            )
-            .exit_code
+            pos.run(&Script::Pos, &[("ACTION", "ready"), ("POS_IP", POS_IP)])
+                .exit_code
                 == 0
                 && pos.ping(&a.lan_ip())
                 && pos.ping(&b.lan_ip())
@@ -372,7 +369,7 @@ fn one_location_stops_alone_and_the_eth1_hook_brings_the_tunnels_back() {
 
     // A reboot: the containers stop (pos.sh stop stops the tunnels first, so no charon keeps
     // the old namespace), then the engine starts them: the hook brings everything back.
-    let out = pos.run(&script("pos.sh"), &[("ACTION", "stop")]);
+    let out = pos.run(&Script::Pos, &[("ACTION", "stop")]);
     assert_eq!(out.exit_code, 0, "{}", err(&out));
     assert!(eventually(common::SETTLE, || !alive(after)));
     let (ok, _) = pos.h.docker(&["start", "pos-net", "pos"]);

@@ -3,7 +3,7 @@
 
 use super::{PhaseState, Site};
 use crate::error::Result;
-use crate::remote::{Inputs, Remote};
+use crate::remote::{Inputs, Remote, Script};
 use crate::ui::Ui;
 use std::time::Duration;
 
@@ -34,7 +34,7 @@ pub async fn run(site: &Site<'_>, ui: &Ui) -> Result<PhaseState> {
         .set("USERDATA", if userdata { "1" } else { "0" })?
         .set("WAIT_SECS", USERDATA_WAIT_SECS.to_string())?;
     let timeout = Duration::from_secs(USERDATA_WAIT_SECS + 300);
-    let result = match site.run_script("bootstrap.sh", &inputs, timeout, ui.remote_sink(), |_| {
+    let result = match site.run_script(Script::Bootstrap, &inputs, timeout, ui.remote_sink(), |_| {
         (
             "bootstrap failed".into(),
             "fix the host (see its /var/log/poscloud-host-setup.log), then run the same command again".into(),

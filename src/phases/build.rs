@@ -5,7 +5,7 @@
 
 use super::{PhaseState, Site};
 use crate::error::{Error, Result};
-use crate::remote::Inputs;
+use crate::remote::{Inputs, Script};
 use crate::spec::{Media, StackSpec};
 use crate::ui::Ui;
 use serde::{Deserialize, Serialize};
@@ -64,13 +64,18 @@ pub async fn run(
         ));
         return Ok(None);
     };
+    // Read here, so the host gets ready lists and a bad kickstart fails before it.
+    let ks = super::kickstart::parse(&media.kickstart)
+        .map_err(|e| Error::usage(format!("{}: {e}", media.kickstart_source)))?;
     let mut inputs = Inputs::new()
         .set("APP", &pos.app)?
         .set("VERSION", &media.version)?
         .set("KEY", &media.key)?
         .set("IMAGE", &media.image)?
-        .set("KICKSTART", &media.kickstart)?
         .set("FORCE", if force { "1" } else { "0" })?;
+    for (name, value) in ks.inputs() {
+        inputs = inputs.set(&name, value)?;
+    }
     // The region's cache (stacks in AWS only; a --target host keeps its media to itself).
     let cache = match site.aws() {
         Some(aws) => {
@@ -106,7 +111,7 @@ pub async fn run(
         pos.app, media.version, media.kickstart_source
     ));
     let result = match site
-        .run_script("build.sh", &inputs, BUILD_TIMEOUT, ui.remote_sink(), |code| {
+        .run_script(Script::Build, &inputs, BUILD_TIMEOUT, ui.remote_sink(), |code| {
             let (what, next) = match code {
                 3 => (
                     "the cached media do not match their checksum; nothing was imported",

@@ -8,7 +8,7 @@ use crate::aws::Aws;
 use crate::error::{Error, Result};
 use crate::journal::{local_host, local_user, now};
 use crate::remote::ssh::SshTarget;
-use crate::remote::{no_sink, Inputs};
+use crate::remote::{no_sink, Inputs, Script};
 use crate::spec::{CutoverSpec, StackId, StackSpec};
 use crate::ui::Ui;
 use serde::{Deserialize, Serialize};
@@ -129,7 +129,7 @@ impl Source<'_> {
             inputs = inputs.set(k, *v)?;
         }
         self.site
-            .run_script("cutover.sh", &inputs, SHORT, no_sink(), move |_| {
+            .run_script(Script::Cutover, &inputs, SHORT, no_sink(), move |_| {
                 (
                     what.into(),
                     "read the reason above; the same command resumes once it is fixed".into(),
@@ -146,12 +146,7 @@ impl Source<'_> {
         let out = self
             .site
             .remote
-            .run(
-                &crate::remote::script("cutover.sh"),
-                &inputs,
-                SHORT,
-                no_sink(),
-            )
+            .run(Script::Cutover, &inputs, SHORT, no_sink())
             .await?;
         match (out.exit_code, out.result()) {
             (0 | 3, Some(r)) => Ok(r),
@@ -199,7 +194,7 @@ pub async fn preflight(
     }
     let status = site
         .run_script(
-            "pos.sh",
+            Script::Pos,
             &Inputs::new()
                 .set("ACTION", "status")?
                 .set("CONTAINER", "pos")?,
@@ -344,7 +339,7 @@ async fn cloud_facts(site: &Site<'_>, data_dir: &str, keygen: bool) -> Result<Va
     if keygen {
         inputs = inputs.set("KEYGEN", "1")?;
     }
-    site.run_script("cutover.sh", &inputs, SHORT, no_sink(), |_| {
+    site.run_script(Script::Cutover, &inputs, SHORT, no_sink(), |_| {
         (
             "reading the cloud data volume failed".into(),
             "check the host".into(),
@@ -407,7 +402,7 @@ impl Cutover<'_, '_> {
             .set("SRC_DIR", src_dir)?
             .set("BWLIMIT", bwlimit.to_string())?;
         self.site
-            .run_script("cutover.sh", &inputs, SYNC_TIMEOUT, self.ui.remote_sink(), |_| {
+            .run_script(Script::Cutover, &inputs, SYNC_TIMEOUT, self.ui.remote_sink(), |_| {
                 (
                     "the data sync from the source failed".into(),
                     "check the VPN (`poscloud vpn status`) and the source; the same command resumes (rsync moves only what is missing)".into(),
@@ -582,7 +577,7 @@ impl Cutover<'_, '_> {
                 .set("DATA_DIR", self.data_dir())?;
             let (src, cloud) = tokio::join!(
                 self.src.site.run_script_output(
-                    "cutover.sh",
+                    Script::Cutover,
                     &src_inputs,
                     MANIFEST_TIMEOUT,
                     no_sink(),
@@ -594,7 +589,7 @@ impl Cutover<'_, '_> {
                     },
                 ),
                 self.site.run_script_output(
-                    "cutover.sh",
+                    Script::Cutover,
                     &cloud_inputs,
                     MANIFEST_TIMEOUT,
                     no_sink(),
@@ -644,7 +639,7 @@ impl Cutover<'_, '_> {
         let started = async {
             self.site
                 .run_script(
-                    "cutover.sh",
+                    Script::Cutover,
                     &Inputs::new()
                         .set("ACTION", "cloud-pos")?
                         .set("POS_ACTION", "start")?,
@@ -732,7 +727,7 @@ impl Cutover<'_, '_> {
         let work = async {
             self.site
                 .run_script(
-                    "cutover.sh",
+                    Script::Cutover,
                     &Inputs::new()
                         .set("ACTION", "cloud-pos")?
                         .set("POS_ACTION", "stop")?,

@@ -4,6 +4,7 @@
 pub mod bootstrap;
 pub mod build;
 pub mod cutover;
+pub mod kickstart;
 pub mod restore;
 pub mod stage;
 pub mod vpn;
@@ -17,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::journal::{local_host, local_user, now, Journal};
 use crate::remote::ssh::{PinnedKey, SshTarget};
 use crate::remote::ssm::SsmTarget;
-use crate::remote::{no_sink, script, Inputs, Outcome, Remote, Sink};
+use crate::remote::{no_sink, Inputs, Outcome, Remote, Script, Sink};
 use crate::spec::StackId;
 use crate::ui::Ui;
 use serde::{Deserialize, Serialize};
@@ -156,7 +157,7 @@ impl<'a> Site<'a> {
 
     async fn state_sh(&self, inputs: Inputs) -> Result<serde_json::Value> {
         self.run_script(
-            "state.sh",
+            Script::State,
             &inputs,
             Duration::from_secs(120),
             no_sink(),
@@ -290,7 +291,7 @@ impl<'a> Site<'a> {
     /// what happened and what to do next, and the script's stderr follows.
     pub async fn run_script(
         &self,
-        name: &str,
+        script: Script,
         inputs: &Inputs,
         timeout: Duration,
         sink: Sink,
@@ -298,11 +299,12 @@ impl<'a> Site<'a> {
     ) -> Result<serde_json::Value> {
         let target = self.describe();
         let out = self
-            .run_script_output(name, inputs, timeout, sink, explain)
+            .run_script_output(script, inputs, timeout, sink, explain)
             .await?;
         out.result().ok_or_else(|| {
             Error::failed(format!(
-                "{name} on {target} ended without a result line (POSCLOUD_RESULT); was the script run at all?"
+                "{} on {target} ended without a result line (POSCLOUD_RESULT); was the script run at all?",
+                script.name()
             ))
         })
     }
@@ -312,18 +314,15 @@ impl Site<'_> {
     /// As `run_script`, but the whole outcome (for scripts whose output is the data).
     pub async fn run_script_output(
         &self,
-        name: &str,
+        script: Script,
         inputs: &Inputs,
         timeout: Duration,
         sink: Sink,
         explain: impl Fn(i32) -> (String, String),
     ) -> Result<crate::remote::Outcome> {
         let target = self.describe();
-        let out = self
-            .remote
-            .run(&script(name), inputs, timeout, sink)
-            .await?;
-        journal_run(self.journal(), name, &target, &out);
+        let out = self.remote.run(script, inputs, timeout, sink).await?;
+        journal_run(self.journal(), script.name(), &target, &out);
         if out.exit_code != 0 {
             let (what, next) = explain(out.exit_code);
             return Err(Error::failed(format!(

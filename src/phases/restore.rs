@@ -4,7 +4,7 @@
 use super::{PhaseState, Site};
 use crate::error::{Error, Result};
 use crate::remote::ssh::PinnedKey;
-use crate::remote::Inputs;
+use crate::remote::{Inputs, Script};
 use crate::ui::Ui;
 use std::time::Duration;
 
@@ -168,7 +168,7 @@ pub async fn run(site: &Site<'_>, ui: &Ui, spec: &RestoreSpec) -> Result<PhaseSt
             .await?;
         inputs = inputs.set("SOURCE_URL", url)?;
     }
-    let result = match site.run_script("restore.sh", &inputs, RESTORE_TIMEOUT, ui.remote_sink(), |code| {
+    let result = match site.run_script(Script::Restore, &inputs, RESTORE_TIMEOUT, ui.remote_sink(), |code| {
         let (what, next) = match code {
             3 => (
                 "the restored data does not match the source's manifest; the data directory was not changed",

@@ -4,7 +4,7 @@
 
 use super::{PhaseState, Site};
 use crate::error::{Error, Result};
-use crate::remote::{no_sink, Inputs};
+use crate::remote::{no_sink, Inputs, Script};
 use crate::spec::{PosSpec, StackSpec};
 use crate::ui::Ui;
 use std::time::Duration;
@@ -46,7 +46,7 @@ pub async fn apply(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<serde_j
     let step = ui.step(format!("stage: POS container from {}", pos.image));
     let result = match site
         .run_script(
-            "pos.sh",
+            Script::Pos,
             &inputs(spec, pos)?,
             STAGE_TIMEOUT,
             ui.remote_sink(),
@@ -106,7 +106,7 @@ pub async fn check_ready(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<s
         .set("CONTAINER", "pos")?
         .set("POS_IP", spec.pos_ip.to_string())?;
     let result = match site
-        .run_script("pos.sh", &inputs, Duration::from_secs(300), ui.remote_sink(), |_| {
+        .run_script(Script::Pos, &inputs, Duration::from_secs(300), ui.remote_sink(), |_| {
             (
                 "the POS is not ready".into(),
                 "read the reasons above; `poscloud pos restart` re-applies the stage, `poscloud pos connect` opens a shell in the container".into(),
@@ -138,7 +138,7 @@ pub async fn pos_sh(
     for (k, v) in more {
         inputs = inputs.set(k, *v)?;
     }
-    site.run_script("pos.sh", &inputs, Duration::from_secs(600), no_sink(), |code| {
+    site.run_script(Script::Pos, &inputs, Duration::from_secs(600), no_sink(), |code| {
         if code == 4 {
             (
                 format!("pos {action} refused: the image is in use"),

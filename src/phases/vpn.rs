@@ -5,7 +5,7 @@
 use super::Site;
 use crate::aws::Aws;
 use crate::error::{Error, Result};
-use crate::remote::{Inputs, Remote};
+use crate::remote::{Inputs, Remote, Script};
 use crate::spec::vpn::Location;
 use crate::spec::{StackId, StackSpec};
 use crate::ui::Ui;
@@ -126,7 +126,7 @@ pub async fn apply(
     ));
     match site
         .run_script(
-            "vpn.sh",
+            Script::Vpn,
             &inputs,
             Duration::from_secs(180),
             ui.remote_sink(),
@@ -258,7 +258,7 @@ pub async fn host(
         inputs = inputs.set("LOCATION", l)?;
     }
     site.run_script(
-        "vpn.sh",
+        Script::Vpn,
         &inputs,
         Duration::from_secs(120),
         crate::remote::no_sink(),

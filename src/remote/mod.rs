@@ -15,54 +15,102 @@ use base64::Engine;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A script shipped with poscloud (from `bootstrap/`).
+/// A script shipped with poscloud (from `bootstrap/`). A variant, not a name: a script that
+/// does not exist does not compile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Script {
+    Bootstrap,
+    PutFile,
+    Pos,
+    Restore,
+    Build,
+    Vpn,
+    Cutover,
+    State,
+}
+
+/// Every script's body starts with `bootstrap/lib.sh` (the helpers all scripts share), then
+/// the script's own parts (pos-net.sh for pos.sh, …), then the script, so the host needs
+/// nothing installed and a script copied to the host (pos.sh's eth1 hook, vpn.sh) carries
+/// its helpers with it.
+macro_rules! with_lib {
+    ($($file:literal),+) => {
+        concat!(
+            include_str!("../../bootstrap/lib.sh"),
+            $(include_str!(concat!("../../bootstrap/", $file))),+
+        )
+    };
+}
+
+impl Script {
+    pub const ALL: [Script; 8] = [
+        Script::Bootstrap,
+        Script::PutFile,
+        Script::Pos,
+        Script::Restore,
+        Script::Build,
+        Script::Vpn,
+        Script::Cutover,
+        Script::State,
+    ];
+
+    /// The file name in `bootstrap/`: the runner's lock and the journal name runs by it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Script::Bootstrap => "bootstrap.sh",
+            Script::PutFile => "put-file.sh",
+            Script::Pos => "pos.sh",
+            Script::Restore => "restore.sh",
+            Script::Build => "build.sh",
+            Script::Vpn => "vpn.sh",
+            Script::Cutover => "cutover.sh",
+            Script::State => "state.sh",
+        }
+    }
+
+    /// What the host runs: lib.sh, then the script (compiled in: the binary is all an
+    /// operator needs).
+    pub const fn body(self) -> &'static str {
+        match self {
+            Script::Bootstrap => with_lib!("bootstrap.sh"),
+            Script::PutFile => with_lib!("put-file.sh"),
+            Script::Pos => with_lib!("pos-net.sh", "pos.sh"),
+            Script::Restore => with_lib!("restore-manifest.sh", "restore-archive.sh", "restore.sh"),
+            Script::Build => with_lib!("build.sh"),
+            Script::Vpn => with_lib!("vpn-charon.sh", "vpn.sh"),
+            Script::Cutover => with_lib!("cutover.sh"),
+            Script::State => with_lib!("state.sh"),
+        }
+    }
+}
+
+/// What the transports run: a name (for the runner's lock and the SSM comment) and a bash
+/// body. Shipped scripts are `Script`s; tests run programs of their own.
 #[derive(Debug, Clone, Copy)]
-pub struct Script {
+pub struct Program {
     pub name: &'static str,
     pub body: &'static str,
 }
 
-/// Scripts are compiled in, so the binary is all an operator needs.
-pub const SCRIPTS: &[Script] = &[
-    Script {
-        name: "bootstrap.sh",
-        body: include_str!("../../bootstrap/bootstrap.sh"),
-    },
-    Script {
-        name: "put-file.sh",
-        body: include_str!("../../bootstrap/put-file.sh"),
-    },
-    Script {
-        name: "pos.sh",
-        body: include_str!("../../bootstrap/pos.sh"),
-    },
-    Script {
-        name: "restore.sh",
-        body: include_str!("../../bootstrap/restore.sh"),
-    },
-    Script {
-        name: "build.sh",
-        body: include_str!("../../bootstrap/build.sh"),
-    },
-    Script {
-        name: "vpn.sh",
-        body: include_str!("../../bootstrap/vpn.sh"),
-    },
-    Script {
-        name: "cutover.sh",
-        body: include_str!("../../bootstrap/cutover.sh"),
-    },
-    Script {
-        name: "state.sh",
-        body: include_str!("../../bootstrap/state.sh"),
-    },
-];
+impl From<Script> for Program {
+    fn from(s: Script) -> Program {
+        Program {
+            name: s.name(),
+            body: s.body(),
+        }
+    }
+}
 
-pub fn script(name: &str) -> Script {
-    *SCRIPTS
-        .iter()
-        .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("no script {name} in bootstrap/"))
+impl From<&Script> for Program {
+    fn from(s: &Script) -> Program {
+        (*s).into()
+    }
+}
+
+impl From<&Program> for Program {
+    fn from(p: &Program) -> Program {
+        *p
+    }
 }
 
 /// Named inputs, passed to the script as environment variables.
@@ -158,7 +206,7 @@ const READ_ONLY_ACTIONS: &[&str] = &[
 
 /// The runner's stdin: the lock's name (the script's, `-` for a read-only action), its
 /// inputs and its body.
-pub fn payload(script: &Script, inputs: &Inputs) -> String {
+pub fn payload(script: &Program, inputs: &Inputs) -> String {
     let read_only = inputs
         .0
         .iter()
@@ -237,7 +285,7 @@ impl Remote<'_> {
         )?;
         let out = self
             .run(
-                &script("put-file.sh"),
+                Script::PutFile,
                 &inputs,
                 Duration::from_secs(120),
                 no_sink(),
@@ -256,14 +304,67 @@ impl Remote<'_> {
     /// Runs `script` with `inputs`; output goes to `sink` as it arrives and is returned.
     pub async fn run(
         &self,
-        script: &Script,
+        script: impl Into<Program>,
         inputs: &Inputs,
         timeout: Duration,
         sink: Sink,
     ) -> Result<Outcome> {
+        let program = script.into();
         match self {
-            Remote::Ssh(t) => t.run(script, inputs, timeout, sink).await,
-            Remote::Ssm(t) => t.run(script, inputs, timeout, sink).await,
+            Remote::Ssh(t) => t.run(&program, inputs, timeout, sink).await,
+            Remote::Ssm(t) => t.run(&program, inputs, timeout, sink).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The functions a bash text defines (`name() {` at the start of a line).
+    fn functions(text: &str) -> Vec<&str> {
+        text.lines()
+            .filter_map(|l| l.split_once("() {").map(|(n, _)| n))
+            .filter(|n| n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+            .collect()
+    }
+
+    #[test]
+    fn every_script_carries_lib_sh_and_copies_none_of_its_helpers() {
+        let lib = include_str!("../../bootstrap/lib.sh");
+        let shared = functions(lib);
+        for helper in ["json", "container_pid", "die", "bad", "fail", "say"] {
+            assert!(shared.contains(&helper), "lib.sh defines {helper}");
+        }
+        let mut seen: Vec<(&str, &str)> = Vec::new();
+        for s in Script::ALL {
+            let own = s
+                .body()
+                .strip_prefix(lib)
+                .unwrap_or_else(|| panic!("{} is sent after lib.sh", s.name()));
+            for f in functions(own) {
+                assert!(
+                    !shared.contains(&f),
+                    "{} defines lib.sh's {f} again",
+                    s.name()
+                );
+                if let Some((other, _)) = seen.iter().find(|(_, g)| *g == f) {
+                    panic!("{f} is defined in {other} and {}", s.name());
+                }
+                seen.push((s.name(), f));
+            }
+        }
+    }
+
+    #[test]
+    fn no_file_of_bootstrap_is_over_about_400_lines() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bootstrap");
+        for e in std::fs::read_dir(dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.extension().is_some_and(|x| x == "sh") {
+                let n = std::fs::read_to_string(&path).unwrap().lines().count();
+                assert!(n <= 440, "{}: {n} lines", path.display());
+            }
         }
     }
 }

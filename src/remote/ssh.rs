@@ -1,6 +1,6 @@
 //! SSH transport (libssh2): key auth, the host key pinned before any credential is sent.
 
-use super::{payload, Inputs, Outcome, Script, Sink, Stream, RUNNER};
+use super::{payload, Inputs, Outcome, Program, Sink, Stream, RUNNER};
 use crate::error::{Error, Result};
 use backon::{ExponentialBuilder, Retryable};
 use base64::Engine;
@@ -189,7 +189,7 @@ impl SshTarget {
 
     pub async fn run(
         &self,
-        script: &Script,
+        script: &Program,
         inputs: &Inputs,
         timeout: Duration,
         sink: Sink,

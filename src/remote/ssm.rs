@@ -1,6 +1,6 @@
 //! SSM Run Command transport: `AWS-RunShellScript` with the same runner and payload as SSH.
 
-use super::{payload, Inputs, Outcome, Script, Sink, Stream, RUNNER};
+use super::{payload, Inputs, Outcome, Program, Sink, Stream, RUNNER};
 use crate::aws::ssm_run::{Invocation, SendShell};
 use crate::aws::Aws;
 use crate::error::{Error, Result};
@@ -37,7 +37,7 @@ pub fn stdout_key(prefix: &str, command_id: &str, instance_id: &str) -> String {
 /// The shell command SSM runs: the runner, fed the payload on stdin by a quoted here-doc
 /// (neither the lowercase script name nor a base64 line can equal the delimiter, and nothing
 /// in them is expanded).
-pub fn command_text(script: &Script, inputs: &Inputs) -> String {
+pub fn command_text(script: &Program, inputs: &Inputs) -> String {
     format!(
         "bash -c '{}' <<'POSCLOUD_PAYLOAD'\n{}POSCLOUD_PAYLOAD\n",
         RUNNER.replace('\'', r"'\''"),
@@ -108,7 +108,7 @@ impl SsmTarget<'_> {
 
     pub async fn run(
         &self,
-        script: &Script,
+        script: &Program,
         inputs: &Inputs,
         timeout: Duration,
         sink: Sink,
@@ -222,19 +222,19 @@ mod tests {
     #[test]
     fn every_shipped_script_fits_in_a_command_with_room_to_spare() {
         let inputs = Inputs::new().set("X", "y".repeat(2000)).unwrap();
-        for s in crate::remote::SCRIPTS {
-            let n = command_text(s, &inputs).len();
+        for s in crate::remote::Script::ALL {
+            let n = command_text(&s.into(), &inputs).len();
             assert!(
                 n < COMMAND_LIMIT * 3 / 4,
                 "{}: {n} bytes as an SSM command",
-                s.name
+                s.name()
             );
         }
     }
 
     #[test]
     fn the_command_keeps_inputs_out_of_the_script_text() {
-        let s = Script {
+        let s = crate::remote::Program {
             name: "t.sh",
             body: "echo \"$X\"\n",
         };

@@ -329,7 +329,7 @@ impl Drop for TestHost {
 
 /// Starts the installed eth1 hook (pos.sh ACTION=watch, the same files systemd would use)
 /// in the background on the host, the way its unit does.
-const START_WATCH: poscloud::remote::Script = poscloud::remote::Script {
+const START_WATCH: poscloud::remote::Program = poscloud::remote::Program {
     name: "start-watch",
     body: r#"set -euo pipefail
 set -a

@@ -12,15 +12,12 @@
 pub use super::host::alive;
 use super::host::TestHost;
 use base64::Engine;
-use poscloud::remote::{no_sink, script, Inputs, Outcome, Script};
+use poscloud::remote::{no_sink, Inputs, Outcome, Script};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-pub const VPN: Script = Script {
-    name: "vpn.sh",
-    body: include_str!("../../bootstrap/vpn.sh"),
-};
+pub const VPN: Script = Script::Vpn;
 /// The test host's "internet" (a bridge in its namespace; a public range whose addresses
 /// exist only inside the namespaces the tests make): .1 is the POS's Elastic IP (SNAT),
 /// peers are .10, .20, …
@@ -152,7 +149,7 @@ impl Pos {
             ("ARTIFACT_SHA256", &sha),
             ("MEMORY", "256m"),
         ];
-        let out = self.run(&script("pos.sh"), &inputs);
+        let out = self.run(&Script::Pos, &inputs);
         assert_eq!(out.exit_code, 0, "stage: {}", err(&out));
     }
 
