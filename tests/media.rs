@@ -29,7 +29,9 @@ impl<'a> Shop<'a> {
         let h = TestHost::up(name, index, true);
         h.boot(rig, shop, "qa");
         let stack = h.media_stack(&rig.home.path().join(format!("{shop}.toml")));
-        let proxy = Proxy::start_on(&format!("10.200.{index}.1"), rig.emu.port);
+        // The root side of the host's veth (its address moves with the test slot).
+        let veth = format!("{}.1", h.address.rsplit_once('.').unwrap().0);
+        let proxy = Proxy::start_on(&veth, rig.emu.port);
         Shop {
             rig,
             h,

@@ -3,6 +3,7 @@
 
 use super::{PhaseState, Site};
 use crate::error::{Error, Result};
+use crate::remote::results;
 use crate::remote::ssh::PinnedKey;
 use crate::remote::Inputs;
 use crate::ui::Ui;
@@ -131,7 +132,7 @@ impl RestoreSpec {
 
 /// Whether a restore record is of this source.
 pub fn current(spec: &RestoreSpec, st: &PhaseState) -> bool {
-    st.result["source"] == spec.source.as_str()
+    results::parse::<results::Restore>(&st.result).is_ok_and(|r| r.source == spec.source)
 }
 
 /// Runs the restore on the host. A verification failure names the files and changes nothing.
@@ -168,7 +169,7 @@ pub async fn run(site: &Site<'_>, ui: &Ui, spec: &RestoreSpec) -> Result<PhaseSt
             .await?;
         inputs = inputs.set("SOURCE_URL", url)?;
     }
-    let result = match site.run_script("restore.sh", &inputs, RESTORE_TIMEOUT, ui.remote_sink(), |code| {
+    let result = match site.run_script_as::<results::Restore>("restore.sh", &inputs, RESTORE_TIMEOUT, ui.remote_sink(), |code| {
         let (what, next) = match code {
             3 => (
                 "the restored data does not match the source's manifest; the data directory was not changed",
@@ -192,9 +193,9 @@ pub async fn run(site: &Site<'_>, ui: &Ui, spec: &RestoreSpec) -> Result<PhaseSt
     };
     let detail = format!(
         "{} files, {} bytes verified",
-        result["files"], result["bytes"]
+        result.fields.files, result.fields.bytes
     );
-    let st = site.record_phase("restore", result).await?;
+    let st = site.record_phase("restore", result.json).await?;
     step.done(&detail);
     Ok(st)
 }
