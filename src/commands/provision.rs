@@ -6,11 +6,11 @@ use crate::cli::{
     Phase, ProvisionArgs, ReachArgs, RestoreSourceArgs, SourceArgs, Transport, Until,
 };
 use crate::error::{Error, Result};
-use crate::phases::restore::{self, App, RestoreSpec};
+use crate::phases::restore::{self, RestoreSpec};
 use crate::phases::{self, bootstrap, build, stage, PhaseState, Reach, Site};
 use crate::plan::{self, Change};
 use crate::remote::ssh::{PinnedKey, SshTarget};
-use crate::spec::{Env, StackSpec};
+use crate::spec::{App, Env, StackSpec};
 use crate::ui::Ui;
 use serde::Serialize;
 use serde_json::json;
@@ -256,18 +256,13 @@ pub fn restore_spec(
             spec.source
         ))
     })?;
-    let app = if pos.app == "daisy" {
-        App::Daisy
-    } else {
-        App::Rti
-    };
     let data_dir = stage::data_dir(pos);
-    source_spec(app, from, Some(&data_dir), &args.auth, reach).map(Some)
+    source_spec(&pos.app, from, Some(&data_dir), &args.auth, reach).map(Some)
 }
 
 /// A restore source with its options, validated (also for `pos restore`).
 pub fn source_spec(
-    app: App,
+    app: &App,
     from: &str,
     data_dir: Option<&str>,
     auth: &SourceArgs,

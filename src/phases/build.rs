@@ -66,7 +66,7 @@ pub async fn run(
         return Ok(None);
     };
     let mut inputs = Inputs::new()
-        .set("APP", &pos.app)?
+        .set("APP", &pos.app.name)?
         .set("VERSION", &media.version)?
         .set("KEY", &media.key)?
         .set("IMAGE", &media.image)?
@@ -76,7 +76,7 @@ pub async fn run(
     let cache = match site.aws() {
         Some(aws) => {
             let bucket = crate::aws::s3::output_bucket_name(&aws.account_id().await?, &aws.region);
-            let (tarball, record) = cache_keys(&pos.app, media);
+            let (tarball, record) = cache_keys(&pos.app.name, media);
             let cached = match aws.get_object_text(&bucket, &record).await? {
                 Some(text) => serde_json::from_str::<CacheRecord>(&text).ok(),
                 None => None,
@@ -133,7 +133,7 @@ pub async fn run(
         if r.source == MediaSource::Built && r.uploaded {
             let rec = CacheRecord {
                 key: media.key.clone(),
-                app: pos.app.clone(),
+                app: pos.app.name.clone(),
                 version: media.version.clone(),
                 kickstart: media.kickstart_source.clone(),
                 sha256: r.sha256.clone(),

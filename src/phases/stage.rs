@@ -12,9 +12,10 @@ use std::time::Duration;
 
 const STAGE_TIMEOUT: Duration = Duration::from_secs(1800);
 
-/// The host directory that holds the POS data (mounted at /usr2 or /d); never deleted.
+/// The host directory that holds the POS data (mounted at the app's mount point); never
+/// deleted.
 pub fn data_dir(pos: &PosSpec) -> String {
-    format!("/var/lib/poscloud/data/{}", pos.app)
+    pos.app.data_dir()
 }
 
 /// The stage script's inputs for this stack (also what `pos start` re-applies).
@@ -22,7 +23,9 @@ pub fn inputs(spec: &StackSpec, pos: &PosSpec) -> Result<Inputs> {
     let gateway = std::net::Ipv4Addr::from(u32::from(spec.network.network()) + 1);
     Inputs::new()
         .set("SHOP", spec.id.shop.as_str())?
-        .set("APP", &pos.app)?
+        .set("APP", &pos.app.name)?
+        .set("MOUNT_POINT", &pos.app.mount_point)?
+        .set("HEALTH_CMD", &pos.app.health_check)?
         .set("IMAGE", &pos.image)?
         .set("CONTAINER", "pos")?
         .set("POS_IP", spec.pos_ip.to_string())?
