@@ -13,7 +13,7 @@
 # unless a container or another tag still uses it.
 #
 # Inputs (environment):
-#   APP            rti | daisy
+#   APP            the POS app's name (its app file's; lowercase, digits, -)
 #   VERSION        media version, [A-Za-z0-9][A-Za-z0-9._-]{0,63}
 #   KEY            64 lowercase hex digits
 #   IMAGE          the image reference to tag (e.g. poscloud/rti:10.1-0123456789ab); a tag,
@@ -73,7 +73,7 @@ declare -F poscloud_lib >/dev/null || . "${BASH_SOURCE[0]%/*}/lib.sh"
 me=build
 
 # ---- inputs ----------------------------------------------------------------------------
-[[ ${APP:-} =~ ^(rti|daisy)$ ]] || bad "APP must be rti or daisy"
+[[ ${APP:-} =~ ^[a-z][a-z0-9-]{0,30}$ ]] || bad "APP must be an app name (lowercase, digits, -)"
 [[ ${VERSION:-} =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ ]] || bad "VERSION must be [A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 [[ ${KEY:-} =~ ^[0-9a-f]{64}$ ]] || bad "KEY must be 64 lowercase hex digits"
 [[ ${IMAGE:-} =~ ^[a-z0-9][a-z0-9._/:@-]*$ && ${#IMAGE} -le 255 ]] || bad "IMAGE must be an image reference"

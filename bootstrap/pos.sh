@@ -31,10 +31,11 @@
 #
 # Inputs (environment): ACTION (default stage), CONTAINER (default pos; the holder is
 # CONTAINER-net), ETH1 (default eth1), and per action:
-#   stage         SHOP (8 digits), APP (rti|daisy), IMAGE, POS_IP, PREFIX (16..28), GATEWAY,
-#                 DATA_DIR (host directory mounted at /usr2 (rti) or /d (daisy); created if
-#                 missing, never deleted), ARTIFACT_URL (https://… or file:///…, a tarball
-#                 with install.sh at its top), ARTIFACT_SHA256 (64 hex digits),
+#   stage         SHOP (8 digits), APP (the app's name), IMAGE, POS_IP, PREFIX (16..28), GATEWAY,
+#                 DATA_DIR (host directory mounted at MOUNT_POINT, the app's; created if
+#                 missing, never deleted), HEALTH_CMD (the app's health command),
+#                 ARTIFACT_URL (https://… or file:///…, a tarball with install.sh at its
+#                 top), ARTIFACT_SHA256 (64 hex digits),
 #                 MEMORY (default 2g), PIDS (default 1024)
 #   watch         POS_IP, PREFIX, GATEWAY (written to /etc/poscloud/pos-net.env by stage)
 #   ready         POS_IP
@@ -195,7 +196,7 @@ case $action in
     labels=$(docker inspect -f '{{index .Config.Labels "poscloud.shop"}}|{{index .Config.Labels "poscloud.app"}}' "$container")
     IFS='|' read -r have_shop app <<<"$labels"
     [[ $have_shop == "$SHOP" ]] || bad "container $container belongs to shop ${have_shop:-unknown}, not $SHOP"
-    [[ $app =~ ^(rti|daisy)$ ]] || fail "container $container has no poscloud.app label"
+    [[ $app =~ ^[a-z][a-z0-9-]{0,30}$ ]] || fail "container $container has no poscloud.app label"
     when=$(date -u +%Y-%m-%dT%H:%M:%SZ)
     docker commit -c "LABEL poscloud.shop=$SHOP" -c "LABEL poscloud.app=$app" \
       -c "LABEL poscloud.snapshot=$when" "$container" "$TAG" >/dev/null ||
@@ -264,7 +265,9 @@ esac
 
 # ACTION=stage from here on.
 [[ ${SHOP:-} =~ ^[0-9]{8}$ ]] || bad "SHOP must be 8 digits"
-[[ ${APP:-} =~ ^(rti|daisy)$ ]] || bad "APP must be rti or daisy"
+[[ ${APP:-} =~ ^[a-z][a-z0-9-]{0,30}$ ]] || bad "APP must be an app name (lowercase, digits, -)"
+[[ ${MOUNT_POINT:-} =~ ^/[A-Za-z0-9/_.+-]+$ && $MOUNT_POINT != *..* ]] || bad "MOUNT_POINT must be an absolute path without .."
+[[ -n ${HEALTH_CMD:-} && $HEALTH_CMD != *$'\n'* ]] || bad "HEALTH_CMD must be a one-line shell command"
 [[ ${IMAGE:-} =~ $image_re ]] || bad "IMAGE must be an image reference"
 need_network
 [[ ${DATA_DIR:-} == /* && $DATA_DIR != *..* ]] || bad "DATA_DIR must be an absolute path without .."
@@ -275,8 +278,7 @@ memory=${MEMORY:-2g} pids=${PIDS:-1024}
 [[ $pids =~ ^[0-9]+$ ]] || bad "PIDS must be a number"
 
 state="$root/var/lib/poscloud"
-mount_point=/usr2
-[[ $APP == daisy ]] && mount_point=/d
+mount_point=$MOUNT_POINT
 keepalive='trap "exit 0" TERM; while :; do sleep 3600 & wait $!; done'
 
 # 1. The artifact, verified before anything is installed.
@@ -394,7 +396,7 @@ if [[ $have != "$want_image container:$net_id" && $have != "$want_image containe
     --cap-drop ALL --cap-add CHOWN --cap-add DAC_OVERRIDE --cap-add FOWNER \
     --cap-add SETUID --cap-add SETGID --cap-add KILL --cap-add NET_BIND_SERVICE \
     --pids-limit "$pids" --memory "$memory" \
-    --health-cmd 'test -f /opt/pos/.installed' --health-interval 30s --health-retries 3 \
+    --health-cmd "$HEALTH_CMD" --health-interval 30s --health-retries 3 \
     --label "poscloud.shop=$SHOP" --label "poscloud.app=$APP" \
     -v "$root$DATA_DIR:$mount_point" \
     "$IMAGE" sh -c "$keepalive" >/dev/null ||

@@ -6,7 +6,7 @@
 #
 # Inputs (environment):
 #   SHOP             8 digits
-#   APP              rti | daisy
+#   APP              the POS app's name (its app file's; lowercase, digits, -)
 #   DATA_DIR         absolute path of the data directory on the host (e.g. /usr2, /d)
 #   SOURCE           one of three kinds:
 #                    ssh://user@host[:port]/absolute/path/  rsync over SSH, e.g. the old
@@ -86,7 +86,7 @@ me=restore
 
 # ---- inputs ---------------------------------------------------------------------------
 [[ ${SHOP:-} =~ ^[0-9]{8}$ ]] || bad "SHOP must be 8 digits, got '${SHOP:-}'"
-[[ ${APP:-} =~ ^(rti|daisy)$ ]] || bad "APP must be rti or daisy, got '${APP:-}'"
+[[ ${APP:-} =~ ^[a-z][a-z0-9-]{0,30}$ ]] || bad "APP must be an app name (lowercase, digits, -), got '${APP:-}'"
 
 [[ ${DATA_DIR:-} == /* ]] || bad "DATA_DIR must be an absolute path, got '${DATA_DIR:-}'"
 [[ $DATA_DIR != *[[:cntrl:]]* ]] || bad "DATA_DIR must not contain control characters"

@@ -476,9 +476,10 @@ pub struct PosRestoreArgs {
     /// (an archive holding the data and its manifest) or file:///path/ on the host
     #[arg(long, value_name = "SOURCE")]
     pub from: String,
-    /// POS application whose data this is
-    #[arg(long, value_enum, default_value_t = crate::phases::restore::App::Rti)]
-    pub app: crate::phases::restore::App,
+    /// POS application whose data this is (one of the stack's apps: rti, daisy, or an
+    /// apps/NAME.toml beside the stack file)
+    #[arg(long, value_name = "APP", default_value = "rti")]
+    pub app: String,
     /// Data directory on the host [default: /var/lib/poscloud/data/<app>]
     #[arg(long, value_name = "PATH")]
     pub data_dir: Option<String>,
@@ -625,9 +626,10 @@ pub struct CutoverArgs {
     /// --from host, when that is an IPv4 address)
     #[arg(long, value_name = "A.B.C.D")]
     pub from_lan: Option<String>,
-    /// The POS application (default: the stack's [pos] app)
-    #[arg(long, value_enum)]
-    pub app: Option<crate::phases::restore::App>,
+    /// The POS application (default: the stack's [pos] app; one of the stack's apps, see
+    /// docs/apps.md)
+    #[arg(long, value_name = "APP")]
+    pub app: Option<String>,
 }
 
 #[derive(Debug, Args)]

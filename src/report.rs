@@ -7,8 +7,9 @@ use crate::aws::tags::Role;
 use crate::error::{Error, Result};
 use crate::phases::vpn::LocationRecord;
 use crate::phases::PhaseState;
+use crate::remote::results::UserdataMarker;
 use crate::spec::{Env, Rates, StackId, StackSpec};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -719,26 +720,43 @@ fn key_fingerprint(line: &str) -> String {
 
 /// When user-data last updated the OS (its `finished` time in the bootstrap record).
 fn patched_at(b: Option<&PhaseState>) -> Option<(String, SystemTime)> {
-    let t = b?.result["userdata"]["finished"].as_str()?;
-    Some((t.to_string(), parse_time(t)?))
+    let t = BootstrapSeen::of(b?).userdata?.finished?;
+    let at = parse_time(&t)?;
+    Some((t, at))
+}
+
+/// What the report reads of a bootstrap record (bootstrap.sh's result,
+/// `remote::results::Bootstrap`), each field optional: a report reads records that earlier
+/// versions of poscloud wrote.
+#[derive(Debug, Default, Deserialize)]
+struct BootstrapSeen {
+    docker: Option<String>,
+    strongswan: Option<String>,
+    kernel: Option<String>,
+    userdata: Option<UserdataMarker>,
+}
+
+impl BootstrapSeen {
+    fn of(b: &PhaseState) -> BootstrapSeen {
+        BootstrapSeen::deserialize(&b.result).unwrap_or_default()
+    }
 }
 
 /// Host versions from the bootstrap record, for the report.
 pub fn host_versions(b: Option<&PhaseState>) -> Value {
-    match b {
-        None => Value::Null,
-        Some(b) => {
-            let r = &b.result;
-            serde_json::json!({
-                "docker": r["docker"],
-                "strongswan": r["strongswan"],
-                "kernel": r["kernel"],
-                "ssm_agent": r["userdata"]["ssm_agent"],
-                "reboot_required": r["userdata"]["reboot_required"],
-                "patched_at": r["userdata"]["finished"],
-            })
-        }
-    }
+    let Some(b) = b else {
+        return Value::Null;
+    };
+    let r = BootstrapSeen::of(b);
+    let u = r.userdata.unwrap_or_default();
+    serde_json::json!({
+        "docker": r.docker,
+        "strongswan": r.strongswan,
+        "kernel": r.kernel,
+        "ssm_agent": u.ssm_agent,
+        "reboot_required": u.reboot_required,
+        "patched_at": u.finished,
+    })
 }
 
 #[cfg(test)]

@@ -29,9 +29,9 @@ impl<'a> Shop<'a> {
         let h = TestHost::up(name, index, true);
         h.boot(rig, shop, "qa");
         let stack = h.media_stack(&rig.home.path().join(format!("{shop}.toml")));
-        // The root side of the host's veth (10.200.<slotted index>.1).
-        let root_side = format!("{}.1", h.address.rsplit_once('.').unwrap().0);
-        let proxy = Proxy::start_on(&root_side, rig.emu.port);
+        // The root side of the host's veth (its address moves with the test slot).
+        let veth = format!("{}.1", h.address.rsplit_once('.').unwrap().0);
+        let proxy = Proxy::start_on(&veth, rig.emu.port);
         Shop {
             rig,
             h,

@@ -43,6 +43,8 @@ fn stage_image(h: &TestHost, sha: &str, image: &str) -> Outcome {
         &[
             ("SHOP", "12345678"),
             ("APP", "rti"),
+            ("MOUNT_POINT", "/usr2"),
+            ("HEALTH_CMD", "test -f /opt/pos/.installed"),
             ("IMAGE", image),
             ("POS_IP", POS_IP),
             ("PREFIX", "24"),

@@ -405,7 +405,7 @@ fn bad_inputs_and_a_wrong_host_key_change_nothing_and_a_file_source_works() {
         ("SHOP", None),
         ("SHOP", Some("1234567")),
         ("SHOP", Some("1234567a")),
-        ("APP", Some("sco")),
+        ("APP", Some("Sco")),
         ("DATA_DIR", Some("usr2")),
         ("DATA_DIR", Some("/usr2/../etc")),
         ("DATA_DIR", Some("/")),

@@ -44,7 +44,7 @@ fn every_example_validates_with_a_pos_for_its_app() {
                 .pos
                 .as_ref()
                 .unwrap_or_else(|| panic!("{}: no [pos]", file.display()));
-            assert_eq!(pos.app, app, "{}", file.display());
+            assert_eq!(pos.app.name, app, "{}", file.display());
             // Media built from the app's own kickstart (the build phase runs).
             let media = pos.media.as_ref().expect("a version: media are built");
             assert_eq!(
@@ -53,7 +53,7 @@ fn every_example_validates_with_a_pos_for_its_app() {
             );
             assert!(pos.artifact_url.starts_with("https://"));
             // The cutover settings are the app's (data where its media mount it).
-            let cut = spec.cutover.for_app(&app);
+            let cut = spec.cutover.for_app(&pos.app);
             let data = if app == "daisy" { "/d" } else { "/usr2" };
             assert_eq!(cut.data_dir, data, "{}", file.display());
             assert!(cut.stop.contains(&app) && cut.start.contains(&app));

@@ -66,8 +66,11 @@ fn check(a: &CutoverArgs) -> Result<Request> {
             ))
         })?,
     };
-    let stack_app = spec.pos.as_ref().map(|p| p.app.clone());
-    let app = match (a.app, &stack_app) {
+    if let Some(x) = &a.app {
+        spec.app(x)?;
+    }
+    let stack_app = spec.pos.as_ref().map(|p| p.app.name.clone());
+    let app = match (&a.app, &stack_app) {
         (Some(x), Some(s)) if x.as_str() != s => {
             return Err(Error::usage(format!(
                 "--app {} but the stack's POS is {s}",
@@ -89,7 +92,7 @@ fn check(a: &CutoverArgs) -> Result<Request> {
             spec.source
         )));
     }
-    let cutover = spec.cutover.for_app(&app);
+    let cutover = spec.cutover.for_app(spec.app(&app)?);
     Ok(Request {
         spec,
         reach,

@@ -135,14 +135,14 @@ pub async fn run(ctx: &Ctx, command: &PosCommand) -> Result<()> {
             let id = args.stack.id();
             // Every input checked before the first AWS call.
             let reach = reach(&args.reach)?;
+            let stack = StackSpec::load(id.clone(), args.stack.stack.as_deref(), None)?;
             let spec = source_spec(
-                args.app,
+                stack.app(&args.app)?,
                 &args.from,
                 args.data_dir.as_deref(),
                 &args.auth,
                 &reach,
             )?;
-            let stack = StackSpec::load(id.clone(), args.stack.stack.as_deref(), None)?;
             let mut slot = None;
             let site = open_site(ctx, &reach, &id, "pos restore", &mut slot).await?;
             ctx.confirm_site(

@@ -4,10 +4,10 @@
 use crate::cli::{ProvisionArgs, ReachArgs, RestoreSourceArgs, SourceArgs, Transport};
 use crate::error::{Error, Result};
 use crate::ops::provision;
-use crate::phases::restore::{App, RestoreSpec};
+use crate::phases::restore::RestoreSpec;
 use crate::phases::{stage, Reach};
 use crate::remote::ssh::{PinnedKey, SshTarget};
-use crate::spec::{Env, StackId, StackSpec};
+use crate::spec::{App, Env, StackId, StackSpec};
 use crate::ui::Ui;
 use std::collections::BTreeMap;
 
@@ -111,18 +111,13 @@ pub fn restore_spec(
             spec.source
         ))
     })?;
-    let app = if pos.app == "daisy" {
-        App::Daisy
-    } else {
-        App::Rti
-    };
     let data_dir = stage::data_dir(pos);
-    source_spec(app, from, Some(&data_dir), &args.auth, reach).map(Some)
+    source_spec(&pos.app, from, Some(&data_dir), &args.auth, reach).map(Some)
 }
 
 /// A restore source with its options, validated (also for `pos restore`).
 pub fn source_spec(
-    app: App,
+    app: &App,
     from: &str,
     data_dir: Option<&str>,
     auth: &SourceArgs,

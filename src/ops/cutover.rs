@@ -56,7 +56,7 @@ pub enum PlanReport {
     /// The read-only preflight, the record so far (a cutover under way) and the source.
     Planned {
         source_url: String,
-        preflight: Preflight,
+        preflight: Box<Preflight>,
         record: Option<Record>,
     },
 }
@@ -80,7 +80,7 @@ pub async fn plan(aws: &Aws, ui: &Ui, req: &Request, journal: Journal) -> Result
     step.done("");
     Ok(PlanReport::Planned {
         source_url: src.url(),
-        preflight,
+        preflight: Box::new(preflight),
         record,
     })
 }

@@ -3,6 +3,7 @@
 
 use super::{PhaseState, Site};
 use crate::error::Result;
+use crate::remote::results::Bootstrap;
 use crate::remote::{Inputs, Remote, Script};
 use crate::ui::Ui;
 use std::time::Duration;
@@ -34,7 +35,7 @@ pub async fn run(site: &Site<'_>, ui: &Ui) -> Result<PhaseState> {
         .set("USERDATA", if userdata { "1" } else { "0" })?
         .set("WAIT_SECS", USERDATA_WAIT_SECS.to_string())?;
     let timeout = Duration::from_secs(USERDATA_WAIT_SECS + 300);
-    let result = match site.run_script(Script::Bootstrap, &inputs, timeout, ui.remote_sink(), |_| {
+    let result = match site.run_script_as::<Bootstrap>(Script::Bootstrap, &inputs, timeout, ui.remote_sink(), |_| {
         (
             "bootstrap failed".into(),
             "fix the host (see its /var/log/poscloud-host-setup.log), then run the same command again".into(),
@@ -50,8 +51,7 @@ pub async fn run(site: &Site<'_>, ui: &Ui) -> Result<PhaseState> {
     };
     let detail = format!(
         "docker {}, {}",
-        result["docker"].as_str().unwrap_or("?"),
-        result["strongswan"].as_str().unwrap_or("?")
+        result.fields.docker, result.fields.strongswan
     );
     // Over SSM nothing has checked the host key yet: pin it from the console now that the
     // first boot is over, for `--transport ssh` and `pos connect` later.
@@ -61,7 +61,9 @@ pub async fn run(site: &Site<'_>, ui: &Ui) -> Result<PhaseState> {
             return Err(e);
         }
     }
-    let st = site.record_phase(super::Phase::Bootstrap, result).await?;
+    let st = site
+        .record_phase(super::Phase::Bootstrap, result.json)
+        .await?;
     step.done(&detail);
     Ok(st)
 }

@@ -5,6 +5,7 @@
 
 use super::{PhaseState, Site};
 use crate::error::{Error, Result};
+use crate::remote::results::{self, Build, MediaSource};
 use crate::remote::{Inputs, Script};
 use crate::spec::{Media, StackSpec};
 use crate::ui::Ui;
@@ -43,7 +44,7 @@ pub fn current(spec: &StackSpec, st: &PhaseState) -> bool {
         .as_ref()
         .and_then(|p| p.media.as_ref())
         .map(|m| m.key.as_str());
-    key.is_some_and(|k| st.result["key"] == k)
+    key.is_some_and(|k| results::parse::<Build>(&st.result).is_ok_and(|r| r.key == k))
 }
 
 /// The phase: the media on the host (from the host, the region's cache, or built), recorded.
@@ -68,7 +69,7 @@ pub async fn run(
     let ks = super::kickstart::parse(&media.kickstart)
         .map_err(|e| Error::usage(format!("{}: {e}", media.kickstart_source)))?;
     let mut inputs = Inputs::new()
-        .set("APP", &pos.app)?
+        .set("APP", &pos.app.name)?
         .set("VERSION", &media.version)?
         .set("KEY", &media.key)?
         .set("IMAGE", &media.image)?
@@ -80,7 +81,7 @@ pub async fn run(
     let cache = match site.aws() {
         Some(aws) => {
             let bucket = crate::aws::s3::output_bucket_name(&aws.account_id().await?, &aws.region);
-            let (tarball, record) = cache_keys(&pos.app, media);
+            let (tarball, record) = cache_keys(&pos.app.name, media);
             let cached = match aws.get_object_text(&bucket, &record).await? {
                 Some(text) => serde_json::from_str::<CacheRecord>(&text).ok(),
                 None => None,
@@ -111,7 +112,7 @@ pub async fn run(
         pos.app, media.version, media.kickstart_source
     ));
     let result = match site
-        .run_script(Script::Build, &inputs, BUILD_TIMEOUT, ui.remote_sink(), |code| {
+        .run_script_as::<Build>(Script::Build, &inputs, BUILD_TIMEOUT, ui.remote_sink(), |code| {
             let (what, next) = match code {
                 3 => (
                     "the cached media do not match their checksum; nothing was imported",
@@ -133,14 +134,15 @@ pub async fn run(
 
     // Built and uploaded: record it in the cache, which makes it visible to the next host.
     if let Some((aws, bucket, record)) = &cache {
-        if result["source"] == "built" && result["uploaded"] == true {
+        let r = &result.fields;
+        if r.source == MediaSource::Built && r.uploaded {
             let rec = CacheRecord {
                 key: media.key.clone(),
-                app: pos.app.clone(),
+                app: pos.app.name.clone(),
                 version: media.version.clone(),
                 kickstart: media.kickstart_source.clone(),
-                sha256: result["sha256"].as_str().unwrap_or_default().to_string(),
-                bytes: result["bytes"].as_u64().unwrap_or(0),
+                sha256: r.sha256.clone(),
+                bytes: r.bytes,
                 built_at: crate::journal::now(),
                 built_on: site.describe(),
             };
@@ -151,17 +153,17 @@ pub async fn run(
             }
             aws.put_object_text(bucket, record, &serde_json::to_string(&rec).expect("json"))
                 .await?;
-        } else if result["source"] == "built" {
+        } else if r.source == MediaSource::Built {
             ui.warn("build: the media could not be uploaded to the region's cache; the next host builds them again");
         }
     }
-    let how = match result["source"].as_str() {
-        Some("host") => "already on the host",
-        Some("cache") => "loaded from the region's cache",
-        _ => "built",
+    let how = match result.fields.source {
+        MediaSource::Host => "already on the host",
+        MediaSource::Cache => "loaded from the region's cache",
+        MediaSource::Built => "built",
     };
     step.done(&format!("{} {how}", media.image));
-    site.record_phase(super::Phase::Build, result)
+    site.record_phase(super::Phase::Build, result.json)
         .await
         .map(Some)
 }

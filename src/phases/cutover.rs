@@ -7,6 +7,10 @@ use super::{stage, vpn, Site};
 use crate::aws::Aws;
 use crate::error::{Error, Result};
 use crate::journal::{local_host, local_user, now};
+use crate::remote::results::{
+    self, CloudFacts, CloudPos, CloudSync, PosStatus, ScriptResult, SrcAuthorize, SrcDeauthorize,
+    SrcFacts, SrcMark, SrcStart, SrcStop, Typed,
+};
 use crate::remote::ssh::SshTarget;
 use crate::remote::{no_sink, Inputs, Script};
 use crate::spec::{CutoverSpec, StackId, StackSpec};
@@ -123,22 +127,29 @@ impl Source<'_> {
             .set("CHECK_CMD", &self.spec.check)
     }
 
-    async fn run(&self, action: &str, extra: &[(&str, &str)], what: &'static str) -> Result<Value> {
+    async fn run<T: ScriptResult>(
+        &self,
+        action: &str,
+        extra: &[(&str, &str)],
+        what: &'static str,
+    ) -> Result<T> {
         let mut inputs = self.inputs(action)?;
         for (k, v) in extra {
             inputs = inputs.set(k, *v)?;
         }
         self.site
-            .run_script(Script::Cutover, &inputs, SHORT, no_sink(), move |_| {
+            .run_script_as::<T>(Script::Cutover, &inputs, SHORT, no_sink(), move |_| {
                 (
                     what.into(),
                     "read the reason above; the same command resumes once it is fixed".into(),
                 )
             })
             .await
+            .map(|r| r.fields)
     }
 
-    pub async fn facts(&self) -> Result<Value> {
+    /// src-facts: also when the data directory is not there (exit 3).
+    pub async fn facts(&self) -> Result<Typed<SrcFacts>> {
         let mut inputs = self.inputs("src-facts")?;
         if let Some(b) = &self.spec.backup_stamp {
             inputs = inputs.set("BACKUP_STAMP", b)?;
@@ -149,7 +160,7 @@ impl Source<'_> {
             .run(Script::Cutover, &inputs, SHORT, no_sink())
             .await?;
         match (out.exit_code, out.result()) {
-            (0 | 3, Some(r)) => Ok(r),
+            (0 | 3, Some(r)) => results::typed(r),
             (code, _) => Err(Error::failed(format!(
                 "cannot read the source {} (exit {code}):\n{}",
                 self.url(),
@@ -161,7 +172,9 @@ impl Source<'_> {
 
 /// Everything the preflight found; `problems` empty means go.
 pub struct Preflight {
+    /// src-facts as printed.
     pub facts: Value,
+    pub source: SrcFacts,
     pub problems: Vec<String>,
     pub lines: Vec<String>,
     pub location: Option<String>,
@@ -193,7 +206,7 @@ pub async fn preflight(
         ));
     }
     let status = site
-        .run_script(
+        .run_script_as::<PosStatus>(
             Script::Pos,
             &Inputs::new()
                 .set("ACTION", "status")?
@@ -207,13 +220,13 @@ pub async fn preflight(
                 )
             },
         )
-        .await?;
+        .await?
+        .fields;
     let want = format!("{}/{}", spec.pos_ip, spec.network.prefix_len());
-    if status["net_running"] != true || status["eth1"] != want.as_str() || status["exists"] != true
-    {
+    if !status.net_running || status.eth1 != want || !status.exists {
         problems.push(format!(
-            "the cloud POS is not staged and healthy (container exists: {}, network holder running: {}, eth1: {}): `poscloud pos status`, `poscloud pos start`",
-            status["exists"], status["net_running"], status["eth1"]
+            "the cloud POS is not staged and healthy (container exists: {}, network holder running: {}, eth1: {:?}): `poscloud pos status`, `poscloud pos start`",
+            status.exists, status.net_running, status.eth1
         ));
     } else {
         lines.push(format!("cloud POS staged, eth1 {want}"));
@@ -231,58 +244,54 @@ pub async fn preflight(
             src.lan
         )),
         Some(l) => {
-            let st = match vpn::host(site, "status", Some(l)).await {
-                Ok(st) => st,
-                Err(e) => json!({"error": e.to_string()}),
-            };
-            if let Some(e) = st["error"].as_str() {
-                problems.push(format!(
+            match vpn::status(site, Some(l)).await {
+                Err(e) => problems.push(format!(
                     "the VPN {l} cannot be read on the cloud host: {}",
-                    e.lines().next().unwrap_or("")
-                ));
-            } else if st["locations"][0]["up"] == true {
-                lines.push(format!("VPN {l} up (reaches {})", src.lan));
-            } else {
-                problems.push(format!(
+                    e.to_string().lines().next().unwrap_or("")
+                )),
+                Ok(st) if st.locations.first().is_some_and(|l| l.up) => {
+                    lines.push(format!("VPN {l} up (reaches {})", src.lan));
+                }
+                Ok(_) => problems.push(format!(
                     "the VPN {l} (which reaches {}) is not up: `poscloud vpn status`, `poscloud vpn start --location {l}`",
                     src.lan
-                ));
+                )),
             }
         }
     }
 
     // The source: reachable with its pinned key, data and application found, not migrated.
     let facts = src.facts().await?;
-    if facts["found"] != true {
-        problems.push(format!(
+    let found = facts.fields.found();
+    match found {
+        None => problems.push(format!(
             "the data directory {} is not on the source {}: set [cutover] data_dir in the stack file",
             src.spec.data_dir,
             src.url()
-        ));
-    } else {
-        lines.push(format!(
+        )),
+        Some(f) => lines.push(format!(
             "source {} reached (host key pinned): {} holds {} files, {} bytes; POS application {}",
             src.url(),
             src.spec.data_dir,
-            facts["files"],
-            facts["bytes"],
-            facts["app"].as_str().unwrap_or("?")
-        ));
+            f.files,
+            f.bytes,
+            f.app
+        )),
     }
-    if facts["found"] == true && facts["app"] != "running" {
+    if found.is_some_and(|f| f.app != "running") {
         problems.push(format!(
             "the POS application does not answer on the source (`{}` fails): is it running, and is [cutover] check right?",
             src.spec.check
         ));
     }
-    if let Some(m) = facts["marker"].as_str() {
+    if let Some(m) = found.and_then(|f| f.marker.as_deref()) {
         problems.push(format!(
             "the source is already marked as migrated ({}): {}",
             "/etc/poscloud-migrated",
             m.replace('\n', "; ")
         ));
     }
-    match facts["backup_age_s"].as_u64() {
+    match found.and_then(|f| f.backup_age_s) {
         Some(s) => lines.push(format!("last backup {} ago", human_duration(s))),
         None if src.spec.backup_stamp.is_some() => {
             lines.push("last backup: unknown (no backup stamp on the source)".into())
@@ -292,9 +301,9 @@ pub async fn preflight(
 
     // Space on the cloud data volume.
     let cloud = cloud_facts(site, &stage::data_dir(pos), false).await?;
-    let bytes = facts["bytes"].as_u64().unwrap_or(0);
+    let bytes = found.map_or(0, |f| f.bytes);
     let need = (bytes as f64 * SPACE_FACTOR) as u64;
-    let free = cloud["free_bytes"].as_u64().unwrap_or(0);
+    let free = cloud.free_bytes;
     if free < need {
         problems.push(format!(
             "the cloud data volume has {free} bytes free; the data needs {need} ({SPACE_FACTOR} × {bytes}): grow the volume first"
@@ -305,7 +314,8 @@ pub async fn preflight(
         ));
     }
     Ok(Preflight {
-        facts,
+        facts: facts.json,
+        source: facts.fields,
         problems,
         lines,
         location,
@@ -332,20 +342,21 @@ pub fn estimate_downtime(bytes: u64) -> String {
     )
 }
 
-async fn cloud_facts(site: &Site<'_>, data_dir: &str, keygen: bool) -> Result<Value> {
+async fn cloud_facts(site: &Site<'_>, data_dir: &str, keygen: bool) -> Result<CloudFacts> {
     let mut inputs = Inputs::new()
         .set("ACTION", "cloud-facts")?
         .set("DATA_DIR", data_dir)?;
     if keygen {
         inputs = inputs.set("KEYGEN", "1")?;
     }
-    site.run_script(Script::Cutover, &inputs, SHORT, no_sink(), |_| {
+    site.run_script_as::<CloudFacts>(Script::Cutover, &inputs, SHORT, no_sink(), |_| {
         (
             "reading the cloud data volume failed".into(),
             "check the host".into(),
         )
     })
     .await
+    .map(|r| r.fields)
 }
 
 /// One cutover run: what it needs and where it records.
@@ -389,7 +400,7 @@ impl Cutover<'_, '_> {
 
     /// rsync on the cloud host from the source's SRC_DIR (its data directory as its SSH
     /// server sees it, from the preflight's facts).
-    async fn sync(&self, src_dir: &str) -> Result<Value> {
+    async fn sync(&self, src_dir: &str) -> Result<Typed<CloudSync>> {
         let bwlimit = self.bwlimit;
         let t = &self.src.target;
         let inputs = Inputs::new()
@@ -402,7 +413,7 @@ impl Cutover<'_, '_> {
             .set("SRC_DIR", src_dir)?
             .set("BWLIMIT", bwlimit.to_string())?;
         self.site
-            .run_script(Script::Cutover, &inputs, SYNC_TIMEOUT, self.ui.remote_sink(), |_| {
+            .run_script_as::<CloudSync>(Script::Cutover, &inputs, SYNC_TIMEOUT, self.ui.remote_sink(), |_| {
                 (
                     "the data sync from the source failed".into(),
                     "check the VPN (`poscloud vpn status`) and the source; the same command resumes (rsync moves only what is missing)".into(),
@@ -454,18 +465,18 @@ impl Cutover<'_, '_> {
                     let ui = self.ui.step("pre-sync: bulk copy while the shop is open");
                     let r = self.pre_sync(&rec).await;
                     let r = finish_step(ui, r, |r| {
-                        format!("{} files, {} bytes", r["files"], r["bytes"])
+                        format!("{} files, {} bytes", r.fields.files, r.fields.bytes)
                     })?;
-                    self.mark(&mut rec, step, r).await?;
+                    self.mark(&mut rec, step, r.json).await?;
                 }
                 "freeze" => self.freeze(&mut rec).await?,
                 "final-sync" => {
                     let ui = self.ui.step("final sync: the changes since the pre-sync");
                     let r = self.sync(&Self::src_dir(&rec)?).await;
                     let r = finish_step(ui, r, |r| {
-                        format!("{} files, {} bytes", r["files"], r["bytes"])
+                        format!("{} files, {} bytes", r.fields.files, r.fields.bytes)
                     })?;
-                    self.mark(&mut rec, step, r).await?;
+                    self.mark(&mut rec, step, r.json).await?;
                 }
                 "verify" => self.verify(&mut rec).await?,
                 "switch" => self.switch(&mut rec).await?,
@@ -508,23 +519,28 @@ impl Cutover<'_, '_> {
         for l in &pf.lines {
             self.ui.info(format!("  {l}"));
         }
-        let f = &pf.facts;
+        // No problem: the data directory was found.
+        let f = pf
+            .source
+            .found()
+            .ok_or_else(|| Error::failed("the preflight found no data directory"))?;
         self.mark(
             rec,
             "preflight",
-            json!({"data_dir": f["data_dir"], "bytes": f["bytes"], "files": f["files"],
-                   "app": f["app"], "backup_age_s": f["backup_age_s"], "vpn": pf.location}),
+            json!({"data_dir": f.data_dir, "bytes": f.bytes, "files": f.files,
+                   "app": f.app, "backup_age_s": f.backup_age_s, "vpn": pf.location}),
         )
         .await
     }
 
-    async fn pre_sync(&self, rec: &Record) -> Result<Value> {
+    async fn pre_sync(&self, rec: &Record) -> Result<Typed<CloudSync>> {
         let cloud = cloud_facts(self.site, &self.data_dir(), true).await?;
-        let key = cloud["pubkey"]
-            .as_str()
+        let key = cloud
+            .pubkey
+            .as_deref()
             .ok_or_else(|| Error::failed("the cloud host made no cutover key"))?;
         self.src
-            .run(
+            .run::<SrcAuthorize>(
                 "src-authorize",
                 &[("SHOP", self.id().shop.as_str()), ("PUBKEY", key)],
                 "letting the cloud host read the data failed",
@@ -549,16 +565,15 @@ impl Cutover<'_, '_> {
             };
             rec.steps.insert(
                 "freeze".into(),
-                json!({"started_at": now(), "was_running": facts["app"] == "running"}),
+                json!({"started_at": now(), "was_running": facts.fields.found().is_some_and(|f| f.app == "running")}),
             );
             save(self.aws, self.id(), rec).await?;
         }
         let r = self
             .src
-            .run("src-stop", &[], "stopping the physical POS failed")
+            .run::<SrcStop>("src-stop", &[], "stopping the physical POS failed")
             .await;
-        let r = finish_step(ui, r, |_| String::new())?;
-        let _ = r;
+        finish_step(ui, r, |_| String::new())?;
         self.mark(rec, "freeze", json!({"stopped_by_poscloud": true}))
             .await
     }
@@ -638,7 +653,7 @@ impl Cutover<'_, '_> {
         let ui = self.ui.step("switch: the cloud POS starts");
         let started = async {
             self.site
-                .run_script(
+                .run_script_as::<CloudPos>(
                     Script::Cutover,
                     &Inputs::new()
                         .set("ACTION", "cloud-pos")?
@@ -678,7 +693,7 @@ impl Cutover<'_, '_> {
     async fn finish(&self) -> Result<Value> {
         let at = now();
         self.src
-            .run(
+            .run::<SrcMark>(
                 "src-mark",
                 &[
                     ("SHOP", self.id().shop.as_str()),
@@ -689,7 +704,7 @@ impl Cutover<'_, '_> {
             )
             .await?;
         self.src
-            .run(
+            .run::<SrcDeauthorize>(
                 "src-deauthorize",
                 &[("SHOP", self.id().shop.as_str())],
                 "removing the cloud host's key from the source failed",
@@ -707,7 +722,7 @@ impl Cutover<'_, '_> {
             Some(r) if r.state == "running" => {
                 // Nothing stopped yet: only the key the pre-sync may have left goes.
                 self.src
-                    .run(
+                    .run::<SrcDeauthorize>(
                         "src-deauthorize",
                         &[("SHOP", id.shop.as_str())],
                         "removing the cloud host's key from the source failed",
@@ -726,7 +741,7 @@ impl Cutover<'_, '_> {
             .step("rollback: cloud POS stopped, physical POS started");
         let work = async {
             self.site
-                .run_script(
+                .run_script_as::<CloudPos>(
                     Script::Cutover,
                     &Inputs::new()
                         .set("ACTION", "cloud-pos")?
@@ -742,13 +757,13 @@ impl Cutover<'_, '_> {
                 )
                 .await?;
             self.src
-                .run("src-unmark", &[], "removing the migration marker failed")
+                .run::<SrcMark>("src-unmark", &[], "removing the migration marker failed")
                 .await?;
             self.src
-                .run("src-start", &[], "the physical POS did not start")
+                .run::<SrcStart>("src-start", &[], "the physical POS did not start")
                 .await?;
             self.src
-                .run(
+                .run::<SrcDeauthorize>(
                     "src-deauthorize",
                     &[("SHOP", id.shop.as_str())],
                     "removing the cloud host's key from the source failed",
@@ -767,11 +782,7 @@ impl Cutover<'_, '_> {
     }
 }
 
-fn finish_step(
-    ui: crate::ui::Step,
-    r: Result<Value>,
-    detail: impl Fn(&Value) -> String,
-) -> Result<Value> {
+fn finish_step<T>(ui: crate::ui::Step, r: Result<T>, detail: impl Fn(&T) -> String) -> Result<T> {
     match r {
         Ok(v) => {
             ui.done(&detail(&v));

@@ -16,6 +16,9 @@ use crate::aws::tags::Role;
 use crate::aws::Aws;
 use crate::error::{Error, Result};
 use crate::journal::{local_host, local_user, now, Journal};
+use crate::remote::results::{
+    self, ScriptResult, StateLock, StateStored, StateUnlock, StateValue, Typed,
+};
 use crate::remote::ssh::{PinnedKey, SshTarget};
 use crate::remote::ssm::SsmTarget;
 use crate::remote::{no_sink, Inputs, Outcome, Remote, Script, Sink};
@@ -155,8 +158,8 @@ impl<'a> Site<'a> {
         self.remote.describe()
     }
 
-    async fn state_sh(&self, inputs: Inputs) -> Result<serde_json::Value> {
-        self.run_script(
+    async fn state_sh<T: ScriptResult>(&self, inputs: Inputs) -> Result<T> {
+        self.run_script_as::<T>(
             Script::State,
             &inputs,
             Duration::from_secs(120),
@@ -169,6 +172,7 @@ impl<'a> Site<'a> {
             },
         )
         .await
+        .map(|r| r.fields)
     }
 
     /// The phase's record, if it completed.
@@ -176,14 +180,14 @@ impl<'a> Site<'a> {
         match self.store {
             Store::Ssm(aws) => phase_state(aws, &self.id, phase).await,
             Store::Host(_) => {
-                let r = self
+                let r: StateValue = self
                     .state_sh(
                         Inputs::new()
                             .set("ACTION", "get")?
                             .set("PHASE", phase.name())?,
                     )
                     .await?;
-                Ok(serde_json::from_value(r["value"].clone()).ok())
+                Ok(r.value.and_then(|v| serde_json::from_value(v).ok()))
             }
         }
     }
@@ -211,7 +215,7 @@ impl<'a> Site<'a> {
                     .set("ACTION", "put")?
                     .set("PHASE", phase.name())?
                     .set("VALUE", value)?;
-                self.state_sh(inputs).await?;
+                self.state_sh::<StateStored>(inputs).await?;
             }
         }
         Ok(st)
@@ -225,36 +229,38 @@ impl<'a> Site<'a> {
             }
             Store::Host(ref j) => {
                 if break_lock {
-                    let r = self
+                    let r: StateValue = self
                         .state_sh(Inputs::new().set("ACTION", "holder")?)
                         .await?;
-                    if !r["value"].is_null() {
+                    if let Some(holder) = r.value {
                         ui.warn(format!(
-                            "breaking the lock on {} held by {}",
-                            self.describe(),
-                            r["value"]
+                            "breaking the lock on {} held by {holder}",
+                            self.describe()
                         ));
                         j.event(
                             "lock-broken",
-                            json!({"target": self.describe(), "holder": r["value"]}),
+                            json!({"target": self.describe(), "holder": holder}),
                         );
-                        self.state_sh(Inputs::new().set("ACTION", "unlock")?.set("FORCE", "1")?)
-                            .await?;
+                        self.state_sh::<StateUnlock>(
+                            Inputs::new().set("ACTION", "unlock")?.set("FORCE", "1")?,
+                        )
+                        .await?;
                     }
                 }
                 let me = serde_json::to_string(&crate::lock::me(j.command())).expect("json");
-                let r = self
+                let r: StateLock = self
                     .state_sh(
                         Inputs::new()
                             .set("ACTION", "lock")?
                             .set("VALUE", me.clone())?,
                     )
                     .await?;
-                if r["locked"] == true {
+                if r.locked {
                     let _ = self.lock_value.set(me);
                     return Ok(());
                 }
-                let holder: Option<LockHolder> = serde_json::from_value(r["holder"].clone()).ok();
+                let holder: Option<LockHolder> =
+                    r.holder.and_then(|h| serde_json::from_value(h).ok());
                 Err(Error::Locked {
                     stack: format!("{} on {}", self.id, self.describe()),
                     stale: holder
@@ -279,7 +285,7 @@ impl<'a> Site<'a> {
                     let inputs = Inputs::new()
                         .set("ACTION", "unlock")?
                         .set("VALUE", v.clone())?;
-                    self.state_sh(inputs).await?;
+                    self.state_sh::<StateUnlock>(inputs).await?;
                 }
                 Ok(())
             }
@@ -307,6 +313,22 @@ impl<'a> Site<'a> {
                 script.name()
             ))
         })
+    }
+
+    /// As `run_script`, with the result read into its type (`remote::results`); a field the
+    /// script did not print is an error naming the script and the field.
+    pub async fn run_script_as<T: ScriptResult>(
+        &self,
+        script: Script,
+        inputs: &Inputs,
+        timeout: Duration,
+        sink: Sink,
+        explain: impl Fn(i32) -> (String, String),
+    ) -> Result<Typed<T>> {
+        results::typed(
+            self.run_script(script, inputs, timeout, sink, explain)
+                .await?,
+        )
     }
 }
 

@@ -3,33 +3,21 @@
 
 use super::{PhaseState, Site};
 use crate::error::{Error, Result};
+use crate::remote::results;
 use crate::remote::ssh::PinnedKey;
 use crate::remote::{Inputs, Script};
+use crate::spec::App;
 use crate::ui::Ui;
 use std::time::Duration;
 
 /// A large shop's data over a slow link: hours, not minutes.
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum App {
-    Rti,
-    Daisy,
-}
-
-impl App {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            App::Rti => "rti",
-            App::Daisy => "daisy",
-        }
-    }
-}
-
 /// Where a restore reads from, validated before anything runs.
 #[derive(Debug, Clone)]
 pub struct RestoreSpec {
-    pub app: App,
+    /// The POS app's name (`APP`: the result line records it).
+    pub app: String,
     pub source: String,
     pub data_dir: String,
     /// For ssh:// sources: the key file on the host, and the backup server's pinned key.
@@ -69,7 +57,7 @@ impl RestoreSpec {
     }
 
     pub fn new(
-        app: App,
+        app: &App,
         source: &str,
         data_dir: Option<&str>,
         source_key_file: Option<&str>,
@@ -78,7 +66,7 @@ impl RestoreSpec {
     ) -> Result<RestoreSpec> {
         let data_dir = data_dir
             .map(str::to_string)
-            .unwrap_or_else(|| format!("/var/lib/poscloud/data/{}", app.as_str()));
+            .unwrap_or_else(|| app.data_dir());
         abs_path("--data-dir", &data_dir)?;
         if manifest.is_empty() || manifest.contains(['/', '\n', '\0']) || manifest.starts_with('.')
         {
@@ -119,7 +107,7 @@ impl RestoreSpec {
             )));
         }
         Ok(RestoreSpec {
-            app,
+            app: app.name.clone(),
             source: source.to_string(),
             data_dir,
             source_key_file: source_key_file.map(str::to_string),
@@ -131,7 +119,7 @@ impl RestoreSpec {
 
 /// Whether a restore record is of this source.
 pub fn current(spec: &RestoreSpec, st: &PhaseState) -> bool {
-    st.result["source"] == spec.source.as_str()
+    results::parse::<results::Restore>(&st.result).is_ok_and(|r| r.source == spec.source)
 }
 
 /// Runs the restore on the host. A verification failure names the files and changes nothing.
@@ -140,7 +128,7 @@ pub async fn run(site: &Site<'_>, ui: &Ui, spec: &RestoreSpec) -> Result<PhaseSt
     let step = ui.step(format!("restore: {} → {}", spec.source, spec.data_dir));
     let mut inputs = Inputs::new()
         .set("SHOP", id.shop.as_str())?
-        .set("APP", spec.app.as_str())?
+        .set("APP", &spec.app)?
         .set("DATA_DIR", &spec.data_dir)?
         .set("SOURCE", &spec.source)?
         .set("MANIFEST", &spec.manifest)?;
@@ -168,7 +156,7 @@ pub async fn run(site: &Site<'_>, ui: &Ui, spec: &RestoreSpec) -> Result<PhaseSt
             .await?;
         inputs = inputs.set("SOURCE_URL", url)?;
     }
-    let result = match site.run_script(Script::Restore, &inputs, RESTORE_TIMEOUT, ui.remote_sink(), |code| {
+    let result = match site.run_script_as::<results::Restore>(Script::Restore, &inputs, RESTORE_TIMEOUT, ui.remote_sink(), |code| {
         let (what, next) = match code {
             3 => (
                 "the restored data does not match the source's manifest; the data directory was not changed",
@@ -192,9 +180,11 @@ pub async fn run(site: &Site<'_>, ui: &Ui, spec: &RestoreSpec) -> Result<PhaseSt
     };
     let detail = format!(
         "{} files, {} bytes verified",
-        result["files"], result["bytes"]
+        result.fields.files, result.fields.bytes
     );
-    let st = site.record_phase(super::Phase::Restore, result).await?;
+    let st = site
+        .record_phase(super::Phase::Restore, result.json)
+        .await?;
     step.done(&detail);
     Ok(st)
 }

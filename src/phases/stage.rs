@@ -4,6 +4,7 @@
 
 use super::{PhaseState, Site};
 use crate::error::{Error, Result};
+use crate::remote::results::{self, PosReady, PosStage, Typed};
 use crate::remote::{no_sink, Inputs, Script};
 use crate::spec::{PosSpec, StackSpec};
 use crate::ui::Ui;
@@ -11,9 +12,10 @@ use std::time::Duration;
 
 const STAGE_TIMEOUT: Duration = Duration::from_secs(1800);
 
-/// The host directory that holds the POS data (mounted at /usr2 or /d); never deleted.
+/// The host directory that holds the POS data (mounted at the app's mount point); never
+/// deleted.
 pub fn data_dir(pos: &PosSpec) -> String {
-    format!("/var/lib/poscloud/data/{}", pos.app)
+    pos.app.data_dir()
 }
 
 /// The stage script's inputs for this stack (also what `pos start` re-applies).
@@ -21,7 +23,9 @@ pub fn inputs(spec: &StackSpec, pos: &PosSpec) -> Result<Inputs> {
     let gateway = std::net::Ipv4Addr::from(u32::from(spec.network.network()) + 1);
     Inputs::new()
         .set("SHOP", spec.id.shop.as_str())?
-        .set("APP", &pos.app)?
+        .set("APP", &pos.app.name)?
+        .set("MOUNT_POINT", &pos.app.mount_point)?
+        .set("HEALTH_CMD", &pos.app.health_check)?
         .set("IMAGE", &pos.image)?
         .set("CONTAINER", "pos")?
         .set("POS_IP", spec.pos_ip.to_string())?
@@ -37,6 +41,11 @@ pub fn inputs(spec: &StackSpec, pos: &PosSpec) -> Result<Inputs> {
 /// Runs pos.sh ACTION=stage (idempotent) and returns its result; `run` records it as the
 /// phase, `pos start` does not.
 pub async fn apply(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<serde_json::Value> {
+    apply_as(site, ui, spec).await.map(|r| r.json)
+}
+
+/// As `apply`, with the result typed.
+pub async fn apply_as(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<Typed<PosStage>> {
     let pos = spec.pos.as_ref().ok_or_else(|| {
         Error::usage(format!(
             "{}: no [pos] section (app, image, artifact_url, artifact_sha256): nothing to stage",
@@ -45,7 +54,7 @@ pub async fn apply(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<serde_j
     })?;
     let step = ui.step(format!("stage: POS container from {}", pos.image));
     let result = match site
-        .run_script(
+        .run_script_as::<PosStage>(
             Script::Pos,
             &inputs(spec, pos)?,
             STAGE_TIMEOUT,
@@ -79,34 +88,41 @@ pub async fn apply(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<serde_j
 
 /// Whether a stage record is for the stack's current image and artifact.
 pub fn current(spec: &StackSpec, st: &PhaseState) -> bool {
-    spec.pos.as_ref().is_some_and(|p| {
-        st.result["image"] == p.image.as_str()
-            && st.result["artifact_sha256"] == p.artifact_sha256.as_str()
-    })
+    let Ok(r) = results::parse::<PosStage>(&st.result) else {
+        return false;
+    };
+    spec.pos
+        .as_ref()
+        .is_some_and(|p| r.image == p.image && r.artifact_sha256 == p.artifact_sha256)
 }
 
 /// The phase: stage, then record it.
 pub async fn run(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<PhaseState> {
-    let result = apply(site, ui, spec).await?;
-    site.record_phase(super::Phase::Stage, result).await
+    let result = apply_as(site, ui, spec).await?;
+    site.record_phase(super::Phase::Stage, result.json).await
 }
 
 /// The ready phase: the POS container and its network holder run, eth1 inside has the POS
 /// address, and the container's health command passes now.
 pub async fn ready(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<PhaseState> {
-    let result = check_ready(site, ui, spec).await?;
-    site.record_phase(super::Phase::Ready, result).await
+    let result = check_ready_as(site, ui, spec).await?;
+    site.record_phase(super::Phase::Ready, result.json).await
 }
 
 /// The ready check alone (nothing recorded): also the cutover's health check.
 pub async fn check_ready(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<serde_json::Value> {
+    check_ready_as(site, ui, spec).await.map(|r| r.json)
+}
+
+/// As `check_ready`, with the result typed.
+pub async fn check_ready_as(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<Typed<PosReady>> {
     let step = ui.step("ready: POS health and address");
     let inputs = Inputs::new()
         .set("ACTION", "ready")?
         .set("CONTAINER", "pos")?
         .set("POS_IP", spec.pos_ip.to_string())?;
     let result = match site
-        .run_script(Script::Pos, &inputs, Duration::from_secs(300), ui.remote_sink(), |_| {
+        .run_script_as::<PosReady>(Script::Pos, &inputs, Duration::from_secs(300), ui.remote_sink(), |_| {
             (
                 "the POS is not ready".into(),
                 "read the reasons above; `poscloud pos restart` re-applies the stage, `poscloud pos connect` opens a shell in the container".into(),
@@ -122,8 +138,7 @@ pub async fn check_ready(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<s
     };
     step.done(&format!(
         "{} healthy on {}",
-        result["container"].as_str().unwrap_or("pos"),
-        spec.pos_ip
+        result.fields.container, spec.pos_ip
     ));
     Ok(result)
 }

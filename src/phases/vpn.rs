@@ -5,6 +5,7 @@
 use super::Site;
 use crate::aws::Aws;
 use crate::error::{Error, Result};
+use crate::remote::results::{self, Typed, VpnApply, VpnStatus};
 use crate::remote::{Inputs, Remote, Script};
 use crate::spec::vpn::Location;
 use crate::spec::{StackId, StackSpec};
@@ -91,6 +92,19 @@ pub async fn apply(
     rec: &LocationRecord,
     pos_public_ip: &str,
 ) -> Result<serde_json::Value> {
+    apply_as(site, ui, spec, rec, pos_public_ip)
+        .await
+        .map(|r| r.json)
+}
+
+/// As `apply`, with the result typed.
+pub async fn apply_as(
+    site: &Site<'_>,
+    ui: &Ui,
+    spec: &StackSpec,
+    rec: &LocationRecord,
+    pos_public_ip: &str,
+) -> Result<Typed<VpnApply>> {
     let aws = site
         .aws()
         .ok_or_else(|| Error::usage("the VPN needs the stack in AWS: its keys live in SSM"))?;
@@ -125,7 +139,7 @@ pub async fn apply(
         nets.join(", ")
     ));
     match site
-        .run_script(
+        .run_script_as::<VpnApply>(
             Script::Vpn,
             &inputs,
             Duration::from_secs(180),
@@ -135,7 +149,7 @@ pub async fn apply(
         .await
     {
         Ok(r) => {
-            step.done(r["state"].as_str().unwrap_or(""));
+            step.done(&r.fields.state);
             Ok(r)
         }
         Err(e) => {
@@ -198,8 +212,46 @@ pub async fn bring_up(
     pos_public_ip: &str,
     new: bool,
 ) -> Result<serde_json::Value> {
-    match apply(site, ui, spec, rec, pos_public_ip).await {
-        Ok(up) => Ok(up),
+    bring_up_as(site, ui, spec, rec, pos_public_ip, new)
+        .await
+        .map(Tunnel::into_json)
+}
+
+/// A tunnel after `bring_up`: as vpn.sh apply reported it, or waiting for its router.
+pub enum Tunnel {
+    Applied(Typed<VpnApply>),
+    Waiting { location: String },
+}
+
+impl Tunnel {
+    pub fn state(&self) -> &str {
+        match self {
+            Tunnel::Applied(r) => &r.fields.state,
+            Tunnel::Waiting { .. } => "waiting for the peer",
+        }
+    }
+
+    pub fn into_json(self) -> serde_json::Value {
+        match self {
+            Tunnel::Applied(r) => r.json,
+            Tunnel::Waiting { location } => {
+                serde_json::json!({"location": location, "state": "waiting for the peer"})
+            }
+        }
+    }
+}
+
+/// As `bring_up`, with the result typed.
+pub async fn bring_up_as(
+    site: &Site<'_>,
+    ui: &Ui,
+    spec: &StackSpec,
+    rec: &LocationRecord,
+    pos_public_ip: &str,
+    new: bool,
+) -> Result<Tunnel> {
+    match apply_as(site, ui, spec, rec, pos_public_ip).await {
+        Ok(up) => Ok(Tunnel::Applied(up)),
         Err(e)
             if new
                 && ["no answer from the peer", "authentication failed"]
@@ -211,7 +263,9 @@ pub async fn bring_up(
                 "the tunnel to {} is not up yet: the router has to be configured (`poscloud vpn sheet --location {}`); it comes up by itself once it is",
                 l.peer_ip, l.name
             ));
-            Ok(serde_json::json!({"location": l.name, "state": "waiting for the peer"}))
+            Ok(Tunnel::Waiting {
+                location: l.name.clone(),
+            })
         }
         Err(e) => Err(e),
     }
@@ -228,23 +282,43 @@ pub async fn run(
         .aws()
         .ok_or_else(|| Error::usage("the VPN needs the stack in AWS: its keys live in SSM"))?;
     let existing = locations(aws, &site.id).await?;
-    let mut tunnels = serde_json::Map::new();
+    let mut tunnels = std::collections::BTreeMap::new();
     for l in &spec.vpn {
         let prior = existing.iter().find(|r| r.location.name == l.name);
         let rec = ensure(aws, &site.id, l, prior).await?;
-        let up = bring_up(site, ui, spec, &rec, pos_public_ip, prior.is_none()).await?;
-        tunnels.insert(l.name.clone(), up["state"].clone());
+        let up = bring_up_as(site, ui, spec, &rec, pos_public_ip, prior.is_none()).await?;
+        tunnels.insert(l.name.clone(), up.state().to_string());
     }
+    let record = PhaseRecord {
+        declared: serde_json::to_value(&spec.vpn).expect("json"),
+        tunnels,
+    };
     site.record_phase(
         super::Phase::Vpn,
-        serde_json::json!({"declared": spec.vpn, "tunnels": tunnels}),
+        serde_json::to_value(record).expect("json"),
     )
     .await
 }
 
+/// The vpn phase's record: the locations declared, and each tunnel's state then.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PhaseRecord {
+    /// `spec.vpn` as JSON.
+    pub declared: serde_json::Value,
+    pub tunnels: std::collections::BTreeMap<String, String>,
+}
+
 /// Whether a vpn record is of the locations the stack declares now.
 pub fn current(spec: &StackSpec, st: &super::PhaseState) -> bool {
-    serde_json::to_value(&spec.vpn).is_ok_and(|v| st.result["declared"] == v)
+    let Ok(r) = serde_json::from_value::<PhaseRecord>(st.result.clone()) else {
+        return false;
+    };
+    serde_json::to_value(&spec.vpn).is_ok_and(|v| r.declared == v)
+}
+
+/// vpn.sh status, typed: each location (or the one named) as charon sees it.
+pub async fn status(site: &Site<'_>, location: Option<&str>) -> Result<VpnStatus> {
+    results::parse(&host(site, "status", location).await?)
 }
 
 /// Runs vpn.sh with ACTION (status, delete) for one location or all.

@@ -7,6 +7,7 @@
 //! both gzip-compressed and base64-encoded. Inputs are not secret by design: secrets are
 //! read on the host from SSM by the instance role.
 
+pub mod results;
 pub mod ssh;
 pub mod ssm;
 

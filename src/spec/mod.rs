@@ -1,9 +1,11 @@
 //! Validated user inputs: the shop code, the environment and the stack profile.
 //! Everything here is checked before the first AWS call.
 
+pub mod app;
 mod profile;
 pub mod vpn;
 
+pub use app::{App, Apps};
 pub use profile::{
     image_ref_ok, AmiSpec, CutoverConf, CutoverSpec, Media, PosSpec, Price, Rates, StackSpec,
 };

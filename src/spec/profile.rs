@@ -1,6 +1,6 @@
 //! Stack profiles (`stacks/*.toml`): parsed strictly, validated into a [`StackSpec`].
 
-use super::{Size, StackId};
+use super::{App, Apps, Size, StackId};
 use crate::error::{Error, Result};
 use ipnet::Ipv4Net;
 use serde::Deserialize;
@@ -53,13 +53,13 @@ struct RawProfile {
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CutoverConf {
-    /// The data directory on the physical server (default /usr2 for rti, /d for daisy).
+    /// The data directory on the physical server (default: the app's, e.g. /usr2 for rti).
     pub data_dir: Option<String>,
-    /// Stops the POS application (default `service APP stop`).
+    /// Stops the POS application (default: the app's, e.g. `service rti stop`).
     pub stop: Option<String>,
     /// Starts it (default `service APP start`); must return once it is started.
     pub start: Option<String>,
-    /// Exits 0 while the application runs and answers (default `service APP status`).
+    /// Exits 0 while the application runs and answers (default: the app's).
     pub check: Option<String>,
     /// A file whose modification time is the last backup's (reported by the preflight).
     pub backup_stamp: Option<String>,
@@ -76,22 +76,15 @@ pub struct CutoverSpec {
 }
 
 impl CutoverConf {
-    pub fn for_app(&self, app: &str) -> CutoverSpec {
-        let default_dir = if app == "daisy" { "/d" } else { "/usr2" };
+    /// Every value set: the stack's, else the app's default (its app file's `[cutover]`).
+    pub fn for_app(&self, app: &App) -> CutoverSpec {
+        let d = &app.cutover;
+        let or = |v: &Option<String>, default: &str| v.clone().unwrap_or_else(|| default.into());
         CutoverSpec {
-            data_dir: self.data_dir.clone().unwrap_or_else(|| default_dir.into()),
-            stop: self
-                .stop
-                .clone()
-                .unwrap_or_else(|| format!("service {app} stop")),
-            start: self
-                .start
-                .clone()
-                .unwrap_or_else(|| format!("service {app} start")),
-            check: self
-                .check
-                .clone()
-                .unwrap_or_else(|| format!("service {app} status")),
+            data_dir: or(&self.data_dir, &d.data_dir),
+            stop: or(&self.stop, &d.stop),
+            start: or(&self.start, &d.start),
+            check: or(&self.check, &d.check),
             backup_stamp: self.backup_stamp.clone(),
         }
     }
@@ -180,7 +173,7 @@ fn default_pids() -> u32 {
 /// The POS container of the stack: what the stage phase runs.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PosSpec {
-    pub app: String,
+    pub app: App,
     /// The image stage runs: the built media's, or the prebuilt one the stack names.
     pub image: String,
     /// None when the stack names a prebuilt image (no build phase).
@@ -266,6 +259,8 @@ pub struct StackSpec {
     /// Florist locations the vpn phase keeps up (others may be added with `vpn create`).
     pub vpn: Vec<super::vpn::Location>,
     pub cutover: CutoverConf,
+    /// The POS apps the stack may name: built in, and apps/*.toml beside the stack file.
+    pub apps: Apps,
 }
 
 /// A TOML error as an editor names a place: `file:line:column: [table] key: message`.
@@ -348,7 +343,14 @@ impl StackSpec {
         Self::parse(id, &source, &text, size)
     }
 
+    /// The app `name` (`--app`), or a usage error listing the stack's apps.
+    pub fn app(&self, name: &str) -> Result<&App> {
+        self.apps.get(name)
+    }
+
+    /// Parses the stack file `source`; apps/*.toml beside it add POS apps.
     pub fn parse(id: StackId, source: &str, text: &str, size: Option<Size>) -> Result<Self> {
+        let apps = Apps::load(Path::new(source).parent().unwrap_or(Path::new(".")))?;
         let bad = |key: &str, reason: String| Error::Profile {
             file: source.to_string(),
             key: key.to_string(),
@@ -524,9 +526,10 @@ impl StackSpec {
         let pos = match raw.pos {
             None => None,
             Some(p) => {
-                if !matches!(p.app.as_str(), "rti" | "daisy") {
-                    return Err(bad("pos.app", format!("{:?}: use rti or daisy", p.app)));
-                }
+                let app = apps
+                    .find(&p.app)
+                    .cloned()
+                    .ok_or_else(|| bad("pos.app", apps.unknown(&p.app)))?;
                 let (image, media) = match (p.image, p.version) {
                     (Some(image), None) => {
                         if p.kickstart.is_some() {
@@ -544,7 +547,7 @@ impl StackSpec {
                         (image, None)
                     }
                     (None, Some(version)) => {
-                        let media = Media::new(&p.app, &version, p.kickstart.as_deref(), source)
+                        let media = Media::new(&app, &version, p.kickstart.as_deref(), source)
                             .map_err(|(k, r)| bad(k, r))?;
                         (media.image.clone(), Some(media))
                     }
@@ -593,7 +596,7 @@ impl StackSpec {
                     return Err(bad("pos.pids", format!("{} is outside 64..=65536", p.pids)));
                 }
                 Some(PosSpec {
-                    app: p.app,
+                    app,
                     image,
                     media,
                     artifact_url: p.artifact_url,
@@ -652,15 +655,10 @@ impl StackSpec {
             pos,
             vpn,
             cutover: raw.cutover,
+            apps,
         })
     }
 }
-
-/// The kickstarts shipped with poscloud, one per POS app.
-const KICKSTARTS: &[(&str, &str)] = &[
-    ("rti", include_str!("../../bootstrap/kickstart/rti.ks")),
-    ("daisy", include_str!("../../bootstrap/kickstart/daisy.ks")),
-];
 
 /// OS media for the POS app: built once from a kickstart, cached by `key` per region.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -679,7 +677,7 @@ pub struct Media {
 impl Media {
     /// Validates the version and reads the kickstart (errors: the profile key and why).
     fn new(
-        app: &str,
+        app: &App,
         version: &str,
         kickstart: Option<&str>,
         stack_file: &str,
@@ -696,13 +694,7 @@ impl Media {
             ));
         }
         let (kickstart_source, text) = match kickstart {
-            None => {
-                let (_, text) = KICKSTARTS
-                    .iter()
-                    .find(|(a, _)| *a == app)
-                    .expect("app checked");
-                (format!("bootstrap/kickstart/{app}.ks"), text.to_string())
-            }
+            None => (app.kickstart_source.clone(), app.kickstart.clone()),
             Some(k) => {
                 let path = Path::new(stack_file)
                     .parent()
@@ -729,7 +721,7 @@ impl Media {
         }
         use sha2::Digest;
         let digest = sha2::Sha256::new()
-            .chain_update(app.as_bytes())
+            .chain_update(app.name.as_bytes())
             .chain_update([0])
             .chain_update(version.as_bytes())
             .chain_update([0])

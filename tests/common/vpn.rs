@@ -140,6 +140,8 @@ impl Pos {
             ("ACTION", "stage"),
             ("SHOP", "12345678"),
             ("APP", "rti"),
+            ("MOUNT_POINT", "/usr2"),
+            ("HEALTH_CMD", "test -f /opt/pos/.installed"),
             ("IMAGE", "poscloud/base:test"),
             ("POS_IP", POS_IP),
             ("PREFIX", "24"),
