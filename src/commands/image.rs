@@ -41,57 +41,40 @@ pub async fn run(ctx: &Ctx, command: &ImageCommand) -> Result<()> {
         ImageCommand::List(_) => {
             let r = ops::image::list(&site).await?;
             let mut text = format!("POS images on {}:\n", site.describe());
-            for i in r["images"].as_array().into_iter().flatten() {
-                let tags: Vec<&str> = i["tags"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|t| t.as_str())
-                    .collect();
-                let used: Vec<&str> = i["used_by"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|t| t.as_str())
-                    .collect();
+            for i in &r.fields.images {
                 let _ = writeln!(
                     text,
                     "  {:<50} {:<8} {}",
-                    if tags.is_empty() {
+                    if i.tags.is_empty() {
                         "<untagged>".to_string()
                     } else {
-                        tags.join(", ")
+                        i.tags.join(", ")
                     },
-                    i["app"].as_str().unwrap_or("-"),
-                    if used.is_empty() {
+                    i.app,
+                    if i.used_by.is_empty() {
                         "unused".to_string()
                     } else {
-                        format!("used by {}", used.join(", "))
+                        format!("used by {}", i.used_by.join(", "))
                     }
                 );
             }
-            ctx.result(r, &text);
+            ctx.result(r.json, &text);
             Ok(())
         }
         ImageCommand::Build(a) => {
-            let r = ops::image::build(&site, ui, &spec, a.force, args.break_lock)
-                .await?
-                .unwrap_or(json!(null));
-            ctx.result(
-                json!({"build": r}),
-                &format!(
-                    "media {} on {} ({})\n",
-                    r["image"].as_str().unwrap_or("-"),
-                    site.describe(),
-                    r["source"].as_str().unwrap_or("-")
-                ),
-            );
+            let r = ops::image::build(&site, ui, &spec, a.force, args.break_lock).await?;
+            let (image, source) = match &r {
+                Some(b) => (b.fields.image.as_str(), b.fields.source.as_str()),
+                None => ("-", "-"),
+            };
+            let text = format!("media {image} on {} ({source})\n", site.describe());
+            ctx.result(json!({"build": r.map(|b| b.json)}), &text);
             Ok(())
         }
         ImageCommand::Delete(a) => {
             let r = ops::image::delete(&site, ui, &a.image, args.break_lock).await?;
             ctx.result(
-                json!({"deleted": r}),
+                json!({"deleted": r.json}),
                 &format!("deleted image {} from {}\n", a.image, site.describe()),
             );
             Ok(())

@@ -27,20 +27,23 @@ async fn lifecycle(ctx: &Ctx, args: &PosArgs, action: &str, yes: bool) -> Result
     let id = &spec.id;
     if action == "status" {
         let st = ops::pos::status(&site).await?;
+        let f = &st.fields;
         let text = format!(
             "POS container of {id}: {}, health {}, eth1 {}, image {}\n",
-            if st["running"] == true {
+            if f.running {
                 "running"
-            } else if st["exists"] == true {
+            } else if f.exists {
                 "stopped"
             } else {
                 "absent"
             },
-            st["health"].as_str().unwrap_or("-"),
-            st["eth1"].as_str().filter(|s| !s.is_empty()).unwrap_or("-"),
-            st["image"].as_str().unwrap_or("-"),
+            f.health.as_deref().unwrap_or("-"),
+            Some(f.eth1.as_str())
+                .filter(|s| !s.is_empty())
+                .unwrap_or("-"),
+            f.image.as_deref().unwrap_or("-"),
         );
-        ctx.result(json!({"pos": st}), &text);
+        ctx.result(json!({"pos": st.json}), &text);
         return Ok(());
     }
     if action != "start" {
@@ -116,7 +119,7 @@ async fn snapshot(ctx: &Ctx, args: &PosArgs) -> Result<()> {
         text.push_str(&format!("  EBS       {e} (completes in the background)\n"));
     }
     ctx.result(
-        json!({"image": s.image, "ebs_snapshots": s.ebs_snapshots}),
+        json!({"image": s.image.json, "ebs_snapshots": s.ebs_snapshots}),
         &text,
     );
     Ok(())
@@ -153,12 +156,12 @@ pub async fn run(ctx: &Ctx, command: &PosCommand) -> Result<()> {
                     args.from
                 ),
             )?;
-            let st = ops::pos::restore(&site, &ctx.ui, &stack, &spec, args.break_lock).await?;
+            let (st, r) = ops::pos::restore(&site, &ctx.ui, &stack, &spec, args.break_lock).await?;
             ctx.result(
                 json!({"restore": st}),
                 &format!(
                     "restored {} files ({} bytes) into {} on {}\n",
-                    st.result["files"], st.result["bytes"], spec.data_dir, st.target
+                    r.files, r.bytes, spec.data_dir, st.target
                 ),
             );
             Ok(())

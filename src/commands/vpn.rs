@@ -45,15 +45,16 @@ pub async fn run(ctx: &Ctx, command: &VpnCommand) -> Result<()> {
                 .await?;
             let c = ops::vpn::create(&aws, ui, &spec, &reach, &input, a.pos.break_lock).await?;
             let l = &c.record.location;
+            let text = format!(
+                "vpn {}: {} (peer {}); `poscloud vpn sheet --location {}` for the router admin\n",
+                l.name,
+                c.tunnel.state(),
+                l.peer_ip,
+                l.name
+            );
             ctx.result(
-                json!({"location": c.record, "tunnel": c.tunnel}),
-                &format!(
-                    "vpn {}: {} (peer {}); `poscloud vpn sheet --location {}` for the router admin\n",
-                    l.name,
-                    c.tunnel["state"].as_str().unwrap_or("?"),
-                    l.peer_ip,
-                    l.name
-                ),
+                json!({"location": c.record, "tunnel": c.tunnel.into_json()}),
+                &text,
             );
             Ok(())
         }
@@ -92,23 +93,23 @@ pub async fn run(ctx: &Ctx, command: &VpnCommand) -> Result<()> {
             let site = super::open_site(ctx, &reach, &spec.id, "vpn status", &mut slot).await?;
             let r = ops::vpn::status(&site, a.location.as_deref()).await?;
             let mut text = String::new();
-            for l in r["locations"].as_array().into_iter().flatten() {
+            for l in &r.fields.locations {
                 let _ = writeln!(
                     text,
                     "{:<20} {:<7} IKE {:<12} CHILD {:<10} in {} B, out {} B{}",
-                    l["location"].as_str().unwrap_or("?"),
-                    if l["up"] == true {
+                    l.location,
+                    if l.up {
                         "up"
-                    } else if l["stopped"] == true {
+                    } else if l.stopped {
                         "stopped"
                     } else {
                         "DOWN"
                     },
-                    l["ike_sa"].as_str().unwrap_or("-"),
-                    l["child_sa"].as_str().unwrap_or("-"),
-                    l["bytes_in"],
-                    l["bytes_out"],
-                    match (l["established_s"].as_u64(), l["rekey_in_s"].as_u64()) {
+                    l.ike_sa,
+                    l.child_sa,
+                    l.bytes_in,
+                    l.bytes_out,
+                    match (l.established_s, l.rekey_in_s) {
                         (Some(e), Some(r)) => format!(", established {e} s ago, rekey in {r} s"),
                         (Some(e), None) => format!(", established {e} s ago"),
                         _ => String::new(),
@@ -118,7 +119,7 @@ pub async fn run(ctx: &Ctx, command: &VpnCommand) -> Result<()> {
             if text.is_empty() {
                 text = "no tunnels on the host\n".into();
             }
-            ctx.result(r, &text);
+            ctx.result(r.json, &text);
             Ok(())
         }
         VpnCommand::Delete(a) => {
@@ -211,10 +212,10 @@ async fn rotate(ctx: &Ctx, a: &crate::cli::VpnRotateArgs) -> Result<()> {
             ),
         ),
         Rotated::InUse { record, tunnel } => ctx.result(
-            json!({"location": record, "tunnel": tunnel}),
+            json!({"location": record, "tunnel": tunnel.json}),
             &format!(
                 "vpn {loc}: new key in use, tunnel {}\n",
-                tunnel["state"].as_str().unwrap_or("?")
+                tunnel.fields.state
             ),
         ),
     }

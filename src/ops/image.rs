@@ -4,11 +4,12 @@ use super::locked_site;
 use crate::error::Result;
 use crate::phases::stage::pos_sh;
 use crate::phases::{build, Site};
+use crate::remote::results::{self, Build, PosImageDelete, PosImages, Typed};
 use crate::spec::StackSpec;
 use crate::ui::Ui;
 
 /// `image list`: the host's POS images, which app each is of and what uses it.
-pub async fn list(site: &Site<'_>) -> Result<serde_json::Value> {
+pub async fn list(site: &Site<'_>) -> Result<Typed<PosImages>> {
     pos_sh(site, "images", &[]).await
 }
 
@@ -20,10 +21,12 @@ pub async fn build(
     spec: &StackSpec,
     force: bool,
     break_lock: bool,
-) -> Result<Option<serde_json::Value>> {
+) -> Result<Option<Typed<Build>>> {
     locked_site(site, ui, break_lock, async {
-        let st = build::run(site, ui, spec, force).await?;
-        Ok(st.map(|s| s.result))
+        match build::run(site, ui, spec, force).await? {
+            Some(st) => results::typed(st.result).map(Some),
+            None => Ok(None),
+        }
     })
     .await
 }
@@ -34,7 +37,7 @@ pub async fn delete(
     ui: &Ui,
     image: &str,
     break_lock: bool,
-) -> Result<serde_json::Value> {
+) -> Result<Typed<PosImageDelete>> {
     locked_site(site, ui, break_lock, async {
         pos_sh(site, "image-delete", &[("IMAGE", image)]).await
     })

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::phases::restore::{self, RestoreSpec};
 use crate::phases::stage::{self, pos_sh, stop};
 use crate::phases::{PhaseState, Site};
+use crate::remote::results::{self, PosCommit, PosStatus, Typed};
 use crate::remote::Remote;
 use crate::spec::StackSpec;
 use crate::ui::Ui;
@@ -35,7 +36,7 @@ impl Change {
 }
 
 /// `pos status`: the container as pos.sh reports it.
-pub async fn status(site: &Site<'_>) -> Result<serde_json::Value> {
+pub async fn status(site: &Site<'_>) -> Result<Typed<PosStatus>> {
     pos_sh(site, "status", &[]).await
 }
 
@@ -52,7 +53,7 @@ pub async fn change(
             stop(site, ui).await?;
         }
         match change.starts() {
-            true => Ok(json!({"started": stage::apply(site, ui, spec).await?})),
+            true => Ok(json!({"started": stage::apply(site, ui, spec).await?.json})),
             false => Ok(json!({"stopped": change == Change::Stop})),
         }
     })
@@ -62,7 +63,7 @@ pub async fn change(
 /// A snapshot: the container committed to `tag`, and the host's EBS snapshots (AWS only).
 pub struct Snapshot {
     pub tag: String,
-    pub image: serde_json::Value,
+    pub image: Typed<PosCommit>,
     pub ebs_snapshots: Vec<String>,
 }
 
@@ -88,7 +89,7 @@ pub async fn snapshot(
     let tag = format!("poscloud/{}-snapshot:{}-{stamp}", pos.app, spec.id.shop);
     locked_site(site, ui, break_lock, async {
         let step = ui.step(format!("snapshot: commit the POS container to {tag}"));
-        let image = match pos_sh(
+        let image = match pos_sh::<PosCommit>(
             site,
             "commit",
             &[("TAG", &tag), ("SHOP", spec.id.shop.as_str())],
@@ -101,7 +102,7 @@ pub async fn snapshot(
                 return Err(e);
             }
         };
-        step.done(image["image_id"].as_str().unwrap_or(""));
+        step.done(&image.fields.image_id);
         let mut ebs_snapshots = Vec::new();
         if let Some(aws) = site.aws() {
             let d = aws.discover(&spec.id).await?;
@@ -131,14 +132,14 @@ pub async fn snapshot(
 
 /// `pos restore`: the POS stopped (its bind mount would keep pointing at the old
 /// directory), the data restored and verified, the POS started on it; a POS the stack does
-/// not have is neither stopped nor started. Returns the restore's record.
+/// not have is neither stopped nor started. Returns the restore's record and its result.
 pub async fn restore(
     site: &Site<'_>,
     ui: &Ui,
     stack: &StackSpec,
     source: &RestoreSpec,
     break_lock: bool,
-) -> Result<PhaseState> {
+) -> Result<(PhaseState, results::Restore)> {
     locked_site(site, ui, break_lock, async {
         if stack.pos.is_some() {
             stop(site, ui).await?;
@@ -155,7 +156,8 @@ pub async fn restore(
         if stack.pos.is_some() {
             stage::apply(site, ui, stack).await?;
         }
-        Ok(st)
+        let r = results::parse(&st.result)?;
+        Ok((st, r))
     })
     .await
 }

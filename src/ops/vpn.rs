@@ -4,8 +4,9 @@
 use super::locked_site;
 use crate::aws::Aws;
 use crate::error::{Error, Result};
-use crate::phases::vpn::{self, LocationRecord};
+use crate::phases::vpn::{self, LocationRecord, Tunnel};
 use crate::phases::{Reach, Site};
+use crate::remote::results::{self, Typed, VpnApply, VpnStatus};
 use crate::spec::vpn::{Location, LocationInput};
 use crate::spec::{StackId, StackSpec};
 use crate::ui::Ui;
@@ -13,7 +14,7 @@ use crate::ui::Ui;
 /// A location made (or updated) and its tunnel brought up.
 pub struct Created {
     pub record: LocationRecord,
-    pub tunnel: serde_json::Value,
+    pub tunnel: Tunnel,
 }
 
 /// `vpn create`: the location checked against the others, stored, its tunnel up.
@@ -132,7 +133,7 @@ pub enum Rotated {
     /// The new key is in use and the tunnel applied with it.
     InUse {
         record: LocationRecord,
-        tunnel: serde_json::Value,
+        tunnel: Typed<VpnApply>,
     },
 }
 
@@ -261,6 +262,6 @@ pub async fn list(aws: &Aws, id: &StackId) -> Result<Vec<LocationRecord>> {
 }
 
 /// `vpn status`: the tunnels as the host's charon reports them (one location, or all).
-pub async fn status(site: &Site<'_>, location: Option<&str>) -> Result<serde_json::Value> {
-    vpn::host(site, "status", location).await
+pub async fn status(site: &Site<'_>, location: Option<&str>) -> Result<Typed<VpnStatus>> {
+    results::typed(vpn::host(site, "status", location).await?)
 }

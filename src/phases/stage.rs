@@ -40,12 +40,7 @@ pub fn inputs(spec: &StackSpec, pos: &PosSpec) -> Result<Inputs> {
 
 /// Runs pos.sh ACTION=stage (idempotent) and returns its result; `run` records it as the
 /// phase, `pos start` does not.
-pub async fn apply(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<serde_json::Value> {
-    apply_as(site, ui, spec).await.map(|r| r.json)
-}
-
-/// As `apply`, with the result typed.
-pub async fn apply_as(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<Typed<PosStage>> {
+pub async fn apply(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<Typed<PosStage>> {
     let pos = spec.pos.as_ref().ok_or_else(|| {
         Error::usage(format!(
             "{}: no [pos] section (app, image, artifact_url, artifact_sha256): nothing to stage",
@@ -98,24 +93,19 @@ pub fn current(spec: &StackSpec, st: &PhaseState) -> bool {
 
 /// The phase: stage, then record it.
 pub async fn run(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<PhaseState> {
-    let result = apply_as(site, ui, spec).await?;
+    let result = apply(site, ui, spec).await?;
     site.record_phase(super::Phase::Stage, result.json).await
 }
 
 /// The ready phase: the POS container and its network holder run, eth1 inside has the POS
 /// address, and the container's health command passes now.
 pub async fn ready(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<PhaseState> {
-    let result = check_ready_as(site, ui, spec).await?;
+    let result = check_ready(site, ui, spec).await?;
     site.record_phase(super::Phase::Ready, result.json).await
 }
 
 /// The ready check alone (nothing recorded): also the cutover's health check.
-pub async fn check_ready(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<serde_json::Value> {
-    check_ready_as(site, ui, spec).await.map(|r| r.json)
-}
-
-/// As `check_ready`, with the result typed.
-pub async fn check_ready_as(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<Typed<PosReady>> {
+pub async fn check_ready(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<Typed<PosReady>> {
     let step = ui.step("ready: POS health and address");
     let inputs = Inputs::new()
         .set("ACTION", "ready")?
@@ -143,17 +133,17 @@ pub async fn check_ready_as(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Resul
     Ok(result)
 }
 
-/// Runs pos.sh with ACTION and more inputs; returns its result line.
-pub async fn pos_sh(
+/// Runs pos.sh with ACTION and more inputs; returns its result line (T: the action's type).
+pub async fn pos_sh<T: results::ScriptResult>(
     site: &Site<'_>,
     action: &str,
     more: &[(&str, &str)],
-) -> Result<serde_json::Value> {
+) -> Result<Typed<T>> {
     let mut inputs = Inputs::new().set("ACTION", action)?;
     for (k, v) in more {
         inputs = inputs.set(k, *v)?;
     }
-    site.run_script(Script::Pos, &inputs, Duration::from_secs(600), no_sink(), |code| {
+    site.run_script_as::<T>(Script::Pos, &inputs, Duration::from_secs(600), no_sink(), |code| {
         if code == 4 {
             (
                 format!("pos {action} refused: the image is in use"),
@@ -172,7 +162,7 @@ pub async fn pos_sh(
 /// Stops the POS container (eth1 back to the host; data kept). Harmless when there is none.
 pub async fn stop(site: &Site<'_>, ui: &Ui) -> Result<()> {
     let step = ui.step("pos: stop the container, eth1 back to the host");
-    pos_sh(site, "stop", &[]).await?;
+    pos_sh::<results::PosStop>(site, "stop", &[]).await?;
     step.done("");
     Ok(())
 }

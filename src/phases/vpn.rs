@@ -91,19 +91,6 @@ pub async fn apply(
     spec: &StackSpec,
     rec: &LocationRecord,
     pos_public_ip: &str,
-) -> Result<serde_json::Value> {
-    apply_as(site, ui, spec, rec, pos_public_ip)
-        .await
-        .map(|r| r.json)
-}
-
-/// As `apply`, with the result typed.
-pub async fn apply_as(
-    site: &Site<'_>,
-    ui: &Ui,
-    spec: &StackSpec,
-    rec: &LocationRecord,
-    pos_public_ip: &str,
 ) -> Result<Typed<VpnApply>> {
     let aws = site
         .aws()
@@ -202,21 +189,6 @@ pub async fn ensure(
     Ok(rec)
 }
 
-/// `apply`, where a new location's router that does not answer or refuses the key is not a
-/// failure yet: it usually gets its key from the sheet after this.
-pub async fn bring_up(
-    site: &Site<'_>,
-    ui: &Ui,
-    spec: &StackSpec,
-    rec: &LocationRecord,
-    pos_public_ip: &str,
-    new: bool,
-) -> Result<serde_json::Value> {
-    bring_up_as(site, ui, spec, rec, pos_public_ip, new)
-        .await
-        .map(Tunnel::into_json)
-}
-
 /// A tunnel after `bring_up`: as vpn.sh apply reported it, or waiting for its router.
 pub enum Tunnel {
     Applied(Typed<VpnApply>),
@@ -241,8 +213,9 @@ impl Tunnel {
     }
 }
 
-/// As `bring_up`, with the result typed.
-pub async fn bring_up_as(
+/// `apply`, where a new location's router that does not answer or refuses the key is not a
+/// failure yet: it usually gets its key from the sheet after this.
+pub async fn bring_up(
     site: &Site<'_>,
     ui: &Ui,
     spec: &StackSpec,
@@ -250,7 +223,7 @@ pub async fn bring_up_as(
     pos_public_ip: &str,
     new: bool,
 ) -> Result<Tunnel> {
-    match apply_as(site, ui, spec, rec, pos_public_ip).await {
+    match apply(site, ui, spec, rec, pos_public_ip).await {
         Ok(up) => Ok(Tunnel::Applied(up)),
         Err(e)
             if new
@@ -286,7 +259,7 @@ pub async fn run(
     for l in &spec.vpn {
         let prior = existing.iter().find(|r| r.location.name == l.name);
         let rec = ensure(aws, &site.id, l, prior).await?;
-        let up = bring_up_as(site, ui, spec, &rec, pos_public_ip, prior.is_none()).await?;
+        let up = bring_up(site, ui, spec, &rec, pos_public_ip, prior.is_none()).await?;
         tunnels.insert(l.name.clone(), up.state().to_string());
     }
     let record = PhaseRecord {

@@ -226,6 +226,16 @@ pub enum MediaSource {
     Built,
 }
 
+impl MediaSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaSource::Host => "host",
+            MediaSource::Cache => "cache",
+            MediaSource::Built => "built",
+        }
+    }
+}
+
 /// build.sh (the build phase's record). `sha256` is "" and `bytes` 0 for `Host`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Build {
