@@ -9,7 +9,7 @@ use crate::aws::discover::{Discovered, Record};
 use crate::aws::preflight::Image;
 use crate::aws::tags::Role;
 use crate::aws::Aws;
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::plan::{resource_label, Change, Plan};
 use crate::spec::{StackId, StackSpec};
 use crate::ui::Ui;
@@ -53,12 +53,12 @@ const FRESH_WRITE_RETRIES: usize = 10;
 /// Errors that pass by themselves moments after a create or launch: a resource EC2 does not
 /// know yet, an instance still pending.
 fn settling(e: &Error) -> bool {
-    matches!(e, Error::Aws(f) if f.code.ends_with(".NotFound") || f.code == "IncorrectInstanceState")
+    matches!(e.kind(), Kind::NotFound | Kind::InvalidState)
 }
 
 fn settling_reason(e: &Error) -> String {
     match e {
-        Error::Aws(f) if f.code == "IncorrectInstanceState" => {
+        Error::Aws(f) if f.kind == Kind::InvalidState => {
             "the instance is not running yet (IncorrectInstanceState)".into()
         }
         Error::Aws(f) => format!(

@@ -4,7 +4,7 @@
 use crate::aws::discover::{record_prefix, Discovered};
 use crate::aws::ssm::lock_name;
 use crate::aws::Aws;
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::spec::StackId;
 use crate::ui::Ui;
 use backon::{ExponentialBuilder, Retryable};
@@ -33,12 +33,10 @@ where
     .await
 }
 
-/// AWS's ways of saying "still used by something that is going away": DependencyViolation,
-/// `*.InUse`, and InvalidParameterValue "Network interface 'eni-…' is currently in use".
+/// "Still used by something that is going away" (see `aws::classify` for AWS's ways of
+/// saying it).
 pub fn in_use(e: &Error) -> bool {
-    matches!(e, Error::Aws(f) if f.code == "DependencyViolation"
-        || f.code.ends_with(".InUse")
-        || (f.code == "InvalidParameterValue" && f.message.contains("in use")))
+    e.kind() == Kind::InUse
 }
 
 pub struct Teardown<'a> {
@@ -64,9 +62,7 @@ impl<'a> Teardown<'a> {
         match fut.await {
             Ok(()) => step.done(""),
             // Deletes are idempotent: what is already gone counts as removed.
-            Err(Error::Aws(f)) if f.code.ends_with(".NotFound") || f.code == "NoSuchEntity" => {
-                step.done("already gone")
-            }
+            Err(e) if e.kind() == Kind::NotFound => step.done("already gone"),
             Err(e) => {
                 step.failed();
                 self.ui.warn(format!("{label}: {e}"));

@@ -9,7 +9,7 @@ pub mod ssm;
 pub mod ssm_run;
 pub mod tags;
 
-use crate::error::{AwsFailure, Error, Resource, Result};
+use crate::error::{AwsFailure, Error, Kind, Resource, Result};
 use crate::journal::Journal;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
@@ -84,10 +84,11 @@ impl Aws {
         let conf = loader.load().await;
         let region = conf.region().map(|r| r.to_string()).ok_or_else(|| {
             Error::usage(format!(
-                "no AWS region: profile `{}` in {} sets none\n  next: pass --region, set AWS_REGION, or add `region = ...` to that profile",
+                "no AWS region: profile `{}` in {} sets none",
                 c.profile.as_deref().unwrap_or("default"),
                 config_files().0
             ))
+            .next("pass --region, set AWS_REGION, or add `region = ...` to that profile")
         })?;
         check_region(&region)?;
         let creds = conf
@@ -105,9 +106,10 @@ impl Aws {
             },
             Err(e) => {
                 return Err(Error::usage(format!(
-                    "no usable AWS credentials: {}\n  next: set AWS_PROFILE (or --profile), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run `aws sso login`",
+                    "no usable AWS credentials: {}",
                     causes(&e)
-                )))
+                ))
+                .next("set AWS_PROFILE (or --profile), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run `aws sso login`"))
             }
         };
         let at = crate::journal::Whereabouts {
@@ -227,17 +229,17 @@ impl Aws {
                     (None, Some(r)) => format!("HTTP {}", r.status().as_u16()),
                     (None, None) => "Unknown".to_string(),
                 };
-                let hint = hint(&code);
+                let message = e
+                    .message()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| causes(&e));
                 Error::Aws(Box::new(AwsFailure {
                     op,
                     region: self.region.clone(),
                     resource: Resource(resource.map(str::to_string)),
-                    message: e
-                        .message()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| causes(&e)),
+                    kind: classify(&code, &message),
+                    message,
                     code,
-                    hint,
                 }))
             }
         };
@@ -293,7 +295,10 @@ async fn check_profile(name: &str) -> Result<()> {
         format!("known profiles: {}", known.join(", "))
     };
     Err(Error::usage(format!(
-        "AWS profile `{name}` is not in {config} or {credentials}{guess}; {known}\n  next: pass --profile (or set AWS_PROFILE) with one of them, or add it with `aws configure --profile {name}`"
+        "AWS profile `{name}` is not in {config} or {credentials}{guess}; {known}"
+    ))
+    .next(format!(
+        "pass --profile (or set AWS_PROFILE) with one of them, or add it with `aws configure --profile {name}`"
     )))
 }
 
@@ -314,11 +319,63 @@ pub(crate) fn causes(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// Reads are Describe*/Get*/List*/Head*; everything else changes something.
-pub fn is_write(op: &str) -> bool {
-    !["Describe", "Get", "List", "Head"]
-        .iter()
-        .any(|p| op.starts_with(p))
+/// The operations poscloud calls that change something: the journal records their failures
+/// as well as their successes (`wrote`). Every other operation it calls only reads. A unit
+/// test checks that each operation a call site records with `wrote` is here.
+const WRITES: &[&str] = &[
+    "AddRoleToInstanceProfile",
+    "AllocateAddress",
+    "AssociateAddress",
+    "AssociateRouteTable",
+    "AttachInternetGateway",
+    "AttachRolePolicy",
+    "AuthorizeSecurityGroupEgress",
+    "AuthorizeSecurityGroupIngress",
+    "CreateBucket",
+    "CreateInstanceProfile",
+    "CreateInternetGateway",
+    "CreateNetworkInterface",
+    "CreateRole",
+    "CreateRoute",
+    "CreateRouteTable",
+    "CreateSecurityGroup",
+    "CreateSnapshot",
+    "CreateSubnet",
+    "CreateVpc",
+    "DeleteInstanceProfile",
+    "DeleteInternetGateway",
+    "DeleteNetworkInterface",
+    "DeleteObject",
+    "DeleteParameter",
+    "DeleteRole",
+    "DeleteRolePolicy",
+    "DeleteRouteTable",
+    "DeleteSecurityGroup",
+    "DeleteSnapshot",
+    "DeleteSubnet",
+    "DeleteVpc",
+    "DetachInternetGateway",
+    "DetachRolePolicy",
+    "DisassociateAddress",
+    "DisassociateRouteTable",
+    "ModifyInstanceAttribute",
+    "ModifyInstanceMetadataOptions",
+    "PutBucketEncryption",
+    "PutObject",
+    "PutParameter",
+    "PutPublicAccessBlock",
+    "PutRolePolicy",
+    "ReleaseAddress",
+    "RemoveRoleFromInstanceProfile",
+    "RevokeSecurityGroupEgress",
+    "RevokeSecurityGroupIngress",
+    "RunInstances",
+    "SendCommand",
+    "TerminateInstances",
+];
+
+fn is_write(op: &str) -> bool {
+    WRITES.contains(&op)
 }
 
 /// What to check when AWS could not be reached; refused and unresolved fail at once (see
@@ -333,34 +390,55 @@ fn unreachable_hint(detail: &str) -> &'static str {
     }
 }
 
-fn hint(code: &str) -> &'static str {
+/// What an SDK error is, by its code, before it becomes ours (a resource's call that
+/// expects one kind of failure: a retried attach meeting its own `Conflict`).
+pub(crate) fn kind_of<E>(e: &SdkError<E, HttpResponse>) -> Kind
+where
+    E: ProvideErrorMetadata,
+{
+    match e {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Kind::Unreachable,
+        _ => match (e.code(), e.raw_response()) {
+            (Some(c), _) => classify(c, e.message().unwrap_or_default()),
+            (None, Some(r)) => classify(&format!("HTTP {}", r.status().as_u16()), ""),
+            (None, None) => Kind::Failed,
+        },
+    }
+}
+
+/// AWS's error codes (and, where one code means two things, its message) as kinds: the one
+/// place that reads them.
+fn classify(code: &str, message: &str) -> Kind {
     match code {
-        "AuthFailure" | "InvalidClientTokenId" | "UnrecognizedClientException"
-        | "SignatureDoesNotMatch" | "ExpiredToken" | "ExpiredTokenException" => {
-            "\n  next: the credentials were refused; check AWS_PROFILE or renew them (`aws sso login`)"
-        }
-        "UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException" => {
-            "\n  next: these credentials lack a permission; see docs/security.md for the policy poscloud needs"
-        }
-        "AddressLimitExceeded" | "VpcLimitExceeded" => {
-            "\n  next: release unused Elastic IPs/VPCs in this region or ask AWS for a higher quota"
-        }
+        "AuthFailure"
+        | "InvalidClientTokenId"
+        | "UnrecognizedClientException"
+        | "SignatureDoesNotMatch"
+        | "ExpiredToken"
+        | "ExpiredTokenException" => Kind::CredentialsRefused,
+        "UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException" => Kind::Denied,
+        "AddressLimitExceeded" | "VpcLimitExceeded" => Kind::QuotaExceeded,
         "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "SlowDown" => {
-            "\n  next: AWS is throttling this account; each call was already tried 8 times. Run the same command again in a few minutes"
+            Kind::Throttled
         }
-        c if c.starts_with("HTTP 5")
-            || [
-                "InternalError",
-                "InternalFailure",
-                "ServiceFailure",
-                "ServiceUnavailable",
-                "Unavailable",
-            ]
-            .contains(&c) =>
-        {
-            "\n  next: AWS failed to answer, also when asked again; run the same command again in a few minutes: it resumes where this run stopped"
-        }
-        _ => "",
+        "InternalError" | "InternalFailure" | "ServiceFailure" | "ServiceUnavailable"
+        | "Unavailable" => Kind::Unavailable,
+        c if c.starts_with("HTTP 5") => Kind::Unavailable,
+        // "Network interface 'eni-…' is currently in use".
+        "InvalidParameterValue" if message.contains("in use") => Kind::InUse,
+        "DependencyViolation" => Kind::InUse,
+        c if c.ends_with(".InUse") => Kind::InUse,
+        // A detach of a gateway that is detached already: what it would remove is gone.
+        "NoSuchEntity" | "ParameterNotFound" | "Gateway.NotAttached" => Kind::NotFound,
+        c if c.ends_with(".NotFound") => Kind::NotFound,
+        "EntityAlreadyExists"
+        | "RouteAlreadyExists"
+        | "Resource.AlreadyAssociated"
+        | "ParameterAlreadyExists" => Kind::Conflict,
+        c if c.ends_with(".Duplicate") => Kind::Conflict,
+        "IncorrectInstanceState" | "IncorrectState" => Kind::InvalidState,
+        c if c.starts_with("Invalid") || c.starts_with("Validation") => Kind::Rejected,
+        _ => Kind::Failed,
     }
 }
 
@@ -417,6 +495,18 @@ mod tests {
         assert!(unreachable_hint("timeout").contains("already retried"));
     }
 
+    fn next_of(code: &str) -> Option<&'static str> {
+        AwsFailure {
+            op: "DescribeVpcs",
+            region: "eu-west-1".into(),
+            resource: Resource(None),
+            code: code.into(),
+            message: String::new(),
+            kind: classify(code, ""),
+        }
+        .next()
+    }
+
     #[test]
     fn the_throttling_hint_names_the_real_attempt_count() {
         for code in [
@@ -426,11 +516,87 @@ mod tests {
             "SlowDown",
         ] {
             assert!(
-                hint(code).contains(&format!("tried {} times", retry::MAX_ATTEMPTS)),
+                next_of(code)
+                    .unwrap()
+                    .contains(&format!("tried {} times", retry::MAX_ATTEMPTS)),
                 "{code}"
             );
         }
-        assert!(hint("HTTP 502").contains("run the same command again"));
-        assert_eq!(hint("InvalidVpcID.NotFound"), "");
+        assert!(next_of("HTTP 502")
+            .unwrap()
+            .contains("run the same command again"));
+        assert_eq!(next_of("InvalidVpcID.NotFound"), None);
+    }
+
+    #[test]
+    fn aws_codes_are_classified_once() {
+        for (code, message, kind) in [
+            ("DependencyViolation", "", Kind::InUse),
+            ("InvalidIPAddress.InUse", "", Kind::InUse),
+            (
+                "InvalidParameterValue",
+                "Network interface 'eni-1' is currently in use",
+                Kind::InUse,
+            ),
+            ("InvalidParameterValue", "bad cidr", Kind::Rejected),
+            ("InvalidVpcID.NotFound", "", Kind::NotFound),
+            ("NoSuchEntity", "", Kind::NotFound),
+            ("ParameterNotFound", "", Kind::NotFound),
+            ("InvalidPermission.Duplicate", "", Kind::Conflict),
+            ("Resource.AlreadyAssociated", "", Kind::Conflict),
+            ("IncorrectInstanceState", "", Kind::InvalidState),
+            ("RequestLimitExceeded", "", Kind::Throttled),
+            ("UnauthorizedOperation", "", Kind::Denied),
+            ("AuthFailure", "", Kind::CredentialsRefused),
+            ("VpcLimitExceeded", "", Kind::QuotaExceeded),
+            ("HTTP 503", "", Kind::Unavailable),
+            ("SomethingNew", "", Kind::Failed),
+        ] {
+            assert_eq!(classify(code, message), kind, "{code}: {message}");
+        }
+    }
+
+    #[test]
+    fn every_recorded_write_is_in_the_write_table() {
+        // The call sites that record a success (`wrote("Op", …)`, or `wrote(op, …)` with the
+        // op named a line above): a failure of the same op must be journaled too.
+        let sources = [
+            include_str!("../resources/bucket.rs"),
+            include_str!("../resources/eips.rs"),
+            include_str!("../resources/eni.rs"),
+            include_str!("../resources/iam.rs"),
+            include_str!("../resources/instance.rs"),
+            include_str!("../resources/network.rs"),
+            include_str!("../resources/records.rs"),
+            include_str!("../resources/security_groups.rs"),
+            include_str!("../resources/subnet.rs"),
+            include_str!("s3.rs"),
+            include_str!("ssm.rs"),
+            include_str!("ssm_run.rs"),
+            include_str!("ec2.rs"),
+        ];
+        let mut seen = 0;
+        for src in sources {
+            for piece in src.split("wrote(").skip(1) {
+                let Some(name) = piece.trim_start().strip_prefix('"') else {
+                    continue;
+                };
+                let op = &name[..name.find('"').unwrap()];
+                assert!(
+                    is_write(op),
+                    "{op} is recorded as a write but not in WRITES"
+                );
+                seen += 1;
+            }
+            for piece in src.split("let op = \"").skip(1) {
+                let op = &piece[..piece.find('"').unwrap()];
+                assert!(
+                    is_write(op),
+                    "{op} is recorded as a write but not in WRITES"
+                );
+            }
+        }
+        assert!(seen > 30, "{seen}");
+        assert!(!is_write("DescribeVpcs"));
     }
 }

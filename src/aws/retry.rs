@@ -12,7 +12,7 @@
 //! unique, so a repeated CreateRole answers EntityAlreadyExists, which iam.rs accepts.
 
 use super::Aws;
-use crate::error::Result;
+use crate::error::{Error, Kind, Result};
 use aws_smithy_runtime::client::retries::classifiers::run_classifiers_on_ctx;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
@@ -355,16 +355,15 @@ impl Intercept for Verdict {
 /// after the lost attempt.
 pub const LIST_LAG: Duration = Duration::from_secs(5);
 
-/// Errors of a create that, on a repeated attempt, mean "the earlier attempt did it": look
-/// again (AWS's describe calls may lag a create by a moment).
-const DONE_BEFORE: &[&str] = &[
-    "InvalidGroup.Duplicate",
-    "InvalidIPAddress.InUse",
-    "InvalidNetworkInterface.InUse",
-];
+/// Errors of a create that, on a repeated attempt, mean "the earlier attempt did it" (a
+/// duplicate group, an address or interface in use): look again (AWS's describe calls may
+/// lag a create by a moment).
+fn done_before(e: &Error) -> bool {
+    matches!(e.kind(), Kind::Conflict | Kind::InUse)
+}
 
 struct Failed {
-    error: crate::error::Error,
+    error: Error,
     retry: Option<String>,
     attempt: u32,
 }
@@ -422,8 +421,8 @@ impl Aws {
             let verdict = Verdict::default();
             create(verdict.clone()).await.map_err(|error| {
                 let mut retry = verdict.reason();
-                if let crate::error::Error::Aws(f) = &error {
-                    if attempt > 1 && DONE_BEFORE.contains(&f.code.as_str()) {
+                if let Error::Aws(f) = &error {
+                    if attempt > 1 && done_before(&error) {
                         retry = Some(format!("{} (made by the earlier attempt?)", f.code));
                     }
                 }

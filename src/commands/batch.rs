@@ -99,10 +99,11 @@ pub async fn provision(ctx: &Ctx, args: &ProvisionArgs, path: &Path) -> Result<(
         .collect();
     if !prod.is_empty() && !args.approve.yes {
         return Err(Error::usage(format!(
-            "{} prod stack(s) in the file, and no --yes: nothing was changed\n  {}\n  next: check them with `poscloud plan`, then run again with --yes",
+            "{} prod stack(s) in the file, and no --yes: nothing was changed\n  {}",
             prod.len(),
             prod.join("\n  ")
-        )));
+        ))
+        .next("check them with `poscloud plan`, then run again with --yes"));
     }
     let total = rows.len();
     ctx.ui.info(format!(

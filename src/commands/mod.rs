@@ -101,8 +101,11 @@ impl Ctx {
                 "the shop code did not match; nothing was changed",
             )),
             None => Err(Error::usage(format!(
-                "{id} is production: nothing was changed without confirmation\n  next: run it at a terminal and type the shop code back, or pass --yes (and --env prod, to say it)"
-            ))),
+                "{id} is production: nothing was changed without confirmation"
+            ))
+            .next(
+                "run it at a terminal and type the shop code back, or pass --yes (and --env prod, to say it)",
+            )),
         }
     }
 
@@ -203,8 +206,9 @@ async fn interruptible<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
                 .or_else(|| p.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
             Err(Error::failed(format!(
-                "internal error (a bug in poscloud: please report it): {what}\n  next: the same command resumes from where this one stopped"
-            )))
+                "internal error (a bug in poscloud: please report it): {what}"
+            ))
+            .next("the same command resumes from where this one stopped"))
         })
     });
     tokio::select! {

@@ -440,9 +440,10 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs) -> Result<()> {
         let dups = d.duplicates();
         if !dups.is_empty() {
             return Err(Error::failed(format!(
-                "{id} holds duplicates, which provision will not guess between: {}\n  next: `poscloud teardown` the stack and provision again",
+                "{id} holds duplicates, which provision will not guess between: {}",
                 dups.join("; ")
-            )));
+            ))
+            .next("`poscloud teardown` the stack and provision again"));
         }
         let again = plan::build(spec, &d, &aws.region);
         // Shown once: at the confirmation, unless the stack changed since.

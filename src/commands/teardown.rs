@@ -16,10 +16,11 @@ pub async fn run(ctx: &Ctx, args: &TeardownArgs) -> Result<()> {
     let ui = &ctx.ui;
     let id = args.stack_args().id();
     if id.env == Env::Prod && args.env.is_none() {
-        return Err(Error::Protected(format!(
-            "refusing to tear down shop {} without an explicit env: the default env is prod.\n  next: name the env you mean, e.g. --env qa (a prod teardown needs --env prod)",
+        return Err(Error::protected(format!(
+            "refusing to tear down shop {} without an explicit env: the default env is prod.",
             id.shop
-        )));
+        ))
+        .next("name the env you mean, e.g. --env qa (a prod teardown needs --env prod)"));
     }
     let aws = ctx.connect(&super::command_line("teardown", &id)).await?;
     let d = aws.discover(&id).await?;
@@ -30,12 +31,12 @@ pub async fn run(ctx: &Ctx, args: &TeardownArgs) -> Result<()> {
         if !elsewhere.is_empty() {
             let envs: Vec<&str> = elsewhere.iter().map(|e| e.as_str()).collect();
             return Err(Error::failed(format!(
-                "{id} does not exist in {}: nothing was removed; shop {} exists in: {}\n  next: name the env you mean, e.g. --env {}",
+                "{id} does not exist in {}: nothing was removed; shop {} exists in: {}",
                 aws.at,
                 id.shop,
-                envs.join(", "),
-                envs[0]
-            )));
+                envs.join(", ")
+            ))
+            .next(format!("name the env you mean, e.g. --env {}", envs[0])));
         }
         ctx.result(
             json!({"removed": [], "existed": false}),
@@ -61,11 +62,18 @@ pub async fn run(ctx: &Ctx, args: &TeardownArgs) -> Result<()> {
             ));
             match typed {
                 Some(t) if t == id.shop.as_str() => {}
-                Some(_) => return Err(Error::Protected("the shop code did not match; nothing was removed".into())),
+                Some(_) => {
+                    return Err(Error::protected(
+                        "the shop code did not match; nothing was removed",
+                    ))
+                }
                 None => {
-                    return Err(Error::Protected(format!(
-                        "refusing to tear down prod {id} without confirmation; nothing was removed.\n  next: run it at a terminal and type the shop code, or pass --yes --allow-prod"
-                    )))
+                    return Err(Error::protected(format!(
+                        "refusing to tear down prod {id} without confirmation; nothing was removed."
+                    ))
+                    .next(
+                        "run it at a terminal and type the shop code, or pass --yes --allow-prod",
+                    ))
                 }
             }
         }
@@ -123,8 +131,9 @@ async fn remove(
         for f in &failures {
             msg.push_str(&format!("  failed: {f}\n"));
         }
-        msg.push_str("  next: run the same teardown again; if it keeps failing, remove these in the console and tell the team");
-        return Err(Error::failed(msg));
+        return Err(Error::failed(msg.trim_end()).next(
+            "run the same teardown again; if it keeps failing, remove these in the console and tell the team",
+        ));
     }
     Ok(format!(
         "removed {} resource(s) of {id} in {}; nothing tagged remains\n",
@@ -139,9 +148,8 @@ async fn bulk(ctx: &Ctx, args: &TeardownArgs, age: std::time::Duration) -> Resul
     let ui = &ctx.ui;
     let env = args.env.expect("clap requires --env with --older-than");
     if env == Env::Prod {
-        return Err(Error::Protected(
-            "--older-than never removes prod stacks; tear a prod stack down by its shop code"
-                .into(),
+        return Err(Error::protected(
+            "--older-than never removes prod stacks; tear a prod stack down by its shop code",
         ));
     }
     let aws = ctx

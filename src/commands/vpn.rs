@@ -162,7 +162,7 @@ pub async fn run(ctx: &Ctx, command: &VpnCommand) -> Result<()> {
                     vpn::next_psk_name(&spec.id, &a.location),
                 ] {
                     match aws.delete_parameter(&name).await {
-                        Err(Error::Aws(f)) if f.code == "ParameterNotFound" => {}
+                        Err(e) if e.kind() == crate::error::Kind::NotFound => {}
                         other => other?,
                     }
                 }
@@ -284,7 +284,7 @@ async fn rotate(ctx: &Ctx, a: &crate::cli::VpnRotateArgs) -> Result<()> {
         rec.psk_next_since = None;
         vpn::save(&aws, &spec.id, &rec).await?;
         match aws.delete_parameter(&next).await {
-            Err(Error::Aws(f)) if f.code == "ParameterNotFound" => {}
+            Err(e) if e.kind() == crate::error::Kind::NotFound => {}
             other => other?,
         }
         let up = vpn::apply(&site, ui, &spec, &rec, &pos_ip).await.map_err(|e| {

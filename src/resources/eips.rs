@@ -11,7 +11,6 @@ use crate::error::Result;
 use crate::plan::{step, Change, Step};
 use crate::spec::StackId;
 use crate::teardown::{settle, Teardown};
-use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{DomainType, ResourceType};
 use futures_util::future::join_all;
 use serde::Serialize;
@@ -114,7 +113,7 @@ impl Aws {
                 // A retry after an association whose answer was lost: fine when the address
                 // is on this very interface.
                 let mut existing = None;
-                if e.code() == Some("Resource.AlreadyAssociated") {
+                if crate::aws::kind_of(&e) == crate::error::Kind::Conflict {
                     let out = self
                         .ec2
                         .describe_addresses()

@@ -327,9 +327,9 @@ impl Aws {
         self.wait_state(instance_id, "running", &["shutting-down", "terminated", "stopping"])
             .await
             .map_err(|e| match e {
-                Error::Failed(m) => Error::failed(format!(
-                    "{m}\n  next: look at the instance in the EC2 console (state reason), then run the same command again"
-                )),
+                e @ Error::Failed(_) => e.next(
+                    "look at the instance in the EC2 console (state reason), then run the same command again",
+                ),
                 e => e,
             })
     }
@@ -360,7 +360,7 @@ impl Aws {
                             .map(|n| n.as_str().to_string())
                     })
                     .unwrap_or_default(),
-                Err(e) if e.code() == Some("InvalidInstanceID.NotFound") => {
+                Err(e) if crate::aws::kind_of(&e) == crate::error::Kind::NotFound => {
                     "not visible yet".into()
                 }
                 Err(e) => {

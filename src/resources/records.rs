@@ -54,7 +54,7 @@ impl Aws {
             .written
             .and_then(|t| t.elapsed().ok())
             .is_none_or(|age| age < RECORD_FRESH);
-        let not_found = |e: &crate::error::Error| matches!(e, crate::error::Error::Aws(f) if f.code.ends_with(".NotFound"));
+        let not_found = |e: &crate::error::Error| e.kind() == crate::error::Kind::NotFound;
         let found = find
             .retry(
                 ExponentialBuilder::default()
