@@ -146,7 +146,7 @@ pub async fn run(
                             )
                             .when(settling)
                             .notify(|e, wait| {
-                                crate::ui::note(format!(
+                                aws.note(format!(
                                     "{change}: {}; retrying in {:.1}s",
                                     settling_reason(e),
                                     wait.as_secs_f64()

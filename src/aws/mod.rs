@@ -11,6 +11,7 @@ pub mod tags;
 
 use crate::error::{AwsFailure, Error, Kind, Resource, Result};
 use crate::journal::Journal;
+use crate::ui::Notify;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::ProvideCredentials;
@@ -38,11 +39,27 @@ pub struct Aws {
     journal: Journal,
     /// Region, credentials and (once asked) account: shared with the journal.
     pub at: crate::journal::Whereabouts,
+    /// Where this run's notes go (set by whoever connects: the UI's).
+    notes: Notify,
+    /// What the clients of another run are made from (`for_run`).
+    shared: Shared,
+}
+
+/// The configuration every run's clients are made from: region, credentials (and their
+/// cache), timeouts, retries.
+#[derive(Clone)]
+struct Shared {
+    conf: aws_config::SdkConfig,
+    path_style: bool,
+    region: String,
+    endpoint: String,
+    at: crate::journal::Whereabouts,
 }
 
 impl Aws {
     /// Builds the clients and checks, without any AWS call, that a region and credentials exist.
-    pub async fn connect(c: &Connect, journal: Journal) -> Result<Aws> {
+    /// Its notes (retries, waits) go to `notes`.
+    pub async fn connect(c: &Connect, journal: Journal, notes: Notify) -> Result<Aws> {
         // Any region of the right form may stand behind a custom endpoint; AWS's own
         // endpoints only have AWS's regions (a typo would only fail at the DNS lookup).
         let check_region = |r: &str| match &c.endpoint_url {
@@ -122,71 +139,76 @@ impl Aws {
             .endpoint_url
             .clone()
             .unwrap_or_else(|| format!("the {region} AWS endpoints"));
-        Ok(Aws {
-            ec2: aws_sdk_ec2::Client::from_conf(
-                aws_sdk_ec2::config::Builder::from(&conf)
-                    .interceptor(retry::RetryNotes)
-                    .interceptor(retry::CallLog)
-                    .retry_classifier(retry::Unhealable)
-                    .build(),
-            ),
-            iam: aws_sdk_iam::Client::from_conf(
-                aws_sdk_iam::config::Builder::from(&conf)
-                    .interceptor(retry::RetryNotes)
-                    .interceptor(retry::CallLog)
-                    .retry_classifier(retry::Unhealable)
-                    .build(),
-            ),
-            ssm: aws_sdk_ssm::Client::from_conf(
-                aws_sdk_ssm::config::Builder::from(&conf)
-                    .interceptor(retry::RetryNotes)
-                    .interceptor(retry::CallLog)
-                    .retry_classifier(retry::Unhealable)
-                    .build(),
-            ),
-            // Path-style keeps bucket names out of host names (needed for custom endpoints).
-            s3: aws_sdk_s3::Client::from_conf(
-                aws_sdk_s3::config::Builder::from(&conf)
-                    .interceptor(retry::RetryNotes)
-                    .interceptor(retry::CallLog)
-                    .retry_classifier(retry::Unhealable)
-                    .force_path_style(c.endpoint_url.is_some())
-                    // No default CRC32 headers: presigned PUT URLs must work with a plain
-                    // `curl -T` on the host, which sends no checksum header.
-                    .request_checksum_calculation(
-                        aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
-                    )
-                    .build(),
-            ),
-            sts: aws_sdk_sts::Client::from_conf(
-                aws_sdk_sts::config::Builder::from(&conf)
-                    .interceptor(retry::RetryNotes)
-                    .interceptor(retry::CallLog)
-                    .retry_classifier(retry::Unhealable)
-                    .build(),
-            ),
-            region,
-            endpoint,
+        Ok(Aws::with_clients(
+            Shared {
+                conf,
+                path_style: c.endpoint_url.is_some(),
+                region,
+                endpoint,
+                at,
+            },
             journal,
-            at,
-        })
+            notes,
+        ))
     }
 
-    /// The same clients (and their HTTP connections) with another journal: the shops of a
-    /// batch share one connection pool, each recording its own writes.
-    pub fn with_journal(&self, journal: Journal) -> Aws {
-        journal.set_whereabouts(self.at.clone());
-        Aws {
-            ec2: self.ec2.clone(),
-            iam: self.iam.clone(),
-            ssm: self.ssm.clone(),
-            s3: self.s3.clone(),
-            sts: self.sts.clone(),
-            region: self.region.clone(),
-            endpoint: self.endpoint.clone(),
-            journal,
-            at: self.at.clone(),
+    /// The clients of one run, each with the interceptors that show its retries to `notes`
+    /// and log its calls.
+    fn with_clients(shared: Shared, journal: Journal, notes: Notify) -> Aws {
+        let conf = &shared.conf;
+        // The same for every service's client: retries shown, calls logged, failures no
+        // retry can heal failed at once.
+        macro_rules! client {
+            ($sdk:ident $(, $extra:ident($($arg:expr),*))*) => {
+                $sdk::Client::from_conf(
+                    $sdk::config::Builder::from(conf)
+                        .interceptor(retry::RetryNotes(notes.clone()))
+                        .interceptor(retry::CallLog)
+                        .retry_classifier(retry::Unhealable)
+                        $(.$extra($($arg),*))*
+                        .build(),
+                )
+            };
         }
+        Aws {
+            ec2: client!(aws_sdk_ec2),
+            iam: client!(aws_sdk_iam),
+            ssm: client!(aws_sdk_ssm),
+            // Path-style keeps bucket names out of host names (needed for custom endpoints).
+            // No default CRC32 headers: presigned PUT URLs must work with a plain `curl -T`
+            // on the host, which sends no checksum header.
+            s3: client!(
+                aws_sdk_s3,
+                force_path_style(shared.path_style),
+                request_checksum_calculation(
+                    aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired
+                )
+            ),
+            sts: client!(aws_sdk_sts),
+            region: shared.region.clone(),
+            endpoint: shared.endpoint.clone(),
+            journal,
+            at: shared.at.clone(),
+            notes,
+            shared,
+        }
+    }
+
+    /// Clients for another run on the same configuration and credentials (one lookup for
+    /// all): the shops of a batch, each recording its own writes in `journal` and showing
+    /// its notes (retries, waits) to `notes`.
+    pub fn for_run(&self, journal: Journal, notes: Notify) -> Aws {
+        journal.set_whereabouts(self.at.clone());
+        let shared = Shared {
+            at: self.at.clone(),
+            ..self.shared.clone()
+        };
+        Aws::with_clients(shared, journal, notes)
+    }
+
+    /// A line about the calls of this run (a retry, a wait), for the user.
+    pub(crate) fn note(&self, msg: impl AsRef<str>) {
+        self.notes.note(msg)
     }
 
     pub fn journal(&self) -> &Journal {

@@ -135,9 +135,9 @@ fn operation(cfg: &ConfigBag) -> Option<String> {
 }
 
 /// Shows each retry the SDK makes: "EC2 DescribeVpcs: throttled (HTTP 503), retrying
-/// (attempt 2 of 8)". Registered on every client.
+/// (attempt 2 of 8)", to the run's notes. Registered on every client.
 #[derive(Debug)]
-pub(crate) struct RetryNotes;
+pub(crate) struct RetryNotes(pub(crate) crate::ui::Notify);
 
 impl Intercept for RetryNotes {
     fn name(&self) -> &'static str {
@@ -169,7 +169,7 @@ impl Intercept for RetryNotes {
                 .load::<RetryConfig>()
                 .map_or(MAX_ATTEMPTS, |r| r.max_attempts());
             let why = cfg.load::<LastFailure>().map_or("failed", |f| f.0.as_str());
-            crate::ui::note(format!(
+            self.0.note(format!(
                 "{op}: {why}, retrying (attempt {attempt} of {max})"
             ));
         }
@@ -411,7 +411,7 @@ impl Aws {
                     found = find().await.map_err(failed)?;
                 }
                 if let Some(found) = found {
-                    crate::ui::note(format!(
+                    self.note(format!(
                         "{op}: the failed attempt had taken effect ({effect}); not sending it again"
                     ));
                     return Ok(found);
@@ -442,7 +442,7 @@ impl Aws {
         )
         .when(|f: &Failed| f.retry.is_some())
         .notify(|f: &Failed, wait: Duration| {
-            crate::ui::note(format!(
+            self.note(format!(
                 "{op}: {}; checking whether it took effect, then retrying in {:.1}s (attempt {} of {MAX_ATTEMPTS})",
                 f.retry.as_deref().unwrap_or("failed"),
                 wait.as_secs_f64(),

@@ -111,7 +111,8 @@ pub async fn provision(ctx: &Ctx, args: &ProvisionArgs, path: &Path) -> Result<(
         path.display(),
         args.parallel
     ));
-    // One set of clients for every shop: one connection pool, one credentials lookup.
+    // One configuration for every shop: one credentials lookup (each shop's run gets clients
+    // of its own from it, showing its retries under its name).
     let shared = std::sync::Arc::new(
         ctx.connect(&format!("provision --shops-file {}", path.display()))
             .await?,
@@ -125,7 +126,8 @@ pub async fn provision(ctx: &Ctx, args: &ProvisionArgs, path: &Path) -> Result<(
         one.shop = Some(row.stack.shop.clone());
         one.env = row.stack.env;
         one.stack = row.stack.stack.clone();
-        let sub = Ctx::capturing(ctx.global.clone(), shared.clone());
+        let notes = ctx.ui.notify().prefixed(format!("{}: ", row.stack.id()));
+        let sub = Ctx::capturing(ctx.global.clone(), shared.clone(), notes);
         async move {
             let t0 = Instant::now();
             let r = super::provision::run(&sub, &one).await;

@@ -22,7 +22,7 @@ use crate::journal::Journal;
 use crate::phases::{Reach, Site};
 use crate::plan::{resource_label, Action, Plan};
 use crate::spec::{Env, Price, StackId};
-use crate::ui::Ui;
+use crate::ui::{Notify, Ui};
 use std::fmt::Write;
 use std::future::Future;
 
@@ -51,10 +51,10 @@ impl Ctx {
     }
 
     /// A context for one run of a batch: no progress lines, the result kept (`captured`),
-    /// the batch's clients used.
-    pub fn capturing(global: Global, shared: std::sync::Arc<Aws>) -> Ctx {
+    /// the batch's clients' configuration used, the notes (retries, waits) sent to `notes`.
+    pub fn capturing(global: Global, shared: std::sync::Arc<Aws>, notes: Notify) -> Ctx {
         Ctx {
-            ui: Ui::new(false, true),
+            ui: Ui::new(false, true).with_notes(notes),
             global,
             captured: Some(Default::default()),
             shared: Some(shared),
@@ -71,7 +71,7 @@ impl Ctx {
     pub async fn connect(&self, command: &str) -> Result<Aws> {
         let journal = Journal::open(self.global.journal.as_deref(), command)?;
         if let Some(aws) = &self.shared {
-            return Ok(aws.with_journal(journal));
+            return Ok(aws.for_run(journal, self.ui.notify()));
         }
         Aws::connect(
             &Connect {
@@ -80,6 +80,7 @@ impl Ctx {
                 endpoint_url: self.global.endpoint_url.clone(),
             },
             journal,
+            self.ui.notify(),
         )
         .await
     }
@@ -195,7 +196,7 @@ impl Drop for Holding {
 }
 
 /// `work`, or an error on Ctrl-C or a panic (the caller still releases its lock).
-async fn interruptible<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
+async fn interruptible<T>(ui: &Ui, work: impl Future<Output = Result<T>>) -> Result<T> {
     use futures_util::FutureExt;
     // A bug must not leave the stack locked: the panic becomes an error, the lock goes.
     let work = std::panic::AssertUnwindSafe(work).catch_unwind().map(|r| {
@@ -217,7 +218,7 @@ async fn interruptible<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
             // Calls in flight may still be carried out by AWS, and its lists may leave
             // what they made out for a moment: the lock is held that moment longer, so
             // that the next run (which waits for the lock) finds it.
-            crate::ui::note(format!(
+            ui.notify().note(format!(
                 "interrupted: holding the lock {}s more so that AWS lists what the last calls made",
                 crate::aws::retry::LIST_LAG.as_secs()
             ));
@@ -238,7 +239,7 @@ pub async fn locked_site<T>(
 ) -> Result<T> {
     let _holding = Holding::new();
     site.lock(ui, break_lock).await?;
-    let result = interruptible(work).await;
+    let result = interruptible(ui, work).await;
     if let Err(e) = site.unlock().await {
         ui.warn(format!(
             "could not release the lock on {}: {e}",
@@ -258,7 +259,7 @@ pub async fn locked<T>(
 ) -> Result<T> {
     let _holding = Holding::new();
     crate::lock::acquire(aws, ui, id, aws.journal().command(), break_lock).await?;
-    let result = interruptible(work).await;
+    let result = interruptible(ui, work).await;
     if let Err(e) = crate::lock::release(aws, id).await {
         ui.warn(format!("could not release the lock of {id}: {e}"));
     }

@@ -231,9 +231,13 @@ async fn bulk(ctx: &Ctx, args: &TeardownArgs, age: std::time::Duration) -> Resul
         }
     }
     let total = old.len();
-    let shared = std::sync::Arc::new(aws.with_journal(crate::journal::Journal::none()));
+    let shared = std::sync::Arc::new(aws.for_run(crate::journal::Journal::none(), ui.notify()));
     let mut runs = stream::iter(old.into_iter().map(|(id, _)| {
-        let sub = Ctx::capturing(ctx.global.clone(), shared.clone());
+        let sub = Ctx::capturing(
+            ctx.global.clone(),
+            shared.clone(),
+            ui.notify().prefixed(format!("{id}: ")),
+        );
         let break_lock = args.break_lock;
         async move {
             let r = async {

@@ -142,7 +142,7 @@ impl Aws {
                 if e.as_service_error()
                     .is_some_and(|s| s.is_entity_already_exists_exception()) =>
             {
-                crate::ui::note(format!(
+                self.note(format!(
                     "IAM CreateRole: role {name} exists (made by the attempt whose answer was lost)"
                 ));
             }
@@ -226,7 +226,7 @@ impl Aws {
                 if e.as_service_error()
                     .is_some_and(|s| s.is_entity_already_exists_exception()) =>
             {
-                crate::ui::note(format!(
+                self.note(format!(
                     "IAM CreateInstanceProfile: profile {name} exists (made by the attempt whose answer was lost)"
                 ));
                 let p = self.instance_profile(&name).await?.ok_or_else(|| {

@@ -294,7 +294,7 @@ impl Aws {
                     })
                 })
                 .notify(|_, _| {
-                    crate::ui::note(
+                    self.note(
                         "EC2 RunInstances: the new instance profile is not usable by EC2 yet (IAM propagation); retrying in 1s",
                     )
                 })

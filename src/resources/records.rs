@@ -64,7 +64,7 @@ impl Aws {
             )
             .when(|e| young && not_found(e))
             .notify(|_, wait| {
-                crate::ui::note(format!(
+                self.note(format!(
                     "{} {} was created moments ago and EC2 does not show it yet; looking again in {:.1}s",
                     rec.role.as_str(),
                     rec.id,
