@@ -2,11 +2,11 @@
 //! compliance (each stack's controls checked against AWS). Pure functions over what the
 //! commands read; no AWS call here.
 
-use crate::aws::discover::{Discovered, StackSummary};
 use crate::aws::tags::Role;
 use crate::error::{Error, Result};
 use crate::phases::vpn::LocationRecord;
 use crate::phases::PhaseState;
+use crate::resources::discover::{Discovered, StackSummary};
 use crate::spec::{Env, Rates, StackId, StackSpec};
 use serde::Serialize;
 use serde_json::Value;
@@ -704,7 +704,7 @@ fn fix(rule: &str, e: &Evidence) -> String {
     }
 }
 
-fn covers(r: &crate::aws::discover::Rule, port: i32) -> bool {
+fn covers(r: &crate::resources::discover::Rule, port: i32) -> bool {
     match (r.from_port, r.to_port) {
         (Some(a), Some(b)) => a <= port && port <= b,
         _ => true,

@@ -66,6 +66,21 @@ pub fn ask(prompt: &str) -> Option<String> {
     Some(line.trim().to_string())
 }
 
+/// Which of a remote script's output streams a chunk is from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Receives a remote script's output as it arrives (for live display); may be called from
+/// another thread. (`remote` runs the scripts; the UI makes the sinks: `Ui::remote_sink`.)
+pub type Sink = Arc<dyn Fn(Stream, &[u8]) + Send + Sync>;
+
+pub fn no_sink() -> Sink {
+    Arc::new(|_, _| {})
+}
+
 #[derive(Clone)]
 pub struct Ui {
     pub json: bool,
@@ -150,9 +165,8 @@ impl Ui {
 
     /// A sink that shows a remote script's output live, line by line, indented under the
     /// current step (nothing in JSON or quiet mode).
-    pub fn remote_sink(&self) -> crate::remote::Sink {
-        use crate::remote::Stream;
-        use std::sync::{Arc, Mutex};
+    pub fn remote_sink(&self) -> Sink {
+        use std::sync::Mutex;
         let show = self.chatty();
         let pending: Arc<Mutex<[Vec<u8>; 2]>> = Arc::default();
         Arc::new(move |stream: Stream, bytes: &[u8]| {

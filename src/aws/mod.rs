@@ -1,6 +1,5 @@
 //! The only layer that calls the AWS SDK. Everything above it works with plain values.
 
-pub mod discover;
 pub mod ec2;
 pub mod preflight;
 pub mod retry;

@@ -1,5 +1,4 @@
 use super::{locked, render_plan, render_price, Ctx};
-use crate::aws::discover::Discovered;
 use crate::aws::tags::Role;
 use crate::aws::Aws;
 use crate::cli::{
@@ -10,6 +9,7 @@ use crate::phases::restore::{self, App, RestoreSpec};
 use crate::phases::{self, bootstrap, build, stage, PhaseState, Reach, Site};
 use crate::plan::{self, Change};
 use crate::remote::ssh::{PinnedKey, SshTarget};
+use crate::resources::discover::Discovered;
 use crate::spec::{Env, StackSpec};
 use crate::ui::Ui;
 use serde::Serialize;

@@ -1,7 +1,7 @@
 use super::{locked, Ctx};
-use crate::aws::discover::Discovered;
 use crate::cli::TeardownArgs;
 use crate::error::{Error, Result};
+use crate::resources::discover::Discovered;
 use crate::spec::{Env, StackId};
 use crate::teardown::Teardown;
 use futures_util::stream::{self, StreamExt};

@@ -8,7 +8,6 @@ pub mod restore;
 pub mod stage;
 pub mod vpn;
 
-use crate::aws::discover::Discovered;
 use crate::aws::ssm::LockHolder;
 use crate::aws::ssm::{host_key_name, phase_name};
 use crate::aws::tags::Role;
@@ -18,6 +17,7 @@ use crate::journal::{local_host, local_user, now, Journal};
 use crate::remote::ssh::{PinnedKey, SshTarget};
 use crate::remote::ssm::SsmTarget;
 use crate::remote::{no_sink, script, Inputs, Outcome, Remote, Sink};
+use crate::resources::discover::Discovered;
 use crate::spec::StackId;
 use crate::ui::Ui;
 use serde::{Deserialize, Serialize};

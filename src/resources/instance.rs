@@ -2,15 +2,15 @@
 //! gp3 root volume, IMDSv2 required, the instance profile, termination protection in prod:
 //! what is found, planned, made and removed.
 
-use crate::apply::{need, touched, Apply, Made};
-use crate::aws::discover::Discovered;
+use super::change::{step, Change, Step};
+use super::Teardown;
+use super::{need, touched, Apply, Made};
 use crate::aws::retry::Verdict;
 use crate::aws::tags::{self, Role};
 use crate::aws::Aws;
 use crate::error::{Error, Result};
-use crate::plan::{step, Change, Step};
+use crate::resources::discover::Discovered;
 use crate::spec::{StackId, StackSpec};
-use crate::teardown::Teardown;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, BlockDeviceMapping, EbsBlockDevice, HttpTokensState,

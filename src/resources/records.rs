@@ -4,10 +4,10 @@
 //! a teardown right after a provision, finds by its recorded id what the lists do not show
 //! yet, instead of making a second one.
 
-use crate::aws::discover::Discovered;
 use crate::aws::tags::Role;
 use crate::aws::Aws;
 use crate::error::Result;
+use crate::resources::discover::Discovered;
 use crate::spec::StackId;
 use backon::{ExponentialBuilder, Retryable};
 use serde::Serialize;

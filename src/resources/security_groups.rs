@@ -2,15 +2,15 @@
 //! no inbound, outbound to the stack's egress CIDRs) and their rules: what is found, planned,
 //! made and removed.
 
-use crate::apply::{created, need, touched, Apply, Made};
-use crate::aws::discover::Discovered;
+use super::change::{step, Change, Step};
+use super::{created, need, touched, Apply, Made};
+use super::{settle, Teardown};
 use crate::aws::retry::Verdict;
 use crate::aws::tags::{self, Role};
 use crate::aws::Aws;
 use crate::error::{Error, Kind, Result};
-use crate::plan::{step, Change, Step};
+use crate::resources::discover::Discovered;
 use crate::spec::{StackId, StackSpec};
-use crate::teardown::{settle, Teardown};
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;

@@ -1,7 +1,7 @@
 //! Discovery: what exists of a stack, found by its tags. AWS is the state.
 
-use super::tags::{self, Role};
-use super::Aws;
+use crate::aws::tags::{self, Role};
+use crate::aws::Aws;
 use crate::error::Result;
 use crate::resources::eni::EniQuery;
 use crate::spec::StackId;
@@ -369,7 +369,7 @@ impl Aws {
     /// (an id record, a phase), so the stack's parameters, read again in one call and
     /// compared by name and last change (the lock aside), tell.
     pub async fn changed_since(&self, id: &StackId, d: &Discovered) -> Result<bool> {
-        let lock = super::ssm::lock_name(id);
+        let lock = crate::aws::ssm::lock_name(id);
         let now: BTreeMap<String, Option<SystemTime>> = self
             .find_parameters(id)
             .await?
