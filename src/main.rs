@@ -98,7 +98,7 @@ fn main() {
         } else {
             e.exit_code()
         };
-        ctx.ui.error(&e, code);
+        ctx.ui.run_failed(&e, code);
         std::process::exit(code);
     }
     if detailed && ctx.pending.get() {

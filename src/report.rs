@@ -305,7 +305,7 @@ pub fn usage(
             instance_type = s.instance_type.clone();
             let r = running.entry(i.clone()).or_default();
             r.push((launched, true));
-            let stopped = matches!(s.state.as_deref(), Some("stopping" | "stopped"));
+            let stopped = s.state.as_ref().is_some_and(|s| s.is_stopped());
             match s.stopped_at.as_deref().and_then(parse_time) {
                 Some(at) if stopped => r.push((at, false)),
                 _ if stopped => {
@@ -526,15 +526,15 @@ pub fn compliance(e: &Evidence) -> Vec<Check> {
     let mut out = Vec::new();
     let instance = e.d.instance();
 
-    out.push(match instance.map(|i| i.http_tokens.as_deref()) {
+    out.push(match instance.map(|i| i.http_tokens.as_ref()) {
         None => na("imdsv2", "no instance"),
         Some(t) => verdict(
             "imdsv2",
-            t == Some("required"),
+            t == Some(&crate::resources::discover::HttpTokens::Required),
             "instance metadata needs a session token".into(),
             format!(
                 "instance metadata tokens are {} (IMDSv1 answers credentials to any local request)",
-                t.unwrap_or("unknown")
+                t.map_or("unknown", |t| t.as_str())
             ),
         ),
     });

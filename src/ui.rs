@@ -126,7 +126,7 @@ impl Ui {
     /// The run's error: `error: <message>\n  next: <step>` on stderr and, with `--output
     /// json`, the error document on stdout: `{"error", "kind", "next", "exit_code"}` (none
     /// when the printed result already says what failed).
-    pub fn error(&self, e: &crate::error::Error, exit_code: i32) {
+    pub fn run_failed(&self, e: &crate::error::Error, exit_code: i32) {
         if self.json && !matches!(e, crate::error::Error::Reported(_)) {
             out(&format!("{}\n", e.to_json(exit_code)));
         }

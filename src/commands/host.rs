@@ -56,7 +56,7 @@ async fn connect(ctx: &Ctx, a: &HostConnectArgs) -> Result<()> {
             aws.region
         ))
     })?;
-    if inst.state != "running" {
+    if inst.state != crate::resources::discover::InstanceState::Running {
         return Err(Error::failed(format!(
             "the instance {} of {id} is {}: an SSM session needs it running",
             inst.id, inst.state

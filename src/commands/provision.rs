@@ -45,7 +45,7 @@ fn summary(
         account: aws.at.account.get().cloned(),
         credentials: aws.at.credentials.clone(),
         instance_id: d.instance().map(|i| i.id.clone()),
-        instance_state: d.instance().map(|i| i.state.clone()),
+        instance_state: d.instance().map(|i| i.state.to_string()),
         host_public_ip: d.eip(Role::EipHost).map(|e| e.public_ip.clone()),
         pos_public_ip: d.eip(Role::EipPos).map(|e| e.public_ip.clone()),
         pos_private_ip: d.eni_pos().and_then(|e| e.private_ip.clone()),
