@@ -1,7 +1,8 @@
 //! One error type for the library. Each error has a kind (what went wrong, classified once
 //! where it arises: an AWS error in `aws::Aws::err`), a message, and, where there is one, the
 //! next step for the user as data (`next`). `Display` renders them the one way the user
-//! reads them: the message, then `\n  next: …`. Each kind maps to one exit code (DESIGN.md).
+//! reads them: the message, then `\n  next: …`. Each variant maps to one exit code
+//! (docs/architecture.md, the man pages' EXIT STATUS).
 
 use std::fmt;
 
