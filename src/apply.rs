@@ -5,13 +5,14 @@
 //! what an earlier change of the same run created; a resumed run continues where a crashed
 //! one stopped. Every created id is recorded in SSM (`id/<role>`) right after its create.
 
-use crate::aws::discover::{Discovered, Record};
 use crate::aws::preflight::Image;
 use crate::aws::tags::Role;
 use crate::aws::Aws;
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::plan::{resource_label, Change, Plan};
-use crate::spec::{StackId, StackSpec};
+use crate::resources::discover::Discovered;
+use crate::resources::{Apply, Made};
+use crate::spec::StackSpec;
 use crate::ui::Ui;
 use backon::{ExponentialBuilder, Retryable};
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -53,12 +54,12 @@ const FRESH_WRITE_RETRIES: usize = 10;
 /// Errors that pass by themselves moments after a create or launch: a resource EC2 does not
 /// know yet, an instance still pending.
 fn settling(e: &Error) -> bool {
-    matches!(e, Error::Aws(f) if f.code.ends_with(".NotFound") || f.code == "IncorrectInstanceState")
+    matches!(e.kind(), Kind::NotFound | Kind::InvalidState)
 }
 
 fn settling_reason(e: &Error) -> String {
     match e {
-        Error::Aws(f) if f.code == "IncorrectInstanceState" => {
+        Error::Aws(f) if f.kind == Kind::InvalidState => {
             "the instance is not running yet (IncorrectInstanceState)".into()
         }
         Error::Aws(f) => format!(
@@ -146,7 +147,7 @@ pub async fn run(
                             )
                             .when(settling)
                             .notify(|e, wait| {
-                                crate::ui::note(format!(
+                                aws.note(format!(
                                     "{change}: {}; retrying in {:.1}s",
                                     settling_reason(e),
                                     wait.as_secs_f64()
@@ -197,65 +198,6 @@ pub async fn run(
 
 fn take(state: &Mutex<Discovered>) -> Discovered {
     std::mem::take(&mut *state.lock().unwrap_or_else(|e| e.into_inner()))
-}
-
-/// What a change made: the id of the resource it touched, and the role to record it under
-/// when the change created it.
-pub(crate) type Made = (String, Option<Role>);
-
-pub(crate) fn created(rid: String, role: Role) -> Result<Made> {
-    Ok((rid, Some(role)))
-}
-
-pub(crate) fn touched(rid: String) -> Result<Made> {
-    Ok((rid, None))
-}
-
-pub(crate) fn need(what: &str, v: Option<String>) -> Result<String> {
-    v.ok_or_else(|| Error::failed(format!("{what} is missing; run the same command again")))
-}
-
-/// What a change is made with: the clients, the stack, the image, and the shared state of
-/// the stack (read when a change starts, written when it made something; never locked
-/// across an AWS call).
-pub(crate) struct Apply<'a> {
-    pub aws: &'a Aws,
-    pub spec: &'a StackSpec,
-    pub image: Option<&'a Image>,
-    state: &'a Mutex<Discovered>,
-}
-
-impl Apply<'_> {
-    pub fn id(&self) -> &StackId {
-        &self.spec.id
-    }
-
-    pub fn read<T>(&self, f: impl FnOnce(&Discovered) -> T) -> T {
-        f(&self.state.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    pub fn write<T>(&self, f: impl FnOnce(&mut Discovered) -> T) -> T {
-        f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// The stack's VPC id (every network change needs it).
-    pub fn vpc(&self) -> Result<String> {
-        need("VPC", self.read(|d| d.vpc().map(|v| v.id.clone())))
-    }
-
-    /// Records a created resource's id in SSM, and in the state (so it is not written again).
-    pub async fn record(&self, role: Role, rid: &str) -> Result<()> {
-        self.aws.record(self.id(), role, rid).await?;
-        self.write(|d| {
-            d.records.retain(|r| r.role != role);
-            d.records.push(Record {
-                role,
-                id: rid.to_string(),
-                written: Some(std::time::SystemTime::now()),
-            });
-        });
-        Ok(())
-    }
 }
 
 /// Does one change, in the module of its resource.

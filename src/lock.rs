@@ -78,7 +78,10 @@ pub async fn release(aws: &Aws, id: &StackId) -> Result<()> {
 }
 
 /// The lock as a discovery read it (with the stack's parameters), described, if held.
-pub fn holder_in(d: &crate::aws::discover::Discovered, id: &StackId) -> Result<Option<String>> {
+pub fn holder_in(
+    d: &crate::resources::discover::Discovered,
+    id: &StackId,
+) -> Result<Option<String>> {
     let name = lock_name(id);
     let Some(value) = d.value(&name) else {
         return Ok(None);

@@ -41,7 +41,6 @@ fn main() {
         log.without_time().init();
     }
 
-    let json = cli.global.output == poscloud::cli::Output::Json;
     let ctx = Ctx::new(cli.global);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -102,13 +101,7 @@ fn main() {
         } else {
             e.exit_code()
         };
-        if json && !matches!(e, Error::Reported(_)) {
-            poscloud::ui::out(&format!(
-                "{}\n",
-                serde_json::json!({"error": e.to_string(), "exit_code": code})
-            ));
-        }
-        poscloud::ui::err_line(&format!("error: {e}"));
+        ctx.ui.run_failed(&e, code);
         std::process::exit(code);
     }
     if detailed && ctx.pending.get() {

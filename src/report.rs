@@ -2,12 +2,12 @@
 //! compliance (each stack's controls checked against AWS). Pure functions over what the
 //! commands read; no AWS call here.
 
-use crate::aws::discover::{Discovered, StackSummary};
 use crate::aws::tags::Role;
 use crate::error::{Error, Result};
 use crate::phases::vpn::LocationRecord;
 use crate::phases::PhaseState;
 use crate::remote::results::UserdataMarker;
+use crate::resources::discover::{Discovered, StackSummary};
 use crate::spec::{Env, Rates, StackId, StackSpec};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -306,7 +306,7 @@ pub fn usage(
             instance_type = s.instance_type.clone();
             let r = running.entry(i.clone()).or_default();
             r.push((launched, true));
-            let stopped = matches!(s.state.as_deref(), Some("stopping" | "stopped"));
+            let stopped = s.state.as_ref().is_some_and(|s| s.is_stopped());
             match s.stopped_at.as_deref().and_then(parse_time) {
                 Some(at) if stopped => r.push((at, false)),
                 _ if stopped => {
@@ -527,15 +527,15 @@ pub fn compliance(e: &Evidence) -> Vec<Check> {
     let mut out = Vec::new();
     let instance = e.d.instance();
 
-    out.push(match instance.map(|i| i.http_tokens.as_deref()) {
+    out.push(match instance.map(|i| i.http_tokens.as_ref()) {
         None => na("imdsv2", "no instance"),
         Some(t) => verdict(
             "imdsv2",
-            t == Some("required"),
+            t == Some(&crate::resources::discover::HttpTokens::Required),
             "instance metadata needs a session token".into(),
             format!(
                 "instance metadata tokens are {} (IMDSv1 answers credentials to any local request)",
-                t.unwrap_or("unknown")
+                t.map_or("unknown", |t| t.as_str())
             ),
         ),
     });
@@ -705,7 +705,7 @@ fn fix(rule: &str, e: &Evidence) -> String {
     }
 }
 
-fn covers(r: &crate::aws::discover::Rule, port: i32) -> bool {
+fn covers(r: &crate::resources::discover::Rule, port: i32) -> bool {
     match (r.from_port, r.to_port) {
         (Some(a), Some(b)) => a <= port && port <= b,
         _ => true,

@@ -1,85 +1,14 @@
 //! Removes everything of a stack in dependency order. Each failure is recorded and the rest
 //! goes on; then the stack is discovered again and anything left is reported.
 
-use crate::aws::discover::{record_prefix, Discovered};
 use crate::aws::ssm::lock_name;
-use crate::aws::Aws;
-use crate::error::{Error, Result};
-use crate::spec::StackId;
-use crate::ui::Ui;
-use backon::{ExponentialBuilder, Retryable};
+use crate::resources::discover::{record_prefix, Discovered};
 use futures_util::future::join_all;
-use std::future::Future;
-use std::sync::Mutex;
-use std::time::Duration;
 
-/// Retries a delete while AWS still sees a dependency that is going away (an ENI detaching
-/// after termination, an SG still referenced for a few seconds).
-pub(crate) async fn settle<F, Fut>(f: F) -> Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<()>>,
-{
-    f.retry(
-        // From half a second (an interface detaches a moment after its instance ended),
-        // growing slowly to 5 s: about 80 s in all.
-        ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(500))
-            .with_factor(1.5)
-            .with_max_delay(Duration::from_secs(5))
-            .with_max_times(20),
-    )
-    .when(in_use)
-    .await
-}
+// The context each resource module's deletes work in, kept with them.
+pub use crate::resources::{in_use, Teardown};
 
-/// AWS's ways of saying "still used by something that is going away": DependencyViolation,
-/// `*.InUse`, and InvalidParameterValue "Network interface 'eni-…' is currently in use".
-pub fn in_use(e: &Error) -> bool {
-    matches!(e, Error::Aws(f) if f.code == "DependencyViolation"
-        || f.code.ends_with(".InUse")
-        || (f.code == "InvalidParameterValue" && f.message.contains("in use")))
-}
-
-pub struct Teardown<'a> {
-    pub aws: &'a Aws,
-    pub ui: &'a Ui,
-    pub id: &'a StackId,
-    failures: Mutex<Vec<String>>,
-}
-
-impl<'a> Teardown<'a> {
-    pub fn new(aws: &'a Aws, ui: &'a Ui, id: &'a StackId) -> Self {
-        Teardown {
-            aws,
-            ui,
-            id,
-            failures: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// One delete (or a short chain of them), shown as one step; false when it failed.
-    pub(crate) async fn one(&self, label: String, fut: impl Future<Output = Result<()>>) -> bool {
-        let step = self.ui.step_plain(label.clone());
-        match fut.await {
-            Ok(()) => step.done(""),
-            // Deletes are idempotent: what is already gone counts as removed.
-            Err(Error::Aws(f)) if f.code.ends_with(".NotFound") || f.code == "NoSuchEntity" => {
-                step.done("already gone")
-            }
-            Err(e) => {
-                step.failed();
-                self.ui.warn(format!("{label}: {e}"));
-                self.failures
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(format!("{label}: {e}"));
-                return false;
-            }
-        }
-        true
-    }
-
+impl Teardown<'_> {
     /// Deletes everything in `d`, independent deletes at once (each resource's module knows
     /// how; the order is here): the addresses, the instance's termination, the route tables,
     /// snapshots and command output start together; the interfaces, groups and subnet follow

@@ -3,14 +3,42 @@
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Where `note` sends its lines: set by the last `Ui::new` (before any, to the log).
-static NOTES: AtomicU8 = AtomicU8::new(NOTES_LOG);
-const NOTES_LOG: u8 = 0;
-const NOTES_SHOW: u8 = 1;
-const NOTES_HIDE: u8 = 2;
+/// Where the lines from below the commands go: the AWS layer's retries and waits ("EC2
+/// RunInstances: throttled (HTTP 503), retrying (attempt 2 of 8)"). Each `Aws` is given one
+/// by whoever makes it (a `Ui`'s, see `Ui::notify`); the default logs them.
+#[derive(Clone)]
+pub struct Notify(Arc<dyn Fn(&str) + Send + Sync>);
+
+impl Notify {
+    pub fn new(f: impl Fn(&str) + Send + Sync + 'static) -> Notify {
+        Notify(Arc::new(f))
+    }
+
+    pub fn note(&self, msg: impl AsRef<str>) {
+        (self.0)(msg.as_ref())
+    }
+
+    /// The same, each line headed by `prefix` (a batch's shop: "84000003 (qa): ").
+    pub fn prefixed(&self, prefix: impl Into<String>) -> Notify {
+        let (inner, prefix) = (self.clone(), prefix.into());
+        Notify::new(move |msg| inner.note(format!("{prefix}{msg}")))
+    }
+}
+
+impl Default for Notify {
+    fn default() -> Notify {
+        Notify::new(|msg| tracing::info!("{msg}"))
+    }
+}
+
+impl std::fmt::Debug for Notify {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Notify")
+    }
+}
 
 /// Writes to stdout. A closed pipe (`poscloud … | head -3`) or a full disk must never stop
 /// a run half-way (its lock, its journal): the write is dropped, the run goes on.
@@ -38,24 +66,19 @@ pub fn ask(prompt: &str) -> Option<String> {
     Some(line.trim().to_string())
 }
 
-/// A line from below the commands, where no `Ui` is at hand: the AWS layer's retries
-/// ("EC2 RunInstances: throttled (HTTP 503), retrying (attempt 2 of 8)"). Shown on stderr
-/// like progress; in JSON or quiet mode only in the debug log.
-pub fn note(msg: impl AsRef<str>) {
-    let msg = msg.as_ref();
-    match NOTES.load(Ordering::Relaxed) {
-        NOTES_SHOW => {
-            // On a terminal, clear a spinner's line first; the spinner redraws below.
-            let clear = if std::io::stderr().is_terminal() {
-                "\r\x1b[2K"
-            } else {
-                ""
-            };
-            err_line(&format!("{clear}  ↻ {msg}"));
-        }
-        NOTES_HIDE => tracing::debug!("{msg}"),
-        _ => tracing::info!("{msg}"),
-    }
+/// Which of a remote script's output streams a chunk is from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Receives a remote script's output as it arrives (for live display); may be called from
+/// another thread. (`remote` runs the scripts; the UI makes the sinks: `Ui::remote_sink`.)
+pub type Sink = Arc<dyn Fn(Stream, &[u8]) + Send + Sync>;
+
+pub fn no_sink() -> Sink {
+    Arc::new(|_, _| {})
 }
 
 #[derive(Clone)]
@@ -64,6 +87,7 @@ pub struct Ui {
     quiet: bool,
     color: bool,
     tty: bool,
+    notes: Notify,
 }
 
 impl Ui {
@@ -74,12 +98,39 @@ impl Ui {
             quiet,
             color: tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
             tty,
+            notes: Notify::default(),
         };
-        NOTES.store(
-            if ui.chatty() { NOTES_SHOW } else { NOTES_HIDE },
-            Ordering::Relaxed,
-        );
-        ui
+        // Shown on stderr like progress; in JSON or quiet mode only in the debug log.
+        let notes = if ui.chatty() {
+            Notify::new(move |msg| {
+                // On a terminal, clear a spinner's line first; the spinner redraws below.
+                let clear = if tty { "\r\x1b[2K" } else { "" };
+                err_line(&format!("{clear}  ↻ {msg}"));
+            })
+        } else {
+            Notify::new(|msg| tracing::debug!("{msg}"))
+        };
+        Ui { notes, ..ui }
+    }
+
+    /// Where this UI shows notes from below the commands: for the `Aws` it works with.
+    pub fn notify(&self) -> Notify {
+        self.notes.clone()
+    }
+
+    /// This UI with its notes sent to `notes` (a batch's quiet run: to the batch's UI).
+    pub fn with_notes(self, notes: Notify) -> Ui {
+        Ui { notes, ..self }
+    }
+
+    /// The run's error: `error: <message>\n  next: <step>` on stderr and, with `--output
+    /// json`, the error document on stdout: `{"error", "kind", "next", "exit_code"}` (none
+    /// when the printed result already says what failed).
+    pub fn run_failed(&self, e: &crate::error::Error, exit_code: i32) {
+        if self.json && !matches!(e, crate::error::Error::Reported(_)) {
+            out(&format!("{}\n", e.to_json(exit_code)));
+        }
+        err_line(&format!("error: {e}"));
     }
 
     fn chatty(&self) -> bool {
@@ -122,9 +173,8 @@ impl Ui {
 
     /// A sink that shows a remote script's output live, line by line, indented under the
     /// current step (nothing in JSON or quiet mode).
-    pub fn remote_sink(&self) -> crate::remote::Sink {
-        use crate::remote::Stream;
-        use std::sync::{Arc, Mutex};
+    pub fn remote_sink(&self) -> Sink {
+        use std::sync::Mutex;
         let show = self.chatty();
         let pending: Arc<Mutex<[Vec<u8>; 2]>> = Arc::default();
         Arc::new(move |stream: Stream, bytes: &[u8]| {

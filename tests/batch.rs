@@ -3,11 +3,54 @@
 //! other nine converge, each exactly once; the failure is named; the exit code says so.
 //!
 //! Looser than AWS: moto reports a fixed limit of 5 Elastic IPs, so the stack sets
-//! `quotas.elastic_ips_per_region`; moto does not throttle, so the SDK's retries are not
-//! exercised here.
+//! `quotas.elastic_ips_per_region`; moto does not throttle: the proxy throttles one call, to
+//! show that a quiet shop's retry notes reach the batch's output under the shop's name.
 
 mod common;
-use common::Rig;
+use common::{FaultKind, Faults, Rig};
+
+#[test]
+fn a_shops_retries_are_shown_under_its_name_in_a_batch() {
+    let rig = Rig::new();
+    let stack = rig.stack_file(
+        "batch.toml",
+        "vpcs_per_region = 5",
+        "vpcs_per_region = 50\nelastic_ips_per_region = 100",
+    );
+    let file = rig.home.path().join("shops.csv");
+    std::fs::write(
+        &file,
+        format!("shop,env,stack\n84100001,qa,{stack}\n84100002,qa,{stack}\n"),
+    )
+    .unwrap();
+    // One at a time: the first shop makes the first DescribeVpcs, which is throttled once.
+    rig.proxy.set_faults(Some(Faults {
+        percent: 0,
+        seed: 1,
+        kinds: Vec::new(),
+        lose_first: vec![("DescribeVpcs".into(), FaultKind::Throttle)],
+    }));
+    let out = rig.run(&[
+        "provision",
+        "--shops-file",
+        &file.to_string_lossy(),
+        "--parallel",
+        "1",
+        "--until",
+        "infra",
+    ]);
+    rig.proxy.set_faults(None);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    // The shop's own runs are quiet; their notes reach the batch's output, named.
+    assert!(
+        out.stderr.contains(
+            "↻ shop 84100001 (qa): EC2 DescribeVpcs: throttled (HTTP 503), retrying (attempt 2 of 8)"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("84100002 (qa): EC2"), "{}", out.stderr);
+}
 
 #[test]
 fn ten_shops_at_four_at_a_time_one_failure_is_reported_and_the_others_converge() {

@@ -409,3 +409,65 @@ fn verbose_shows_every_aws_call_and_steps_and_journal_have_milliseconds() {
         assert!(t.len() == 24 && &t[19..20] == ".", "{t}");
     }
 }
+
+#[test]
+fn json_errors_carry_their_kind_and_next_step_as_fields() {
+    let rig = Rig::new();
+    let status = [
+        "status", "--shop", "12345678", "--env", "qa", "--output", "json",
+    ];
+    // Bad input: the message without its advice, the advice as its own field.
+    // (AWS's own endpoints, as a user has them: a custom one takes any region name.)
+    let r = run_env(
+        &rig,
+        &[&status[..], &["--region", "us-esat-1"]].concat(),
+        &service_endpoints(&rig.proxy.url()),
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    let doc = r.json();
+    assert_eq!(doc["kind"], "invalid-input", "{doc}");
+    assert_eq!(doc["exit_code"], 2, "{doc}");
+    let error = doc["error"].as_str().unwrap();
+    assert!(error.starts_with("unknown region `us-esat-1`"), "{doc}");
+    assert!(!error.contains("next:"), "{doc}");
+    assert!(
+        doc["next"]
+            .as_str()
+            .unwrap()
+            .starts_with("check --region, AWS_REGION"),
+        "{doc}"
+    );
+    // The text on stderr stays as it was: message, then the next step.
+    assert!(
+        r.stderr
+            .contains("not one of AWS's regions\n  next: check --region"),
+        "{}",
+        r.stderr
+    );
+
+    // An AWS endpoint nobody answers at: classified where the SDK's error became ours.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let r = rig.run(&[&status[..], &["--endpoint-url", &url]].concat());
+    assert_eq!(r.code, 1, "{r:?}");
+    let doc = r.json();
+    assert_eq!(doc["kind"], "unreachable", "{doc}");
+    assert!(
+        doc["next"]
+            .as_str()
+            .unwrap()
+            .starts_with("nothing accepts connections there"),
+        "{doc}"
+    );
+
+    // An error without advice has a null next.
+    let r = rig.run(&[&status[..], &["--region", "nowhere"]].concat());
+    assert_eq!(r.code, 2, "{r:?}");
+    let doc = r.json();
+    assert_eq!(doc["kind"], "invalid-input", "{doc}");
+    assert!(doc["next"].is_null(), "{doc}");
+}

@@ -28,6 +28,7 @@ fn connect(rig: &Rig) -> Aws {
             endpoint_url: Some(rig.proxy.url()),
         },
         Journal::none(),
+        poscloud::ui::Notify::default(),
     ))
     .unwrap()
 }

@@ -1,6 +1,5 @@
 //! The only layer that calls the AWS SDK. Everything above it works with plain values.
 
-pub mod discover;
 pub mod ec2;
 pub mod preflight;
 pub mod retry;
@@ -9,8 +8,9 @@ pub mod ssm;
 pub mod ssm_run;
 pub mod tags;
 
-use crate::error::{AwsFailure, Error, Resource, Result};
+use crate::error::{AwsFailure, Error, Kind, Resource, Result};
 use crate::journal::Journal;
+use crate::ui::Notify;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::ProvideCredentials;
@@ -38,11 +38,27 @@ pub struct Aws {
     journal: Journal,
     /// Region, credentials and (once asked) account: shared with the journal.
     pub at: crate::journal::Whereabouts,
+    /// Where this run's notes go (set by whoever connects: the UI's).
+    notes: Notify,
+    /// What the clients of another run are made from (`for_run`).
+    shared: Shared,
+}
+
+/// The configuration every run's clients are made from: region, credentials (and their
+/// cache), timeouts, retries.
+#[derive(Clone)]
+struct Shared {
+    conf: aws_config::SdkConfig,
+    path_style: bool,
+    region: String,
+    endpoint: String,
+    at: crate::journal::Whereabouts,
 }
 
 impl Aws {
     /// Builds the clients and checks, without any AWS call, that a region and credentials exist.
-    pub async fn connect(c: &Connect, journal: Journal) -> Result<Aws> {
+    /// Its notes (retries, waits) go to `notes`.
+    pub async fn connect(c: &Connect, journal: Journal, notes: Notify) -> Result<Aws> {
         // Any region of the right form may stand behind a custom endpoint; AWS's own
         // endpoints only have AWS's regions (a typo would only fail at the DNS lookup).
         let check_region = |r: &str| match &c.endpoint_url {
@@ -84,10 +100,11 @@ impl Aws {
         let conf = loader.load().await;
         let region = conf.region().map(|r| r.to_string()).ok_or_else(|| {
             Error::usage(format!(
-                "no AWS region: profile `{}` in {} sets none\n  next: pass --region, set AWS_REGION, or add `region = ...` to that profile",
+                "no AWS region: profile `{}` in {} sets none",
                 c.profile.as_deref().unwrap_or("default"),
                 config_files().0
             ))
+            .next("pass --region, set AWS_REGION, or add `region = ...` to that profile")
         })?;
         check_region(&region)?;
         let creds = conf
@@ -105,9 +122,10 @@ impl Aws {
             },
             Err(e) => {
                 return Err(Error::usage(format!(
-                    "no usable AWS credentials: {}\n  next: set AWS_PROFILE (or --profile), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run `aws sso login`",
+                    "no usable AWS credentials: {}",
                     causes(&e)
-                )))
+                ))
+                .next("set AWS_PROFILE (or --profile), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run `aws sso login`"))
             }
         };
         let at = crate::journal::Whereabouts {
@@ -120,71 +138,76 @@ impl Aws {
             .endpoint_url
             .clone()
             .unwrap_or_else(|| format!("the {region} AWS endpoints"));
-        Ok(Aws {
-            ec2: aws_sdk_ec2::Client::from_conf(
-                aws_sdk_ec2::config::Builder::from(&conf)
-                    .interceptor(retry::RetryNotes)
-                    .interceptor(retry::CallLog)
-                    .retry_classifier(retry::Unhealable)
-                    .build(),
-            ),
-            iam: aws_sdk_iam::Client::from_conf(
-                aws_sdk_iam::config::Builder::from(&conf)
-                    .interceptor(retry::RetryNotes)
-                    .interceptor(retry::CallLog)
-                    .retry_classifier(retry::Unhealable)
-                    .build(),
-            ),
-            ssm: aws_sdk_ssm::Client::from_conf(
-                aws_sdk_ssm::config::Builder::from(&conf)
-                    .interceptor(retry::RetryNotes)
-                    .interceptor(retry::CallLog)
-                    .retry_classifier(retry::Unhealable)
-                    .build(),
-            ),
-            // Path-style keeps bucket names out of host names (needed for custom endpoints).
-            s3: aws_sdk_s3::Client::from_conf(
-                aws_sdk_s3::config::Builder::from(&conf)
-                    .interceptor(retry::RetryNotes)
-                    .interceptor(retry::CallLog)
-                    .retry_classifier(retry::Unhealable)
-                    .force_path_style(c.endpoint_url.is_some())
-                    // No default CRC32 headers: presigned PUT URLs must work with a plain
-                    // `curl -T` on the host, which sends no checksum header.
-                    .request_checksum_calculation(
-                        aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
-                    )
-                    .build(),
-            ),
-            sts: aws_sdk_sts::Client::from_conf(
-                aws_sdk_sts::config::Builder::from(&conf)
-                    .interceptor(retry::RetryNotes)
-                    .interceptor(retry::CallLog)
-                    .retry_classifier(retry::Unhealable)
-                    .build(),
-            ),
-            region,
-            endpoint,
+        Ok(Aws::with_clients(
+            Shared {
+                conf,
+                path_style: c.endpoint_url.is_some(),
+                region,
+                endpoint,
+                at,
+            },
             journal,
-            at,
-        })
+            notes,
+        ))
     }
 
-    /// The same clients (and their HTTP connections) with another journal: the shops of a
-    /// batch share one connection pool, each recording its own writes.
-    pub fn with_journal(&self, journal: Journal) -> Aws {
-        journal.set_whereabouts(self.at.clone());
-        Aws {
-            ec2: self.ec2.clone(),
-            iam: self.iam.clone(),
-            ssm: self.ssm.clone(),
-            s3: self.s3.clone(),
-            sts: self.sts.clone(),
-            region: self.region.clone(),
-            endpoint: self.endpoint.clone(),
-            journal,
-            at: self.at.clone(),
+    /// The clients of one run, each with the interceptors that show its retries to `notes`
+    /// and log its calls.
+    fn with_clients(shared: Shared, journal: Journal, notes: Notify) -> Aws {
+        let conf = &shared.conf;
+        // The same for every service's client: retries shown, calls logged, failures no
+        // retry can heal failed at once.
+        macro_rules! client {
+            ($sdk:ident $(, $extra:ident($($arg:expr),*))*) => {
+                $sdk::Client::from_conf(
+                    $sdk::config::Builder::from(conf)
+                        .interceptor(retry::RetryNotes(notes.clone()))
+                        .interceptor(retry::CallLog)
+                        .retry_classifier(retry::Unhealable)
+                        $(.$extra($($arg),*))*
+                        .build(),
+                )
+            };
         }
+        Aws {
+            ec2: client!(aws_sdk_ec2),
+            iam: client!(aws_sdk_iam),
+            ssm: client!(aws_sdk_ssm),
+            // Path-style keeps bucket names out of host names (needed for custom endpoints).
+            // No default CRC32 headers: presigned PUT URLs must work with a plain `curl -T`
+            // on the host, which sends no checksum header.
+            s3: client!(
+                aws_sdk_s3,
+                force_path_style(shared.path_style),
+                request_checksum_calculation(
+                    aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired
+                )
+            ),
+            sts: client!(aws_sdk_sts),
+            region: shared.region.clone(),
+            endpoint: shared.endpoint.clone(),
+            journal,
+            at: shared.at.clone(),
+            notes,
+            shared,
+        }
+    }
+
+    /// Clients for another run on the same configuration and credentials (one lookup for
+    /// all): the shops of a batch, each recording its own writes in `journal` and showing
+    /// its notes (retries, waits) to `notes`.
+    pub fn for_run(&self, journal: Journal, notes: Notify) -> Aws {
+        journal.set_whereabouts(self.at.clone());
+        let shared = Shared {
+            at: self.at.clone(),
+            ..self.shared.clone()
+        };
+        Aws::with_clients(shared, journal, notes)
+    }
+
+    /// A line about the calls of this run (a retry, a wait), for the user.
+    pub(crate) fn note(&self, msg: impl AsRef<str>) {
+        self.notes.note(msg)
     }
 
     pub fn journal(&self) -> &Journal {
@@ -227,17 +250,17 @@ impl Aws {
                     (None, Some(r)) => format!("HTTP {}", r.status().as_u16()),
                     (None, None) => "Unknown".to_string(),
                 };
-                let hint = hint(&code);
+                let message = e
+                    .message()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| causes(&e));
                 Error::Aws(Box::new(AwsFailure {
                     op,
                     region: self.region.clone(),
                     resource: Resource(resource.map(str::to_string)),
-                    message: e
-                        .message()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| causes(&e)),
+                    kind: classify(&code, &message),
+                    message,
                     code,
-                    hint,
                 }))
             }
         };
@@ -293,7 +316,10 @@ async fn check_profile(name: &str) -> Result<()> {
         format!("known profiles: {}", known.join(", "))
     };
     Err(Error::usage(format!(
-        "AWS profile `{name}` is not in {config} or {credentials}{guess}; {known}\n  next: pass --profile (or set AWS_PROFILE) with one of them, or add it with `aws configure --profile {name}`"
+        "AWS profile `{name}` is not in {config} or {credentials}{guess}; {known}"
+    ))
+    .next(format!(
+        "pass --profile (or set AWS_PROFILE) with one of them, or add it with `aws configure --profile {name}`"
     )))
 }
 
@@ -314,11 +340,63 @@ pub(crate) fn causes(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// Reads are Describe*/Get*/List*/Head*; everything else changes something.
-pub fn is_write(op: &str) -> bool {
-    !["Describe", "Get", "List", "Head"]
-        .iter()
-        .any(|p| op.starts_with(p))
+/// The operations poscloud calls that change something: the journal records their failures
+/// as well as their successes (`wrote`). Every other operation it calls only reads. A unit
+/// test checks that each operation a call site records with `wrote` is here.
+const WRITES: &[&str] = &[
+    "AddRoleToInstanceProfile",
+    "AllocateAddress",
+    "AssociateAddress",
+    "AssociateRouteTable",
+    "AttachInternetGateway",
+    "AttachRolePolicy",
+    "AuthorizeSecurityGroupEgress",
+    "AuthorizeSecurityGroupIngress",
+    "CreateBucket",
+    "CreateInstanceProfile",
+    "CreateInternetGateway",
+    "CreateNetworkInterface",
+    "CreateRole",
+    "CreateRoute",
+    "CreateRouteTable",
+    "CreateSecurityGroup",
+    "CreateSnapshot",
+    "CreateSubnet",
+    "CreateVpc",
+    "DeleteInstanceProfile",
+    "DeleteInternetGateway",
+    "DeleteNetworkInterface",
+    "DeleteObject",
+    "DeleteParameter",
+    "DeleteRole",
+    "DeleteRolePolicy",
+    "DeleteRouteTable",
+    "DeleteSecurityGroup",
+    "DeleteSnapshot",
+    "DeleteSubnet",
+    "DeleteVpc",
+    "DetachInternetGateway",
+    "DetachRolePolicy",
+    "DisassociateAddress",
+    "DisassociateRouteTable",
+    "ModifyInstanceAttribute",
+    "ModifyInstanceMetadataOptions",
+    "PutBucketEncryption",
+    "PutObject",
+    "PutParameter",
+    "PutPublicAccessBlock",
+    "PutRolePolicy",
+    "ReleaseAddress",
+    "RemoveRoleFromInstanceProfile",
+    "RevokeSecurityGroupEgress",
+    "RevokeSecurityGroupIngress",
+    "RunInstances",
+    "SendCommand",
+    "TerminateInstances",
+];
+
+fn is_write(op: &str) -> bool {
+    WRITES.contains(&op)
 }
 
 /// What to check when AWS could not be reached; refused and unresolved fail at once (see
@@ -333,34 +411,55 @@ fn unreachable_hint(detail: &str) -> &'static str {
     }
 }
 
-fn hint(code: &str) -> &'static str {
+/// What an SDK error is, by its code, before it becomes ours (a resource's call that
+/// expects one kind of failure: a retried attach meeting its own `Conflict`).
+pub(crate) fn kind_of<E>(e: &SdkError<E, HttpResponse>) -> Kind
+where
+    E: ProvideErrorMetadata,
+{
+    match e {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Kind::Unreachable,
+        _ => match (e.code(), e.raw_response()) {
+            (Some(c), _) => classify(c, e.message().unwrap_or_default()),
+            (None, Some(r)) => classify(&format!("HTTP {}", r.status().as_u16()), ""),
+            (None, None) => Kind::Failed,
+        },
+    }
+}
+
+/// AWS's error codes (and, where one code means two things, its message) as kinds: the one
+/// place that reads them.
+fn classify(code: &str, message: &str) -> Kind {
     match code {
-        "AuthFailure" | "InvalidClientTokenId" | "UnrecognizedClientException"
-        | "SignatureDoesNotMatch" | "ExpiredToken" | "ExpiredTokenException" => {
-            "\n  next: the credentials were refused; check AWS_PROFILE or renew them (`aws sso login`)"
-        }
-        "UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException" => {
-            "\n  next: these credentials lack a permission; see docs/security.md for the policy poscloud needs"
-        }
-        "AddressLimitExceeded" | "VpcLimitExceeded" => {
-            "\n  next: release unused Elastic IPs/VPCs in this region or ask AWS for a higher quota"
-        }
+        "AuthFailure"
+        | "InvalidClientTokenId"
+        | "UnrecognizedClientException"
+        | "SignatureDoesNotMatch"
+        | "ExpiredToken"
+        | "ExpiredTokenException" => Kind::CredentialsRefused,
+        "UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException" => Kind::Denied,
+        "AddressLimitExceeded" | "VpcLimitExceeded" => Kind::QuotaExceeded,
         "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "SlowDown" => {
-            "\n  next: AWS is throttling this account; each call was already tried 8 times. Run the same command again in a few minutes"
+            Kind::Throttled
         }
-        c if c.starts_with("HTTP 5")
-            || [
-                "InternalError",
-                "InternalFailure",
-                "ServiceFailure",
-                "ServiceUnavailable",
-                "Unavailable",
-            ]
-            .contains(&c) =>
-        {
-            "\n  next: AWS failed to answer, also when asked again; run the same command again in a few minutes: it resumes where this run stopped"
-        }
-        _ => "",
+        "InternalError" | "InternalFailure" | "ServiceFailure" | "ServiceUnavailable"
+        | "Unavailable" => Kind::Unavailable,
+        c if c.starts_with("HTTP 5") => Kind::Unavailable,
+        // "Network interface 'eni-…' is currently in use".
+        "InvalidParameterValue" if message.contains("in use") => Kind::InUse,
+        "DependencyViolation" => Kind::InUse,
+        c if c.ends_with(".InUse") => Kind::InUse,
+        // A detach of a gateway that is detached already: what it would remove is gone.
+        "NoSuchEntity" | "ParameterNotFound" | "Gateway.NotAttached" => Kind::NotFound,
+        c if c.ends_with(".NotFound") => Kind::NotFound,
+        "EntityAlreadyExists"
+        | "RouteAlreadyExists"
+        | "Resource.AlreadyAssociated"
+        | "ParameterAlreadyExists" => Kind::Conflict,
+        c if c.ends_with(".Duplicate") => Kind::Conflict,
+        "IncorrectInstanceState" | "IncorrectState" => Kind::InvalidState,
+        c if c.starts_with("Invalid") || c.starts_with("Validation") => Kind::Rejected,
+        _ => Kind::Failed,
     }
 }
 
@@ -417,6 +516,18 @@ mod tests {
         assert!(unreachable_hint("timeout").contains("already retried"));
     }
 
+    fn next_of(code: &str) -> Option<&'static str> {
+        AwsFailure {
+            op: "DescribeVpcs",
+            region: "eu-west-1".into(),
+            resource: Resource(None),
+            code: code.into(),
+            message: String::new(),
+            kind: classify(code, ""),
+        }
+        .next()
+    }
+
     #[test]
     fn the_throttling_hint_names_the_real_attempt_count() {
         for code in [
@@ -426,11 +537,87 @@ mod tests {
             "SlowDown",
         ] {
             assert!(
-                hint(code).contains(&format!("tried {} times", retry::MAX_ATTEMPTS)),
+                next_of(code)
+                    .unwrap()
+                    .contains(&format!("tried {} times", retry::MAX_ATTEMPTS)),
                 "{code}"
             );
         }
-        assert!(hint("HTTP 502").contains("run the same command again"));
-        assert_eq!(hint("InvalidVpcID.NotFound"), "");
+        assert!(next_of("HTTP 502")
+            .unwrap()
+            .contains("run the same command again"));
+        assert_eq!(next_of("InvalidVpcID.NotFound"), None);
+    }
+
+    #[test]
+    fn aws_codes_are_classified_once() {
+        for (code, message, kind) in [
+            ("DependencyViolation", "", Kind::InUse),
+            ("InvalidIPAddress.InUse", "", Kind::InUse),
+            (
+                "InvalidParameterValue",
+                "Network interface 'eni-1' is currently in use",
+                Kind::InUse,
+            ),
+            ("InvalidParameterValue", "bad cidr", Kind::Rejected),
+            ("InvalidVpcID.NotFound", "", Kind::NotFound),
+            ("NoSuchEntity", "", Kind::NotFound),
+            ("ParameterNotFound", "", Kind::NotFound),
+            ("InvalidPermission.Duplicate", "", Kind::Conflict),
+            ("Resource.AlreadyAssociated", "", Kind::Conflict),
+            ("IncorrectInstanceState", "", Kind::InvalidState),
+            ("RequestLimitExceeded", "", Kind::Throttled),
+            ("UnauthorizedOperation", "", Kind::Denied),
+            ("AuthFailure", "", Kind::CredentialsRefused),
+            ("VpcLimitExceeded", "", Kind::QuotaExceeded),
+            ("HTTP 503", "", Kind::Unavailable),
+            ("SomethingNew", "", Kind::Failed),
+        ] {
+            assert_eq!(classify(code, message), kind, "{code}: {message}");
+        }
+    }
+
+    #[test]
+    fn every_recorded_write_is_in_the_write_table() {
+        // The call sites that record a success (`wrote("Op", …)`, or `wrote(op, …)` with the
+        // op named a line above): a failure of the same op must be journaled too.
+        let sources = [
+            include_str!("../resources/bucket.rs"),
+            include_str!("../resources/eips.rs"),
+            include_str!("../resources/eni.rs"),
+            include_str!("../resources/iam.rs"),
+            include_str!("../resources/instance.rs"),
+            include_str!("../resources/network.rs"),
+            include_str!("../resources/records.rs"),
+            include_str!("../resources/security_groups.rs"),
+            include_str!("../resources/subnet.rs"),
+            include_str!("s3.rs"),
+            include_str!("ssm.rs"),
+            include_str!("ssm_run.rs"),
+            include_str!("ec2.rs"),
+        ];
+        let mut seen = 0;
+        for src in sources {
+            for piece in src.split("wrote(").skip(1) {
+                let Some(name) = piece.trim_start().strip_prefix('"') else {
+                    continue;
+                };
+                let op = &name[..name.find('"').unwrap()];
+                assert!(
+                    is_write(op),
+                    "{op} is recorded as a write but not in WRITES"
+                );
+                seen += 1;
+            }
+            for piece in src.split("let op = \"").skip(1) {
+                let op = &piece[..piece.find('"').unwrap()];
+                assert!(
+                    is_write(op),
+                    "{op} is recorded as a write but not in WRITES"
+                );
+            }
+        }
+        assert!(seen > 30, "{seen}");
+        assert!(!is_write("DescribeVpcs"));
     }
 }

@@ -39,10 +39,9 @@ impl Aws {
             AmiSpec::Newest { owner, name } => format!("owner {owner}, name {name:?}"),
         };
         let img = newest.ok_or_else(|| {
-            Error::failed(format!(
-                "no AMI found in {} for {what}\n  next: check the stack's [ami] section, or pin an image id available in this region",
-                self.region
-            ))
+            Error::failed(format!("no AMI found in {} for {what}", self.region)).next(
+                "check the stack's [ami] section, or pin an image id available in this region",
+            )
         })?;
         Ok(Image {
             id: img.image_id().unwrap_or_default().to_string(),
@@ -78,9 +77,10 @@ impl Aws {
                 .len();
             if used + vpcs > vpc_limit as usize {
                 return Err(Error::failed(format!(
-                    "{} has {used} of {vpc_limit} VPCs in use; this stack needs {vpcs} more\n  next: remove unused VPCs or raise the quota (then `quotas.vpcs_per_region` in the stack file)",
+                    "{} has {used} of {vpc_limit} VPCs in use; this stack needs {vpcs} more",
                     self.region
-                )));
+                ))
+                .next("remove unused VPCs or raise the quota (then `quotas.vpcs_per_region` in the stack file)"));
             }
             Ok(())
         };
@@ -107,9 +107,10 @@ impl Aws {
             let (limit, used) = tokio::try_join!(limit, used)?;
             if used + eips > limit {
                 return Err(Error::failed(format!(
-                    "{} has {used} of {limit} Elastic IPs in use; this stack needs {eips} more\n  next: release unused Elastic IPs (they cost money idle too) or ask AWS for a higher quota (then `quotas.elastic_ips_per_region` in the stack file)",
+                    "{} has {used} of {limit} Elastic IPs in use; this stack needs {eips} more",
                     self.region
-                )));
+                ))
+                .next("release unused Elastic IPs (they cost money idle too) or ask AWS for a higher quota (then `quotas.elastic_ips_per_region` in the stack file)"));
             }
             Ok(())
         };

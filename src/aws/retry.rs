@@ -12,7 +12,7 @@
 //! unique, so a repeated CreateRole answers EntityAlreadyExists, which iam.rs accepts.
 
 use super::Aws;
-use crate::error::Result;
+use crate::error::{Error, Kind, Result};
 use aws_smithy_runtime::client::retries::classifiers::run_classifiers_on_ctx;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
@@ -135,9 +135,9 @@ fn operation(cfg: &ConfigBag) -> Option<String> {
 }
 
 /// Shows each retry the SDK makes: "EC2 DescribeVpcs: throttled (HTTP 503), retrying
-/// (attempt 2 of 8)". Registered on every client.
+/// (attempt 2 of 8)", to the run's notes. Registered on every client.
 #[derive(Debug)]
-pub(crate) struct RetryNotes;
+pub(crate) struct RetryNotes(pub(crate) crate::ui::Notify);
 
 impl Intercept for RetryNotes {
     fn name(&self) -> &'static str {
@@ -169,7 +169,7 @@ impl Intercept for RetryNotes {
                 .load::<RetryConfig>()
                 .map_or(MAX_ATTEMPTS, |r| r.max_attempts());
             let why = cfg.load::<LastFailure>().map_or("failed", |f| f.0.as_str());
-            crate::ui::note(format!(
+            self.0.note(format!(
                 "{op}: {why}, retrying (attempt {attempt} of {max})"
             ));
         }
@@ -355,16 +355,15 @@ impl Intercept for Verdict {
 /// after the lost attempt.
 pub const LIST_LAG: Duration = Duration::from_secs(5);
 
-/// Errors of a create that, on a repeated attempt, mean "the earlier attempt did it": look
-/// again (AWS's describe calls may lag a create by a moment).
-const DONE_BEFORE: &[&str] = &[
-    "InvalidGroup.Duplicate",
-    "InvalidIPAddress.InUse",
-    "InvalidNetworkInterface.InUse",
-];
+/// Errors of a create that, on a repeated attempt, mean "the earlier attempt did it" (a
+/// duplicate group, an address or interface in use): look again (AWS's describe calls may
+/// lag a create by a moment).
+fn done_before(e: &Error) -> bool {
+    matches!(e.kind(), Kind::Conflict | Kind::InUse)
+}
 
 struct Failed {
-    error: crate::error::Error,
+    error: Error,
     retry: Option<String>,
     attempt: u32,
 }
@@ -412,7 +411,7 @@ impl Aws {
                     found = find().await.map_err(failed)?;
                 }
                 if let Some(found) = found {
-                    crate::ui::note(format!(
+                    self.note(format!(
                         "{op}: the failed attempt had taken effect ({effect}); not sending it again"
                     ));
                     return Ok(found);
@@ -422,8 +421,8 @@ impl Aws {
             let verdict = Verdict::default();
             create(verdict.clone()).await.map_err(|error| {
                 let mut retry = verdict.reason();
-                if let crate::error::Error::Aws(f) = &error {
-                    if attempt > 1 && DONE_BEFORE.contains(&f.code.as_str()) {
+                if let Error::Aws(f) = &error {
+                    if attempt > 1 && done_before(&error) {
                         retry = Some(format!("{} (made by the earlier attempt?)", f.code));
                     }
                 }
@@ -443,7 +442,7 @@ impl Aws {
         )
         .when(|f: &Failed| f.retry.is_some())
         .notify(|f: &Failed, wait: Duration| {
-            crate::ui::note(format!(
+            self.note(format!(
                 "{op}: {}; checking whether it took effect, then retrying in {:.1}s (attempt {} of {MAX_ATTEMPTS})",
                 f.retry.as_deref().unwrap_or("failed"),
                 wait.as_secs_f64(),

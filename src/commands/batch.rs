@@ -99,10 +99,11 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs, path: &Path) -> Result<()> {
         .collect();
     if !prod.is_empty() && !args.approve.yes {
         return Err(Error::usage(format!(
-            "{} prod stack(s) in the file, and no --yes: nothing was changed\n  {}\n  next: check them with `poscloud plan`, then run again with --yes",
+            "{} prod stack(s) in the file, and no --yes: nothing was changed\n  {}",
             prod.len(),
             prod.join("\n  ")
-        )));
+        ))
+        .next("check them with `poscloud plan`, then run again with --yes"));
     }
     // Each shop's request, as `provision --shop` would make it (what it skips is not told:
     // the lines of many shops would interleave).
@@ -129,9 +130,9 @@ pub async fn run(ctx: &Ctx, args: &ProvisionArgs, path: &Path) -> Result<()> {
     let shared = ctx
         .connect(&format!("provision --shops-file {}", path.display()))
         .await?;
-    let connect = |id: &StackId| {
+    let connect = |id: &StackId, notes| {
         let line = super::command_line("provision", id);
-        Ok(shared.with_journal(Journal::open(ctx.global.journal.as_deref(), &line)?))
+        Ok(shared.for_run(Journal::open(ctx.global.journal.as_deref(), &line)?, notes))
     };
     let report = ops::batch::provision(&ctx.ui, &connect, runs, args.parallel as usize).await;
     let failed = report.failed();

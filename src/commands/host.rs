@@ -38,23 +38,32 @@ async fn connect(ctx: &Ctx, a: &HostConnectArgs) -> Result<()> {
             .collect();
         if !missing.is_empty() {
             return Err(Error::usage(format!(
-                "host connect needs {} on PATH\n  next: install it (AWS's \"Install the Session Manager plugin for the AWS CLI\"), or add --print to see the command",
+                "host connect needs {} on PATH",
                 missing.join(" and ")
-            )));
+            ))
+            .next("install it (AWS's \"Install the Session Manager plugin for the AWS CLI\"), or add --print to see the command"));
         }
     }
     let aws = ctx.connect(&command_line("host connect", &id)).await?;
     let d = aws.discover(&id).await?;
     let inst = d.instance().ok_or_else(|| {
         Error::failed(format!(
-            "{id} has no instance in {}\n  next: `poscloud list --region {}` shows the shops there (check --env, --region and --profile)",
-            aws.region, aws.region
+            "{id} has no instance in {}",
+            aws.region
+        ))
+        .next(format!(
+            "`poscloud list --region {}` shows the shops there (check --env, --region and --profile)",
+            aws.region
         ))
     })?;
-    if inst.state != "running" {
+    if inst.state != crate::resources::discover::InstanceState::Running {
         return Err(Error::failed(format!(
-            "the instance {} of {id} is {}: an SSM session needs it running\n  next: wait if it is starting; `poscloud status --shop {} --env {}`",
-            inst.id, inst.state, id.shop, id.env
+            "the instance {} of {id} is {}: an SSM session needs it running",
+            inst.id, inst.state
+        ))
+        .next(format!(
+            "wait if it is starting; `poscloud status --shop {} --env {}`",
+            id.shop, id.env
         )));
     }
     let mut args: Vec<String> = [
@@ -94,9 +103,8 @@ async fn connect(ctx: &Ctx, a: &HostConnectArgs) -> Result<()> {
     use std::os::unix::process::CommandExt;
     // exec: the session gets the terminal and its exit code is poscloud's.
     let e = std::process::Command::new("aws").args(&args).exec();
-    Err(Error::failed(format!(
-        "cannot run aws: {e}\n  next: install the AWS CLI, or add --print to see the command"
-    )))
+    Err(Error::failed(format!("cannot run aws: {e}"))
+        .next("install the AWS CLI, or add --print to see the command"))
 }
 
 /// Is `tool` an executable file in a directory of PATH?

@@ -48,7 +48,7 @@ pub async fn run(ctx: &Ctx) -> Result<()> {
             id.shop.as_str(),
             id.env.as_str(),
             s.instance.as_deref().unwrap_or("-"),
-            s.state.as_deref().unwrap_or("-"),
+            s.state.as_ref().map_or("-", |s| s.as_str()),
             s.instance_type.as_deref().unwrap_or("-"),
             s.launch_time.as_deref().unwrap_or("-"),
             hours,

@@ -52,6 +52,7 @@ impl Ctx {
                 endpoint_url: self.global.endpoint_url.clone(),
             },
             journal,
+            self.ui.notify(),
         )
         .await
     }
@@ -73,8 +74,9 @@ impl Ctx {
                 "the shop code did not match; nothing was changed",
             )),
             None => Err(Error::usage(format!(
-                "{id} is production: nothing was changed without confirmation\n  next: run it at a terminal and type the shop code back, or pass --yes (and --env prod, to say it)"
-            ))),
+                "{id} is production: nothing was changed without confirmation"
+            ))
+            .next("run it at a terminal and type the shop code back, or pass --yes (and --env prod, to say it)")),
         }
     }
 

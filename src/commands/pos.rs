@@ -78,8 +78,8 @@ async fn connect(ctx: &Ctx, args: &PosArgs) -> Result<()> {
     ));
     let status = cmd.status().map_err(|e| {
         let tool = cmd.get_program().to_string_lossy().into_owned();
-        Error::failed(format!(
-            "cannot run {tool}: {e}\n  next: install it ({}), or use --transport ssh",
+        Error::failed(format!("cannot run {tool}: {e}")).next(format!(
+            "install it ({}), or use --transport ssh",
             if tool == "aws" {
                 "the AWS CLI and its Session Manager plugin"
             } else {

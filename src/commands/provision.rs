@@ -100,7 +100,7 @@ fn render_summary(s: &Summary, headline: &str) -> String {
         s.credentials,
         s.region,
         o(&s.instance_id),
-        o(&s.instance_state),
+        o(&s.instance_state.as_ref().map(|st| st.to_string())),
         o(&s.host_public_ip),
         o(&s.pos_public_ip),
         o(&s.pos_private_ip),

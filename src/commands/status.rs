@@ -53,7 +53,7 @@ pub async fn run(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
     let mut resources = Vec::new();
     for st in &plan.steps {
         let detail = match st.resource {
-            Role::Host => d.instance().map(|i| i.state.clone()),
+            Role::Host => d.instance().map(|i| i.state.to_string()),
             Role::EipHost | Role::EipPos => d.eip(st.resource).map(|e| e.public_ip.clone()),
             Role::EniPos => d.eni_pos().and_then(|e| e.private_ip.clone()),
             _ => None,

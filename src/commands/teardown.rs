@@ -16,10 +16,11 @@ pub async fn run(ctx: &Ctx, args: &TeardownArgs) -> Result<()> {
     }
     let id = args.stack_args().id();
     if id.env == Env::Prod && args.env.is_none() {
-        return Err(Error::Protected(format!(
-            "refusing to tear down shop {} without an explicit env: the default env is prod.\n  next: name the env you mean, e.g. --env qa (a prod teardown needs --env prod)",
+        return Err(Error::protected(format!(
+            "refusing to tear down shop {} without an explicit env: the default env is prod.",
             id.shop
-        )));
+        ))
+        .next("name the env you mean, e.g. --env qa (a prod teardown needs --env prod)"));
     }
     let aws = ctx.connect(&super::command_line("teardown", &id)).await?;
     let confirm = |id: &StackId| confirm(args, id);
@@ -65,12 +66,13 @@ fn confirm(args: &TeardownArgs, id: &StackId) -> Result<()> {
             id.shop
         )) {
             Some(t) if t == id.shop.as_str() => Ok(()),
-            Some(_) => Err(Error::Protected(
-                "the shop code did not match; nothing was removed".into(),
+            Some(_) => Err(Error::protected(
+                "the shop code did not match; nothing was removed",
             )),
-            None => Err(Error::Protected(format!(
-                "refusing to tear down prod {id} without confirmation; nothing was removed.\n  next: run it at a terminal and type the shop code, or pass --yes --allow-prod"
-            ))),
+            None => Err(Error::protected(format!(
+                "refusing to tear down prod {id} without confirmation; nothing was removed."
+            ))
+            .next("run it at a terminal and type the shop code, or pass --yes --allow-prod")),
         };
     }
     if args.yes {
@@ -139,10 +141,9 @@ async fn older(ctx: &Ctx, args: &TeardownArgs, age: std::time::Duration) -> Resu
         }
         confirm_yes(&format!("Remove all {} of them? Type yes: ", stacks.len()))
     };
-    let shared = aws.with_journal(Journal::none());
-    let connect = |id: &StackId| {
+    let connect = |id: &StackId, notes| {
         let line = super::command_line("teardown", id);
-        Ok(shared.with_journal(Journal::open(ctx.global.journal.as_deref(), &line)?))
+        Ok(aws.for_run(Journal::open(ctx.global.journal.as_deref(), &line)?, notes))
     };
     let r = teardown::older(&aws, ui, &confirm_all, &connect, &req).await?;
     let pair = |id: &StackId| json!({"shop": id.shop.as_str(), "env": id.env.as_str()});

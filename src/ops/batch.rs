@@ -5,7 +5,7 @@ use super::provision::{self, Report, Request};
 use crate::aws::Aws;
 use crate::error::{Error, Result};
 use crate::spec::StackId;
-use crate::ui::Ui;
+use crate::ui::{Notify, Ui};
 use futures_util::stream::{self, StreamExt};
 use std::time::Instant;
 
@@ -40,23 +40,25 @@ impl BatchReport {
 /// interleave): one line on `ui` as each ends.
 pub async fn provision(
     ui: &Ui,
-    connect: &dyn Fn(&StackId) -> Result<Aws>,
+    connect: &dyn Fn(&StackId, Notify) -> Result<Aws>,
     runs: Vec<Run>,
     parallel: usize,
 ) -> BatchReport {
     let started = Instant::now();
     let total = runs.len();
-    let quiet = Ui::new(false, true);
     // Prod rows were approved for the whole file (--yes) before the first AWS call.
     let approved = |_: &StackId, _: &str| Ok(());
     let mut going = stream::iter(runs.into_iter().map(|run| {
-        let quiet = &quiet;
         let approved = &approved;
+        // No progress lines (they would interleave); notes (retries, waits) reach the
+        // batch's output under the shop's name.
+        let notes = ui.notify().prefixed(format!("{}: ", run.request.spec.id));
+        let quiet = Ui::new(false, true).with_notes(notes.clone());
         async move {
             let t0 = Instant::now();
             let result = async {
-                let aws = connect(&run.request.spec.id)?;
-                provision::stack(&aws, quiet, approved, &run.request).await
+                let aws = connect(&run.request.spec.id, notes)?;
+                provision::stack(&aws, &quiet, approved, &run.request).await
             }
             .await;
             Ran {

@@ -50,7 +50,7 @@ impl Drop for Holding {
 }
 
 /// `work`, or an error on Ctrl-C or a panic (the caller still releases its lock).
-async fn interruptible<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
+async fn interruptible<T>(ui: &Ui, work: impl Future<Output = Result<T>>) -> Result<T> {
     use futures_util::FutureExt;
     // A bug must not leave the stack locked: the panic becomes an error, the lock goes.
     let work = std::panic::AssertUnwindSafe(work).catch_unwind().map(|r| {
@@ -61,8 +61,9 @@ async fn interruptible<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
                 .or_else(|| p.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
             Err(Error::failed(format!(
-                "internal error (a bug in poscloud: please report it): {what}\n  next: the same command resumes from where this one stopped"
-            )))
+                "internal error (a bug in poscloud: please report it): {what}"
+            ))
+            .next("the same command resumes from where this one stopped"))
         })
     });
     tokio::select! {
@@ -71,7 +72,7 @@ async fn interruptible<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
             // Calls in flight may still be carried out by AWS, and its lists may leave
             // what they made out for a moment: the lock is held that moment longer, so
             // that the next run (which waits for the lock) finds it.
-            crate::ui::note(format!(
+            ui.notify().note(format!(
                 "interrupted: holding the lock {}s more so that AWS lists what the last calls made",
                 crate::aws::retry::LIST_LAG.as_secs()
             ));
@@ -92,7 +93,7 @@ pub async fn locked_site<T>(
 ) -> Result<T> {
     let _holding = Holding::new();
     site.lock(ui, break_lock).await?;
-    let result = interruptible(work).await;
+    let result = interruptible(ui, work).await;
     if let Err(e) = site.unlock().await {
         ui.warn(format!(
             "could not release the lock on {}: {e}",
@@ -112,7 +113,7 @@ pub async fn locked<T>(
 ) -> Result<T> {
     let _holding = Holding::new();
     crate::lock::acquire(aws, ui, id, aws.journal().command(), break_lock).await?;
-    let result = interruptible(work).await;
+    let result = interruptible(ui, work).await;
     if let Err(e) = crate::lock::release(aws, id).await {
         ui.warn(format!("could not release the lock of {id}: {e}"));
     }

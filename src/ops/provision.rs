@@ -3,7 +3,6 @@
 
 use super::{locked, locked_site, Approve};
 use crate::apply::Applied;
-use crate::aws::discover::Discovered;
 use crate::aws::tags::Role;
 use crate::aws::Aws;
 use crate::cli::Until;
@@ -11,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::phases::restore::{self, RestoreSpec};
 use crate::phases::{self, bootstrap, build, stage, Phase, PhaseState, Reach, Site};
 use crate::plan::{self, Change, Plan};
+use crate::resources::discover::{Discovered, InstanceState};
 use crate::spec::{Env, StackSpec};
 use crate::ui::Ui;
 use serde::Serialize;
@@ -39,7 +39,7 @@ pub struct Summary {
     pub account: Option<String>,
     pub credentials: String,
     pub instance_id: Option<String>,
-    pub instance_state: Option<String>,
+    pub instance_state: Option<InstanceState>,
     pub host_public_ip: Option<String>,
     pub pos_public_ip: Option<String>,
     pub pos_private_ip: Option<String>,
@@ -321,9 +321,10 @@ pub async fn stack(aws: &Aws, ui: &Ui, approve: Approve<'_>, req: &Request) -> R
         let dups = d.duplicates();
         if !dups.is_empty() {
             return Err(Error::failed(format!(
-                "{id} holds duplicates, which provision will not guess between: {}\n  next: `poscloud teardown` the stack and provision again",
+                "{id} holds duplicates, which provision will not guess between: {}",
                 dups.join("; ")
-            )));
+            ))
+            .next("`poscloud teardown` the stack and provision again"));
         }
         let again = plan::build(spec, &d, &aws.region);
         // Shown once: at the confirmation, unless the stack changed since.

@@ -2,12 +2,12 @@
 //! that nothing tagged is left; and every old qa/dev stack of a region (`--older-than`).
 
 use super::locked;
-use crate::aws::discover::{Discovered, StackSummary};
 use crate::aws::Aws;
 use crate::error::{Error, Result};
+use crate::resources::discover::{Discovered, StackSummary};
 use crate::spec::{Env, StackId};
 use crate::teardown::Teardown;
-use crate::ui::Ui;
+use crate::ui::{Notify, Ui};
 use futures_util::stream::{self, StreamExt};
 use std::time::{Duration, SystemTime};
 
@@ -43,12 +43,12 @@ pub async fn stack(aws: &Aws, ui: &Ui, confirm: Confirm<'_>, req: &Request) -> R
         if !elsewhere.is_empty() {
             let envs: Vec<&str> = elsewhere.iter().map(|e| e.as_str()).collect();
             return Err(Error::failed(format!(
-                "{id} does not exist in {}: nothing was removed; shop {} exists in: {}\n  next: name the env you mean, e.g. --env {}",
+                "{id} does not exist in {}: nothing was removed; shop {} exists in: {}",
                 aws.at,
                 id.shop,
                 envs.join(", "),
-                envs[0]
-            )));
+            ))
+            .next(format!("name the env you mean, e.g. --env {}", envs[0])));
         }
         return Ok(Report::Absent);
     }
@@ -101,15 +101,16 @@ async fn remove(aws: &Aws, ui: &Ui, id: &StackId, break_lock: bool, d: &Discover
         for f in &failures {
             msg.push_str(&format!("  failed: {f}\n"));
         }
-        msg.push_str("  next: run the same teardown again; if it keeps failing, remove these in the console and tell the team");
-        return Err(Error::failed(msg));
+        return Err(Error::failed(msg.trim_end()).next(
+            "run the same teardown again; if it keeps failing, remove these in the console and tell the team",
+        ));
     }
     Ok(())
 }
 
 pub fn older_refused<T>() -> Result<T> {
-    Err(Error::Protected(
-        "--older-than never removes prod stacks; tear a prod stack down by its shop code".into(),
+    Err(Error::protected(
+        "--older-than never removes prod stacks; tear a prod stack down by its shop code",
     ))
 }
 
@@ -145,7 +146,7 @@ pub async fn older(
     aws: &Aws,
     ui: &Ui,
     confirm_all: &dyn Fn(&[Listed]) -> Result<()>,
-    connect: &dyn Fn(&StackId) -> Result<Aws>,
+    connect: &dyn Fn(&StackId, Notify) -> Result<Aws>,
     req: &OlderRequest,
 ) -> Result<OlderReport> {
     if req.env == Env::Prod {
@@ -173,14 +174,15 @@ pub async fn older(
     }
     confirm_all(&old)?;
     let total = old.len();
-    let quiet = Ui::new(false, true);
     let mut runs = stream::iter(old.iter().map(|(id, _)| {
-        let quiet = &quiet;
+        // No progress lines (they would interleave); notes under the stack's name.
+        let notes = ui.notify().prefixed(format!("{id}: "));
+        let quiet = Ui::new(false, true).with_notes(notes.clone());
         async move {
             let r = async {
-                let aws = connect(id)?;
+                let aws = connect(id, notes)?;
                 let d = aws.discover(id).await?;
-                remove(&aws, quiet, id, req.break_lock, &d).await
+                remove(&aws, &quiet, id, req.break_lock, &d).await
             }
             .await;
             (id.clone(), r)

@@ -65,7 +65,7 @@ pub async fn delete(site: &Site<'_>, ui: &Ui, location: &str, break_lock: bool) 
             vpn::next_psk_name(id, location),
         ] {
             match aws.delete_parameter(&name).await {
-                Err(Error::Aws(f)) if f.code == "ParameterNotFound" => {}
+                Err(e) if e.kind() == crate::error::Kind::NotFound => {}
                 other => other?,
             }
         }
@@ -200,13 +200,15 @@ pub async fn rotate(
         rec.psk_next_since = None;
         vpn::save(aws, id, &rec).await?;
         match aws.delete_parameter(&next).await {
-            Err(Error::Aws(f)) if f.code == "ParameterNotFound" => {}
+            Err(e) if e.kind() == crate::error::Kind::NotFound => {}
             other => other?,
         }
         let tunnel = vpn::apply(&site, ui, spec, &rec, &pos_ip).await.map_err(|e| {
             Error::failed(format!(
-                "{e}\n  the new key is in use on the POS side: the tunnel comes up once the router has it (`poscloud vpn sheet --location {location} --reveal`)"
+                "{}\n  the new key is in use on the POS side",
+                e.message()
             ))
+            .next(format!("the tunnel comes up once the router has it (`poscloud vpn sheet --location {location} --reveal`)"))
         })?;
         Ok(Rotated::InUse {
             record: rec,

@@ -635,11 +635,12 @@ impl Cutover<'_, '_> {
             let shown: Vec<&String> = diff.iter().take(20).collect();
             let more = diff.len().saturating_sub(shown.len());
             return Err(Error::failed(format!(
-                "verify: {} file(s) differ between the source and the cloud copy; the cutover stops here (the cloud POS was not started):\n  {}{}\n  next: find out what changed the source after the freeze; `poscloud cutover run` syncs again and verifies, `poscloud cutover rollback` restarts the physical POS",
+                "verify: {} file(s) differ between the source and the cloud copy; the cutover stops here (the cloud POS was not started):\n  {}{}",
                 diff.len(),
                 shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n  "),
                 if more > 0 { format!("\n  … and {more} more") } else { String::new() }
-            )));
+            ))
+            .next("find out what changed the source after the freeze; `poscloud cutover run` syncs again and verifies, `poscloud cutover rollback` restarts the physical POS"));
         }
         let files = src
             .lines()

@@ -9,7 +9,6 @@ pub mod restore;
 pub mod stage;
 pub mod vpn;
 
-use crate::aws::discover::Discovered;
 use crate::aws::ssm::LockHolder;
 use crate::aws::ssm::{host_key_name, phase_name};
 use crate::aws::tags::Role;
@@ -22,6 +21,7 @@ use crate::remote::results::{
 use crate::remote::ssh::{PinnedKey, SshTarget};
 use crate::remote::ssm::SsmTarget;
 use crate::remote::{no_sink, Inputs, Outcome, Remote, Script, Sink};
+use crate::resources::discover::Discovered;
 use crate::spec::StackId;
 use crate::ui::Ui;
 use serde::{Deserialize, Serialize};
@@ -348,10 +348,11 @@ impl Site<'_> {
         if out.exit_code != 0 {
             let (what, next) = explain(out.exit_code);
             return Err(Error::failed(format!(
-                "{what} on {target} (exit {}):\n{}\n  next: {next}",
+                "{what} on {target} (exit {}):\n{}",
                 out.exit_code,
                 String::from_utf8_lossy(&out.stderr).trim()
-            )));
+            ))
+            .next(next));
         }
         Ok(out)
     }
@@ -413,9 +414,10 @@ async fn console_key(aws: &Aws, ui: &Ui, instance_id: &str) -> Result<PinnedKey>
     .map_err(|e| {
         e.unwrap_or_else(|| {
             Error::failed(format!(
-                "the console output of {instance_id} shows no SSH host key after {}s\n  next: read the console in the EC2 console (did cloud-init finish?), or pass --host-key-file with the key checked out of band",
+                "the console output of {instance_id} shows no SSH host key after {}s",
                 CONSOLE_KEY_WITHIN.as_secs()
             ))
+            .next("read the console in the EC2 console (did cloud-init finish?), or pass --host-key-file with the key checked out of band")
         })
     })
 }
@@ -442,9 +444,12 @@ pub async fn pin_console_key(
     let key = console_key(aws, ui, instance_id).await?;
     match stored {
         Some(s) if s != key => Err(Error::failed(format!(
-            "the console output of {instance_id} shows the host key {}, not the one pinned for {id} ({})\n  next: if the host was rebuilt on purpose, verify the new key out of band, then remove the parameter {name} and run again; otherwise treat the host as not yours",
+            "the console output of {instance_id} shows the host key {}, not the one pinned for {id} ({})",
             key.fingerprint(),
             s.fingerprint()
+        ))
+        .next(format!(
+            "if the host was rebuilt on purpose, verify the new key out of band, then remove the parameter {name} and run again; otherwise treat the host as not yours"
         ))),
         Some(s) => Ok(s),
         None => {
@@ -469,9 +474,12 @@ async fn pinned_key(
     let stored = stored_key(aws, &name).await?;
     match (stored, &reach.host_key) {
         (Some(s), Some(given)) if s != *given => Err(Error::failed(format!(
-            "the host key given ({}) differs from the one pinned for {id} ({})\n  next: if the host was rebuilt on purpose, verify the new key out of band, then remove the parameter {name} and run again",
+            "the host key given ({}) differs from the one pinned for {id} ({})",
             given.fingerprint(),
             s.fingerprint()
+        ))
+        .next(format!(
+            "if the host was rebuilt on purpose, verify the new key out of band, then remove the parameter {name} and run again"
         ))),
         (Some(s), _) => Ok(s),
         (None, Some(given)) => {

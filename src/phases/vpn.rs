@@ -156,7 +156,7 @@ pub async fn find(aws: &Aws, id: &StackId, name: &str) -> Result<LocationRecord>
 }
 
 /// The POS's Elastic IP: the tunnel's public end and the POS side's IKE identity.
-pub fn pos_public_ip(d: &crate::aws::discover::Discovered, id: &StackId) -> Result<String> {
+pub fn pos_public_ip(d: &crate::resources::discover::Discovered, id: &StackId) -> Result<String> {
     d.eip(crate::aws::tags::Role::EipPos)
         .map(|e| e.public_ip.clone())
         .ok_or_else(|| Error::failed(format!("{id} has no POS Elastic IP: provision it first")))

@@ -13,7 +13,6 @@ pub mod ssm;
 
 use crate::error::{Error, Result};
 use base64::Engine;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// A script shipped with poscloud (from `bootstrap/`). A variant, not a name: a script that
@@ -220,18 +219,8 @@ pub fn payload(script: &Program, inputs: &Inputs) -> String {
     )
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
-
-/// Receives output as it arrives (for live display); may be called from another thread.
-pub type Sink = Arc<dyn Fn(Stream, &[u8]) + Send + Sync>;
-
-pub fn no_sink() -> Sink {
-    Arc::new(|_, _| {})
-}
+// Where a script's output goes live: defined with the UI that shows it.
+pub use crate::ui::{no_sink, Sink, Stream};
 
 #[derive(Debug, Clone)]
 pub struct Outcome {

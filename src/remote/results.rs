@@ -29,9 +29,10 @@ pub struct Typed<T> {
 pub fn parse<T: ScriptResult>(json: &Value) -> Result<T> {
     T::deserialize(json).map_err(|e| {
         Error::failed(format!(
-            "{} printed a result poscloud cannot read ({e}): {json}\n  next: this is a poscloud bug (the script and the code disagree); report it with this message",
+            "{} printed a result poscloud cannot read ({e}): {json}",
             T::WHAT
         ))
+        .next("this is a poscloud bug (the script and the code disagree); report it with this message")
     })
 }
 

@@ -127,11 +127,12 @@ impl SshTarget {
         })?;
         if blob != self.host_key.blob.as_slice() {
             return Err(ConnectError::Fatal(Error::failed(format!(
-                "host key of {} does not match the pinned key: refusing to connect (no credentials were sent)\n  offered: {}\n  pinned:  {}\n  next: if the host was rebuilt, check its new key out of band (console output, SSM) before pinning it again; otherwise treat this as an attack on the connection",
+                "host key of {} does not match the pinned key: refusing to connect (no credentials were sent)\n  offered: {}\n  pinned:  {}",
                 self.where_(),
                 fingerprint(blob),
                 self.host_key.fingerprint()
-            ))));
+            ))
+            .next("if the host was rebuilt, check its new key out of band (console output, SSM) before pinning it again; otherwise treat this as an attack on the connection")));
         }
         let auth = match &self.key_file {
             Some(k) => sess.userauth_pubkey_file(&self.user, None, k, None),
@@ -142,10 +143,13 @@ impl SshTarget {
                 Some(k) => format!("key file {}", k.display()),
                 None => "the keys of your ssh-agent".to_string(),
             };
-            return Err(ConnectError::Fatal(Error::failed(format!(
-                "ssh login to {} refused with {how}: {e}\n  next: check the user name and that the key is in the stack's operator_keys",
-                self.where_()
-            ))));
+            return Err(ConnectError::Fatal(
+                Error::failed(format!(
+                    "ssh login to {} refused with {how}: {e}",
+                    self.where_()
+                ))
+                .next("check the user name and that the key is in the stack's operator_keys"),
+            ));
         }
         Ok(sess)
     }
@@ -176,10 +180,11 @@ impl SshTarget {
             .map_err(|e| match e {
                 ConnectError::Fatal(e) => e,
                 ConnectError::Unreachable(m) => Error::failed(format!(
-                    "cannot reach {} over SSH within {}s: {m}\n  next: check the address, the security group/firewall (tcp/22 from your address) and that the host is running",
+                    "cannot reach {} over SSH within {}s: {m}",
                     self.where_(),
                     within.as_secs()
-                )),
+                ))
+                .next("check the address, the security group/firewall (tcp/22 from your address) and that the host is running"),
             })
     }
 

@@ -69,9 +69,9 @@ pub fn finished(inv: &Invocation, instance_id: &str) -> Option<Result<i32>> {
             inv.details
         ),
     };
-    Some(Err(Error::failed(format!(
-        "{why} on {instance_id}\n  next: see the command in the SSM console (Run Command history) and the agent log on the host"
-    ))))
+    Some(Err(Error::failed(format!("{why} on {instance_id}")).next(
+        "see the command in the SSM console (Run Command history) and the agent log on the host",
+    )))
 }
 
 impl SsmTarget<'_> {
@@ -99,10 +99,11 @@ impl SsmTarget<'_> {
         .map_err(|e| match e {
             Poll::Failed(e) => e,
             Poll::Pending => Error::failed(format!(
-                "the SSM agent of {} did not come online within {}s\n  next: check the instance's user-data log (/var/log/poscloud-host-setup.log) through the console, and its instance profile",
+                "the SSM agent of {} did not come online within {}s",
                 self.instance_id,
                 within.as_secs()
-            )),
+            ))
+            .next("check the instance's user-data log (/var/log/poscloud-host-setup.log) through the console, and its instance profile"),
         })
     }
 
@@ -117,10 +118,11 @@ impl SsmTarget<'_> {
         let command = command_text(script, inputs);
         if command.len() > COMMAND_LIMIT {
             return Err(Error::failed(format!(
-                "the SSM command for {} would be {} bytes, over the {COMMAND_LIMIT} poscloud sends\n  next: its inputs are too large; report this as a bug",
+                "the SSM command for {} would be {} bytes, over the {COMMAND_LIMIT} poscloud sends",
                 script.name,
                 command.len()
-            )));
+            ))
+            .next("its inputs are too large; report this as a bug"));
         }
         let command_id = self
             .aws

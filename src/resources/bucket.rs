@@ -2,14 +2,14 @@
 //! provision there, never removed) and a stack's objects in it: what is found, planned, made
 //! and removed. The S3 calls themselves are in aws/s3.rs, which the phases use too.
 
-use crate::apply::{touched, Apply, Made};
-use crate::aws::discover::Discovered;
+use super::change::{step, Change, Step};
+use super::Teardown;
+use super::{touched, Apply, Made};
 use crate::aws::tags::Role;
 use crate::aws::Aws;
 use crate::error::Result;
-use crate::plan::{step, Change, Step};
+use crate::resources::discover::Discovered;
 use crate::spec::StackId;
-use crate::teardown::Teardown;
 use serde::Serialize;
 
 /// The account's SSM output bucket in this region, and this stack's objects in it.

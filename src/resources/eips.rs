@@ -2,16 +2,15 @@
 //! address every florist's router is configured with): what is found, planned, made and
 //! removed.
 
-use crate::apply::{created, need, touched, Apply, Made};
-use crate::aws::discover::Discovered;
+use super::change::{step, Change, Step};
+use super::{created, need, touched, Apply, Made};
+use super::{settle, Teardown};
 use crate::aws::retry::Verdict;
 use crate::aws::tags::{self, Role};
 use crate::aws::Aws;
 use crate::error::Result;
-use crate::plan::{step, Change, Step};
+use crate::resources::discover::Discovered;
 use crate::spec::StackId;
-use crate::teardown::{settle, Teardown};
-use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{DomainType, ResourceType};
 use futures_util::future::join_all;
 use serde::Serialize;
@@ -114,7 +113,7 @@ impl Aws {
                 // A retry after an association whose answer was lost: fine when the address
                 // is on this very interface.
                 let mut existing = None;
-                if e.code() == Some("Resource.AlreadyAssociated") {
+                if crate::aws::kind_of(&e) == crate::error::Kind::Conflict {
                     let out = self
                         .ec2
                         .describe_addresses()

@@ -2,15 +2,15 @@
 //! interface is left in the stack's VPC, which must go before the VPC can): what is found,
 //! planned, made and removed.
 
-use crate::apply::{created, need, Apply, Made};
-use crate::aws::discover::Discovered;
+use super::change::{step, Change, Step};
+use super::{created, need, Apply, Made};
+use super::{settle, Teardown};
 use crate::aws::retry::Verdict;
 use crate::aws::tags::{self, Role};
 use crate::aws::Aws;
 use crate::error::Result;
-use crate::plan::{step, Change, Step};
+use crate::resources::discover::Discovered;
 use crate::spec::{StackId, StackSpec};
-use crate::teardown::{settle, Teardown};
 use aws_sdk_ec2::types::ResourceType;
 use futures_util::future::join_all;
 use serde::Serialize;

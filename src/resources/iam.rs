@@ -2,15 +2,15 @@
 //! path) and its instance profile: what is found, planned, made and removed. IAM names are
 //! global in the account: `poscloud-<shop>-<env>` under the path `/poscloud/`.
 
-use crate::apply::{need, touched, Apply, Made};
-use crate::aws::discover::Discovered;
+use super::change::{step, Change, Step};
+use super::Teardown;
+use super::{need, touched, Apply, Made};
 use crate::aws::retry::Verdict;
 use crate::aws::tags::{self, Role};
 use crate::aws::Aws;
 use crate::error::{Error, Result};
-use crate::plan::{step, Change, Step};
+use crate::resources::discover::Discovered;
 use crate::spec::StackId;
-use crate::teardown::Teardown;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -142,7 +142,7 @@ impl Aws {
                 if e.as_service_error()
                     .is_some_and(|s| s.is_entity_already_exists_exception()) =>
             {
-                crate::ui::note(format!(
+                self.note(format!(
                     "IAM CreateRole: role {name} exists (made by the attempt whose answer was lost)"
                 ));
             }
@@ -226,7 +226,7 @@ impl Aws {
                 if e.as_service_error()
                     .is_some_and(|s| s.is_entity_already_exists_exception()) =>
             {
-                crate::ui::note(format!(
+                self.note(format!(
                     "IAM CreateInstanceProfile: profile {name} exists (made by the attempt whose answer was lost)"
                 ));
                 let p = self.instance_profile(&name).await?.ok_or_else(|| {

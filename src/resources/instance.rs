@@ -2,15 +2,15 @@
 //! gp3 root volume, IMDSv2 required, the instance profile, termination protection in prod:
 //! what is found, planned, made and removed.
 
-use crate::apply::{need, touched, Apply, Made};
-use crate::aws::discover::Discovered;
+use super::change::{step, Change, Step};
+use super::Teardown;
+use super::{need, touched, Apply, Made};
 use crate::aws::retry::Verdict;
 use crate::aws::tags::{self, Role};
 use crate::aws::Aws;
 use crate::error::{Error, Result};
-use crate::plan::{step, Change, Step};
+use crate::resources::discover::Discovered;
 use crate::spec::{StackId, StackSpec};
-use crate::teardown::Teardown;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, BlockDeviceMapping, EbsBlockDevice, HttpTokensState,
@@ -27,25 +27,120 @@ use std::time::Duration;
 /// How long an instance may take to reach `running` or `terminated`.
 const INSTANCE_WAIT: Duration = Duration::from_secs(600);
 
+/// A value EC2 names with a word of its own (an SDK enum), as a type of ours: matched
+/// exhaustively, shown and serialized as EC2's word; `Other` keeps a word this build does not
+/// know.
+macro_rules! ec2_words {
+    ($(#[$doc:meta])* $name:ident from $sdk:ident { $($v:ident = $word:literal),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum $name {
+            $($v,)*
+            Other(String),
+        }
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$v => $word,)*
+                    $name::Other(s) => s.as_str(),
+                }
+            }
+
+            pub fn from_sdk(v: &aws_sdk_ec2::types::$sdk) -> $name {
+                match v {
+                    $(aws_sdk_ec2::types::$sdk::$v => $name::$v,)*
+                    other => $name::Other(other.as_str().to_string()),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
+ec2_words! {
+    /// An instance's state (EC2's `InstanceStateName`).
+    InstanceState from InstanceStateName {
+        Pending = "pending",
+        Running = "running",
+        ShuttingDown = "shutting-down",
+        Terminated = "terminated",
+        Stopping = "stopping",
+        Stopped = "stopped",
+    }
+}
+
+ec2_words! {
+    /// An EBS volume's type (EC2's `VolumeType`); stacks use gp3.
+    VolumeKind from VolumeType {
+        Gp2 = "gp2",
+        Gp3 = "gp3",
+        Io1 = "io1",
+        Io2 = "io2",
+        Sc1 = "sc1",
+        St1 = "st1",
+        Standard = "standard",
+    }
+}
+
+ec2_words! {
+    /// Whether instance metadata needs a session token (`required`: IMDSv2 only).
+    HttpTokens from HttpTokensState {
+        Optional = "optional",
+        Required = "required",
+    }
+}
+
+impl InstanceState {
+    /// Up or on its way up: what a stack's instance should be.
+    pub fn is_up(&self) -> bool {
+        match self {
+            InstanceState::Pending | InstanceState::Running => true,
+            InstanceState::ShuttingDown
+            | InstanceState::Terminated
+            | InstanceState::Stopping
+            | InstanceState::Stopped
+            | InstanceState::Other(_) => false,
+        }
+    }
+
+    /// Stopping or stopped (not running, not gone).
+    pub fn is_stopped(&self) -> bool {
+        matches!(self, InstanceState::Stopping | InstanceState::Stopped)
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Volume {
     pub id: String,
     pub size_gb: i32,
-    pub volume_type: String,
+    pub volume_type: VolumeKind,
     pub encrypted: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Instance {
     pub id: String,
-    pub state: String,
+    /// (`Other("")` when EC2's description names none.)
+    pub state: InstanceState,
     pub instance_type: String,
     pub image_id: String,
     pub launch_time: Option<String>,
     /// (device index, ENI id, private IP)
     pub interfaces: Vec<(i32, String, String)>,
     pub profile_arn: Option<String>,
-    pub http_tokens: Option<String>,
+    pub http_tokens: Option<HttpTokens>,
     pub hop_limit: Option<i32>,
     pub root_volume: Option<Volume>,
     pub termination_protection: bool,
@@ -72,8 +167,8 @@ impl Instance {
             state: i
                 .state()
                 .and_then(|s| s.name())
-                .map(|n| n.as_str().to_string())
-                .unwrap_or_default(),
+                .map(InstanceState::from_sdk)
+                .unwrap_or(InstanceState::Other(String::new())),
             instance_type: i
                 .instance_type()
                 .map(|t| t.as_str().to_string())
@@ -87,7 +182,7 @@ impl Instance {
             http_tokens: i
                 .metadata_options()
                 .and_then(|m| m.http_tokens())
-                .map(|t| t.as_str().to_string()),
+                .map(HttpTokens::from_sdk),
             hop_limit: i
                 .metadata_options()
                 .and_then(|m| m.http_put_response_hop_limit()),
@@ -135,9 +230,15 @@ impl Aws {
             aws_sdk_ec2::types::Filter::builder()
                 .name("instance-state-name")
                 .set_values(Some(
-                    ["pending", "running", "stopping", "stopped", "shutting-down"]
-                        .map(String::from)
-                        .to_vec(),
+                    [
+                        InstanceState::Pending,
+                        InstanceState::Running,
+                        InstanceState::Stopping,
+                        InstanceState::Stopped,
+                        InstanceState::ShuttingDown,
+                    ]
+                    .map(|s| s.to_string())
+                    .to_vec(),
                 ))
                 .build(),
         );
@@ -205,8 +306,8 @@ impl Aws {
             size_gb: v.size().unwrap_or(0),
             volume_type: v
                 .volume_type()
-                .map(|t| t.as_str().to_string())
-                .unwrap_or_default(),
+                .map(VolumeKind::from_sdk)
+                .unwrap_or(VolumeKind::Other(String::new())),
             encrypted: v.encrypted().unwrap_or(false),
         }))
     }
@@ -294,7 +395,7 @@ impl Aws {
                     })
                 })
                 .notify(|_, _| {
-                    crate::ui::note(
+                    self.note(
                         "EC2 RunInstances: the new instance profile is not usable by EC2 yet (IAM propagation); retrying in 1s",
                     )
                 })
@@ -324,12 +425,13 @@ impl Aws {
     /// Waits until the instance is `running`: polled every second (the SDK's waiter first
     /// asks after 15 s and then less often, which is slower than a launch takes).
     pub async fn wait_running(&self, instance_id: &str) -> Result<()> {
-        self.wait_state(instance_id, "running", &["shutting-down", "terminated", "stopping"])
+        use InstanceState as S;
+        self.wait_state(instance_id, S::Running, &[S::ShuttingDown, S::Terminated, S::Stopping])
             .await
             .map_err(|e| match e {
-                Error::Failed(m) => Error::failed(format!(
-                    "{m}\n  next: look at the instance in the EC2 console (state reason), then run the same command again"
-                )),
+                e @ Error::Failed(_) => e.next(
+                    "look at the instance in the EC2 console (state reason), then run the same command again",
+                ),
                 e => e,
             })
     }
@@ -337,7 +439,12 @@ impl Aws {
     /// Polls an instance's state until it is `want`: a state in `fail` ends the wait with an
     /// error, as does INSTANCE_WAIT passing; NotFound (a new instance EC2 does not show
     /// yet) is waited on like a state on its way.
-    async fn wait_state(&self, instance_id: &str, want: &str, fail: &[&str]) -> Result<()> {
+    async fn wait_state(
+        &self,
+        instance_id: &str,
+        want: InstanceState,
+        fail: &[InstanceState],
+    ) -> Result<()> {
         enum Poll {
             NotYet(String),
             Stop(Error),
@@ -354,15 +461,9 @@ impl Aws {
                     .reservations()
                     .iter()
                     .flat_map(|r| r.instances())
-                    .find_map(|i| {
-                        i.state()
-                            .and_then(|s| s.name())
-                            .map(|n| n.as_str().to_string())
-                    })
-                    .unwrap_or_default(),
-                Err(e) if e.code() == Some("InvalidInstanceID.NotFound") => {
-                    "not visible yet".into()
-                }
+                    .find_map(|i| i.state().and_then(|s| s.name()))
+                    .map(InstanceState::from_sdk),
+                Err(e) if crate::aws::kind_of(&e) == crate::error::Kind::NotFound => None,
                 Err(e) => {
                     return Err(Poll::Stop(self.err(
                         "DescribeInstances",
@@ -371,15 +472,14 @@ impl Aws {
                     )))
                 }
             };
-            if state == want {
-                Ok(())
-            } else if fail.contains(&state.as_str()) {
-                Err(Poll::Stop(Error::failed(format!(
-                    "instance {instance_id} in {} is {state}, not {want}",
+            match state {
+                Some(s) if s == want => Ok(()),
+                Some(s) if fail.contains(&s) => Err(Poll::Stop(Error::failed(format!(
+                    "instance {instance_id} in {} is {s}, not {want}",
                     self.region
-                ))))
-            } else {
-                Err(Poll::NotYet(state))
+                )))),
+                Some(s) => Err(Poll::NotYet(s.to_string())),
+                None => Err(Poll::NotYet("not visible yet".into())),
             }
         };
         let polls = INSTANCE_WAIT.as_secs() as usize;
@@ -438,7 +538,8 @@ impl Aws {
     }
 
     pub async fn wait_terminated(&self, instance_id: &str) -> Result<()> {
-        self.wait_state(instance_id, "terminated", &[]).await
+        self.wait_state(instance_id, InstanceState::Terminated, &[])
+            .await
     }
 }
 
@@ -460,7 +561,7 @@ pub fn plan(spec: &StackSpec, d: &Discovered) -> Vec<Step> {
                     on: spec.termination_protection,
                 });
             }
-            if i.state != "running" && i.state != "pending" {
+            if !i.state.is_up() {
                 drift.push(format!("instance is {}", i.state));
             }
             if i.instance_type != spec.instance_type {
@@ -469,7 +570,7 @@ pub fn plan(spec: &StackSpec, d: &Discovered) -> Vec<Step> {
                     i.instance_type, spec.instance_type
                 ));
             }
-            if i.http_tokens.as_deref() != Some("required") {
+            if i.http_tokens != Some(HttpTokens::Required) {
                 changes.push(Change::RequireImdsv2);
             }
             match &i.root_volume {
@@ -477,7 +578,7 @@ pub fn plan(spec: &StackSpec, d: &Discovered) -> Vec<Step> {
                     if !v.encrypted {
                         drift.push(format!("root volume {} is not encrypted", v.id));
                     }
-                    if v.volume_type != "gp3" {
+                    if v.volume_type != VolumeKind::Gp3 {
                         drift.push(format!("root volume is {}, not gp3", v.volume_type));
                     }
                     if v.size_gb < spec.disk_gb {
@@ -595,7 +696,7 @@ pub(crate) async fn apply(x: &Apply<'_>, change: &Change) -> Result<Made> {
             )?;
             x.write(|d| {
                 if let Some(i) = d.instances.iter_mut().find(|i| i.id == instance_id) {
-                    i.state = "running".into();
+                    i.state = InstanceState::Running;
                 }
             });
             touched(instance_id)
@@ -615,7 +716,7 @@ pub(crate) async fn apply(x: &Apply<'_>, change: &Change) -> Result<Made> {
             aws.require_imdsv2(&iid).await?;
             x.write(|d| {
                 if let Some(i) = d.instances.iter_mut().find(|i| i.id == iid) {
-                    i.http_tokens = Some("required".into());
+                    i.http_tokens = Some(HttpTokens::Required);
                 }
             });
             touched(iid)
@@ -642,4 +743,30 @@ pub(crate) async fn delete(t: &Teardown<'_>, d: &Discovered) {
         .await;
     }))
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ec2::types::{InstanceStateName, VolumeType};
+
+    #[test]
+    fn ec2_words_are_read_into_types_and_shown_as_ec2_says_them() {
+        let s = InstanceState::from_sdk(&InstanceStateName::ShuttingDown);
+        assert_eq!(s, InstanceState::ShuttingDown);
+        assert_eq!(s.to_string(), "shutting-down");
+        assert_eq!(serde_json::to_value(&s).unwrap(), "shutting-down");
+        // A word this build does not know is kept, not guessed.
+        let new = InstanceState::from_sdk(&InstanceStateName::from("hibernating"));
+        assert_eq!(new, InstanceState::Other("hibernating".into()));
+        assert!(!new.is_up());
+        assert!(InstanceState::Pending.is_up() && InstanceState::Running.is_up());
+        assert!(InstanceState::Stopped.is_stopped() && !InstanceState::Running.is_stopped());
+        assert_eq!(VolumeKind::from_sdk(&VolumeType::Gp3), VolumeKind::Gp3);
+        assert_eq!(VolumeKind::from_sdk(&VolumeType::Gp2).as_str(), "gp2");
+        assert_eq!(
+            HttpTokens::from_sdk(&HttpTokensState::Required),
+            HttpTokens::Required
+        );
+    }
 }

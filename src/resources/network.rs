@@ -1,15 +1,14 @@
 //! The stack's VPC and its internet gateway: what is found, planned, made and removed.
 
-use crate::apply::{created, need, touched, Apply, Made};
-use crate::aws::discover::Discovered;
+use super::change::{step, Change, Step};
+use super::{created, need, touched, Apply, Made};
+use super::{settle, Teardown};
 use crate::aws::retry::Verdict;
 use crate::aws::tags::{self, Role};
 use crate::aws::Aws;
 use crate::error::Result;
-use crate::plan::{step, Change, Step};
+use crate::resources::discover::Discovered;
 use crate::spec::{StackId, StackSpec};
-use crate::teardown::{settle, Teardown};
-use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::ResourceType;
 use futures_util::future::join_all;
 use serde::Serialize;
@@ -205,7 +204,7 @@ impl Aws {
             .await;
         if let Err(e) = sent {
             // A retry after an attach whose answer was lost: attached is what we wanted.
-            let done = e.code() == Some("Resource.AlreadyAssociated")
+            let done = crate::aws::kind_of(&e) == crate::error::Kind::Conflict
                 && self.igw_vpc(igw_id).await?.as_deref() == Some(vpc_id);
             if !done {
                 return Err(self.err("AttachInternetGateway", Some(igw_id), e));
@@ -226,7 +225,7 @@ impl Aws {
         {
             Ok(_) => self.wrote("DetachInternetGateway", igw_id),
             // Detached already (a retried detach whose first answer was lost).
-            Err(e) if e.code() == Some("Gateway.NotAttached") => {}
+            Err(e) if crate::aws::kind_of(&e) == crate::error::Kind::NotFound => {}
             Err(e) => return Err(self.err("DetachInternetGateway", Some(igw_id), e)),
         }
         Ok(())

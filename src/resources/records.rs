@@ -4,10 +4,10 @@
 //! a teardown right after a provision, finds by its recorded id what the lists do not show
 //! yet, instead of making a second one.
 
-use crate::aws::discover::Discovered;
 use crate::aws::tags::Role;
 use crate::aws::Aws;
 use crate::error::Result;
+use crate::resources::discover::Discovered;
 use crate::spec::StackId;
 use backon::{ExponentialBuilder, Retryable};
 use serde::Serialize;
@@ -54,7 +54,7 @@ impl Aws {
             .written
             .and_then(|t| t.elapsed().ok())
             .is_none_or(|age| age < RECORD_FRESH);
-        let not_found = |e: &crate::error::Error| matches!(e, crate::error::Error::Aws(f) if f.code.ends_with(".NotFound"));
+        let not_found = |e: &crate::error::Error| e.kind() == crate::error::Kind::NotFound;
         let found = find
             .retry(
                 ExponentialBuilder::default()
@@ -64,7 +64,7 @@ impl Aws {
             )
             .when(|e| young && not_found(e))
             .notify(|_, wait| {
-                crate::ui::note(format!(
+                self.note(format!(
                     "{} {} was created moments ago and EC2 does not show it yet; looking again in {:.1}s",
                     rec.role.as_str(),
                     rec.id,

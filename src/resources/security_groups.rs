@@ -2,15 +2,15 @@
 //! no inbound, outbound to the stack's egress CIDRs) and their rules: what is found, planned,
 //! made and removed.
 
-use crate::apply::{created, need, touched, Apply, Made};
-use crate::aws::discover::Discovered;
+use super::change::{step, Change, Step};
+use super::{created, need, touched, Apply, Made};
+use super::{settle, Teardown};
 use crate::aws::retry::Verdict;
 use crate::aws::tags::{self, Role};
 use crate::aws::Aws;
-use crate::error::{Error, Result};
-use crate::plan::{step, Change, Step};
+use crate::error::{Error, Kind, Result};
+use crate::resources::discover::Discovered;
 use crate::spec::{StackId, StackSpec};
-use crate::teardown::{settle, Teardown};
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
@@ -204,26 +204,26 @@ impl Aws {
         Ok(rules.iter().all(has))
     }
 
-    /// An SDK error as ours, and whether its code is `own`: the call met the effect of an
+    /// An SDK error as ours, and whether it is of the kind `own`: the call met the effect of an
     /// earlier attempt of itself whose answer was lost.
     fn met_own<E>(
         &self,
         op: &'static str,
         sg_id: &str,
-        own: &str,
+        own: Kind,
         e: SdkError<E, HttpResponse>,
     ) -> (bool, Error)
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        (e.code() == Some(own), self.err(op, Some(sg_id), e))
+        (crate::aws::kind_of(&e) == own, self.err(op, Some(sg_id), e))
     }
 
     /// Adds rules. A retry after an add whose answer was lost meets its own rules
     /// (InvalidPermission.Duplicate): fine when every rule is there.
     async fn authorize(&self, sg_id: &str, ingress: bool, rules: &[Rule]) -> Result<()> {
         let perms = Some(rules.iter().map(ip_permission).collect());
-        let dup = "InvalidPermission.Duplicate";
+        let dup = Kind::Conflict;
         let (op, sent) = if ingress {
             let op = "AuthorizeSecurityGroupIngress";
             let r = self.ec2.authorize_security_group_ingress();
@@ -253,7 +253,7 @@ impl Aws {
     /// Removes rules; rules already gone (a retry after a lost answer) are fine.
     async fn revoke(&self, sg_id: &str, ingress: bool, rules: &[Rule]) -> Result<()> {
         let perms = Some(rules.iter().map(ip_permission).collect());
-        let gone = "InvalidPermission.NotFound";
+        let gone = Kind::NotFound;
         let (op, sent) = if ingress {
             let op = "RevokeSecurityGroupIngress";
             let r = self.ec2.revoke_security_group_ingress();

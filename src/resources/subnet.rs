@@ -1,16 +1,15 @@
 //! The stack's subnet and its route table (0.0.0.0/0 to the internet gateway, associated
 //! with the subnet): what is found, planned, made and removed.
 
-use crate::apply::{created, need, touched, Apply, Made};
-use crate::aws::discover::Discovered;
+use super::change::{step, Change, Step};
+use super::{created, need, touched, Apply, Made};
+use super::{settle, Teardown};
 use crate::aws::retry::Verdict;
 use crate::aws::tags::{self, Role};
 use crate::aws::Aws;
 use crate::error::Result;
-use crate::plan::{step, Change, Step};
+use crate::resources::discover::Discovered;
 use crate::spec::{StackId, StackSpec};
-use crate::teardown::{settle, Teardown};
-use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::ResourceType;
 use futures_util::future::join_all;
 use serde::Serialize;
@@ -226,7 +225,7 @@ impl Aws {
             .await;
         if let Err(e) = sent {
             // A retried create whose first answer was lost: fine if the route is ours.
-            let done = e.code() == Some("RouteAlreadyExists")
+            let done = crate::aws::kind_of(&e) == crate::error::Kind::Conflict
                 && self.route_table(rtb_id).await?.is_some_and(|t| {
                     t.routes().iter().any(|r| {
                         r.destination_cidr_block() == Some("0.0.0.0/0")
@@ -253,7 +252,7 @@ impl Aws {
             Ok(out) => out.association_id().unwrap_or_default().to_string(),
             Err(e) => {
                 // A retry after an association whose answer was lost: use that association.
-                let existing = if e.code() == Some("Resource.AlreadyAssociated") {
+                let existing = if crate::aws::kind_of(&e) == crate::error::Kind::Conflict {
                     self.route_table(rtb_id).await?.and_then(|t| {
                         t.associations()
                             .iter()
@@ -282,7 +281,7 @@ impl Aws {
             Ok(_) => self.wrote("DisassociateRouteTable", association_id),
             // Gone already (a retried call whose first answer was lost): the route table can
             // be deleted next.
-            Err(e) if e.code() == Some("InvalidAssociationID.NotFound") => {}
+            Err(e) if crate::aws::kind_of(&e) == crate::error::Kind::NotFound => {}
             Err(e) => return Err(self.err("DisassociateRouteTable", Some(association_id), e)),
         }
         Ok(())

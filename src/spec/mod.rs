@@ -198,7 +198,10 @@ fn known_region(region: &str) -> Result<()> {
         .map(|r| format!(" (did you mean {r}?)"))
         .unwrap_or_default();
     Err(Error::usage(format!(
-        "unknown region `{region}`{guess}: not one of AWS's regions\n  next: check --region, AWS_REGION or the profile's `region`; for a region newer than this poscloud set POSCLOUD_ALLOW_REGION={region}"
+        "unknown region `{region}`{guess}: not one of AWS's regions"
+    ))
+    .next(format!(
+        "check --region, AWS_REGION or the profile's `region`; for a region newer than this poscloud set POSCLOUD_ALLOW_REGION={region}"
     )))
 }
 

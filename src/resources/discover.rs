@@ -1,7 +1,7 @@
 //! Discovery: what exists of a stack, found by its tags. AWS is the state.
 
-use super::tags::{self, Role};
-use super::Aws;
+use crate::aws::tags::{self, Role};
+use crate::aws::Aws;
 use crate::error::Result;
 use crate::resources::eni::EniQuery;
 use crate::spec::StackId;
@@ -14,7 +14,7 @@ pub use crate::resources::bucket::OutputBucket;
 pub use crate::resources::eips::Eip;
 pub use crate::resources::eni::Eni;
 pub use crate::resources::iam::{iam_name, IamRole, InstanceProfile, IAM_PATH};
-pub use crate::resources::instance::{Instance, Volume};
+pub use crate::resources::instance::{HttpTokens, Instance, InstanceState, Volume, VolumeKind};
 pub use crate::resources::network::{Igw, Vpc};
 pub use crate::resources::records::{record_prefix, Record, RECORD_FRESH};
 pub use crate::resources::security_groups::{Rule, SecurityGroup};
@@ -369,7 +369,7 @@ impl Aws {
     /// (an id record, a phase), so the stack's parameters, read again in one call and
     /// compared by name and last change (the lock aside), tell.
     pub async fn changed_since(&self, id: &StackId, d: &Discovered) -> Result<bool> {
-        let lock = super::ssm::lock_name(id);
+        let lock = crate::aws::ssm::lock_name(id);
         let now: BTreeMap<String, Option<SystemTime>> = self
             .find_parameters(id)
             .await?
@@ -423,7 +423,7 @@ pub struct StackSummary {
     /// The VPC's creation time tag (stacks made before it existed have none).
     pub created: Option<String>,
     pub instance: Option<String>,
-    pub state: Option<String>,
+    pub state: Option<InstanceState>,
     pub instance_type: Option<String>,
     pub launch_time: Option<String>,
     /// When a stopped instance stopped (EC2 keeps only its latest stop, in the state reason).
@@ -493,14 +493,17 @@ impl Aws {
             .await
             .map_err(|e| self.err("DescribeInstances", None, e))?;
         for i in reservations.iter().flat_map(|r| r.instances()) {
-            let state = i.state().and_then(|s| s.name()).map(|n| n.as_str());
-            if state == Some("terminated") {
+            let state = i
+                .state()
+                .and_then(|s| s.name())
+                .map(InstanceState::from_sdk);
+            if state == Some(InstanceState::Terminated) {
                 continue;
             }
             if let Some((id, _)) = tags::stack_of(i.tags()) {
                 let s = out.entry(id).or_default();
                 s.instance = i.instance_id().map(str::to_string);
-                s.state = state.map(str::to_string);
+                s.state = state;
                 s.instance_type = i.instance_type().map(|t| t.as_str().to_string());
                 s.launch_time = i.launch_time().map(|t| t.to_string());
                 s.stopped_at = i.state_transition_reason().and_then(stopped_at);
