@@ -43,7 +43,9 @@ impl<'a> Shop<'a> {
         let mut a: Vec<&str> = args.to_vec();
         a.extend(["--shop", self.shop, "--env", "qa", "--stack", &self.stack]);
         self.rig
-            .run_env(&a, &[("AWS_ENDPOINT_URL", Some(&self.proxy.url()))])
+            .poscloud(a)
+            .env("AWS_ENDPOINT_URL", self.proxy.url())
+            .run()
     }
 }
 

@@ -186,8 +186,9 @@ fn provision_stages_the_pos_and_pos_commands_operate_it() {
     // the key pinned from the console.
     let key = s.h.client_key.to_string_lossy().into_owned();
     let addr = s.h.ssh_address();
-    let out = s.rig.run_with_input(
-        &[
+    let out = s
+        .rig
+        .poscloud([
             "pos",
             "connect",
             "--shop",
@@ -200,9 +201,9 @@ fn provision_stages_the_pos_and_pos_commands_operate_it() {
             &addr,
             "--ssh-key",
             &key,
-        ],
-        b"cat /usr2/orders.txt; exit\n",
-    );
+        ])
+        .stdin(b"cat /usr2/orders.txt; exit\n")
+        .run();
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
         out.stdout.contains("order 2 (from backup)"),

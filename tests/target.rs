@@ -164,10 +164,11 @@ fn provision_on_a_target_host_runs_every_phase_without_aws() {
     // pos connect: a shell in the container through the system's ssh, host key pinned.
     let hk = s.h.host_key_pub.to_string_lossy().into_owned();
     let args = s.args(&["pos", "connect"], &target, &key, &hk);
-    let out = s.rig.run_with_input(
-        &args,
-        b"cat /etc/poscloud-media; cat /opt/pos/app/version; exit\n",
-    );
+    let out = s
+        .rig
+        .poscloud(&args)
+        .stdin(b"cat /etc/poscloud-media; cat /opt/pos/app/version; exit\n")
+        .run();
     assert_eq!(out.code, 0, "{}", out.stderr);
     let stdout = &out.stdout;
     assert!(
