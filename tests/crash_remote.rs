@@ -130,7 +130,7 @@ fn over_ssm_a_killed_runs_command_goes_on_and_the_rerun_waits_for_it() {
     let h = TestHost::up("crm2", 16, true);
     h.boot(&rig, SHOP, "qa");
     // The host reaches the emulator (media upload) through a proxy on its veth.
-    let proxy = Proxy::start_on("10.200.16.1", rig.emu.port);
+    let proxy = Proxy::start_on(&h.root_side(), rig.emu.port);
     let stack = h.media_stack(&rig.home.path().join("qa.toml"));
     let args = [
         "provision",

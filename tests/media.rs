@@ -29,7 +29,7 @@ impl<'a> Shop<'a> {
         let h = TestHost::up(name, index, true);
         h.boot(rig, shop, "qa");
         let stack = h.media_stack(&rig.home.path().join(format!("{shop}.toml")));
-        let proxy = Proxy::start_on(&format!("10.200.{index}.1"), rig.emu.port);
+        let proxy = Proxy::start_on(&h.root_side(), rig.emu.port);
         Shop {
             rig,
             h,

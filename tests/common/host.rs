@@ -105,6 +105,12 @@ impl TestHost {
         format!("{}@{}:{}", self.user, self.address, self.port)
     }
 
+    /// The machine's side of the host's veth (10.200.INDEX.1, INDEX as moved by the slot):
+    /// where a proxy listens that the host must reach.
+    pub fn root_side(&self) -> String {
+        self.address.rsplit_once('.').unwrap().0.to_string() + ".1"
+    }
+
     fn path(p: &std::path::Path) -> String {
         p.to_string_lossy().into_owned()
     }
