@@ -123,23 +123,11 @@ impl Setup {
     }
 
     fn cutover_args(&self, sub: &str, extra: &[&str]) -> Vec<String> {
-        let h = &self.phys.h;
-        let from = format!("ssh://{}@{}:{}", h.user, h.address, h.port);
-        let hk = h.host_key_pub.to_string_lossy().into_owned();
-        let key = h.client_key.to_string_lossy().into_owned();
-        let mut a = vec![
-            "cutover",
-            sub,
-            "--from",
-            &from,
-            "--from-host-key-file",
-            &hk,
-            "--from-key",
-            &key,
-            "--from-lan",
-            &self.phys.lan,
-        ];
-        a.extend_from_slice(extra);
+        let mut a: Vec<String> = vec!["cutover".into(), sub.into()];
+        a.extend(self.phys.h.source_args());
+        a.extend(["--from-lan".into(), self.phys.lan.clone()]);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
         self.args(&a)
     }
 

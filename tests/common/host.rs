@@ -142,7 +142,7 @@ impl TestHost {
     }
 
     /// `--from ssh://… --from-host-key-file … --from-key …`: this host as a cutover source.
-    pub fn from_args(&self) -> Vec<String> {
+    pub fn source_args(&self) -> Vec<String> {
         vec![
             "--from".into(),
             format!("ssh://{}", self.ssh_address()),
