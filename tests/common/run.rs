@@ -69,6 +69,21 @@ impl<'r> Poscloud<'r> {
         self
     }
 
+    /// Without the rig's AWS and journal variables, as in a shell that has none: help and
+    /// man pages show the values of the variables an option defaults to.
+    pub fn no_aws_env(self) -> Self {
+        [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_REGION",
+            "AWS_ENDPOINT_URL",
+            "AWS_EC2_METADATA_DISABLED",
+            "POSCLOUD_JOURNAL",
+        ]
+        .into_iter()
+        .fold(self, |c, k| c.env_remove(k))
+    }
+
     /// Writes `input` to its standard input, then closes it (else stdin is /dev/null).
     pub fn stdin(mut self, input: &[u8]) -> Self {
         self.stdin = Some(input.to_vec());
