@@ -12,9 +12,13 @@ const S: &str = "12345678";
 struct Files<'r>(&'r Rig);
 
 impl Files<'_> {
-    /// stacks/qa.toml with `from` replaced by `to`.
+    /// stacks/qa.toml with `from` replaced by `to`, at [`Files::stack_path`].
     fn stack(&self, from: &str, to: &str) -> String {
         self.0.stack_file("stack.toml", from, to)
+    }
+
+    fn stack_path(&self) -> String {
+        self.0.home.path().join("stack.toml").display().to_string()
     }
 
     /// A stack with a POS.
@@ -119,7 +123,7 @@ refused! {
     a_pos_without_its_artifact_url(f): [P, "--shop", S, "--stack", f.stack(
             "termination_protection = false",
             "termination_protection = false\n[pos]\napp = \"rti\"\nversion = \"1.0\"\n",
-        )] => format!("{}:13:1: [pos]: missing field `artifact_url`", f.0.home.path().join("stack.toml").display());
+        )] => format!("{}:13:1: [pos]: missing field `artifact_url`", f.stack_path());
     an_unknown_size(f): [P, "--shop", S, "--size", "huge"] => "invalid value 'huge'";
     an_unknown_output_format(f): [P, "--shop", S, "--output", "yaml"] => "invalid value 'yaml'";
     a_region_that_is_no_region(f): [P, "--shop", S, "--region", "moon-base"] => "not an AWS region";

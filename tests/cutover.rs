@@ -79,7 +79,9 @@ impl Drop for Physical {
     }
 }
 
-struct Setup {
+/// The cutover's world: the cloud POS, the physical server on the shop's LAN and the VPN
+/// between them (more than `common::host::Setup`'s one host).
+struct Cutover {
     rig: Rig,
     pos: Pos,
     phys: Physical,
@@ -91,7 +93,7 @@ struct Setup {
     printed: std::cell::RefCell<String>,
 }
 
-impl Setup {
+impl Cutover {
     fn run(&self, args: &[&str]) -> Run {
         let a = self.args(args);
         self.kept(
@@ -206,7 +208,7 @@ fn rsync_into(dest: &str) -> bool {
     })
 }
 
-fn setup() -> Setup {
+fn setup() -> Cutover {
     let rig = Rig::new();
     let pos = Pos::up("cut1", 56);
     let host_proxy = pos.boot(&rig, SHOP);
@@ -237,7 +239,7 @@ fn setup() -> Setup {
     assert!(phys.service("start"));
     assert!(eventually(common::SETTLE, || phys.serves()));
 
-    let mut s = Setup {
+    let mut s = Cutover {
         rig,
         pos,
         phys,
@@ -309,7 +311,7 @@ fn a_cutover_resumes_after_interruptions_stops_on_a_changed_file_and_rolls_back(
 }
 
 /// plan: the checks and the steps, and nothing changes anywhere.
-fn plan_changes_nothing(s: &Setup) {
+fn plan_changes_nothing(s: &Cutover) {
     let plan = s
         .cutover("plan", &[])
         .ok()
@@ -332,7 +334,7 @@ fn plan_changes_nothing(s: &Setup) {
 }
 
 /// Killed during the pre-sync (slowed to 4 MB/s): the re-run redoes the pre-sync only.
-fn a_pre_sync_killed_is_redone_and_stops_before_the_freeze(s: &Setup) {
+fn a_pre_sync_killed_is_redone_and_stops_before_the_freeze(s: &Cutover) {
     s.kill_during_sync(&["--bwlimit", "4000"]);
     let rec = s.record();
     assert!(rec["steps"]["pre-sync"]["at"].is_null(), "{rec}");
@@ -365,7 +367,7 @@ fn a_pre_sync_killed_is_redone_and_stops_before_the_freeze(s: &Setup) {
 }
 
 /// The cloud host's key runs nothing but rsync reading the data directory.
-fn the_cloud_key_runs_only_an_rsync_reading_the_data(s: &Setup) {
+fn the_cloud_key_runs_only_an_rsync_reading_the_data(s: &Cutover) {
     let data = s.phys.data().to_string_lossy().into_owned();
     for (cmd, what) in [
         ("cat /etc/hostname".to_string(), "a shell command"),
@@ -389,7 +391,7 @@ fn the_cloud_key_runs_only_an_rsync_reading_the_data(s: &Setup) {
 }
 
 /// The cloud host's private key, to scan everything poscloud printed and journaled for.
-fn cloud_private_key(s: &Setup) -> Vec<String> {
+fn cloud_private_key(s: &Cutover) -> Vec<String> {
     let key_file = s.pos.h.root.join("var/lib/poscloud/cutover/id_ed25519");
     let private: Vec<String> = std::fs::read_to_string(&key_file)
         .unwrap()
@@ -402,7 +404,7 @@ fn cloud_private_key(s: &Setup) -> Vec<String> {
 }
 
 /// The shop keeps working after the pre-sync: a large change, a new file, a deleted one.
-fn the_shop_keeps_working_after_the_pre_sync(s: &Setup) {
+fn the_shop_keeps_working_after_the_pre_sync(s: &Cutover) {
     let mut rng = Rng(99);
     put(&s.phys.data(), b"big/transactions.db", &rng.bytes(20 << 20));
     put(&s.phys.data(), b"new today.txt", b"an order for roses\n");
@@ -410,7 +412,7 @@ fn the_shop_keeps_working_after_the_pre_sync(s: &Setup) {
 }
 
 /// Killed right after the freeze is recorded (the lock, freeze begun, freeze done).
-fn a_run_killed_right_after_the_freeze_leaves_the_physical_pos_stopped(s: &Setup) {
+fn a_run_killed_right_after_the_freeze_leaves_the_physical_pos_stopped(s: &Cutover) {
     let args = s.cutover_args("run", &["--break-lock"]);
     let killed = s.kept(s.rig.poscloud(&args).run_killed_after_write(3));
     assert_ne!(killed.code, 0, "{killed:?}");
@@ -422,7 +424,7 @@ fn a_run_killed_right_after_the_freeze_leaves_the_physical_pos_stopped(s: &Setup
 }
 
 /// Killed during the final sync (slowed): the re-run syncs the rest.
-fn a_final_sync_killed_is_resumed(s: &Setup) {
+fn a_final_sync_killed_is_resumed(s: &Cutover) {
     s.kill_during_sync(&["--bwlimit", "4000", "--break-lock"]);
     assert!(s.record()["steps"]["final-sync"]["at"].is_null());
     s.cutover("run", &["--until", "final-sync", "--break-lock"])
@@ -436,7 +438,7 @@ fn a_final_sync_killed_is_resumed(s: &Setup) {
 }
 
 /// A file changed on the source after the freeze: verify names it and stops.
-fn a_file_changed_after_the_freeze_stops_verify(s: &Setup) {
+fn a_file_changed_after_the_freeze_stops_verify(s: &Cutover) {
     change_file(
         &s.phys.data(),
         "d5/s0/f0005.bin",
@@ -455,7 +457,7 @@ fn a_file_changed_after_the_freeze_stops_verify(s: &Setup) {
 }
 
 /// Rollback after the freeze: the physical POS serves again.
-fn rollback_after_the_freeze_reopens_the_physical_pos(s: &Setup) {
+fn rollback_after_the_freeze_reopens_the_physical_pos(s: &Cutover) {
     s.cutover("rollback", &[]).ok().stdout_has("rolled back");
     assert!(s.phys.serves(), "the physical POS answers again");
     assert!(!s.cloud_pos_running());
@@ -466,7 +468,7 @@ fn rollback_after_the_freeze_reopens_the_physical_pos(s: &Setup) {
 }
 
 /// The cutover again, to the end.
-fn the_cutover_again_runs_to_the_end(s: &Setup) {
+fn the_cutover_again_runs_to_the_end(s: &Cutover) {
     let out = s
         .cutover("run", &[])
         .ok()
@@ -487,7 +489,7 @@ fn the_cutover_again_runs_to_the_end(s: &Setup) {
 }
 
 /// Done: a second run does nothing and says so; a rollback is refused.
-fn a_done_cutover_does_nothing_and_refuses_a_rollback(s: &Setup) {
+fn a_done_cutover_does_nothing_and_refuses_a_rollback(s: &Cutover) {
     s.cutover("run", &[])
         .ok()
         .stdout_has("nothing to do")
@@ -497,7 +499,7 @@ fn a_done_cutover_does_nothing_and_refuses_a_rollback(s: &Setup) {
 }
 
 /// Not a line of the cloud host's private key in poscloud's output or journal.
-fn the_cloud_key_is_in_no_output_nor_journal(s: &Setup, private: &[String]) {
+fn the_cloud_key_is_in_no_output_nor_journal(s: &Cutover, private: &[String]) {
     let journal = std::fs::read_to_string(s.rig.journal()).unwrap();
     let printed = s.printed.borrow();
     assert!(printed.len() > 1000 && journal.contains("cutover"));
