@@ -68,3 +68,79 @@ impl Teardown<'_> {
             .unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// What a delete waits out and what it does not, on fixture errors.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{AwsFailure, Error, Resource};
+    use crate::resources::settle;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn aws_error(code: &str, message: &str) -> Error {
+        Error::Aws(Box::new(AwsFailure {
+            op: "DeleteSecurityGroup",
+            region: "us-east-1".into(),
+            resource: Resource(Some("sg-1".into())),
+            code: code.into(),
+            message: message.into(),
+            // Classified as the AWS layer does every error it turns into ours.
+            kind: crate::aws::classify(code, message),
+        }))
+    }
+
+    #[test]
+    fn a_dependency_going_away_is_in_use_and_other_errors_are_not() {
+        for (code, message) in [
+            (
+                "DependencyViolation",
+                "resource sg-1 has a dependent object",
+            ),
+            ("InvalidNetworkInterface.InUse", "eni-1 is in use"),
+            ("InvalidIPAddress.InUse", "address in use"),
+            (
+                "InvalidParameterValue",
+                "Network interface 'eni-1' is currently in use.",
+            ),
+        ] {
+            assert!(in_use(&aws_error(code, message)), "{code}");
+        }
+        for (code, message) in [
+            ("InvalidParameterValue", "Invalid id: \"sg-x\""),
+            (
+                "InvalidGroup.NotFound",
+                "The security group 'sg-1' does not exist",
+            ),
+            ("UnauthorizedOperation", "You are not authorized"),
+        ] {
+            assert!(!in_use(&aws_error(code, message)), "{code}");
+        }
+        assert!(!in_use(&Error::failed("in use")));
+    }
+
+    #[tokio::test]
+    async fn a_delete_waits_while_its_dependency_goes_away() {
+        let tries = AtomicUsize::new(0);
+        let r = settle(|| async {
+            match tries.fetch_add(1, Ordering::SeqCst) {
+                0 => Err(aws_error("DependencyViolation", "still attached")),
+                _ => Ok(()),
+            }
+        })
+        .await;
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(tries.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_delete_that_cannot_heal_fails_at_once() {
+        let tries = AtomicUsize::new(0);
+        let r = settle(|| async {
+            tries.fetch_add(1, Ordering::SeqCst);
+            Err(aws_error("UnauthorizedOperation", "You are not authorized"))
+        })
+        .await;
+        assert!(matches!(r, Err(Error::Aws(f)) if f.code == "UnauthorizedOperation"));
+        assert_eq!(tries.load(Ordering::SeqCst), 1, "not retried");
+    }
+}

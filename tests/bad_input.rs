@@ -1,704 +1,270 @@
-//! Bad input gets a clear error and the usage exit code, and changes nothing: the recording
-//! proxy sees no write call (for most cases no call at all).
+//! Bad input gets a clear error and the usage exit code, and changes nothing: no AWS call at
+//! all (the recording proxy of an offline rig sees none). Each case is a test of its own, so
+//! that every failing case reports.
 
 mod common;
 use common::Rig;
 
-/// Environment changes for one case: set (Some) or removed (None).
-type Env<'a> = Vec<(&'a str, Option<&'a str>)>;
+const P: &str = "provision";
+const S: &str = "12345678";
+
+/// The input files of the cases, written into the rig's scratch dir when asked for.
+struct Files<'r>(&'r Rig);
+
+impl Files<'_> {
+    /// stacks/qa.toml with `from` replaced by `to`, at [`Files::stack_path`].
+    fn stack(&self, from: &str, to: &str) -> String {
+        self.0.stack_file("stack.toml", from, to)
+    }
+
+    fn stack_path(&self) -> String {
+        self.0.home.path().join("stack.toml").display().to_string()
+    }
+
+    /// A stack with a POS.
+    fn pos_stack(&self) -> String {
+        self.stack("termination_protection = false", &Self::pos(""))
+    }
+
+    /// A stack with a POS and a cutover data_dir outside /usr2.
+    fn cut_stack(&self) -> String {
+        self.stack(
+            "termination_protection = false",
+            &Self::pos("[cutover]\ndata_dir = \"/usr2/../etc\"\n"),
+        )
+    }
+
+    fn pos(more: &str) -> String {
+        format!(
+            "termination_protection = false\n[pos]\napp = \"rti\"\nversion = \"1.0\"\nartifact_url = \"https://a.example/r.tar\"\nartifact_sha256 = \"{}\"\n{more}",
+            "0".repeat(64)
+        )
+    }
+
+    /// A TOML type error (disk_gb a string).
+    fn bad4(&self) -> String {
+        self.0
+            .stack_file("bad4.toml", "disk_gb = 100", "disk_gb = \"100\"")
+    }
+
+    /// What `bad4` is refused with: line, column and key path, not a byte offset.
+    fn bad4_error(&self) -> String {
+        format!(
+            "{}:3:11: disk_gb: invalid type: string \"100\", expected i64",
+            self.bad4()
+        )
+    }
+
+    /// A public host key file, for --target and --from cases.
+    fn host_key(&self) -> String {
+        let hk = self.0.home.path().join("host.pub");
+        std::fs::write(
+            &hk,
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIx5OTVkxcwfrtp9ibVqL7gTTxNyUsbTZDK2uHxFpmDT host\n",
+        )
+        .unwrap();
+        hk.to_string_lossy().into_owned()
+    }
+}
+
+/// `name(f): [args…] => "text";` makes a test: poscloud with these arguments (`f`, the
+/// case's [`Files`]) exits 2, says the text on stderr and makes no AWS call at all.
+macro_rules! refused {
+    ($($(#[doc = $doc:literal])* $name:ident($f:ident): [$($arg:expr),+ $(,)?] => $want:expr;)+) => {$(
+        $(#[doc = $doc])*
+        #[test]
+        fn $name() {
+            let rig = Rig::offline();
+            let $f = Files(&rig);
+            let _ = &$f;
+            let args: Vec<String> = vec![$(String::from($arg)),+];
+            let want = String::from($want);
+            rig.poscloud(&args)
+                .run()
+                .status(2)
+                .stderr_has(&want)
+                .no_aws_call();
+        }
+    )+};
+}
+
+refused! {
+    a_shop_code_of_7_digits(f): [P, "--shop", "1234567"] => "exactly 8 digits";
+    a_shop_code_of_9_digits(f): [P, "--shop", "123456789"] => "exactly 8 digits";
+    a_shop_code_with_a_shell_command(f): [P, "--shop", "12345678; rm -rf /"] => "exactly 8 digits";
+    a_shop_code_of_letters(f): [P, "--shop", "abcdefgh"] => "exactly 8 digits";
+    an_unknown_env(f): [P, "--shop", S, "--env", "staging"] => "invalid value 'staging'";
+    a_stack_file_that_cannot_be_read(f): [P, "--shop", S, "--stack", "/nonexistent/x.toml"] => "cannot read stack file";
+    an_unknown_stack_name(f): [P, "--shop", S, "--stack", "huge"] => "unknown stack \"huge\"";
+    a_network_that_is_no_cidr(f): [P, "--shop", S, "--stack",
+        f.stack("network = \"192.168.222.0/24\"", "network = \"192.168.222.0/33\"")] => "`network`";
+    a_pos_ip_outside_the_network(f): [P, "--shop", S, "--stack",
+        f.stack("pos_ip = \"192.168.222.233\"", "pos_ip = \"10.1.2.233\"")] => "outside the network";
+    a_pos_ip_on_the_gateway(f): [P, "--shop", S, "--stack",
+        f.stack("pos_ip = \"192.168.222.233\"", "pos_ip = \"192.168.222.1\"")] => "reserved by AWS";
+    a_pos_ip_on_the_broadcast_address(f): [P, "--shop", S, "--stack",
+        f.stack("pos_ip = \"192.168.222.233\"", "pos_ip = \"192.168.222.255\"")] => "reserved by AWS";
+    a_disk_too_small(f): [P, "--shop", S, "--stack", f.stack("disk_gb = 100", "disk_gb = 8")]
+        => "`disk_gb`: 8 GB is outside";
+    an_instance_type_that_is_no_type(f): [P, "--shop", S, "--stack",
+        f.stack("small = \"t3.large\"", "small = \"t3large\"")] => "`sizes.small`";
+    admin_access_from_the_whole_internet(f): [P, "--shop", S, "--stack",
+        f.stack("admin_cidrs = []", "admin_cidrs = [\"0.0.0.0/0\"]")] => "whole internet";
+    an_admin_cidr_with_host_bits(f): [P, "--shop", S, "--stack",
+        f.stack("admin_cidrs = []", "admin_cidrs = [\"203.0.113.5/24\"]")] => "did you mean 203.0.113.0/24";
+    an_unknown_stack_field(f): [P, "--shop", S, "--stack",
+        f.stack("disk_gb = 100", "disk_gb = 100\nflavour = \"large\"")] => "unknown field `flavour`";
+    an_ami_owner_that_is_no_account(f): [P, "--shop", S, "--stack",
+        f.stack("owner = \"125523088429\"", "owner = \"centos\"")] => "`ami.owner`";
+    a_public_network(f): [P, "--shop", S, "--stack",
+        f.stack("network = \"192.168.222.0/24\"", "network = \"8.8.8.0/24\"")] => "not a private";
+    /// TOML type errors and a missing field: line, column and key path, not a byte offset.
+    a_stack_value_of_the_wrong_type(f): [P, "--shop", S, "--stack", f.bad4()] => f.bad4_error();
+    a_pos_without_its_artifact_url(f): [P, "--shop", S, "--stack", f.stack(
+            "termination_protection = false",
+            "termination_protection = false\n[pos]\napp = \"rti\"\nversion = \"1.0\"\n",
+        )] => format!("{}:13:1: [pos]: missing field `artifact_url`", f.stack_path());
+    an_unknown_size(f): [P, "--shop", S, "--size", "huge"] => "invalid value 'huge'";
+    an_unknown_output_format(f): [P, "--shop", S, "--output", "yaml"] => "invalid value 'yaml'";
+    a_region_that_is_no_region(f): [P, "--shop", S, "--region", "moon-base"] => "not an AWS region";
+    an_endpoint_that_is_not_http(f): [P, "--shop", S, "--endpoint-url", "ftp://example"] => "must start with http";
+    a_journal_that_cannot_be_written(f): [P, "--shop", S, "--env", "qa", "--journal", "/proc/1/nope/journal.jsonl"]
+        => "journal";
+    teardown_of_a_short_shop_code(f): ["teardown", "--shop", "1234"] => "exactly 8 digits";
+    status_of_a_bad_stack(f): ["status", "--shop", S, "--stack", f.stack("disk_gb = 100", "disk_gb = 8")]
+        => "disk_gb";
+    plan_of_an_unknown_env(f): ["plan", "--shop", S, "--env", "test"] => "invalid value 'test'";
+    a_target_that_is_no_ssh_url(f): [P, "--shop", S, "--target", "http://10.0.0.1"] => "use ssh://user@host";
+    a_target_without_its_host_key(f): [P, "--shop", S, "--target", "ssh://root@10.0.0.1"]
+        => "--target needs --host-key-file";
+    a_restore_into_a_stack_without_a_pos(f): [P, "--shop", S, "--env", "qa", "--restore-from", "file:///srv/b/"]
+        => "has no [pos] section";
+    a_restore_from_an_s3_object_of_no_backup_kind(f): [P, "--shop", S, "--stack", f.pos_stack(),
+        "--restore-from", "s3://b/x.zip"] => "an s3 source is s3://bucket/key";
+    a_restore_from_a_bad_bucket_name(f): [P, "--shop", S, "--stack", f.pos_stack(),
+        "--restore-from", "s3://Bad_Bucket/x.tar.gz"] => "an s3 source is s3://bucket/key";
+    a_restore_from_s3_onto_a_target_host(f): [P, "--shop", S, "--stack", f.pos_stack(),
+        "--restore-from", "s3://backups/x.tar.gz", "--target", "ssh://root@10.0.0.1",
+        "--host-key-file", f.host_key()] => "needs AWS";
+    an_image_reference_with_a_space(f): ["image", "delete", "--shop", S, "--stack", f.pos_stack(),
+        "--image", "Bad Image"] => "not an image reference";
+    an_image_build_without_a_pos_version(f): ["image", "build", "--shop", S, "--env", "qa"]
+        => "has no `version`";
+    a_vpn_location_with_a_space(f): ["vpn", "create", "--shop", S, "--location", "Main Store",
+        "--peer-ip", "5.6.7.8", "--peer-net", "10.50.0.0/24"] => "--location";
+    a_vpn_peer_at_a_private_address(f): ["vpn", "create", "--shop", S, "--location", "main",
+        "--peer-ip", "10.1.1.1", "--peer-net", "10.50.0.0/24"] => "not a public unicast address";
+    a_vpn_peer_net_overlapping_the_pos_network(f): ["vpn", "create", "--shop", S, "--location", "main",
+        "--peer-ip", "5.6.7.8", "--peer-net", "192.168.222.0/25"] => "overlaps the POS network";
+    vpn_peer_nets_overlapping_each_other(f): ["vpn", "create", "--shop", S, "--location", "main",
+        "--peer-ip", "5.6.7.8", "--peer-net", "10.50.0.0/24,10.50.0.0/16"] => "overlaps 10.50.0.0/24";
+    a_weak_vpn_proposal(f): ["vpn", "create", "--shop", S, "--location", "main",
+        "--peer-ip", "5.6.7.8", "--peer-net", "10.50.0.0/24", "--ike-version", "1",
+        "--proposal", "aes128-sha1-modp1024"] => "is weak";
+    a_vpn_on_a_target_host(f): ["vpn", "create", "--shop", S, "--location", "main",
+        "--peer-ip", "5.6.7.8", "--peer-net", "10.50.0.0/24", "--target", "ssh://root@10.0.0.1",
+        "--host-key-file", f.host_key()] => "--target is not supported";
+    a_revealed_vpn_sheet_into_a_pipe(f): ["vpn", "sheet", "--shop", S, "--location", "main", "--reveal"]
+        => "only to a terminal";
+    a_vpn_location_that_climbs_out(f): ["vpn", "stop", "--shop", S, "--location", "../x"] => "--location";
+    a_cutover_source_that_is_no_url(f): ["cutover", "run", "--shop", S, "--stack", f.pos_stack(),
+        "--from", "root@10.5.0.9", "--from-host-key-file", f.host_key()] => "use ssh://user@host[:port]";
+    a_cutover_source_with_a_path(f): ["cutover", "run", "--shop", S, "--stack", f.pos_stack(),
+        "--from", "ssh://root@10.5.0.9/usr2", "--from-host-key-file", f.host_key()] => "no path here";
+    a_cutover_source_without_its_host_key(f): ["cutover", "plan", "--shop", S, "--stack", f.pos_stack(),
+        "--from", "ssh://root@10.5.0.9"] => "--from-host-key-file";
+    a_cutover_source_by_name_without_its_lan_address(f): ["cutover", "run", "--shop", S, "--stack",
+        f.pos_stack(), "--from", "ssh://root@shop-server", "--from-host-key-file", f.host_key()]
+        => "give --from-lan";
+    a_cutover_lan_address_that_is_no_address(f): ["cutover", "run", "--shop", S, "--stack", f.pos_stack(),
+        "--from", "ssh://root@10.5.0.9", "--from-host-key-file", f.host_key(), "--from-lan", "10.5.0.300"]
+        => "--from-lan \"10.5.0.300\"";
+    a_cutover_of_another_app(f): ["cutover", "run", "--shop", S, "--stack", f.pos_stack(),
+        "--from", "ssh://root@10.5.0.9", "--from-host-key-file", f.host_key(), "--app", "daisy"]
+        => "but the stack's POS is rti";
+    a_cutover_into_a_stack_without_a_pos(f): ["cutover", "run", "--shop", S, "--env", "qa",
+        "--from", "ssh://root@10.5.0.9", "--from-host-key-file", f.host_key()] => "no [pos] section";
+    a_cutover_data_dir_that_climbs_out(f): ["cutover", "run", "--shop", S, "--stack", f.cut_stack(),
+        "--from", "ssh://root@10.5.0.9", "--from-host-key-file", f.host_key()] => "`cutover.data_dir`";
+    a_cutover_until_an_unknown_step(f): ["cutover", "run", "--shop", S, "--stack", f.pos_stack(),
+        "--from", "ssh://root@10.5.0.9", "--from-host-key-file", f.host_key(), "--until", "lunch"]
+        => "invalid value 'lunch'";
+    a_cutover_rollback_on_a_target_host(f): ["cutover", "rollback", "--shop", S, "--stack", f.pos_stack(),
+        "--from", "ssh://root@10.5.0.9", "--from-host-key-file", f.host_key(),
+        "--target", "ssh://root@10.0.0.1", "--host-key-file", f.host_key()] => "--target is not supported";
+    a_billing_month_that_is_no_month(f): ["report", "billing", "--month", "2026-13"] => "use YYYY-MM";
+    a_billing_month_to_come(f): ["report", "billing", "--month", "2999-01"] => "has not begun";
+    billing_of_a_bad_stack(f): ["report", "billing", "--stack",
+        f.stack("small = \"t3.large\"", "small = \"t3large\"")] => "t3large";
+    a_psk_age_that_is_no_duration(f): ["report", "compliance", "--max-psk-age", "a year"] => "--max-psk-age";
+    compliance_of_a_short_shop_code(f): ["report", "compliance", "--shop", "1234"] => "exactly 8 digits";
+    compliance_of_a_stack_open_to_the_world(f): ["report", "compliance", "--stack",
+        f.stack("admin_cidrs = []", "admin_cidrs = [\"0.0.0.0/0\"]")] => "0.0.0.0/0";
+}
 
 #[test]
-fn bad_inputs_are_refused_before_any_write() {
-    let rig = Rig::new();
-    let file = |name: &str, from: &str, to: &str| rig.stack_file(name, from, to);
-    let stacks = [
-        (
-            "net.toml",
-            "network = \"192.168.222.0/24\"",
-            "network = \"192.168.222.0/33\"",
-        ),
-        (
-            "outside.toml",
-            "pos_ip = \"192.168.222.233\"",
-            "pos_ip = \"10.1.2.233\"",
-        ),
-        (
-            "gateway.toml",
-            "pos_ip = \"192.168.222.233\"",
-            "pos_ip = \"192.168.222.1\"",
-        ),
-        (
-            "bcast.toml",
-            "pos_ip = \"192.168.222.233\"",
-            "pos_ip = \"192.168.222.255\"",
-        ),
-        ("disk.toml", "disk_gb = 100", "disk_gb = 8"),
-        ("type.toml", "small = \"t3.large\"", "small = \"t3large\""),
-        (
-            "world.toml",
-            "admin_cidrs = []",
-            "admin_cidrs = [\"0.0.0.0/0\"]",
-        ),
-        (
-            "hostbits.toml",
-            "admin_cidrs = []",
-            "admin_cidrs = [\"203.0.113.5/24\"]",
-        ),
-        (
-            "unknown.toml",
-            "disk_gb = 100",
-            "disk_gb = 100\nflavour = \"large\"",
-        ),
-        (
-            "owner.toml",
-            "owner = \"125523088429\"",
-            "owner = \"centos\"",
-        ),
-        (
-            "public.toml",
-            "network = \"192.168.222.0/24\"",
-            "network = \"8.8.8.0/24\"",
-        ),
-    ]
-    .map(|(n, a, b)| file(n, a, b));
-    // A stack with a POS, and a public host key file for --target cases.
-    let pos_stack = rig.stack_file(
-        "pos.toml",
-        "termination_protection = false",
-        &format!(
-            "termination_protection = false\n[pos]\napp = \"rti\"\nversion = \"1.0\"\nartifact_url = \"https://a.example/r.tar\"\nartifact_sha256 = \"{}\"\n",
-            "0".repeat(64)
-        ),
-    );
-    let cut_stack = rig.stack_file(
-        "cut.toml",
-        "termination_protection = false",
-        &format!(
-            "termination_protection = false\n[pos]\napp = \"rti\"\nversion = \"1.0\"\nartifact_url = \"https://a.example/r.tar\"\nartifact_sha256 = \"{}\"\n[cutover]\ndata_dir = \"/usr2/../etc\"\n",
-            "0".repeat(64)
-        ),
-    );
-    // TOML type errors and a missing field: line, column and key path, not a byte offset.
-    let bad4 = rig.stack_file("bad4.toml", "disk_gb = 100", "disk_gb = \"100\"");
-    let bad4_want = format!("{bad4}:3:11: disk_gb: invalid type: string \"100\", expected i64");
-    let nourl = rig.stack_file(
-        "nourl.toml",
-        "termination_protection = false",
-        "termination_protection = false\n[pos]\napp = \"rti\"\nversion = \"1.0\"\n",
-    );
-    let nourl_want = format!("{nourl}:13:1: [pos]: missing field `artifact_url`");
-    // A shops file with two bad rows (one of them by its stack file): both named.
+fn no_credentials_are_refused_before_any_call() {
+    let rig = Rig::offline();
+    rig.poscloud([P, "--shop", S, "--env", "qa"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .run()
+        .status(2)
+        .stderr_has("no usable AWS credentials")
+        .no_aws_call();
+}
+
+#[test]
+fn no_region_is_refused_before_any_call() {
+    let rig = Rig::offline();
+    rig.poscloud([P, "--shop", S, "--env", "qa"])
+        .env_remove("AWS_REGION")
+        .run()
+        .status(2)
+        .stderr_has("no AWS region")
+        .no_aws_call();
+}
+
+#[test]
+fn a_shops_file_names_every_bad_row() {
+    // Two bad rows (one of them by its stack file): both named.
+    let rig = Rig::offline();
+    let f = Files(&rig);
     let shops = rig.home.path().join("shops.csv");
     std::fs::write(
         &shops,
-        format!("shop,env,stack\n12345678,qa\n1234567x,qa\n23456789,qa,{bad4}\n"),
+        format!(
+            "shop,env,stack\n12345678,qa\n1234567x,qa\n23456789,qa,{}\n",
+            f.bad4()
+        ),
     )
     .unwrap();
     let shops = shops.to_string_lossy().into_owned();
-    let hk = rig.home.path().join("host.pub");
-    std::fs::write(
-        &hk,
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIx5OTVkxcwfrtp9ibVqL7gTTxNyUsbTZDK2uHxFpmDT host\n",
-    )
-    .unwrap();
-    let hk = hk.to_string_lossy().into_owned();
-    let p = "provision";
-    let cases: Vec<(Vec<&str>, Env, &str)> = vec![
-        (vec![p, "--shop", "1234567"], vec![], "exactly 8 digits"),
-        (vec![p, "--shop", "123456789"], vec![], "exactly 8 digits"),
-        (
-            vec![p, "--shop", "12345678; rm -rf /"],
-            vec![],
-            "exactly 8 digits",
-        ),
-        (vec![p, "--shop", "abcdefgh"], vec![], "exactly 8 digits"),
-        (
-            vec![p, "--shop", "12345678", "--env", "staging"],
-            vec![],
-            "invalid value 'staging'",
-        ),
-        (
-            vec![p, "--shop", "12345678", "--stack", "/nonexistent/x.toml"],
-            vec![],
-            "cannot read stack file",
-        ),
-        (
-            vec![p, "--shop", "12345678", "--stack", "huge"],
-            vec![],
-            "unknown stack \"huge\"",
-        ),
-        (
-            vec![p, "--shop", "12345678", "--stack", &stacks[0]],
-            vec![],
-            "`network`",
-        ),
-        (
-            vec![p, "--shop", "12345678", "--stack", &stacks[1]],
-            vec![],
-            "outside the network",
-        ),
-        (
-            vec![p, "--shop", "12345678", "--stack", &stacks[2]],
-            vec![],
-            "reserved by AWS",
-        ),
-        (
-            vec![p, "--shop", "12345678", "--stack", &stacks[3]],
-            vec![],
-            "reserved by AWS",
-        ),
-        (
-            vec![p, "--shop", "12345678", "--stack", &stacks[4]],
-            vec![],
-            "`disk_gb`: 8 GB is outside",
-        ),
-        (
-            vec![p, "--shop", "12345678", "--stack", &stacks[5]],
-            vec![],
-            "`sizes.small`",
-        ),
-        (
-            vec![p, "--shop", "12345678", "--stack", &stacks[6]],
-            vec![],
-            "whole internet",
-        ),
-        (
-            vec![p, "--shop", "12345678", "--stack", &stacks[7]],
-            vec![],
-            "did you mean 203.0.113.0/24",
-        ),
-        (
-            vec![p, "--shop", "12345678", "--stack", &stacks[8]],
-            vec![],
-            "unknown field `flavour`",
-        ),
-        (
-            vec![p, "--shop", "12345678", "--stack", &stacks[9]],
-            vec![],
-            "`ami.owner`",
-        ),
-        (
-            vec![p, "--shop", "12345678", "--stack", &stacks[10]],
-            vec![],
-            "not a private",
-        ),
-        (
-            vec![p, "--shop", "12345678", "--stack", &bad4],
-            vec![],
-            bad4_want.as_str(),
-        ),
-        (
-            vec![p, "--shop", "12345678", "--stack", &nourl],
-            vec![],
-            nourl_want.as_str(),
-        ),
-        (
-            vec![p, "--shop", "12345678", "--size", "huge"],
-            vec![],
-            "invalid value 'huge'",
-        ),
-        (
-            vec![p, "--shop", "12345678", "--output", "yaml"],
-            vec![],
-            "invalid value 'yaml'",
-        ),
-        (
-            vec![p, "--shop", "12345678", "--region", "moon-base"],
-            vec![],
-            "not an AWS region",
-        ),
-        (
-            vec![p, "--shop", "12345678", "--endpoint-url", "ftp://example"],
-            vec![],
-            "must start with http",
-        ),
-        (
-            vec![p, "--shop", "12345678", "--env", "qa"],
-            vec![("AWS_ACCESS_KEY_ID", None), ("AWS_SECRET_ACCESS_KEY", None)],
-            "no usable AWS credentials",
-        ),
-        (
-            vec![p, "--shop", "12345678", "--env", "qa"],
-            vec![("AWS_REGION", None)],
-            "no AWS region",
-        ),
-        (
-            vec![
-                p,
-                "--shop",
-                "12345678",
-                "--env",
-                "qa",
-                "--journal",
-                "/proc/1/nope/journal.jsonl",
-            ],
-            vec![],
-            "journal",
-        ),
-        (
-            vec!["teardown", "--shop", "1234"],
-            vec![],
-            "exactly 8 digits",
-        ),
-        (
-            vec!["status", "--shop", "12345678", "--stack", &stacks[4]],
-            vec![],
-            "disk_gb",
-        ),
-        (
-            vec!["plan", "--shop", "12345678", "--env", "test"],
-            vec![],
-            "invalid value 'test'",
-        ),
-        (
-            vec![p, "--shop", "12345678", "--target", "http://10.0.0.1"],
-            vec![],
-            "use ssh://user@host",
-        ),
-        (
-            vec![p, "--shop", "12345678", "--target", "ssh://root@10.0.0.1"],
-            vec![],
-            "--target needs --host-key-file",
-        ),
-        (
-            vec![
-                p,
-                "--shop",
-                "12345678",
-                "--env",
-                "qa",
-                "--restore-from",
-                "file:///srv/b/",
-            ],
-            vec![],
-            "has no [pos] section",
-        ),
-        (
-            vec![
-                p,
-                "--shop",
-                "12345678",
-                "--stack",
-                &pos_stack,
-                "--restore-from",
-                "s3://b/x.zip",
-            ],
-            vec![],
-            "an s3 source is s3://bucket/key",
-        ),
-        (
-            vec![
-                p,
-                "--shop",
-                "12345678",
-                "--stack",
-                &pos_stack,
-                "--restore-from",
-                "s3://Bad_Bucket/x.tar.gz",
-            ],
-            vec![],
-            "an s3 source is s3://bucket/key",
-        ),
-        (
-            vec![
-                p,
-                "--shop",
-                "12345678",
-                "--stack",
-                &pos_stack,
-                "--restore-from",
-                "s3://backups/x.tar.gz",
-                "--target",
-                "ssh://root@10.0.0.1",
-                "--host-key-file",
-                &hk,
-            ],
-            vec![],
-            "needs AWS",
-        ),
-        (
-            vec![
-                "image",
-                "delete",
-                "--shop",
-                "12345678",
-                "--stack",
-                &pos_stack,
-                "--image",
-                "Bad Image",
-            ],
-            vec![],
-            "not an image reference",
-        ),
-        (
-            vec!["image", "build", "--shop", "12345678", "--env", "qa"],
-            vec![],
-            "has no `version`",
-        ),
-        (
-            vec![
-                "vpn",
-                "create",
-                "--shop",
-                "12345678",
-                "--location",
-                "Main Store",
-                "--peer-ip",
-                "5.6.7.8",
-                "--peer-net",
-                "10.50.0.0/24",
-            ],
-            vec![],
-            "--location",
-        ),
-        (
-            vec![
-                "vpn",
-                "create",
-                "--shop",
-                "12345678",
-                "--location",
-                "main",
-                "--peer-ip",
-                "10.1.1.1",
-                "--peer-net",
-                "10.50.0.0/24",
-            ],
-            vec![],
-            "not a public unicast address",
-        ),
-        (
-            vec![
-                "vpn",
-                "create",
-                "--shop",
-                "12345678",
-                "--location",
-                "main",
-                "--peer-ip",
-                "5.6.7.8",
-                "--peer-net",
-                "192.168.222.0/25",
-            ],
-            vec![],
-            "overlaps the POS network",
-        ),
-        (
-            vec![
-                "vpn",
-                "create",
-                "--shop",
-                "12345678",
-                "--location",
-                "main",
-                "--peer-ip",
-                "5.6.7.8",
-                "--peer-net",
-                "10.50.0.0/24,10.50.0.0/16",
-            ],
-            vec![],
-            "overlaps 10.50.0.0/24",
-        ),
-        (
-            vec![
-                "vpn",
-                "create",
-                "--shop",
-                "12345678",
-                "--location",
-                "main",
-                "--peer-ip",
-                "5.6.7.8",
-                "--peer-net",
-                "10.50.0.0/24",
-                "--ike-version",
-                "1",
-                "--proposal",
-                "aes128-sha1-modp1024",
-            ],
-            vec![],
-            "is weak",
-        ),
-        (
-            vec![
-                "vpn",
-                "create",
-                "--shop",
-                "12345678",
-                "--location",
-                "main",
-                "--peer-ip",
-                "5.6.7.8",
-                "--peer-net",
-                "10.50.0.0/24",
-                "--target",
-                "ssh://root@10.0.0.1",
-                "--host-key-file",
-                &hk,
-            ],
-            vec![],
-            "--target is not supported",
-        ),
-        (
-            vec![
-                "vpn",
-                "sheet",
-                "--shop",
-                "12345678",
-                "--location",
-                "main",
-                "--reveal",
-            ],
-            vec![],
-            "only to a terminal",
-        ),
-        (
-            vec!["vpn", "stop", "--shop", "12345678", "--location", "../x"],
-            vec![],
-            "--location",
-        ),
-        (
-            vec![
-                "cutover",
-                "run",
-                "--shop",
-                "12345678",
-                "--stack",
-                &pos_stack,
-                "--from",
-                "root@10.5.0.9",
-                "--from-host-key-file",
-                &hk,
-            ],
-            vec![],
-            "use ssh://user@host[:port]",
-        ),
-        (
-            vec![
-                "cutover",
-                "run",
-                "--shop",
-                "12345678",
-                "--stack",
-                &pos_stack,
-                "--from",
-                "ssh://root@10.5.0.9/usr2",
-                "--from-host-key-file",
-                &hk,
-            ],
-            vec![],
-            "no path here",
-        ),
-        (
-            vec![
-                "cutover",
-                "plan",
-                "--shop",
-                "12345678",
-                "--stack",
-                &pos_stack,
-                "--from",
-                "ssh://root@10.5.0.9",
-            ],
-            vec![],
-            "--from-host-key-file",
-        ),
-        (
-            vec![
-                "cutover",
-                "run",
-                "--shop",
-                "12345678",
-                "--stack",
-                &pos_stack,
-                "--from",
-                "ssh://root@shop-server",
-                "--from-host-key-file",
-                &hk,
-            ],
-            vec![],
-            "give --from-lan",
-        ),
-        (
-            vec![
-                "cutover",
-                "run",
-                "--shop",
-                "12345678",
-                "--stack",
-                &pos_stack,
-                "--from",
-                "ssh://root@10.5.0.9",
-                "--from-host-key-file",
-                &hk,
-                "--from-lan",
-                "10.5.0.300",
-            ],
-            vec![],
-            "--from-lan \"10.5.0.300\"",
-        ),
-        (
-            vec![
-                "cutover",
-                "run",
-                "--shop",
-                "12345678",
-                "--stack",
-                &pos_stack,
-                "--from",
-                "ssh://root@10.5.0.9",
-                "--from-host-key-file",
-                &hk,
-                "--app",
-                "daisy",
-            ],
-            vec![],
-            "but the stack's POS is rti",
-        ),
-        (
-            vec![
-                "cutover",
-                "run",
-                "--shop",
-                "12345678",
-                "--env",
-                "qa",
-                "--from",
-                "ssh://root@10.5.0.9",
-                "--from-host-key-file",
-                &hk,
-            ],
-            vec![],
-            "no [pos] section",
-        ),
-        (
-            vec![
-                "cutover",
-                "run",
-                "--shop",
-                "12345678",
-                "--stack",
-                &cut_stack,
-                "--from",
-                "ssh://root@10.5.0.9",
-                "--from-host-key-file",
-                &hk,
-            ],
-            vec![],
-            "`cutover.data_dir`",
-        ),
-        (
-            vec![
-                "cutover",
-                "run",
-                "--shop",
-                "12345678",
-                "--stack",
-                &pos_stack,
-                "--from",
-                "ssh://root@10.5.0.9",
-                "--from-host-key-file",
-                &hk,
-                "--until",
-                "lunch",
-            ],
-            vec![],
-            "invalid value 'lunch'",
-        ),
-        (
-            vec![
-                "cutover",
-                "rollback",
-                "--shop",
-                "12345678",
-                "--stack",
-                &pos_stack,
-                "--from",
-                "ssh://root@10.5.0.9",
-                "--from-host-key-file",
-                &hk,
-                "--target",
-                "ssh://root@10.0.0.1",
-                "--host-key-file",
-                &hk,
-            ],
-            vec![],
-            "--target is not supported",
-        ),
-        // Reports.
-        (
-            vec!["report", "billing", "--month", "2026-13"],
-            vec![],
-            "use YYYY-MM",
-        ),
-        (
-            vec!["report", "billing", "--month", "2999-01"],
-            vec![],
-            "has not begun",
-        ),
-        (
-            vec!["report", "billing", "--stack", &stacks[5]],
-            vec![],
-            "t3large",
-        ),
-        (
-            vec!["report", "compliance", "--max-psk-age", "a year"],
-            vec![],
-            "--max-psk-age",
-        ),
-        (
-            vec!["report", "compliance", "--shop", "1234"],
-            vec![],
-            "exactly 8 digits",
-        ),
-        (
-            vec!["report", "compliance", "--stack", &stacks[6]],
-            vec![],
-            "0.0.0.0/0",
-        ),
-    ];
-    assert!(cases.len() >= 30);
-    for (args, env, expect) in &cases {
-        rig.proxy.reset();
-        let r = rig.run_env(args, env);
-        assert_eq!(r.code, 2, "{args:?}: {r:?}");
-        assert!(
-            r.stderr.contains(expect),
-            "{args:?}: expected {expect:?} in:\n{}",
-            r.stderr
-        );
-        assert_eq!(rig.proxy.writes(), Vec::<String>::new(), "{args:?} wrote");
-        assert!(
-            rig.proxy.calls().is_empty(),
-            "{args:?} called AWS: {:?}",
-            rig.proxy.calls()
-        );
-    }
-    assert!(rig.tagged("12345678", "prod").is_empty() && rig.tagged("12345678", "qa").is_empty());
-
-    rig.proxy.reset();
-    let r = rig.run(&[p, "--shops-file", &shops]);
-    assert_eq!(r.code, 2, "{r:?}");
+    let r = rig
+        .run(&[P, "--shops-file", &shops])
+        .status(2)
+        .no_aws_call();
     let lines: Vec<&str> = r.stderr.lines().collect();
-    assert!(
-        lines[0].starts_with(&format!("error: {shops}:3: shop \"1234567x\"")),
-        "{}",
-        r.stderr
-    );
-    assert_eq!(lines[1], format!("{shops}:4: {bad4_want}"), "{}", r.stderr);
-    assert_eq!(lines[2], "(2 bad rows; nothing was changed)");
-    assert!(rig.proxy.calls().is_empty(), "{:?}", rig.proxy.calls());
+    let want = [
+        format!("{shops}:4: {}", f.bad4_error()),
+        "(2 bad rows; nothing was changed)".to_string(),
+    ];
+    if lines.len() < 3
+        || !lines[0].starts_with(&format!("error: {shops}:3: shop \"1234567x\""))
+        || lines[1..3] != want
+    {
+        r.fail(format_args!("not the two bad rows (3, 4) and the count"));
+    }
 }
 
 #[test]
 fn teardown_without_a_terminal_needs_yes() {
     let rig = Rig::new();
-    rig.provision_infra("12345678", "dev").ok();
-    rig.proxy.reset();
-    let r = rig.run(&["teardown", "--shop", "12345678", "--env", "dev"]);
-    assert_eq!(r.code, 2, "{r:?}");
-    assert!(r.stderr.contains("pass --yes"), "{}", r.stderr);
-    assert_eq!(rig.proxy.writes(), Vec::<String>::new());
+    rig.provision_infra(S, "dev").ok();
+    rig.run(&["teardown", "--shop", S, "--env", "dev"])
+        .status(2)
+        .stderr_has("pass --yes")
+        .no_aws_write();
 }
 
 #[test]
@@ -706,20 +272,12 @@ fn region_limits_are_checked_before_any_write() {
     let rig = Rig::new();
     // The emulator's region has its default VPC, so a limit of 1 is already used up.
     let stack = rig.stack_file("quota.toml", "vpcs_per_region = 5", "vpcs_per_region = 1");
-    let r = rig.run(&[
-        "provision",
-        "--shop",
-        "12345678",
-        "--env",
-        "qa",
-        "--until",
-        "infra",
-        "--stack",
-        &stack,
-    ]);
-    assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stderr.contains("1 of 1 VPCs in use"), "{}", r.stderr);
-    assert_eq!(rig.proxy.writes(), Vec::<String>::new());
+    rig.poscloud(common::infra_args(S, "qa"))
+        .args(["--stack", &stack])
+        .run()
+        .status(1)
+        .stderr_has("1 of 1 VPCs in use")
+        .no_aws_write();
 
     // Elastic IPs: the emulator reports 5; take 4 so the stack's 2 do not fit.
     rig.block(async {
@@ -732,27 +290,27 @@ fn region_limits_are_checked_before_any_write() {
                 .unwrap();
         }
     });
-    let r = rig.provision_infra("12345678", "qa");
-    assert_eq!(r.code, 1, "{r:?}");
-    assert!(
-        r.stderr
-            .contains("4 of 5 Elastic IPs in use; this stack needs 2 more"),
-        "{}",
-        r.stderr
-    );
-    assert_eq!(rig.proxy.writes(), Vec::<String>::new());
+    rig.provision_infra(S, "qa")
+        .status(1)
+        .stderr_has("4 of 5 Elastic IPs in use; this stack needs 2 more")
+        .no_aws_write();
 }
 
 #[test]
 fn json_errors_are_one_document() {
-    let rig = Rig::new();
-    let r = rig.run(&[
-        "status", "--shop", "12345678", "--env", "qa", "--output", "json", "--region", "nowhere",
-    ]);
-    assert_eq!(r.code, 2);
-    assert_eq!(r.json()["exit_code"], 2);
-    assert!(r.json()["error"]
-        .as_str()
-        .unwrap()
-        .contains("not an AWS region"));
+    let rig = Rig::offline();
+    let r = rig
+        .run(&[
+            "status", "--shop", S, "--env", "qa", "--output", "json", "--region", "nowhere",
+        ])
+        .status(2)
+        .no_aws_call();
+    assert_eq!(r.json()["exit_code"], 2, "{r:?}");
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("not an AWS region"),
+        "{r:?}"
+    );
 }

@@ -31,20 +31,12 @@ fn provision(rig: &Rig, extra: &[&str]) -> common::Run {
     rig.run(&args(extra))
 }
 
+/// `provision … --until bootstrap` over `--ssh` with the host's own key pinned.
 fn provision_ssh(rig: &Rig, h: &TestHost, extra: &[&str]) -> common::Run {
-    let key = h.client_key.to_string_lossy().into_owned();
-    let host_key = h.host_key_pub.to_string_lossy().into_owned();
-    let addr = h.ssh_address();
-    let mut args = vec![
-        "--ssh",
-        &addr,
-        "--ssh-key",
-        &key,
-        "--host-key-file",
-        &host_key,
-    ];
-    args.extend_from_slice(extra);
-    provision(rig, &args)
+    rig.poscloud(args(extra))
+        .args(h.ssh_args())
+        .args(h.host_key_args())
+        .run()
 }
 
 fn pinned(rig: &Rig) -> String {
@@ -201,28 +193,12 @@ fn bootstrap_over_ssh_logs_in_as_centos_and_uses_sudo() {
     );
 
     // A different host key for this stack is refused: the pin in SSM wins.
-    let wrong = h.wrong_host_key_pub.to_string_lossy().into_owned();
-    let key = h.client_key.to_string_lossy().into_owned();
-    let addr = h.ssh_address();
-    let r = provision(
-        &rig,
-        &[
-            "--ssh",
-            &addr,
-            "--ssh-key",
-            &key,
-            "--host-key-file",
-            &wrong,
-            "--redo",
-            "bootstrap",
-        ],
-    );
-    assert_eq!(r.code, 1, "{r:?}");
-    assert!(
-        r.stderr.contains("differs from the one pinned"),
-        "{}",
-        r.stderr
-    );
+    rig.poscloud(args(&["--redo", "bootstrap"]))
+        .args(h.ssh_args())
+        .args(["--host-key-file", &h.wrong_host_key_pub.to_string_lossy()])
+        .run()
+        .status(1)
+        .stderr_has("differs from the one pinned");
 }
 
 #[test]

@@ -5,21 +5,13 @@
 use std::path::Path;
 use std::process::Command;
 
-fn poscloud(args: &[&str]) -> (i32, String, String) {
-    let home = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_poscloud"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home.path())
-        .env("COLUMNS", "200")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+mod common;
+use common::{Rig, Run};
+
+/// `poscloud ARGS` in a wide terminal's shell with no AWS variables (the help would show
+/// their values).
+fn poscloud(rig: &Rig, args: &[&str]) -> Run {
+    rig.poscloud(args).no_aws_env().env("COLUMNS", "200").run()
 }
 
 /// Every command's path ("provision", "pos restore"…), poscloud itself ("") first.
@@ -108,16 +100,13 @@ fn examples_are_shown_in_80_columns_and_paste_back_whole() {
 
 #[test]
 fn help_shows_examples_and_global_options_apart() {
+    let rig = Rig::offline();
     for (path, cmd) in paths() {
         // The main commands and every leaf under them.
         let mut args: Vec<&str> = path.split_whitespace().collect();
         args.push("--help");
-        let (code, out, err) = poscloud(&args);
-        assert_eq!(code, 0, "poscloud {path} --help: {err}");
-        assert!(
-            out.contains("\nExamples:\n"),
-            "poscloud {path} --help:\n{out}"
-        );
+        let r = poscloud(&rig, &args).ok().stdout_has("\nExamples:\n");
+        let out = &r.stdout;
         for line in poscloud::cli::shown_examples(&path).unwrap() {
             assert!(
                 out.contains(&format!("\n  {line}\n")),
@@ -203,14 +192,14 @@ fn rendered(file: &Path) -> (String, String) {
 
 #[test]
 fn every_command_has_a_man_page_with_exit_status_environment_and_examples() {
+    let rig = Rig::offline();
     let dir = tempfile::tempdir().unwrap();
     let man = man_installed();
     eprintln!("man(1) installed: {man}");
     for (path, cmd) in paths() {
         let mut args = vec!["man"];
         args.extend(path.split_whitespace());
-        let (code, roff, err) = poscloud(&args);
-        assert_eq!(code, 0, "poscloud {} : {err}", args.join(" "));
+        let roff = poscloud(&rig, &args).ok().stdout;
         let s = sections(&roff);
         for want in ["NAME", "SYNOPSIS", "EXAMPLES", "EXIT STATUS", "ENVIRONMENT"] {
             assert!(
@@ -284,9 +273,11 @@ fn every_command_has_a_man_page_with_exit_status_environment_and_examples() {
 
 #[test]
 fn man_of_one_command_and_of_an_unknown_one() {
-    let (code, roff, _) = poscloud(&["man", "pos", "restore"]);
-    assert_eq!(code, 0);
-    assert!(roff.contains(".TH poscloud-pos-restore 1"));
+    let rig = Rig::offline();
+    let roff = poscloud(&rig, &["man", "pos", "restore"])
+        .ok()
+        .stdout_has(".TH poscloud-pos-restore 1")
+        .stdout;
     assert!(
         roff.contains("\\-\\-source\\-key\\-file"),
         "pos restore's own option"
@@ -300,22 +291,21 @@ fn man_of_one_command_and_of_an_unknown_one() {
         "SEE ALSO names the parent page"
     );
 
-    let (code, _, err) = poscloud(&["man", "provison"]);
-    assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("\"provison\"") && err.contains("provision"),
-        "{err}"
-    );
-    let (code, _, err) = poscloud(&["man", "pos", "restore", "more"]);
-    assert_eq!(code, 2, "{err}");
+    poscloud(&rig, &["man", "provison"])
+        .status(2)
+        .stderr_has("\"provison\"")
+        .stderr_has("provision");
+    poscloud(&rig, &["man", "pos", "restore", "more"]).status(2);
 }
 
 #[test]
 fn man_out_writes_a_page_per_command() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("man1");
-    let (code, listed, err) = poscloud(&["man", "--out", out.to_str().unwrap()]);
-    assert_eq!(code, 0, "{err}");
+    let rig = Rig::offline();
+    let listed = poscloud(&rig, &["man", "--out", out.to_str().unwrap()])
+        .ok()
+        .stdout;
     let mut files: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -343,12 +333,12 @@ fn man_out_writes_a_page_per_command() {
         assert!(listed.contains(f), "{f} not listed:\n{listed}");
     }
     // The same page as `poscloud man pos restore` prints.
-    let (_, one, _) = poscloud(&["man", "pos", "restore"]);
+    let one = poscloud(&rig, &["man", "pos", "restore"]).ok().stdout;
     assert_eq!(
         std::fs::read_to_string(out.join("poscloud-pos-restore.1")).unwrap(),
         one
     );
-    let (_, root, _) = poscloud(&["man"]);
+    let root = poscloud(&rig, &["man"]).ok().stdout;
     assert_eq!(
         std::fs::read_to_string(out.join("poscloud.1")).unwrap(),
         root

@@ -7,19 +7,13 @@
 
 mod common;
 use common::data::{generate, snapshot, Entry};
-use common::host::TestHost;
-use common::{Proxy, Rig, Run};
+use common::host::{Setup, TestHost};
+use common::{Poscloud, Proxy, Rig};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
 const SHOP: &str = "82000058";
-
-struct Setup {
-    rig: Rig,
-    h: TestHost,
-    stack: String,
-}
 
 fn setup() -> Setup {
     let rig = Rig::new();
@@ -35,109 +29,76 @@ fn setup() -> Setup {
         .status()
         .unwrap();
     assert!(ok.success());
-    Setup { stack, rig, h }
+    Setup::new(rig, h, SHOP, stack)
 }
 
 const BACKUP: &str = "file:///srv/backup/";
 
-impl Setup {
-    fn args(&self, extra: &[&str]) -> Vec<String> {
-        let mut a: Vec<String> = ["provision", "--restore-from", BACKUP]
-            .iter()
-            .chain(extra)
-            .map(|s| s.to_string())
-            .collect();
-        let target = format!("ssh://{}", self.h.ssh_address());
-        let key = self.h.client_key.to_string_lossy().into_owned();
-        let hk = self.h.host_key_pub.to_string_lossy().into_owned();
-        for s in [
-            "--shop",
-            SHOP,
-            "--env",
-            "qa",
-            "--stack",
-            &self.stack,
-            "--target",
-            &target,
-            "--ssh-key",
-            &key,
-            "--host-key-file",
-            &hk,
-        ] {
-            a.push(s.to_string());
+/// `poscloud provision --restore-from BACKUP EXTRA` on the stack, the test host its
+/// --target.
+fn provision<'s>(s: &'s Setup, extra: &[&str]) -> Poscloud<'s> {
+    s.poscloud(["provision", "--restore-from", BACKUP])
+        .args(extra)
+        .args(s.h.target_args())
+        .args(s.h.host_key_args())
+}
+
+/// Runs provision and SIGKILLs it as soon as the host's script prints a line starting
+/// with `marker` (the phase is under way on the host). Returns what it printed.
+fn killed_during(s: &Setup, extra: &[&str], marker: &str) -> String {
+    let mut child = provision(s, extra)
+        .command()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = String::new();
+    let mut killed = false;
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap_or_default();
+        seen.push_str(&line);
+        seen.push('\n');
+        // The host's output is shown as "    │ build: …".
+        let host_line = line.split_once("│ ").map(|(_, l)| l).unwrap_or("");
+        if !killed && host_line.starts_with(marker) {
+            child.kill().unwrap();
+            killed = true;
         }
-        a
     }
+    let status = child.wait().unwrap();
+    assert!(
+        killed,
+        "the run ended before {marker:?} ({status}):\n{seen}"
+    );
+    seen
+}
 
-    fn run(&self, extra: &[&str]) -> Run {
-        let a = self.args(extra);
-        self.rig
-            .run(&a.iter().map(String::as_str).collect::<Vec<_>>())
-    }
+/// The POS data directory holds exactly the backup (names, content, modes).
+fn assert_data_is_the_backup(s: &Setup, what: &str) {
+    let strip = |mut m: BTreeMap<Vec<u8>, Entry>| {
+        m.remove(b"MANIFEST.sha256".as_slice());
+        m
+    };
+    let data = strip(snapshot(&s.h.root.join("var/lib/poscloud/data/rti")));
+    let backup = strip(snapshot(&s.h.root.join("srv/backup")));
+    common::data::assert_same(&data, &backup, what);
+}
 
-    /// Runs provision and SIGKILLs it as soon as the host's script prints a line starting
-    /// with `marker` (the phase is under way on the host). Returns what it printed.
-    fn killed_during(&self, extra: &[&str], marker: &str) -> String {
-        let a = self.args(extra);
-        let mut child = self
-            .rig
-            .command(&a.iter().map(String::as_str).collect::<Vec<_>>())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut seen = String::new();
-        let mut killed = false;
-        for line in BufReader::new(child.stderr.take().unwrap()).lines() {
-            let line = line.unwrap_or_default();
-            seen.push_str(&line);
-            seen.push('\n');
-            // The host's output is shown as "    │ build: …".
-            let host_line = line.split_once("│ ").map(|(_, l)| l).unwrap_or("");
-            if !killed && host_line.starts_with(marker) {
-                child.kill().unwrap();
-                killed = true;
-            }
-        }
-        let status = child.wait().unwrap();
-        assert!(
-            killed,
-            "the run ended before {marker:?} ({status}):\n{seen}"
-        );
-        seen
+/// The dead run's lock is reported as stale and stops a plain re-run; `--break-lock`
+/// resumes and completes.
+fn resume(s: &Setup, extra: &[&str], what: &str) {
+    provision(s, extra).run().status(3).stderr_has("stale");
+    let done = provision(s, extra).arg("--break-lock").run().ok();
+    let phases = &provision(s, &["--output", "json"]).run().ok().json()["phases"];
+    for p in ["bootstrap", "build", "restore", "stage", "ready"] {
+        assert!(phases[p]["done_at"].is_string(), "{what}: {p}: {phases}");
     }
-
-    /// The POS data directory holds exactly the backup (names, content, modes).
-    fn assert_data_is_the_backup(&self, what: &str) {
-        let strip = |mut m: BTreeMap<Vec<u8>, Entry>| {
-            m.remove(b"MANIFEST.sha256".as_slice());
-            m
-        };
-        let data = strip(snapshot(&self.h.root.join("var/lib/poscloud/data/rti")));
-        let backup = strip(snapshot(&self.h.root.join("srv/backup")));
-        common::data::assert_same(&data, &backup, what);
-    }
-
-    /// The dead run's lock is reported as stale and stops a plain re-run; `--break-lock`
-    /// resumes and completes.
-    fn resume(&self, extra: &[&str], what: &str) {
-        let locked = self.run(extra);
-        assert_eq!(locked.code, 3, "{what}: {locked:?}");
-        assert!(locked.stderr.contains("stale"), "{what}: {}", locked.stderr);
-        let mut again: Vec<&str> = extra.to_vec();
-        again.push("--break-lock");
-        let done = self.run(&again).ok();
-        let phases = &self.run(&["--output", "json"]).ok().json()["phases"];
-        for p in ["bootstrap", "build", "restore", "stage", "ready"] {
-            assert!(phases[p]["done_at"].is_string(), "{what}: {p}: {phases}");
-        }
-        assert!(
-            self.h.pos_answers(),
-            "{what}: the POS answers\n{}",
-            done.stderr
-        );
-        self.assert_data_is_the_backup(what);
-    }
+    assert!(
+        s.h.pos_answers(),
+        "{what}: the POS answers\n{}",
+        done.stderr
+    );
+    assert_data_is_the_backup(s, what);
 }
 
 #[test]
@@ -145,8 +106,8 @@ fn killed_during_build_restore_and_stage_the_same_command_completes_and_the_data
     let s = setup();
 
     // 1. During the build of the OS media (the first run: nothing exists yet).
-    s.killed_during(&[], "build:");
-    s.resume(&[], "killed during build");
+    killed_during(&s, &[], "build:");
+    resume(&s, &[], "killed during build");
 
     // 2. During a restore over existing data: the data is either the old or the new, never
     //    half; the re-run restores it whole.
@@ -155,12 +116,12 @@ fn killed_during_build_restore_and_stage_the_same_command_completes_and_the_data
         b"x",
     )
     .unwrap();
-    s.killed_during(&["--redo", "restore"], "restore:");
-    s.resume(&["--redo", "restore"], "killed during restore");
+    killed_during(&s, &["--redo", "restore"], "restore:");
+    resume(&s, &["--redo", "restore"], "killed during restore");
 
     // 3. During stage (the POS container being replaced): the data directory is untouched.
-    s.killed_during(&["--redo", "stage"], "pos:");
-    s.resume(&["--redo", "stage"], "killed during stage");
+    killed_during(&s, &["--redo", "stage"], "pos:");
+    resume(&s, &["--redo", "stage"], "killed during stage");
 }
 
 #[test]
@@ -169,10 +130,7 @@ fn over_ssm_a_killed_runs_command_goes_on_and_the_rerun_waits_for_it() {
     let h = TestHost::up("crm2", 16, true);
     h.boot(&rig, SHOP, "qa");
     // The host reaches the emulator (media upload) through a proxy on its veth.
-    let proxy = Proxy::start_on(
-        &format!("{}.1", h.address.rsplit_once('.').unwrap().0),
-        rig.emu.port,
-    );
+    let proxy = Proxy::start_on(&h.root_side(), rig.emu.port);
     let stack = h.media_stack(&rig.home.path().join("qa.toml"));
     let args = [
         "provision",
@@ -183,8 +141,6 @@ fn over_ssm_a_killed_runs_command_goes_on_and_the_rerun_waits_for_it() {
         "--stack",
         &stack,
     ];
-    let endpoint = [("AWS_ENDPOINT_URL", Some(proxy.url()))];
-    let env: Vec<(&str, Option<&str>)> = endpoint.iter().map(|(k, v)| (*k, v.as_deref())).collect();
 
     // Killed (SIGKILL) while build.sh runs on the host through SSM.
     let mut c = rig.command(&args);
@@ -210,8 +166,11 @@ fn over_ssm_a_killed_runs_command_goes_on_and_the_rerun_waits_for_it() {
     // it (build.sh itself would refuse a second build on the host).
     let mut again: Vec<&str> = args.to_vec();
     again.push("--break-lock");
-    let done = rig.run_env(&again, &env);
-    assert_eq!(done.code, 0, "{done:?}");
+    let done = rig
+        .poscloud(&again)
+        .env("AWS_ENDPOINT_URL", proxy.url())
+        .run()
+        .ok();
     let builds = h.agent_commands("poscloud build.sh");
     assert_eq!(builds.len(), 2, "{builds:?}");
     assert!(builds.iter().all(|(_, ended)| *ended));

@@ -65,7 +65,7 @@ fn provision_resumes_after_a_crash_at_every_write() {
         rig.block(rig.s3.delete_bucket().bucket(BUCKET).send())
             .unwrap();
         rig.proxy.reset();
-        let crashed = rig.run_killed_after_write(UP, k);
+        let crashed = rig.poscloud(UP).run_killed_after_write(k);
         assert_eq!(
             crashed.code,
             128 + 9,
@@ -117,7 +117,7 @@ fn teardown_resumes_after_a_crash() {
     // Deletes run at once where they can: every third write and the last two, as above.
     for k in (1..=n).filter(|k| k % 3 == 1 || *k >= n - 1) {
         rig.run(UP).ok();
-        let crashed = rig.run_killed_after_write(DOWN, k);
+        let crashed = rig.poscloud(DOWN).run_killed_after_write(k);
         assert_eq!(crashed.code, 128 + 9, "teardown crash at {k}");
         let again = rig.run(&[DOWN, &["--break-lock"]].concat()).ok();
         // Killed after its last write (the lock's release), nothing is left to find.

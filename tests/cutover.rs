@@ -79,7 +79,9 @@ impl Drop for Physical {
     }
 }
 
-struct Setup {
+/// The cutover's world: the cloud POS, the physical server on the shop's LAN and the VPN
+/// between them (more than `common::host::Setup`'s one host).
+struct Cutover {
     rig: Rig,
     pos: Pos,
     phys: Physical,
@@ -91,7 +93,7 @@ struct Setup {
     printed: std::cell::RefCell<String>,
 }
 
-impl Setup {
+impl Cutover {
     fn run(&self, args: &[&str]) -> Run {
         let a = self.args(args);
         self.kept(
@@ -123,23 +125,11 @@ impl Setup {
     }
 
     fn cutover_args(&self, sub: &str, extra: &[&str]) -> Vec<String> {
-        let h = &self.phys.h;
-        let from = format!("ssh://{}@{}:{}", h.user, h.address, h.port);
-        let hk = h.host_key_pub.to_string_lossy().into_owned();
-        let key = h.client_key.to_string_lossy().into_owned();
-        let mut a = vec![
-            "cutover",
-            sub,
-            "--from",
-            &from,
-            "--from-host-key-file",
-            &hk,
-            "--from-key",
-            &key,
-            "--from-lan",
-            &self.phys.lan,
-        ];
-        a.extend_from_slice(extra);
+        let mut a: Vec<String> = vec!["cutover".into(), sub.into()];
+        a.extend(self.phys.h.source_args());
+        a.extend(["--from-lan".into(), self.phys.lan.clone()]);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
         self.args(&a)
     }
 
@@ -218,7 +208,7 @@ fn rsync_into(dest: &str) -> bool {
     })
 }
 
-fn setup() -> Setup {
+fn setup() -> Cutover {
     let rig = Rig::new();
     let pos = Pos::up("cut1", 56);
     let host_proxy = pos.boot(&rig, SHOP);
@@ -249,7 +239,7 @@ fn setup() -> Setup {
     assert!(phys.service("start"));
     assert!(eventually(common::SETTLE, || phys.serves()));
 
-    let mut s = Setup {
+    let mut s = Cutover {
         rig,
         pos,
         phys,
@@ -296,25 +286,40 @@ fn change_file(dir: &Path, rel: &str, content: &[u8]) {
     std::fs::write(dir.join(rel), content).unwrap();
 }
 
+/// One cutover, step by step on the same hosts (each step starts where the last one left
+/// the shop; building the hosts and the VPN is what takes the time).
 #[test]
 fn a_cutover_resumes_after_interruptions_stops_on_a_changed_file_and_rolls_back() {
     let s = setup();
     let _ = &s._peer;
+    plan_changes_nothing(&s);
+    a_pre_sync_killed_is_redone_and_stops_before_the_freeze(&s);
+    the_cloud_key_runs_only_an_rsync_reading_the_data(&s);
+    let private = cloud_private_key(&s);
+    the_shop_keeps_working_after_the_pre_sync(&s);
+    a_run_killed_right_after_the_freeze_leaves_the_physical_pos_stopped(&s);
+    a_final_sync_killed_is_resumed(&s);
+    a_file_changed_after_the_freeze_stops_verify(&s);
+    rollback_after_the_freeze_reopens_the_physical_pos(&s);
+    the_cutover_again_runs_to_the_end(&s);
+    a_done_cutover_does_nothing_and_refuses_a_rollback(&s);
+    s.rig
+        .run(&["teardown", "--shop", SHOP, "--env", "qa", "--yes"])
+        .ok();
+    assert_eq!(s.rig.tagged(SHOP, "qa"), Vec::<String>::new());
+    the_cloud_key_is_in_no_output_nor_journal(&s, &private);
+}
 
-    // plan: the checks and the steps, and nothing changes anywhere.
-    s.rig.proxy.reset();
-    let plan = s.cutover("plan", &[]).ok();
-    assert!(
-        plan.stdout.contains("estimated downtime"),
-        "{}",
-        plan.stdout
-    );
-    assert!(plan.stdout.contains("VPN shop up"), "{}", plan.stdout);
-    assert!(plan.stdout.contains("last backup"), "{}", plan.stdout);
+/// plan: the checks and the steps, and nothing changes anywhere.
+fn plan_changes_nothing(s: &Cutover) {
+    let plan = s
+        .cutover("plan", &[])
+        .ok()
+        .stdout_has("estimated downtime")
+        .stdout_has("VPN shop up")
+        .stdout_has("last backup");
     // SendCommand runs plan's checks on the hosts; it changes nothing in AWS.
-    let writes: Vec<String> = s
-        .rig
-        .proxy
+    let writes: Vec<String> = plan
         .writes()
         .into_iter()
         .filter(|w| w != "SendCommand")
@@ -326,32 +331,26 @@ fn a_cutover_resumes_after_interruptions_stops_on_a_changed_file_and_rolls_back(
         "plan authorized no key"
     );
     assert!(!s.pos.h.root.join("var/lib/poscloud/cutover").exists());
+}
 
-    // Killed during the pre-sync (slowed to 4 MB/s): the re-run redoes the pre-sync only.
+/// Killed during the pre-sync (slowed to 4 MB/s): the re-run redoes the pre-sync only.
+fn a_pre_sync_killed_is_redone_and_stops_before_the_freeze(s: &Cutover) {
     s.kill_during_sync(&["--bwlimit", "4000"]);
     let rec = s.record();
     assert!(rec["steps"]["pre-sync"]["at"].is_null(), "{rec}");
     assert!(rec["steps"]["preflight"]["at"].is_string(), "{rec}");
     assert!(s.phys.serves(), "the shop is still open");
-    let out = s
-        .cutover("run", &["--until", "pre-sync", "--break-lock"])
-        .ok();
-    assert!(
-        out.stdout.contains("stopped before freeze"),
-        "{}",
-        out.stdout
-    );
+    s.cutover("run", &["--until", "pre-sync", "--break-lock"])
+        .ok()
+        .stdout_has("stopped before freeze");
     assert!(
         s.phys.serves(),
         "the pre-sync does not stop the physical POS"
     );
     // The same --until again: the pre-sync is done, and it must not go on to the freeze.
-    let out = s.cutover("run", &["--until", "pre-sync"]).ok();
-    assert!(
-        out.stdout.contains("stopped before freeze"),
-        "{}",
-        out.stdout
-    );
+    s.cutover("run", &["--until", "pre-sync"])
+        .ok()
+        .stdout_has("stopped before freeze");
     assert!(s.phys.serves(), "a second --until pre-sync froze the shop");
     assert!(
         s.phys
@@ -365,7 +364,10 @@ fn a_cutover_resumes_after_interruptions_stops_on_a_changed_file_and_rolls_back(
         !s.cloud_pos_running(),
         "the cloud POS waits while its data is replaced"
     );
-    // The cloud host's key runs nothing but rsync reading the data directory.
+}
+
+/// The cloud host's key runs nothing but rsync reading the data directory.
+fn the_cloud_key_runs_only_an_rsync_reading_the_data(s: &Cutover) {
     let data = s.phys.data().to_string_lossy().into_owned();
     for (cmd, what) in [
         ("cat /etc/hostname".to_string(), "a shell command"),
@@ -386,7 +388,10 @@ fn a_cutover_resumes_after_interruptions_stops_on_a_changed_file_and_rolls_back(
         assert_ne!(code, 0, "{what} was allowed");
         assert!(err.contains("refused"), "{what}: {err}");
     }
-    // The cloud host's private key, to scan everything poscloud printed and journaled for.
+}
+
+/// The cloud host's private key, to scan everything poscloud printed and journaled for.
+fn cloud_private_key(s: &Cutover) -> Vec<String> {
     let key_file = s.pos.h.root.join("var/lib/poscloud/cutover/id_ed25519");
     let private: Vec<String> = std::fs::read_to_string(&key_file)
         .unwrap()
@@ -395,27 +400,31 @@ fn a_cutover_resumes_after_interruptions_stops_on_a_changed_file_and_rolls_back(
         .map(str::to_string)
         .collect();
     assert!(!private.is_empty(), "{}", key_file.display());
+    private
+}
 
-    // The shop keeps working after the pre-sync: a large change, a new file, a deleted one.
+/// The shop keeps working after the pre-sync: a large change, a new file, a deleted one.
+fn the_shop_keeps_working_after_the_pre_sync(s: &Cutover) {
     let mut rng = Rng(99);
     put(&s.phys.data(), b"big/transactions.db", &rng.bytes(20 << 20));
     put(&s.phys.data(), b"new today.txt", b"an order for roses\n");
     std::fs::remove_file(s.phys.data().join("d3/s3/f0003.bin")).unwrap();
+}
 
-    // Killed right after the freeze is recorded (the lock, freeze begun, freeze done).
+/// Killed right after the freeze is recorded (the lock, freeze begun, freeze done).
+fn a_run_killed_right_after_the_freeze_leaves_the_physical_pos_stopped(s: &Cutover) {
     let args = s.cutover_args("run", &["--break-lock"]);
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut child = s.rig.command(&refs).spawn().unwrap();
-    s.rig.proxy.kill_after_write(3, child.id());
-    let status = child.wait().unwrap();
-    assert!(!status.success());
+    let killed = s.kept(s.rig.poscloud(&args).run_killed_after_write(3));
+    assert_ne!(killed.code, 0, "{killed:?}");
     let rec = s.record();
     assert!(rec["steps"]["freeze"]["at"].is_string(), "{rec}");
     assert_eq!(rec["steps"]["freeze"]["was_running"], true, "{rec}");
     assert!(rec["steps"]["final-sync"].is_null(), "{rec}");
     assert!(!s.phys.serves(), "the physical POS is stopped");
+}
 
-    // Killed during the final sync (slowed): the re-run syncs the rest.
+/// Killed during the final sync (slowed): the re-run syncs the rest.
+fn a_final_sync_killed_is_resumed(s: &Cutover) {
     s.kill_during_sync(&["--bwlimit", "4000", "--break-lock"]);
     assert!(s.record()["steps"]["final-sync"]["at"].is_null());
     s.cutover("run", &["--until", "final-sync", "--break-lock"])
@@ -426,20 +435,18 @@ fn a_cutover_resumes_after_interruptions_stops_on_a_changed_file_and_rolls_back(
         rec["steps"]["freeze"]["was_running"], true,
         "a resumed freeze keeps what it found first: {rec}"
     );
+}
 
-    // A file changed on the source after the freeze: verify names it and stops.
+/// A file changed on the source after the freeze: verify names it and stops.
+fn a_file_changed_after_the_freeze_stops_verify(s: &Cutover) {
     change_file(
         &s.phys.data(),
         "d5/s0/f0005.bin",
         b"changed after the freeze",
     );
-    let out = s.cutover("run", &[]);
-    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
-    assert!(
-        out.stderr.contains("differs: ./d5/s0/f0005.bin"),
-        "{}",
-        out.stderr
-    );
+    s.cutover("run", &[])
+        .status(1)
+        .stderr_has("differs: ./d5/s0/f0005.bin");
     assert!(!s.cloud_pos_running(), "the cloud POS was not started");
     let rec = s.record();
     assert!(rec["steps"]["verify"].is_null(), "{rec}");
@@ -447,26 +454,27 @@ fn a_cutover_resumes_after_interruptions_stops_on_a_changed_file_and_rolls_back(
         rec["steps"]["final-sync"].is_null(),
         "synced again next time: {rec}"
     );
+}
 
-    // Rollback after the freeze: the physical POS serves again.
-    let out = s.cutover("rollback", &[]).ok();
-    assert!(out.stdout.contains("rolled back"), "{}", out.stdout);
+/// Rollback after the freeze: the physical POS serves again.
+fn rollback_after_the_freeze_reopens_the_physical_pos(s: &Cutover) {
+    s.cutover("rollback", &[]).ok().stdout_has("rolled back");
     assert!(s.phys.serves(), "the physical POS answers again");
     assert!(!s.cloud_pos_running());
     assert!(!s.phys.authorized_keys().contains("poscloud-cutover"));
     let rec = s.record();
     assert_eq!(rec["state"], "rolled-back", "{rec}");
     assert_eq!(rec["rollbacks"], 1, "{rec}");
+}
 
-    // The cutover again, to the end.
-    let out = s.cutover("run", &[]).ok();
+/// The cutover again, to the end.
+fn the_cutover_again_runs_to_the_end(s: &Cutover) {
+    let out = s
+        .cutover("run", &[])
+        .ok()
+        .stdout_has("done: the cloud POS serves");
     let all = format!("{}{}", out.stdout, out.stderr);
     assert!(all.contains("downtime"), "{all}");
-    assert!(
-        out.stdout.contains("done: the cloud POS serves"),
-        "{}",
-        out.stdout
-    );
     assert_same_tree(&s.cloud_data(), &s.phys.data(), "cloud copy");
     assert!(s.cloud_pos_running());
     assert!(s.pos.h.pos_answers(), "the cloud POS answers on eth1");
@@ -478,27 +486,24 @@ fn a_cutover_resumes_after_interruptions_stops_on_a_changed_file_and_rolls_back(
     let rec = s.record();
     assert_eq!(rec["state"], "done", "{rec}");
     assert!(rec["steps"]["switch"]["downtime_s"].is_u64(), "{rec}");
+}
 
-    // Done: a second run does nothing and says so; a rollback is refused.
-    s.rig.proxy.reset();
-    let again = s.cutover("run", &[]).ok();
-    assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
-    assert_eq!(s.rig.proxy.writes(), Vec::<String>::new());
-    let refused = s.cutover("rollback", &[]);
-    assert_eq!(refused.code, 2, "{}", refused.stderr);
-    let st = s.run(&["cutover", "status"]).ok();
-    assert!(st.stdout.contains("done"), "{}", st.stdout);
+/// Done: a second run does nothing and says so; a rollback is refused.
+fn a_done_cutover_does_nothing_and_refuses_a_rollback(s: &Cutover) {
+    s.cutover("run", &[])
+        .ok()
+        .stdout_has("nothing to do")
+        .no_aws_write();
+    s.cutover("rollback", &[]).status(2);
+    s.run(&["cutover", "status"]).ok().stdout_has("done");
+}
 
-    s.rig
-        .run(&["teardown", "--shop", SHOP, "--env", "qa", "--yes"])
-        .ok();
-    assert_eq!(s.rig.tagged(SHOP, "qa"), Vec::<String>::new());
-
-    // Not a line of the cloud host's private key in poscloud's output or journal.
+/// Not a line of the cloud host's private key in poscloud's output or journal.
+fn the_cloud_key_is_in_no_output_nor_journal(s: &Cutover, private: &[String]) {
     let journal = std::fs::read_to_string(s.rig.journal()).unwrap();
     let printed = s.printed.borrow();
     assert!(printed.len() > 1000 && journal.contains("cutover"));
-    for line in &private {
+    for line in private {
         assert!(
             !printed.contains(line.as_str()),
             "the cutover key is in the output"

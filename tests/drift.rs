@@ -83,9 +83,7 @@ fn imdsv2_drift_is_fixed_by_provision_and_exit_codes_say_drift() {
         a.extend_from_slice(extra);
         rig.run(&a)
     };
-    let clean = status(&["--detailed-exitcode"]);
-    assert_eq!(clean.code, 0, "{clean:?}");
-    assert!(clean.stdout.contains("no drift"), "{}", clean.stdout);
+    let clean = status(&["--detailed-exitcode"]).ok().stdout_has("no drift");
     assert_aligned(&clean.stdout);
 
     // Someone allows metadata without a token.
@@ -101,8 +99,11 @@ fn imdsv2_drift_is_fixed_by_provision_and_exit_codes_say_drift() {
     });
     assert_eq!(http_tokens(&rig), "optional");
 
-    let drifted = status(&[]);
-    assert_eq!(drifted.code, 0, "without the flag drift is no failure");
+    // Without the flag drift is no failure.
+    let drifted = status(&[])
+        .ok()
+        .stdout_has("      ! needs: require IMDSv2 (metadata tokens)")
+        .stdout_has("1 resource(s) drifted (1 finding(s))");
     let row = rows(&drifted.stdout)
         .into_iter()
         .find(|l| l.contains(&iid))
@@ -111,37 +112,16 @@ fn imdsv2_drift_is_fixed_by_provision_and_exit_codes_say_drift() {
         row.contains(" drifted ") && row.ends_with("running"),
         "{row:?}"
     );
-    assert!(
-        drifted
-            .stdout
-            .contains("      ! needs: require IMDSv2 (metadata tokens)"),
-        "{}",
-        drifted.stdout
-    );
-    assert!(
-        drifted
-            .stdout
-            .contains("1 resource(s) drifted (1 finding(s))"),
-        "{}",
-        drifted.stdout
-    );
     assert_aligned(&drifted.stdout);
-    let json = rig.run(&["status", "--shop", SHOP, "--env", "qa", "--output", "json"]);
-    assert_eq!(json.json()["drifted"], 1, "{}", json.stdout);
-    assert_eq!(json.json()["findings"], 1, "{}", json.stdout);
-    assert_eq!(status(&["--detailed-exitcode"]).code, 2);
-    let plan = rig.run(&["plan", "--shop", SHOP, "--env", "qa", "--detailed-exitcode"]);
-    assert_eq!(plan.code, 2, "{plan:?}");
-    assert!(
-        plan.stdout.contains("- require IMDSv2") && !plan.stdout.contains("drift: IMDSv2"),
-        "{}",
-        plan.stdout
-    );
-    assert_eq!(
-        rig.proxy.writes(),
-        Vec::<String>::new(),
-        "status/plan wrote"
-    );
+    let json = status(&["--output", "json"]).no_aws_write().json();
+    assert_eq!(json["drifted"], 1, "{json}");
+    assert_eq!(json["findings"], 1, "{json}");
+    status(&["--detailed-exitcode"]).status(2).no_aws_write();
+    rig.run(&["plan", "--shop", SHOP, "--env", "qa", "--detailed-exitcode"])
+        .status(2)
+        .stdout_has("- require IMDSv2")
+        .stdout_lacks("drift: IMDSv2")
+        .no_aws_write();
 
     // Provision sets it back in place, with one call; then nothing is left to do.
     rig.proxy.reset();
@@ -155,10 +135,9 @@ fn imdsv2_drift_is_fixed_by_provision_and_exit_codes_say_drift() {
     );
     assert_eq!(http_tokens(&rig), "required");
     assert_eq!(rig.instance_id(SHOP, "qa"), iid, "the same instance");
-    let after = status(&["--detailed-exitcode"]);
-    assert_eq!(after.code, 0, "{after:?}");
-    let plan = rig.run(&["plan", "--shop", SHOP, "--env", "qa", "--detailed-exitcode"]);
-    assert_eq!(plan.code, 0, "{plan:?}");
+    status(&["--detailed-exitcode"]).ok();
+    rig.run(&["plan", "--shop", SHOP, "--env", "qa", "--detailed-exitcode"])
+        .ok();
 
     // With the flag every error exits 1, bad input too; without, bad input stays 2.
     for args in [
@@ -168,39 +147,30 @@ fn imdsv2_drift_is_fixed_by_provision_and_exit_codes_say_drift() {
             "status", "--shop", SHOP, "--env", "qa", "--region", "nowhere",
         ],
     ] {
-        assert_eq!(rig.run(args).code, 2, "{args:?}");
-        let mut with = args.to_vec();
-        with.push("--detailed-exitcode");
-        let r = rig.run(&with);
-        assert_eq!(r.code, 1, "{with:?}: {r:?}");
-        assert!(r.stderr.contains("error"), "{r:?}");
+        rig.run(args).status(2);
+        rig.poscloud(args)
+            .arg("--detailed-exitcode")
+            .run()
+            .status(1)
+            .stderr_has("error");
     }
 
     // Prod left out by mistake: no list of `missing`, but where the shop is.
-    rig.proxy.reset();
     for extra in [&[][..], &["--detailed-exitcode"]] {
-        let mut a = vec!["status", "--shop", SHOP];
-        a.extend_from_slice(extra);
-        let r = rig.run(&a);
-        assert_eq!(r.code, 1, "{r:?}");
-        assert!(
-            r.stderr.contains(
-                "shop 12345678 has no prod stack in account 123456789012 (environment credentials), us-east-1; it exists in: qa (run with --env qa)"
-            ),
-            "{}",
-            r.stderr
-        );
-        assert!(!r.stdout.contains("missing"), "{}", r.stdout);
+        rig.poscloud(["status", "--shop", SHOP])
+            .args(extra)
+            .run()
+            .status(1)
+            .stderr_has(
+                "shop 12345678 has no prod stack in account 123456789012 (environment credentials), us-east-1; it exists in: qa (run with --env qa)",
+            )
+            .stdout_lacks("missing")
+            .no_aws_write();
     }
-    let r = rig.run(&["status", "--shop", "99998888", "--env", "dev"]);
-    assert_eq!(r.code, 1, "{r:?}");
-    assert!(
-        r.stderr
-            .contains("shop 99998888 has no dev stack in account 123456789012 (environment credentials), us-east-1, nor in any other env"),
-        "{}",
-        r.stderr
-    );
-    assert_eq!(rig.proxy.writes(), Vec::<String>::new());
+    rig.run(&["status", "--shop", "99998888", "--env", "dev"])
+        .status(1)
+        .stderr_has("shop 99998888 has no dev stack in account 123456789012 (environment credentials), us-east-1, nor in any other env")
+        .no_aws_write();
 
     // `list` labels the two addresses: the POS one under POS IP.
     let list = rig.run(&["list"]).ok();

@@ -42,12 +42,7 @@ fn run(rig: &Rig, bin: &Path, path_rest: bool, args: &[&str]) -> common::Run {
         path.push(":");
         path.push(std::env::var_os("PATH").unwrap_or_default());
     }
-    let out = rig.command(args).env("PATH", path).output().unwrap();
-    common::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    rig.poscloud(args).env("PATH", path).run()
 }
 
 fn recorded(record: &Path) -> Option<Vec<String>> {

@@ -17,12 +17,9 @@ fn qa_stack_lifecycle() {
     let rig = Rig::new();
     let before = rig.inventory();
 
-    let out = rig.provision_infra(SHOP, "qa").ok();
-    assert!(
-        out.stdout.contains("POS private IP  192.168.222.233"),
-        "{}",
-        out.stdout
-    );
+    rig.provision_infra(SHOP, "qa")
+        .ok()
+        .stdout_has("POS private IP  192.168.222.233");
     let first_writes = rig.proxy.ok_writes();
     assert!(
         first_writes.contains(&"RunInstances".to_string()),
@@ -362,21 +359,23 @@ fn qa_stack_lifecycle() {
     });
 
     // A converged stack: provision and plan make no write call at all.
-    rig.proxy.reset();
-    let again = rig.provision_infra(SHOP, "qa").ok();
-    assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
-    assert_eq!(rig.proxy.writes(), Vec::<String>::new());
+    rig.provision_infra(SHOP, "qa")
+        .ok()
+        .stdout_has("nothing to do")
+        .no_aws_write();
     let plan = rig
         .run(&["plan", "--shop", SHOP, "--env", "qa", "--output", "json"])
-        .ok();
-    assert_eq!(plan.json()["writes"], 0);
-    assert_eq!(rig.proxy.writes(), Vec::<String>::new());
+        .ok()
+        .no_aws_write()
+        .json();
+    assert_eq!(plan["writes"], 0, "{plan}");
     let status = rig
         .run(&["status", "--shop", SHOP, "--env", "qa", "--output", "json"])
-        .ok();
-    assert_eq!(status.json()["drifted"], 0, "{}", status.stdout);
-    assert_eq!(status.json()["exists"], true);
-    assert_eq!(rig.proxy.writes(), Vec::<String>::new());
+        .ok()
+        .no_aws_write()
+        .json();
+    assert_eq!(status["drifted"], 0, "{status}");
+    assert_eq!(status["exists"], true, "{status}");
 
     // The journal recorded every write with the user.
     let journal = std::fs::read_to_string(rig.journal()).unwrap();
@@ -402,24 +401,18 @@ fn qa_stack_lifecycle() {
         .any(|w| w["op"] == "RunInstances" && w["resource"].as_str().unwrap().starts_with("i-")));
 
     // Teardown removes everything, verified independently; a second teardown is fine.
-    let down = rig
-        .run(&["teardown", "--shop", SHOP, "--env", "qa", "--yes"])
-        .ok();
-    assert!(
-        down.stdout.contains("nothing tagged remains"),
-        "{}",
-        down.stdout
-    );
+    rig.run(&["teardown", "--shop", SHOP, "--env", "qa", "--yes"])
+        .ok()
+        .stdout_has("nothing tagged remains");
     assert_eq!(rig.tagged(SHOP, "qa"), Vec::<String>::new());
     assert_eq!(
         rig.inventory(),
         before,
         "no VPC, EIP, ENI, instance, SG or IAM object more than before"
     );
-    let again = rig
-        .run(&["teardown", "--shop", SHOP, "--env", "qa", "--yes"])
-        .ok();
-    assert!(again.stdout.contains("does not exist"), "{}", again.stdout);
+    rig.run(&["teardown", "--shop", SHOP, "--env", "qa", "--yes"])
+        .ok()
+        .stdout_has("does not exist");
 }
 
 #[test]
@@ -442,38 +435,33 @@ fn prod_has_termination_protection_and_guarded_teardown() {
     };
     assert_eq!(protected(&rig), Some(true));
 
-    rig.proxy.reset();
     // The env defaults to prod: teardown refuses without an explicit --env.
-    let r = rig.run(&["teardown", "--shop", SHOP, "--yes", "--allow-prod"]);
-    assert_eq!(r.code, 4, "{r:?}");
-    assert!(r.stderr.contains("explicit env"), "{}", r.stderr);
+    rig.run(&["teardown", "--shop", SHOP, "--yes", "--allow-prod"])
+        .status(4)
+        .stderr_has("explicit env")
+        .no_aws_write();
     // Explicit prod, but no terminal to type the shop code at and no --allow-prod.
-    let r = rig.run(&["teardown", "--shop", SHOP, "--env", "prod", "--yes"]);
-    assert_eq!(r.code, 4, "{r:?}");
-    assert!(r.stderr.contains("--allow-prod"), "{}", r.stderr);
-    assert_eq!(rig.proxy.writes(), Vec::<String>::new());
+    rig.run(&["teardown", "--shop", SHOP, "--env", "prod", "--yes"])
+        .status(4)
+        .stderr_has("--allow-prod")
+        .no_aws_write();
     assert_eq!(
         protected(&rig),
         Some(true),
         "protection untouched by refused teardowns"
     );
 
-    let down = rig
-        .run(&[
-            "teardown",
-            "--shop",
-            SHOP,
-            "--env",
-            "prod",
-            "--yes",
-            "--allow-prod",
-        ])
-        .ok();
-    assert!(
-        down.stderr.contains("lift termination protection"),
-        "{}",
-        down.stderr
-    );
+    rig.run(&[
+        "teardown",
+        "--shop",
+        SHOP,
+        "--env",
+        "prod",
+        "--yes",
+        "--allow-prod",
+    ])
+    .ok()
+    .stderr_has("lift termination protection");
     assert_eq!(rig.tagged(SHOP, "prod"), Vec::<String>::new());
 }
 
@@ -507,26 +495,13 @@ fn drift_is_reported_and_fixed() {
             .await
             .unwrap();
     });
-    let status = rig.run(&["status", "--shop", SHOP, "--env", "qa"]).ok();
-    assert!(
-        status.stdout.contains("revoke inbound tcp/3389 0.0.0.0/0"),
-        "{}",
-        status.stdout
-    );
-    assert!(
-        status.stdout.contains("associate Elastic IP with eth1"),
-        "{}",
-        status.stdout
-    );
-    assert!(
-        status.stdout.contains("2 resource(s) drifted"),
-        "{}",
-        status.stdout
-    );
+    rig.run(&["status", "--shop", SHOP, "--env", "qa"])
+        .ok()
+        .stdout_has("revoke inbound tcp/3389 0.0.0.0/0")
+        .stdout_has("associate Elastic IP with eth1")
+        .stdout_has("2 resource(s) drifted");
 
-    rig.proxy.reset();
-    rig.provision_infra(SHOP, "qa").ok();
-    let mut w = rig.proxy.writes();
+    let mut w = rig.provision_infra(SHOP, "qa").ok().writes();
     w.sort();
     assert_eq!(
         w,
@@ -539,8 +514,9 @@ fn drift_is_reported_and_fixed() {
     );
     let status = rig
         .run(&["status", "--shop", SHOP, "--env", "qa", "--output", "json"])
-        .ok();
-    assert_eq!(status.json()["drifted"], 0, "{}", status.stdout);
+        .ok()
+        .json();
+    assert_eq!(status["drifted"], 0, "{status}");
 }
 
 #[test]
@@ -558,7 +534,8 @@ fn list_dry_run_json_and_docs_generation() {
             "--output",
             "json",
         ])
-        .ok();
+        .ok()
+        .no_aws_write();
     assert_eq!(dry.json()["dry_run"], true);
     assert_eq!(dry.json()["writes"], 22);
     assert!(
@@ -569,7 +546,6 @@ fn list_dry_run_json_and_docs_generation() {
             .abs()
             < 0.01
     );
-    assert_eq!(rig.proxy.writes(), Vec::<String>::new());
 
     rig.provision_infra("11111111", "dev").ok();
     rig.run(&[
@@ -609,40 +585,30 @@ fn list_dry_run_json_and_docs_generation() {
             && s["created"].is_string()),
         "{list}"
     );
-    let text = rig.run(&["list"]).ok();
-    assert!(text.stdout.contains("22222222   qa"), "{}", text.stdout);
-    assert!(
-        text.stdout.contains("LAUNCHED") && text.stdout.contains("PHASES"),
-        "{}",
-        text.stdout
-    );
+    rig.run(&["list"])
+        .ok()
+        .stdout_has("22222222   qa")
+        .stdout_has("LAUNCHED")
+        .stdout_has("PHASES");
 
-    rig.proxy.reset();
-    let dry = rig
-        .run(&[
-            "teardown",
-            "--shop",
-            "11111111",
-            "--env",
-            "dev",
-            "--dry-run",
-        ])
-        .ok();
-    assert!(
-        dry.stdout.contains("would remove") && dry.stdout.contains("instance i-"),
-        "{}",
-        dry.stdout
-    );
-    assert_eq!(rig.proxy.writes(), Vec::<String>::new());
+    rig.run(&[
+        "teardown",
+        "--shop",
+        "11111111",
+        "--env",
+        "dev",
+        "--dry-run",
+    ])
+    .ok()
+    .stdout_has("would remove")
+    .stdout_has("instance i-")
+    .no_aws_write();
     assert!(!rig.tagged("11111111", "dev").is_empty());
 
     // Completions and man page come from the clap definitions.
-    let comp = rig.run(&["completions", "bash"]).ok();
-    assert!(comp.stdout.contains("provision") && comp.stdout.contains("--shop"));
-    let man = rig.run(&["man"]).ok();
-    assert!(
-        man.stdout.contains(".TH poscloud"),
-        "{}",
-        &man.stdout[..200.min(man.stdout.len())]
-    );
+    rig.run(&["completions", "bash"])
+        .ok()
+        .stdout_has("provision")
+        .stdout_has("--shop");
+    rig.run(&["man"]).ok().stdout_has(".TH poscloud");
 }

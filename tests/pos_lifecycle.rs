@@ -4,16 +4,10 @@
 //! console).
 
 mod common;
-use common::host::TestHost;
-use common::{Rig, Run};
+use common::host::{Setup, TestHost};
+use common::Rig;
 
 const SHOP: &str = "78901234";
-
-struct Setup {
-    rig: Rig,
-    h: TestHost,
-    stack: String,
-}
 
 fn setup() -> Setup {
     let rig = Rig::new();
@@ -27,19 +21,7 @@ fn setup() -> Setup {
     let base = std::fs::read_to_string(common::repo().join("stacks/qa.toml")).unwrap();
     let stack = rig.home.path().join("pos.toml");
     std::fs::write(&stack, base + &pos).unwrap();
-    Setup {
-        stack: stack.to_string_lossy().into_owned(),
-        rig,
-        h,
-    }
-}
-
-impl Setup {
-    fn run(&self, args: &[&str]) -> Run {
-        let mut a: Vec<&str> = args.to_vec();
-        a.extend(["--shop", SHOP, "--env", "qa", "--stack", &self.stack]);
-        self.rig.run(&a)
-    }
+    Setup::new(rig, h, SHOP, stack.to_string_lossy().into_owned())
 }
 
 #[test]
@@ -184,29 +166,10 @@ fn provision_stages_the_pos_and_pos_commands_operate_it() {
 
     // pos connect over SSH as centos: docker exec through sudo (the socket is root's), with
     // the key pinned from the console.
-    let key = s.h.client_key.to_string_lossy().into_owned();
-    let addr = s.h.ssh_address();
-    let out = s.rig.run_with_input(
-        &[
-            "pos",
-            "connect",
-            "--shop",
-            SHOP,
-            "--env",
-            "qa",
-            "--stack",
-            &s.stack,
-            "--ssh",
-            &addr,
-            "--ssh-key",
-            &key,
-        ],
-        b"cat /usr2/orders.txt; exit\n",
-    );
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(
-        out.stdout.contains("order 2 (from backup)"),
-        "{}",
-        out.stdout
-    );
+    s.poscloud(["pos", "connect"])
+        .args(s.h.ssh_args())
+        .stdin(b"cat /usr2/orders.txt; exit\n")
+        .run()
+        .ok()
+        .stdout_has("order 2 (from backup)");
 }

@@ -190,7 +190,7 @@ fn billing_hours_from_the_journal_and_ec2_state() {
     );
     assert!(lines[5].starts_with("total,all,,46.00,"), "{csv}");
     // --totals is for the CSV (the table always has them).
-    assert_eq!(rig.run(&["report", "billing", "--totals"]).code, 2);
+    rig.run(&["report", "billing", "--totals"]).status(2);
     // The table: data, a rule, then each env's subtotal and the TOTAL on lines of their own.
     let table = rig
         .run(&["report", "billing", "--month", "2026-10"])
@@ -339,11 +339,10 @@ fn billing_hours_from_the_journal_and_ec2_state() {
 
     // Bad months: usage error, no AWS call.
     for bad in ["2026-13", "10-2026", "2999-01"] {
-        rig.proxy.reset();
-        let r = rig.run(&["report", "billing", "--month", bad]);
-        assert_eq!(r.code, 2, "{bad}: {r:?}");
-        assert!(r.stderr.contains("--month"), "{bad}: {}", r.stderr);
-        assert!(rig.proxy.calls().is_empty(), "{bad}");
+        rig.run(&["report", "billing", "--month", bad])
+            .status(2)
+            .stderr_has("--month")
+            .no_aws_call();
     }
 }
 
@@ -395,8 +394,7 @@ fn compliance_passes_a_fresh_stack_and_flags_each_broken_rule() {
     const SHOP: &str = "55555555";
     rig.provision_infra(SHOP, "prod").ok();
 
-    let fresh = rig.run(&["report", "compliance"]);
-    assert_eq!(fresh.code, 0, "{fresh:?}");
+    let fresh = rig.run(&["report", "compliance"]).ok();
     for rule in [
         "imdsv2",
         "volume-encrypted",
@@ -577,8 +575,7 @@ fn compliance_passes_a_fresh_stack_and_flags_each_broken_rule() {
 
     // Every rule fails now. The text starts with a stacks × rules grid; each FAIL line of the
     // details says the fix, with the stack's own names in it.
-    let text = rig.run(&["report", "compliance"]);
-    assert_eq!(text.code, 1, "{text:?}");
+    let text = rig.run(&["report", "compliance"]).status(1);
     let lines: Vec<&str> = text.stdout.lines().collect();
     let head: Vec<&str> = lines[0].split_whitespace().collect();
     assert_eq!(
@@ -640,8 +637,7 @@ fn compliance_passes_a_fresh_stack_and_flags_each_broken_rule() {
     assert!(fix_of("vpn-psk-age").contains("poscloud vpn rotate"));
 
     // --csv: one row per stack and rule, a spreadsheet's filter away from the failures.
-    let csv = rig.run(&["report", "compliance", "--csv"]);
-    assert_eq!(csv.code, 1, "{csv:?}");
+    let csv = rig.run(&["report", "compliance", "--csv"]).status(1);
     let rows = parse_csv(&csv.stdout);
     assert_eq!(
         rows[0],
@@ -664,13 +660,9 @@ fn compliance_passes_a_fresh_stack_and_flags_each_broken_rule() {
     assert_eq!(rows[1][5], fix_of("imdsv2"));
 
     // Only the asked shop, and the usage code for a bad one.
-    let other = rig.run(&["report", "compliance", "--shop", "99999999"]);
-    assert_eq!(other.code, 0, "{other:?}");
-    assert!(
-        other.stdout.contains("0 stack(s) checked"),
-        "{}",
-        other.stdout
-    );
-    let bad = rig.run(&["report", "compliance", "--max-psk-age", "forever"]);
-    assert_eq!(bad.code, 2, "{bad:?}");
+    rig.run(&["report", "compliance", "--shop", "99999999"])
+        .ok()
+        .stdout_has("0 stack(s) checked");
+    rig.run(&["report", "compliance", "--max-psk-age", "forever"])
+        .status(2);
 }

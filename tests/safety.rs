@@ -63,11 +63,11 @@ fn at_terminal(rig: &Rig, args: &[&str], typed: &str) -> (i32, String) {
 fn prod_is_never_changed_by_omission() {
     let rig = Rig::new();
     // No --env (so prod), no terminal, no --yes: nothing written, exit 2, and it says why.
-    let r = rig.run(&["provision", "--shop", SHOP, "--until", "infra"]);
-    assert_eq!(r.code, 2, "{r:?}");
-    assert!(r.stderr.contains("is production"), "{}", r.stderr);
-    assert!(r.stderr.contains("--yes"), "{}", r.stderr);
-    assert_eq!(rig.proxy.writes(), Vec::<String>::new());
+    rig.run(&["provision", "--shop", SHOP, "--until", "infra"])
+        .status(2)
+        .stderr_has("is production")
+        .stderr_has("--yes")
+        .no_aws_write();
     assert!(rig.tagged(SHOP, "prod").is_empty());
 
     // At a terminal: the plan with account, region and cost, then the shop code typed back.
@@ -101,10 +101,9 @@ fn prod_is_never_changed_by_omission() {
     assert_eq!(screen.matches("+ VPC").count(), 1, "{screen}");
 
     // Converged: nothing to change, nothing to ask.
-    rig.proxy.reset();
     rig.run(&["provision", "--shop", SHOP, "--until", "infra"])
-        .ok();
-    assert_eq!(rig.proxy.writes(), Vec::<String>::new());
+        .ok()
+        .no_aws_write();
 
     // A location to rotate: `vpn create` records it in SSM before it fails on the host
     // (there is no host behind this instance). Creating a tunnel is not asked for.
@@ -149,36 +148,28 @@ fn prod_is_never_changed_by_omission() {
             phys,
         ],
     ] {
-        let mut args = cmd.clone();
-        args.extend(["--shop", SHOP]);
-        rig.proxy.reset();
-        let r = rig.run(&args);
-        assert_eq!(r.code, 2, "{cmd:?}: {r:?}");
-        assert!(r.stderr.contains("is production"), "{cmd:?}: {}", r.stderr);
-        assert_eq!(rig.proxy.writes(), Vec::<String>::new(), "{cmd:?}");
-        args.push("--yes");
-        let r = rig.run(&args);
-        assert!(!r.stderr.contains("is production"), "{cmd:?}: {}", r.stderr);
+        let run = || rig.poscloud(&cmd).args(["--shop", SHOP]);
+        run()
+            .run()
+            .status(2)
+            .stderr_has("is production")
+            .no_aws_write();
+        run().arg("--yes").run().stderr_lacks("is production");
     }
 
     // A batch with prod rows needs --yes, before any AWS call.
     let file = rig.home.path().join("wave.csv");
     std::fs::write(&file, format!("34567001,qa\n{SHOP},prod\n")).unwrap();
-    rig.proxy.reset();
-    let r = rig.run(&[
+    rig.run(&[
         "provision",
         "--shops-file",
         &file.to_string_lossy(),
         "--until",
         "infra",
-    ]);
-    assert_eq!(r.code, 2, "{r:?}");
-    assert!(
-        r.stderr.contains("wave.csv:2 shop 23456789"),
-        "{}",
-        r.stderr
-    );
-    assert!(rig.proxy.calls().is_empty());
+    ])
+    .status(2)
+    .stderr_has("wave.csv:2 shop 23456789")
+    .no_aws_call();
 }
 
 /// `poscloud … 2>&1 | head -3`: both streams into one pipe whose reader goes after 3 lines.
@@ -232,8 +223,9 @@ fn ctrl_c_exits_130() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", silent.local_addr().unwrap());
     let mut child = rig
-        .command(&["status", "--shop", SHOP, "--env", "qa"])
+        .poscloud(["status", "--shop", SHOP, "--env", "qa"])
         .env("AWS_ENDPOINT_URL", &url)
+        .command()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -255,32 +247,16 @@ fn ctrl_c_exits_130() {
 #[test]
 fn headers_summaries_and_journal_lines_name_the_account() {
     let rig = Rig::new();
-    let up = rig.provision_infra(SHOP, "qa").ok();
-    assert!(
-        up.stderr.contains(
-            "provision shop 23456789 (qa) in account 123456789012 (environment credentials), us-east-1"
-        ),
-        "{}",
-        up.stderr
-    );
-    assert!(
-        up.stdout
-            .contains("account         123456789012 (environment credentials)"),
-        "{}",
-        up.stdout
-    );
+    rig.provision_infra(SHOP, "qa")
+        .ok()
+        .stderr_has(
+            "provision shop 23456789 (qa) in account 123456789012 (environment credentials), us-east-1",
+        )
+        .stdout_has("account         123456789012 (environment credentials)");
     let json = rig
-        .run(&[
-            "provision",
-            "--shop",
-            SHOP,
-            "--env",
-            "qa",
-            "--until",
-            "infra",
-            "--output",
-            "json",
-        ])
+        .poscloud(common::infra_args(SHOP, "qa"))
+        .args(["--output", "json"])
+        .run()
         .ok()
         .json();
     assert_eq!(json["summary"]["account"], "123456789012");
@@ -306,44 +282,30 @@ fn headers_summaries_and_journal_lines_name_the_account() {
         (vec!["report", "compliance"], "stderr"),
     ] {
         let r = rig.run(&args);
-        let text = if out == "stdout" {
-            &r.stdout
+        let header = "account 123456789012 (environment credentials), us-east-1";
+        if out == "stdout" {
+            r.stdout_has(header);
         } else {
-            &r.stderr
-        };
-        assert!(
-            text.contains("account 123456789012 (environment credentials), us-east-1"),
-            "{args:?}: {r:?}"
-        );
+            r.stderr_has(header);
+        }
     }
 
-    let down = rig
-        .run(&["teardown", "--shop", SHOP, "--env", "qa", "--yes"])
-        .ok();
-    assert!(
-        down.stdout.contains("in account 123456789012"),
-        "{}",
-        down.stdout
-    );
+    rig.run(&["teardown", "--shop", SHOP, "--env", "qa", "--yes"])
+        .ok()
+        .stdout_has("in account 123456789012");
 }
 
 #[test]
 fn teardown_of_the_wrong_env_says_where_the_shop_is() {
     let rig = Rig::new();
     rig.provision_infra(SHOP, "prod").ok();
-    rig.proxy.reset();
-    let r = rig.run(&["teardown", "--shop", SHOP, "--env", "qa", "--yes"]);
-    assert_eq!(r.code, 1, "{r:?}");
-    assert!(
-        r.stderr.contains("shop 23456789 exists in: prod"),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains("--env prod"), "{}", r.stderr);
-    assert_eq!(rig.proxy.writes(), Vec::<String>::new());
+    rig.run(&["teardown", "--shop", SHOP, "--env", "qa", "--yes"])
+        .status(1)
+        .stderr_has("shop 23456789 exists in: prod")
+        .stderr_has("--env prod")
+        .no_aws_write();
     // A shop that exists nowhere: nothing to do, which is success (a re-run of a teardown).
-    let r = rig
-        .run(&["teardown", "--shop", "99999999", "--env", "qa", "--yes"])
-        .ok();
-    assert!(r.stdout.contains("nothing to tear down"), "{}", r.stdout);
+    rig.run(&["teardown", "--shop", "99999999", "--env", "qa", "--yes"])
+        .ok()
+        .stdout_has("nothing to tear down");
 }

@@ -72,8 +72,7 @@ fn no_aws_credential_in_output_journal_user_data_or_commands() {
     for (args, log) in runs {
         let mut env = creds.to_vec();
         env.push(("POSCLOUD_LOG", *log));
-        let r = rig.run_env(args, &env);
-        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        let r = rig.poscloud(*args).envs(env).run().ok();
         seen.push_str(&r.stdout);
         seen.push_str(&r.stderr);
     }

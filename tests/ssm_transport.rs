@@ -33,7 +33,9 @@ fn connect(rig: &Rig) -> Aws {
     .unwrap()
 }
 
-struct Setup {
+/// A dev stack whose instance is a test host, reached through poscloud's own SSM transport
+/// (the library, not the binary: no stack file, so not `common::host::Setup`).
+struct Ssm {
     rig: Rig,
     h: TestHost,
     aws: Aws,
@@ -41,7 +43,7 @@ struct Setup {
     bucket: String,
 }
 
-fn setup(name: &str, index: u8) -> Setup {
+fn ssm_host(name: &str, index: u8) -> Ssm {
     let rig = Rig::new();
     rig.provision_infra(SHOP, "dev").ok();
     let h = TestHost::up(name, index, false);
@@ -56,7 +58,7 @@ fn setup(name: &str, index: u8) -> Setup {
     let instance = d.instance().unwrap().id.clone();
     let bucket = d.output.name.clone();
     assert!(d.output.exists);
-    Setup {
+    Ssm {
         rig,
         h,
         aws,
@@ -65,7 +67,7 @@ fn setup(name: &str, index: u8) -> Setup {
     }
 }
 
-impl Setup {
+impl Ssm {
     fn remote(&self) -> Remote<'_> {
         Remote::Ssm(SsmTarget {
             aws: &self.aws,
@@ -174,7 +176,7 @@ impl Setup {
 
 #[test]
 fn commands_run_on_the_host_as_the_agent_runs_them() {
-    let s = setup("ssmt1", 28);
+    let s = ssm_host("ssmt1", 28);
     let remote = s.remote();
     let script = Program {
         name: "hello.sh",
@@ -297,7 +299,7 @@ exit 3
 
 #[test]
 fn timeouts_the_agent_offline_and_oversized_commands() {
-    let s = setup("ssmt2", 29);
+    let s = ssm_host("ssmt2", 29);
     assert_eq!(s.ping_status().as_deref(), Some("Online"));
 
     // Past executionTimeout the agent kills the command.
@@ -361,7 +363,7 @@ echo 'POSCLOUD_RESULT {"ok":true}'
 
 #[test]
 fn one_copy_at_a_time_after_a_lost_answer_or_an_interrupted_run() {
-    let s = setup("ssmt3", 30);
+    let s = ssm_host("ssmt3", 30);
     let remote = s.remote();
     let inputs = Inputs::new().set("SECS", "3").unwrap();
     let log = s.h.root.join("runs/log");

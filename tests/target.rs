@@ -2,16 +2,10 @@
 //! server), with records and lock kept on the host and not one AWS call; `pos connect`.
 
 mod common;
-use common::host::TestHost;
-use common::{Rig, Run};
+use common::host::{Setup, TestHost};
+use common::{Poscloud, Rig, Run};
 
 const SHOP: &str = "82000001";
-
-struct Setup {
-    rig: Rig,
-    h: TestHost,
-    stack: String,
-}
 
 fn setup() -> Setup {
     let rig = Rig::new();
@@ -40,58 +34,40 @@ fn setup() -> Setup {
         .unwrap()
         .success());
     std::fs::write(bad.join("a b/ordërs.db"), b"tampered").unwrap();
-    Setup { stack, rig, h }
+    Setup::new(rig, h, SHOP, stack)
 }
 
-impl Setup {
-    fn args<'a>(
-        &'a self,
-        args: &[&'a str],
-        target: &'a str,
-        key: &'a str,
-        hk: &'a str,
-    ) -> Vec<&'a str> {
-        let mut a: Vec<&str> = args.to_vec();
-        a.extend(["--shop", SHOP, "--env", "qa", "--stack", &self.stack]);
-        a.extend(["--target", target, "--ssh-key", key]);
-        if !hk.is_empty() {
-            a.extend(["--host-key-file", hk]);
-        }
-        a
-    }
+/// `poscloud ARGS` on the stack, with the test host as its --target (host key not given).
+fn on_target<'s>(s: &'s Setup, args: &[&str]) -> Poscloud<'s> {
+    s.poscloud(args).args(s.h.target_args())
+}
 
-    fn run(&self, args: &[&str]) -> Run {
-        let target = format!("ssh://{}", self.h.ssh_address());
-        let key = self.h.client_key.to_string_lossy().into_owned();
-        let hk = self.h.host_key_pub.to_string_lossy().into_owned();
-        self.rig.run(&self.args(args, &target, &key, &hk))
-    }
+/// `poscloud ARGS` on the stack and its --target, the host's own key pinned.
+fn run(s: &Setup, args: &[&str]) -> Run {
+    on_target(s, args).args(s.h.host_key_args()).run()
 }
 
 #[test]
 fn provision_on_a_target_host_runs_every_phase_without_aws() {
     let s = setup();
-    let target = format!("ssh://{}", s.h.ssh_address());
-    let key = s.h.client_key.to_string_lossy().into_owned();
 
     // The host key must come out of band: no trust on first use for a host we did not make.
-    let no_key = s.rig.run(&s.args(&["provision"], &target, &key, ""));
-    assert_eq!(no_key.code, 2, "{}", no_key.stderr);
-    assert!(
-        no_key.stderr.contains("--host-key-file"),
-        "{}",
-        no_key.stderr
-    );
+    on_target(&s, &["provision"])
+        .run()
+        .status(2)
+        .stderr_has("--host-key-file");
 
-    let out = s
-        .run(&[
+    let out = run(
+        &s,
+        &[
             "--output",
             "json",
             "provision",
             "--restore-from",
             "file:///srv/backup/",
-        ])
-        .ok();
+        ],
+    )
+    .ok();
     let phases = &out.json()["phases"];
     for p in ["bootstrap", "build", "restore", "stage", "ready"] {
         assert!(phases[p]["done_at"].is_string(), "{p}: {phases}");
@@ -121,9 +97,7 @@ fn provision_on_a_target_host_runs_every_phase_without_aws() {
     );
 
     // Run again: every phase is skipped.
-    let again = s
-        .run(&["provision", "--restore-from", "file:///srv/backup/"])
-        .ok();
+    let again = run(&s, &["provision", "--restore-from", "file:///srv/backup/"]).ok();
     for p in ["bootstrap", "build", "restore", "stage", "ready"] {
         assert!(
             again.stderr.contains(&format!("{p}: done at")),
@@ -133,10 +107,9 @@ fn provision_on_a_target_host_runs_every_phase_without_aws() {
     }
 
     // image build: the media are on the host already; --force builds them again.
-    let b = s.run(&["--output", "json", "image", "build"]).ok().json();
+    let b = run(&s, &["--output", "json", "image", "build"]).ok().json();
     assert_eq!(b["build"]["source"], "host", "{b}");
-    let b = s
-        .run(&["--output", "json", "image", "build", "--force"])
+    let b = run(&s, &["--output", "json", "image", "build", "--force"])
         .ok()
         .json();
     assert_eq!(b["build"]["source"], "built", "{b}");
@@ -149,37 +122,28 @@ fn provision_on_a_target_host_runs_every_phase_without_aws() {
         r#"{"user":"night-shift","host":"laptop-7","pid":4242,"command":"pos restore","since":"2026-11-23T02:00:00Z"}"#,
     )
     .unwrap();
-    let locked = s.run(&["pos", "stop"]);
-    assert_eq!(locked.code, 3, "{}", locked.stderr);
-    assert!(
-        locked.stderr.contains("night-shift@laptop-7"),
-        "{}",
-        locked.stderr
-    );
-    s.run(&["pos", "stop", "--break-lock"]).ok();
+    run(&s, &["pos", "stop"])
+        .status(3)
+        .stderr_has("night-shift@laptop-7");
+    run(&s, &["pos", "stop", "--break-lock"]).ok();
     assert!(s.h.pos_silent(), "stopped");
-    s.run(&["pos", "start"]).ok();
+    run(&s, &["pos", "start"]).ok();
     assert!(s.h.pos_answers(), "started again");
 
     // pos connect: a shell in the container through the system's ssh, host key pinned.
-    let hk = s.h.host_key_pub.to_string_lossy().into_owned();
-    let args = s.args(&["pos", "connect"], &target, &key, &hk);
-    let out = s.rig.run_with_input(
-        &args,
-        b"cat /etc/poscloud-media; cat /opt/pos/app/version; exit\n",
-    );
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let stdout = &out.stdout;
-    assert!(
-        stdout.contains("test media") && stdout.contains("v1"),
-        "{stdout}"
-    );
+    on_target(&s, &["pos", "connect"])
+        .args(s.h.host_key_args())
+        .stdin(b"cat /etc/poscloud-media; cat /opt/pos/app/version; exit\n")
+        .run()
+        .ok()
+        .stdout_has("test media")
+        .stdout_has("v1");
 
     // A wrong pinned key: connect refuses the host.
     let wrong = s.h.dir.path().join("wrong_host_key.pub");
-    let bad = s
-        .rig
-        .run(&s.args(&["pos", "connect"], &target, &key, &wrong.to_string_lossy()));
-    assert_ne!(bad.code, 0);
+    let bad = on_target(&s, &["pos", "connect"])
+        .args(["--host-key-file", &wrong.to_string_lossy()])
+        .run();
+    assert_ne!(bad.code, 0, "{bad:?}");
     assert_eq!(s.rig.proxy.calls().len(), 0, "still no AWS call");
 }

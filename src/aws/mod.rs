@@ -429,7 +429,7 @@ where
 
 /// AWS's error codes (and, where one code means two things, its message) as kinds: the one
 /// place that reads them.
-fn classify(code: &str, message: &str) -> Kind {
+pub(crate) fn classify(code: &str, message: &str) -> Kind {
     match code {
         "AuthFailure"
         | "InvalidClientTokenId"

@@ -105,6 +105,54 @@ impl TestHost {
         format!("{}@{}:{}", self.user, self.address, self.port)
     }
 
+    /// The machine's side of the host's veth (10.200.INDEX.1, INDEX as moved by the slot):
+    /// where a proxy listens that the host must reach.
+    pub fn root_side(&self) -> String {
+        self.address.rsplit_once('.').unwrap().0.to_string() + ".1"
+    }
+
+    fn path(p: &std::path::Path) -> String {
+        p.to_string_lossy().into_owned()
+    }
+
+    /// `--ssh user@address:port --ssh-key KEY`: this host as a stack's instance, over SSH
+    /// (its host key pinned from the console or given with [`TestHost::host_key_args`]).
+    pub fn ssh_args(&self) -> Vec<String> {
+        vec![
+            "--ssh".into(),
+            self.ssh_address(),
+            "--ssh-key".into(),
+            Self::path(&self.client_key),
+        ]
+    }
+
+    /// `--target ssh://user@address:port --ssh-key KEY`: this host as a `--target`.
+    pub fn target_args(&self) -> Vec<String> {
+        vec![
+            "--target".into(),
+            format!("ssh://{}", self.ssh_address()),
+            "--ssh-key".into(),
+            Self::path(&self.client_key),
+        ]
+    }
+
+    /// `--host-key-file HOST_KEY.pub`: this host's own key, pinned.
+    pub fn host_key_args(&self) -> Vec<String> {
+        vec!["--host-key-file".into(), Self::path(&self.host_key_pub)]
+    }
+
+    /// `--from ssh://… --from-host-key-file … --from-key …`: this host as a cutover source.
+    pub fn source_args(&self) -> Vec<String> {
+        vec![
+            "--from".into(),
+            format!("ssh://{}", self.ssh_address()),
+            "--from-host-key-file".into(),
+            Self::path(&self.host_key_pub),
+            "--from-key".into(),
+            Self::path(&self.client_key),
+        ]
+    }
+
     /// How many logins sshd accepted so far (to prove a run did or did not connect).
     pub fn accepted_logins(&self) -> usize {
         std::fs::read_to_string(self.dir.path().join("sshd.log"))
@@ -314,6 +362,41 @@ impl TestHost {
             .unwrap()
             .status
             .success()
+    }
+}
+
+/// One stack's test: the rig, its test host and the stack file, with runs that name the
+/// stack (`--shop SHOP --env qa --stack FILE`). Each test file's `setup()` makes the host
+/// and the stack it needs and returns one.
+pub struct Setup {
+    pub rig: super::Rig,
+    pub h: TestHost,
+    pub shop: &'static str,
+    pub stack: String,
+}
+
+impl Setup {
+    pub fn new(rig: super::Rig, h: TestHost, shop: &'static str, stack: String) -> Setup {
+        Setup {
+            rig,
+            h,
+            shop,
+            stack,
+        }
+    }
+
+    /// `poscloud ARGS --shop SHOP --env qa --stack FILE`, to add to and run.
+    pub fn poscloud<S: AsRef<str>>(
+        &self,
+        args: impl IntoIterator<Item = S>,
+    ) -> super::Poscloud<'_> {
+        self.rig
+            .poscloud(args)
+            .args(["--shop", self.shop, "--env", "qa", "--stack", &self.stack])
+    }
+
+    pub fn run(&self, args: &[&str]) -> super::Run {
+        self.poscloud(args).run()
     }
 }
 

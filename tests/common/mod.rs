@@ -8,7 +8,10 @@
 
 pub mod data;
 pub mod host;
+pub mod run;
 pub mod vpn;
+
+pub use run::{Poscloud, Run};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -18,7 +21,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -134,7 +137,8 @@ pub const TRUTH_KEY: &str = "rig-truth";
 /// One emulator (tests/rig/emulator.py) on a free loopback port; stopped (by PID) when
 /// dropped. `hosts` is its registry of test hosts (see `TestHost::bind`).
 pub struct Emulator {
-    child: Child,
+    /// None: no emulator, nothing listens on `port` (see `Rig::offline`).
+    child: Option<Child>,
     pub port: u16,
     model: tempfile::NamedTempFile,
 }
@@ -160,7 +164,11 @@ impl Emulator {
             .stderr(log)
             .spawn()
             .expect("start moto_server");
-        let emu = Emulator { child, port, model };
+        let emu = Emulator {
+            child: Some(child),
+            port,
+            model,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -170,6 +178,16 @@ impl Emulator {
             std::thread::sleep(Duration::from_millis(50));
         }
         emu
+    }
+
+    /// No emulator: a free loopback port nobody listens on.
+    fn none() -> Emulator {
+        let model = tempfile::NamedTempFile::new().unwrap();
+        Emulator {
+            child: None,
+            port: free_port(),
+            model,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -187,8 +205,10 @@ impl Emulator {
 
 impl Drop for Emulator {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -706,46 +726,22 @@ pub struct Rig {
     pub s3: aws_sdk_s3::Client,
 }
 
-#[derive(Debug)]
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    fn from(o: Output) -> Run {
-        use std::os::unix::process::ExitStatusExt;
-        Run {
-            code: o
-                .status
-                .code()
-                .unwrap_or_else(|| 128 + o.status.signal().unwrap_or(0)),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
-    }
-
-    pub fn ok(self) -> Run {
-        assert_eq!(
-            self.code, 0,
-            "failed:\nstdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", self.stdout))
-    }
-}
-
 impl Rig {
     pub fn new() -> Rig {
+        Rig::with(Emulator::start)
+    }
+
+    /// A rig with no emulator behind its proxy, for runs that must make no AWS call at all
+    /// (bad input): the proxy still records every call (answered 502), so a run that calls
+    /// fails its `no_aws_call()`; without moto's start-up such a test costs one poscloud run.
+    pub fn offline() -> Rig {
+        Rig::with(|_| Emulator::none())
+    }
+
+    fn with(emulator: impl FnOnce(&std::path::Path) -> Emulator) -> Rig {
         let home = tempfile::tempdir().unwrap();
         std::fs::create_dir(home.path().join("hosts")).unwrap();
-        let emu = Emulator::start(&home.path().join("hosts"));
+        let emu = emulator(&home.path().join("hosts"));
         let proxy = Proxy::start(emu.port);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -833,8 +829,14 @@ impl Rig {
         c
     }
 
+    /// A poscloud run to make (see `run.rs`): `rig.poscloud(args).env(…).stdin(…).run()`.
+    pub fn poscloud<S: AsRef<str>>(&self, args: impl IntoIterator<Item = S>) -> Poscloud<'_> {
+        Poscloud::new(self).args(args)
+    }
+
+    /// Runs poscloud with these arguments: `rig.run(args).status(2).stderr_has(…)`.
     pub fn run(&self, args: &[&str]) -> Run {
-        Run::from(self.command(args).output().expect("run poscloud"))
+        self.poscloud(args).run()
     }
 
     /// `provision --until infra` of one stack: the AWS part only (prod confirmed with --yes:
@@ -859,46 +861,6 @@ impl Rig {
                 "event": "write", "op": op, "resource": resource, "result": "ok"});
             writeln!(f, "{line}").unwrap();
         }
-    }
-
-    /// Runs with `input` on its standard input (then closed).
-    pub fn run_with_input(&self, args: &[&str], input: &[u8]) -> Run {
-        use std::io::Write;
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run poscloud");
-        child.stdin.take().unwrap().write_all(input).unwrap();
-        Run::from(child.wait_with_output().expect("run poscloud"))
-    }
-
-    /// Runs with extra (Some) or removed (None) environment variables.
-    pub fn run_env(&self, args: &[&str], env: &[(&str, Option<&str>)]) -> Run {
-        let mut c = self.command(args);
-        for (k, v) in env {
-            match v {
-                Some(v) => c.env(k, v),
-                None => c.env_remove(k),
-            };
-        }
-        Run::from(c.output().expect("run poscloud"))
-    }
-
-    /// Starts poscloud; the proxy kills it right after its n-th write.
-    pub fn run_killed_after_write(&self, args: &[&str], n: usize) -> Run {
-        let child = self
-            .command(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        self.proxy.kill_after_write(n, child.id());
-        let out = child.wait_with_output().unwrap();
-        self.proxy.reset();
-        Run::from(out)
     }
 
     pub fn block<F: std::future::Future>(&self, f: F) -> F::Output {

@@ -119,8 +119,7 @@ impl Pos {
     /// agent pointed at the emulator's IMDS and SSM (for the VPN keys it reads itself)
     /// through a proxy on the host's veth, which the caller keeps alive.
     pub fn boot(&self, rig: &super::Rig, shop: &str) -> super::Proxy {
-        let root_side = self.h.address.rsplit_once('.').unwrap().0.to_string() + ".1";
-        let proxy = super::Proxy::start_on(&root_side, rig.emu.port);
+        let proxy = super::Proxy::start_on(&self.h.root_side(), rig.emu.port);
         self.h.bind(rig, shop, "qa");
         self.h.finish_userdata();
         let url = proxy.url();
