@@ -640,8 +640,8 @@ pub struct CutoverRunArgs {
     #[arg(long, value_name = "KIBPS", default_value_t = 0)]
     pub bwlimit: u32,
     /// Stop after this step
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::phases::cutover::STEPS))]
-    pub until: Option<String>,
+    #[arg(long, value_enum)]
+    pub until: Option<crate::phases::cutover::CutoverStep>,
     #[command(flatten)]
     pub approve: Confirm,
 }

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::journal::Journal;
 use crate::ops;
 use crate::ops::cutover::{PlanReport, Request, RollbackReport, RunReport};
-use crate::phases::cutover::{self, Record, STEPS};
+use crate::phases::cutover::{self, CutoverState, CutoverStep, Record};
 use crate::phases::Site;
 use crate::remote::ssh::SshTarget;
 use crate::spec::StackSpec;
@@ -127,7 +127,7 @@ async fn plan(ctx: &Ctx, a: &CutoverArgs) -> Result<()> {
                 &format!(
                     "the cutover of {id} from {} finished at {}: nothing to plan\n",
                     r.source,
-                    r.text("finish", "at").unwrap_or("?")
+                    r.at(CutoverStep::Finish).unwrap_or("?")
                 ),
             );
             return Ok(());
@@ -138,7 +138,7 @@ async fn plan(ctx: &Ctx, a: &CutoverArgs) -> Result<()> {
             record,
         } => (source_url, preflight, record),
     };
-    let bytes = pf.facts["bytes"].as_u64().unwrap_or(0);
+    let bytes = pf.source.found().map_or(0, |f| f.bytes);
     let mut text = format!(
         "cutover of {id} from {} ({}, data {})\n",
         url, c.app, c.cutover.data_dir
@@ -150,16 +150,17 @@ async fn plan(ctx: &Ctx, a: &CutoverArgs) -> Result<()> {
         let _ = writeln!(text, "  PROBLEM: {p}");
     }
     text.push_str("steps:\n");
-    for s in STEPS {
+    for s in CutoverStep::ALL {
         let done = rec
             .as_ref()
-            .filter(|r| r.state == "running")
+            .filter(|r| r.state == CutoverState::Running)
             .is_some_and(|r| r.done(s));
         let _ = writeln!(
             text,
-            "  {} {s:<11} {}",
+            "  {} {:<11} {}",
             if done { "done" } else { "    " },
-            describe(s)
+            s.name(),
+            s.describe()
         );
     }
     let _ = writeln!(
@@ -169,7 +170,7 @@ async fn plan(ctx: &Ctx, a: &CutoverArgs) -> Result<()> {
     );
     ctx.result(
         json!({"source": url, "checks": pf.lines, "problems": pf.problems,
-               "facts": pf.facts, "vpn": pf.location, "steps": STEPS, "record": rec,
+               "facts": pf.facts, "vpn": pf.location, "steps": CutoverStep::ALL, "record": rec,
                "estimated_downtime": cutover::estimate_downtime(bytes)}),
         &text,
     );
@@ -180,19 +181,6 @@ async fn plan(ctx: &Ctx, a: &CutoverArgs) -> Result<()> {
             "the preflight found {} problem(s) (above); fix them before `cutover run`",
             pf.problems.len()
         )))
-    }
-}
-
-fn describe(step: &str) -> &'static str {
-    match step {
-        "preflight" => "checks: cloud POS staged, VPN up, source reachable, space, backup age",
-        "pre-sync" => "bulk copy while the shop is open (rsync, cloud host pulls over the VPN)",
-        "freeze" => "stop the physical POS (downtime starts)",
-        "final-sync" => "copy the changes since the pre-sync",
-        "verify" => "checksum of every file on both sides; any difference stops here",
-        "switch" => "start the cloud POS, health check, print the downtime",
-        "finish" => "mark the physical server as migrated; remove the cloud host's key from it",
-        _ => "",
     }
 }
 
@@ -213,10 +201,10 @@ async fn run_steps(ctx: &Ctx, a: &crate::cli::CutoverRunArgs) -> Result<()> {
         )
     };
     let journal = journal(ctx, &line)?;
-    let until = a.until.as_deref();
+    let until = a.until;
     let rec = match ops::cutover::run(&aws, ui, &approve, &c, journal, until, a.bwlimit).await? {
         RunReport::Finished(r) => {
-            let at = r.text("finish", "at").unwrap_or("?").to_string();
+            let at = r.at(CutoverStep::Finish).unwrap_or("?").to_string();
             ctx.result(
                 json!({"record": r, "changed": false}),
                 &format!(
@@ -235,7 +223,7 @@ async fn run_steps(ctx: &Ctx, a: &crate::cli::CutoverRunArgs) -> Result<()> {
         ),
         Some(next) => format!(
             "cutover of {id} stopped before {next} (--until {}); `poscloud cutover run` goes on from there\n",
-            a.until.as_deref().unwrap_or("?")
+            a.until.map_or("?", CutoverStep::name)
         ),
     };
     ctx.result(json!({"record": rec, "changed": true}), &text);
@@ -243,9 +231,7 @@ async fn run_steps(ctx: &Ctx, a: &crate::cli::CutoverRunArgs) -> Result<()> {
 }
 
 fn downtime_text(rec: &Record) -> String {
-    rec.steps
-        .get("switch")
-        .and_then(|s| s["downtime_s"].as_u64())
+    rec.downtime_s()
         .map(|d| format!(" (downtime {} min {} s)", d / 60, d % 60))
         .unwrap_or_default()
 }
@@ -266,9 +252,9 @@ async fn status(ctx: &Ctx, a: &PosArgs) -> Result<()> {
         "cutover of {id} from {}: {} (started {} by {})\n",
         rec.source, rec.state, rec.started_at, rec.by
     );
-    for s in STEPS {
-        let st = rec.steps.get(*s);
-        let at = st.and_then(|v| v["at"].as_str());
+    for s in CutoverStep::ALL {
+        let st = rec.steps.get(&s);
+        let at = rec.at(s);
         let shown = match (at, st) {
             (Some(at), _) => format!("done {at}"),
             (None, Some(v)) => format!(
@@ -277,9 +263,9 @@ async fn status(ctx: &Ctx, a: &PosArgs) -> Result<()> {
             ),
             (None, None) => String::new(),
         };
-        let _ = writeln!(text, "  {s:<11} {shown}");
+        let _ = writeln!(text, "  {:<11} {shown}", s.name());
     }
-    if rec.state == "running" {
+    if rec.state == CutoverState::Running {
         if let Some(n) = rec.next_step() {
             let _ = writeln!(text, "next: {n} (`poscloud cutover run` resumes there)");
         }
@@ -287,11 +273,7 @@ async fn status(ctx: &Ctx, a: &PosArgs) -> Result<()> {
     if let Some(at) = &rec.rolled_back_at {
         let _ = writeln!(text, "rolled back {} time(s), last at {at}", rec.rollbacks);
     }
-    if let Some(d) = rec
-        .steps
-        .get("switch")
-        .and_then(|s| s["downtime_s"].as_u64())
-    {
+    if let Some(d) = rec.downtime_s() {
         let _ = writeln!(
             text,
             "downtime {} min {} s (freeze → cloud POS up)",
@@ -323,7 +305,7 @@ async fn rollback(ctx: &Ctx, a: &CutoverArgs) -> Result<()> {
         }
         RollbackReport::RolledBack(rec) => rec,
     };
-    let text = if rec.state == "cleared" {
+    let text = if rec.state == CutoverState::Cleared {
         format!("nothing of {id} was stopped yet: the cutover record is cleared and the cloud host's key removed from the source\n")
     } else {
         format!("rolled back: the physical POS of {id} runs and answers again; the cloud POS is stopped. `poscloud cutover run` starts over\n")

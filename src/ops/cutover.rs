@@ -5,7 +5,7 @@ use super::locked_site;
 use crate::aws::Aws;
 use crate::error::{Error, Result};
 use crate::journal::Journal;
-use crate::phases::cutover::{self, Cutover, Preflight, Record, Source};
+use crate::phases::cutover::{self, Cutover, CutoverState, CutoverStep, Preflight, Record, Source};
 use crate::phases::{Reach, Site};
 use crate::remote::ssh::SshTarget;
 use crate::spec::{CutoverSpec, StackId, StackSpec};
@@ -66,7 +66,7 @@ pub async fn plan(aws: &Aws, ui: &Ui, req: &Request, journal: Journal) -> Result
     let id = &req.spec.id;
     let (site, _, src) = open(aws, ui, req, journal).await?;
     let record = cutover::load(aws, id).await?;
-    if let Some(r) = record.as_ref().filter(|r| r.state == "done") {
+    if let Some(r) = record.as_ref().filter(|r| r.state == CutoverState::Done) {
         return Ok(PlanReport::Finished(r.clone()));
     }
     let step = ui.step("preflight (read only)");
@@ -100,11 +100,14 @@ pub async fn run(
     approve: &dyn Fn(&Site<'_>) -> Result<()>,
     req: &Request,
     journal: Journal,
-    until: Option<&str>,
+    until: Option<CutoverStep>,
     bwlimit: u32,
 ) -> Result<RunReport> {
     let id = &req.spec.id;
-    if let Some(r) = cutover::load(aws, id).await?.filter(|r| r.state == "done") {
+    if let Some(r) = cutover::load(aws, id)
+        .await?
+        .filter(|r| r.state == CutoverState::Done)
+    {
         return Ok(RunReport::Finished(r));
     }
     let (site, instance, src) = open(aws, ui, req, journal).await?;
@@ -149,13 +152,13 @@ pub async fn rollback(
         None => {
             return Err(Error::usage(format!("{id} has no cutover to roll back")));
         }
-        Some(r) if r.state == "done" => {
+        Some(r) if r.state == CutoverState::Done => {
             return Err(Error::usage(format!(
                 "the cutover of {id} finished at {}: the cloud POS has served since, and rolling back would lose what it recorded. Copy the data back to the physical server first (not automated), then start it by hand",
-                r.text("finish", "at").unwrap_or("?")
+                r.at(CutoverStep::Finish).unwrap_or("?")
             )));
         }
-        Some(r) if r.state != "running" => return Ok(RollbackReport::Unchanged(r)),
+        Some(r) if r.state != CutoverState::Running => return Ok(RollbackReport::Unchanged(r)),
         Some(_) => {}
     }
     let (site, instance, src) = open(aws, ui, req, journal).await?;

@@ -8,8 +8,8 @@ use crate::aws::Aws;
 use crate::error::{Error, Result};
 use crate::journal::{local_host, local_user, now};
 use crate::remote::results::{
-    self, CloudFacts, CloudPos, CloudSync, PosStatus, ScriptResult, SrcAuthorize, SrcDeauthorize,
-    SrcFacts, SrcMark, SrcStart, SrcStop, Typed,
+    self, CloudFacts, CloudPos, CloudSync, PosStatus, ScriptResult, SrcApp, SrcAuthorize,
+    SrcDeauthorize, SrcFacts, SrcMark, SrcStart, SrcStop, Typed,
 };
 use crate::remote::ssh::SshTarget;
 use crate::remote::{no_sink, Inputs, Script};
@@ -21,16 +21,98 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-/// The steps, in order.
-pub const STEPS: &[&str] = &[
-    "preflight",
-    "pre-sync",
-    "freeze",
-    "final-sync",
-    "verify",
-    "switch",
-    "finish",
-];
+/// The steps, in the order they run (`--until` names one; records key by them).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum CutoverStep {
+    Preflight,
+    PreSync,
+    Freeze,
+    FinalSync,
+    Verify,
+    Switch,
+    Finish,
+}
+
+impl CutoverStep {
+    pub const ALL: [CutoverStep; 7] = [
+        CutoverStep::Preflight,
+        CutoverStep::PreSync,
+        CutoverStep::Freeze,
+        CutoverStep::FinalSync,
+        CutoverStep::Verify,
+        CutoverStep::Switch,
+        CutoverStep::Finish,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CutoverStep::Preflight => "preflight",
+            CutoverStep::PreSync => "pre-sync",
+            CutoverStep::Freeze => "freeze",
+            CutoverStep::FinalSync => "final-sync",
+            CutoverStep::Verify => "verify",
+            CutoverStep::Switch => "switch",
+            CutoverStep::Finish => "finish",
+        }
+    }
+
+    /// What the step does, for `cutover plan`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            CutoverStep::Preflight => {
+                "checks: cloud POS staged, VPN up, source reachable, space, backup age"
+            }
+            CutoverStep::PreSync => {
+                "bulk copy while the shop is open (rsync, cloud host pulls over the VPN)"
+            }
+            CutoverStep::Freeze => "stop the physical POS (downtime starts)",
+            CutoverStep::FinalSync => "copy the changes since the pre-sync",
+            CutoverStep::Verify => {
+                "checksum of every file on both sides; any difference stops here"
+            }
+            CutoverStep::Switch => "start the cloud POS, health check, print the downtime",
+            CutoverStep::Finish => {
+                "mark the physical server as migrated; remove the cloud host's key from it"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for CutoverStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where a cutover is (its record's `state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CutoverState {
+    /// Begun, not finished: `cutover run` resumes at the first step not done.
+    #[default]
+    Running,
+    /// Finished: the cloud POS serves.
+    Done,
+    /// Rolled back after the freeze: the physical POS serves again.
+    RolledBack,
+    /// Rolled back before the freeze (nothing was stopped): the record is deleted, and this
+    /// is only what the rollback reports.
+    Cleared,
+}
+
+impl std::fmt::Display for CutoverState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CutoverState::Running => "running",
+            CutoverState::Done => "done",
+            CutoverState::RolledBack => "rolled-back",
+            CutoverState::Cleared => "cleared",
+        })
+    }
+}
 
 /// A large shop's data over a shop's uplink: hours.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
@@ -46,12 +128,11 @@ const HASH_RATE: f64 = 150e6;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Record {
     pub source: String,
-    /// running, done or rolled-back.
-    pub state: String,
+    pub state: CutoverState,
     pub started_at: String,
     pub by: String,
     /// Step → its result with `at` (when it completed). `freeze` has `started_at` first.
-    pub steps: BTreeMap<String, Value>,
+    pub steps: BTreeMap<CutoverStep, Value>,
     #[serde(default)]
     pub rollbacks: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -59,23 +140,40 @@ pub struct Record {
 }
 
 impl Record {
-    pub fn done(&self, step: &str) -> bool {
-        self.steps.get(step).is_some_and(|s| s.get("at").is_some())
+    pub fn done(&self, step: CutoverStep) -> bool {
+        self.at(step).is_some()
+    }
+
+    /// When the step completed.
+    pub fn at(&self, step: CutoverStep) -> Option<&str> {
+        self.text(step, "at")
     }
 
     /// The first step not done, if any.
-    pub fn next_step(&self) -> Option<&'static str> {
-        STEPS.iter().copied().find(|s| !self.done(s))
+    pub fn next_step(&self) -> Option<CutoverStep> {
+        CutoverStep::ALL.into_iter().find(|s| !self.done(*s))
     }
 
     /// A text value of a step's result.
-    pub fn text(&self, step: &str, key: &str) -> Option<&str> {
-        self.steps.get(step).and_then(|s| s[key].as_str())
+    pub fn text(&self, step: CutoverStep, key: &str) -> Option<&str> {
+        self.steps.get(&step).and_then(|s| s[key].as_str())
     }
 
     /// Whether the physical POS may have been stopped by poscloud (freeze begun).
     pub fn frozen(&self) -> bool {
-        self.steps.contains_key("freeze")
+        self.steps.contains_key(&CutoverStep::Freeze)
+    }
+
+    /// When the freeze began (the downtime's start).
+    pub fn frozen_at(&self) -> Option<&str> {
+        self.text(CutoverStep::Freeze, "started_at")
+    }
+
+    /// Seconds from the freeze to the cloud POS up, once the switch is done.
+    pub fn downtime_s(&self) -> Option<u64> {
+        self.steps
+            .get(&CutoverStep::Switch)
+            .and_then(|s| s["downtime_s"].as_u64())
     }
 }
 
@@ -278,7 +376,7 @@ pub async fn preflight(
             f.app
         )),
     }
-    if found.is_some_and(|f| f.app != "running") {
+    if found.is_some_and(|f| f.app != SrcApp::Running) {
         problems.push(format!(
             "the POS application does not answer on the source (`{}` fails): is it running, and is [cutover] check right?",
             src.spec.check
@@ -381,15 +479,15 @@ impl Cutover<'_, '_> {
         stage::data_dir(self.spec.pos.as_ref().expect("checked by preflight"))
     }
 
-    async fn mark(&self, rec: &mut Record, step: &str, mut result: Value) -> Result<()> {
-        let prior = rec.steps.remove(step);
+    async fn mark(&self, rec: &mut Record, step: CutoverStep, mut result: Value) -> Result<()> {
+        let prior = rec.steps.remove(&step);
         if let (Some(Value::Object(p)), Value::Object(r)) = (prior, &mut result) {
             for (k, v) in p {
                 r.entry(k).or_insert(v);
             }
         }
         result["at"] = json!(now());
-        rec.steps.insert(step.into(), result);
+        rec.steps.insert(step, result);
         save(self.aws, self.id(), rec).await?;
         self.site.journal().event(
             "cutover-step",
@@ -424,27 +522,27 @@ impl Cutover<'_, '_> {
 
     /// The source's data directory as its SSH server sees it, from the preflight record.
     fn src_dir(rec: &Record) -> Result<String> {
-        rec.text("preflight", "data_dir")
+        rec.text(CutoverStep::Preflight, "data_dir")
             .map(str::to_string)
             .ok_or_else(|| Error::failed("the preflight record has no data_dir: run `poscloud cutover rollback`, then `cutover run` again"))
     }
 
     /// Runs the steps from the first one not done; `until` stops after that step, also when
     /// it was done already (a second `--until pre-sync` must never go on to the freeze).
-    pub async fn run(&self, until: Option<&str>) -> Result<Record> {
+    pub async fn run(&self, until: Option<CutoverStep>) -> Result<Record> {
         let id = self.id();
         let mut rec = match load(self.aws, id).await? {
-            Some(r) if r.state == "done" => return Ok(r),
-            Some(r) if r.state == "running" && r.source != self.src.url() => {
+            Some(r) if r.state == CutoverState::Done => return Ok(r),
+            Some(r) if r.state == CutoverState::Running && r.source != self.src.url() => {
                 return Err(Error::usage(format!(
                     "a cutover of {id} from {} is in progress; finish it with that --from, or `poscloud cutover rollback`",
                     r.source
                 )))
             }
-            Some(r) if r.state == "running" => r,
+            Some(r) if r.state == CutoverState::Running => r,
             prior => Record {
                 source: self.src.url(),
-                state: "running".into(),
+                state: CutoverState::Running,
                 started_at: now(),
                 by: format!("{}@{}", local_user(), local_host()),
                 steps: BTreeMap::new(),
@@ -452,7 +550,7 @@ impl Cutover<'_, '_> {
                 rolled_back_at: prior.and_then(|p| p.rolled_back_at),
             },
         };
-        for &step in STEPS {
+        for step in CutoverStep::ALL {
             if rec.done(step) {
                 if until == Some(step) {
                     break;
@@ -460,8 +558,8 @@ impl Cutover<'_, '_> {
                 continue;
             }
             match step {
-                "preflight" => self.preflight(&mut rec).await?,
-                "pre-sync" => {
+                CutoverStep::Preflight => self.preflight(&mut rec).await?,
+                CutoverStep::PreSync => {
                     let ui = self.ui.step("pre-sync: bulk copy while the shop is open");
                     let r = self.pre_sync(&rec).await;
                     let r = finish_step(ui, r, |r| {
@@ -469,8 +567,8 @@ impl Cutover<'_, '_> {
                     })?;
                     self.mark(&mut rec, step, r.json).await?;
                 }
-                "freeze" => self.freeze(&mut rec).await?,
-                "final-sync" => {
+                CutoverStep::Freeze => self.freeze(&mut rec).await?,
+                CutoverStep::FinalSync => {
                     let ui = self.ui.step("final sync: the changes since the pre-sync");
                     let r = self.sync(&Self::src_dir(&rec)?).await;
                     let r = finish_step(ui, r, |r| {
@@ -478,18 +576,17 @@ impl Cutover<'_, '_> {
                     })?;
                     self.mark(&mut rec, step, r.json).await?;
                 }
-                "verify" => self.verify(&mut rec).await?,
-                "switch" => self.switch(&mut rec).await?,
-                "finish" => {
+                CutoverStep::Verify => self.verify(&mut rec).await?,
+                CutoverStep::Switch => self.switch(&mut rec).await?,
+                CutoverStep::Finish => {
                     let ui = self
                         .ui
                         .step("finish: the physical server marked as migrated");
                     let r = self.finish().await;
                     let r = finish_step(ui, r, |_| String::new())?;
-                    rec.state = "done".into();
+                    rec.state = CutoverState::Done;
                     self.mark(&mut rec, step, r).await?;
                 }
-                _ => unreachable!("{step}"),
             }
             if until == Some(step) {
                 break;
@@ -526,7 +623,7 @@ impl Cutover<'_, '_> {
             .ok_or_else(|| Error::failed("the preflight found no data directory"))?;
         self.mark(
             rec,
-            "preflight",
+            CutoverStep::Preflight,
             json!({"data_dir": f.data_dir, "bytes": f.bytes, "files": f.files,
                    "app": f.app, "backup_age_s": f.backup_age_s, "vpn": pf.location}),
         )
@@ -564,8 +661,8 @@ impl Cutover<'_, '_> {
                 }
             };
             rec.steps.insert(
-                "freeze".into(),
-                json!({"started_at": now(), "was_running": facts.fields.found().is_some_and(|f| f.app == "running")}),
+                CutoverStep::Freeze,
+                json!({"started_at": now(), "was_running": facts.fields.found().is_some_and(|f| f.app == SrcApp::Running)}),
             );
             save(self.aws, self.id(), rec).await?;
         }
@@ -574,8 +671,12 @@ impl Cutover<'_, '_> {
             .run::<SrcStop>("src-stop", &[], "stopping the physical POS failed")
             .await;
         finish_step(ui, r, |_| String::new())?;
-        self.mark(rec, "freeze", json!({"stopped_by_poscloud": true}))
-            .await
+        self.mark(
+            rec,
+            CutoverStep::Freeze,
+            json!({"stopped_by_poscloud": true}),
+        )
+        .await
     }
 
     async fn verify(&self, rec: &mut Record) -> Result<()> {
@@ -630,7 +731,7 @@ impl Cutover<'_, '_> {
         if !diff.is_empty() {
             ui.failed();
             // The final sync runs again on the next `cutover run`.
-            rec.steps.remove("final-sync");
+            rec.steps.remove(&CutoverStep::FinalSync);
             save(self.aws, self.id(), rec).await?;
             let shown: Vec<&String> = diff.iter().take(20).collect();
             let more = diff.len().saturating_sub(shown.len());
@@ -647,7 +748,8 @@ impl Cutover<'_, '_> {
             .filter(|l| !l.starts_with("POSCLOUD_RESULT "))
             .count();
         ui.done(&format!("{files} files identical"));
-        self.mark(rec, "verify", json!({"files": files})).await
+        self.mark(rec, CutoverStep::Verify, json!({"files": files}))
+            .await
     }
 
     async fn switch(&self, rec: &mut Record) -> Result<()> {
@@ -673,12 +775,10 @@ impl Cutover<'_, '_> {
         ui.done("");
         stage::check_ready(self.site, self.ui, self.spec).await?;
         let up_at = now();
-        let downtime = rec
-            .text("freeze", "started_at")
-            .and_then(|s| seconds_between(s, &up_at));
+        let downtime = rec.frozen_at().and_then(|s| seconds_between(s, &up_at));
         self.mark(
             rec,
-            "switch",
+            CutoverStep::Switch,
             json!({"up_at": up_at, "downtime_s": downtime}),
         )
         .await?;
@@ -719,8 +819,8 @@ impl Cutover<'_, '_> {
     pub async fn rollback(&self) -> Result<Record> {
         let id = self.id();
         let mut rec = match load(self.aws, id).await? {
-            Some(r) if r.state == "running" && r.frozen() => r,
-            Some(r) if r.state == "running" => {
+            Some(r) if r.state == CutoverState::Running && r.frozen() => r,
+            Some(r) if r.state == CutoverState::Running => {
                 // Nothing stopped yet: only the key the pre-sync may have left goes.
                 self.src
                     .run::<SrcDeauthorize>(
@@ -731,7 +831,7 @@ impl Cutover<'_, '_> {
                     .await?;
                 self.aws.delete_parameter(&record_name(id)).await?;
                 let mut r = r;
-                r.state = "cleared".into();
+                r.state = CutoverState::Cleared;
                 return Ok(r);
             }
             Some(r) => return Ok(r),
@@ -772,7 +872,7 @@ impl Cutover<'_, '_> {
                 .await
         };
         finish_step(ui, work.await, |_| String::new())?;
-        rec.state = "rolled-back".into();
+        rec.state = CutoverState::RolledBack;
         rec.rollbacks += 1;
         rec.rolled_back_at = Some(now());
         save(self.aws, id, &rec).await?;
@@ -866,17 +966,39 @@ mod tests {
     #[test]
     fn the_next_step_is_the_first_not_done() {
         let mut r = Record::default();
-        assert_eq!(r.next_step(), Some("preflight"));
-        r.steps.insert("preflight".into(), json!({"at": "t"}));
-        r.steps.insert("pre-sync".into(), json!({"at": "t"}));
+        assert_eq!(r.next_step(), Some(CutoverStep::Preflight));
+        r.steps.insert(CutoverStep::Preflight, json!({"at": "t"}));
+        r.steps.insert(CutoverStep::PreSync, json!({"at": "t"}));
         // A freeze begun but not finished is not done, but the POS may be stopped.
-        r.steps.insert("freeze".into(), json!({"started_at": "t"}));
-        assert_eq!(r.next_step(), Some("freeze"));
+        r.steps
+            .insert(CutoverStep::Freeze, json!({"started_at": "t"}));
+        assert_eq!(r.next_step(), Some(CutoverStep::Freeze));
         assert!(r.frozen());
-        for s in STEPS {
-            r.steps.insert((*s).into(), json!({"at": "t"}));
+        for s in CutoverStep::ALL {
+            r.steps.insert(s, json!({"at": "t"}));
         }
         assert_eq!(r.next_step(), None);
+    }
+
+    /// Records in SSM name steps and states as they always did: a record written by an
+    /// earlier poscloud still reads, and `--until` takes the same names.
+    #[test]
+    fn a_record_keeps_its_wire_names() {
+        let old = r#"{"source":"ssh://root@h:22","state":"rolled-back","started_at":"t","by":"u@h",
+            "steps":{"final-sync":{"at":"t"},"pre-sync":{"at":"t"},"preflight":{"at":"t"}}}"#;
+        let r: Record = serde_json::from_str(old).unwrap();
+        assert_eq!(r.state, CutoverState::RolledBack);
+        assert_eq!(r.next_step(), Some(CutoverStep::Freeze));
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["state"], "rolled-back");
+        assert_eq!(v["steps"]["pre-sync"]["at"], "t", "{v}");
+        for s in CutoverStep::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.name());
+            assert_eq!(
+                <CutoverStep as clap::ValueEnum>::from_str(s.name(), false),
+                Ok(s)
+            );
+        }
     }
 
     #[test]

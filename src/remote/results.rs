@@ -354,6 +354,23 @@ pub enum SrcFacts {
 }
 what!(SrcFacts, "cutover.sh src-facts");
 
+/// The source's POS application, by its check command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SrcApp {
+    Running,
+    Stopped,
+}
+
+impl std::fmt::Display for SrcApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SrcApp::Running => "running",
+            SrcApp::Stopped => "stopped",
+        })
+    }
+}
+
 /// The source's data directory as src-facts found it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SrcData {
@@ -361,8 +378,8 @@ pub struct SrcData {
     pub data_dir: String,
     pub bytes: u64,
     pub files: u64,
-    /// "running" or "stopped" (CHECK_CMD).
-    pub app: String,
+    /// Whether the source's POS answers its check (CHECK_CMD).
+    pub app: SrcApp,
     /// The migration marker's text, if the source is marked.
     #[serde(deserialize_with = "nullable")]
     pub marker: Option<String>,
@@ -633,10 +650,7 @@ mod tests {
         let f = check::<SrcFacts>(&r, &[]);
         let f = f.found().expect("found");
         // du counts the directory too.
-        assert_eq!(
-            (f.bytes >= 5, f.files, f.app.as_str()),
-            (true, 1, "running")
-        );
+        assert_eq!((f.bytes >= 5, f.files, f.app), (true, 1, SrcApp::Running));
         assert_eq!((f.marker.as_deref(), f.backup_age_s), (None, None));
         let (_, r) = src(
             "src-mark",
