@@ -70,8 +70,9 @@ pub fn local_host() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-pub fn now() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+/// Now, as records keep it (to the second).
+pub fn now() -> crate::time::Time {
+    crate::time::Time::now()
 }
 
 impl Journal {

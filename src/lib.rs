@@ -16,6 +16,7 @@ pub mod report;
 pub mod resources;
 pub mod spec;
 pub mod teardown;
+pub mod time;
 pub mod ui;
 pub mod userdata;
 

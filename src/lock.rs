@@ -15,7 +15,7 @@ pub fn me(command: &str) -> LockHolder {
         host: local_host(),
         pid: std::process::id(),
         command: command.to_string(),
-        since: now(),
+        since: now().to_string(),
     }
 }
 

@@ -9,6 +9,7 @@ use crate::phases::PhaseState;
 use crate::remote::results::UserdataMarker;
 use crate::resources::discover::{Discovered, StackSummary};
 use crate::spec::{Env, Rates, StackId, StackSpec};
+use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -300,14 +301,14 @@ pub fn usage(
     let mut notes = Vec::new();
     let mut instance_type = None;
     if let Some(s) = live {
-        let created = s.created.as_deref().and_then(parse_time);
-        let launched = s.launch_time.as_deref().and_then(parse_time);
+        let created = s.created.map(Time::system);
+        let launched = s.launch_time.map(Time::system);
         if let (Some(i), Some(launched)) = (&s.instance, launched) {
             instance_type = s.instance_type.clone();
             let r = running.entry(i.clone()).or_default();
             r.push((launched, true));
             let stopped = s.state.as_ref().is_some_and(|s| s.is_stopped());
-            match s.stopped_at.as_deref().and_then(parse_time) {
+            match s.stopped_at.map(Time::system) {
                 Some(at) if stopped => r.push((at, false)),
                 _ if stopped => {
                     r.push((launched, false));
@@ -384,12 +385,7 @@ pub fn billed_in(u: &Usage, live: Option<&StackSummary>, to: SystemTime) -> bool
         || u.volume_hours > 0.0
         || u.public_ipv4_hours > 0.0
         || u.total_usd > 0.0;
-    let made_before = |s: &StackSummary| {
-        s.created
-            .as_deref()
-            .and_then(parse_time)
-            .is_none_or(|c| c < to)
-    };
+    let made_before = |s: &StackSummary| s.created.is_none_or(|c| c.system() < to);
     used || live.is_some_and(made_before)
 }
 
@@ -606,14 +602,9 @@ pub fn compliance(e: &Evidence) -> Vec<Check> {
     let mut old = Vec::new();
     let mut weak = Vec::new();
     for l in e.vpn {
-        match parse_time(&l.psk_rotated_at) {
-            Some(t) if age_days(t, e.now) <= max_psk => {}
-            Some(t) => old.push(format!(
-                "{}: key {} days old",
-                l.location.name,
-                age_days(t, e.now)
-            )),
-            None => old.push(format!("{}: key age unknown", l.location.name)),
+        let age = age_days(l.psk_rotated_at.system(), e.now);
+        if age > max_psk {
+            old.push(format!("{}: key {age} days old", l.location.name));
         }
         let w: Vec<&str> = crate::spec::vpn::weak_algorithms(&l.location.proposals)
             .into_iter()

@@ -127,7 +127,8 @@ async fn plan(ctx: &Ctx, a: &CutoverArgs) -> Result<()> {
                 &format!(
                     "the cutover of {id} from {} finished at {}: nothing to plan\n",
                     r.source,
-                    r.at(CutoverStep::Finish).unwrap_or("?")
+                    r.at(CutoverStep::Finish)
+                        .map_or("?".into(), |t| t.to_string())
                 ),
             );
             return Ok(());
@@ -204,7 +205,9 @@ async fn run_steps(ctx: &Ctx, a: &crate::cli::CutoverRunArgs) -> Result<()> {
     let until = a.until;
     let rec = match ops::cutover::run(&aws, ui, &approve, &c, journal, until, a.bwlimit).await? {
         RunReport::Finished(r) => {
-            let at = r.at(CutoverStep::Finish).unwrap_or("?").to_string();
+            let at = r
+                .at(CutoverStep::Finish)
+                .map_or("?".into(), |t| t.to_string());
             ctx.result(
                 json!({"record": r, "changed": false}),
                 &format!(

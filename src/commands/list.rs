@@ -50,7 +50,7 @@ pub async fn run(ctx: &Ctx) -> Result<()> {
             s.instance.as_deref().unwrap_or("-"),
             s.state.as_ref().map_or("-", |s| s.as_str()),
             s.instance_type.as_deref().unwrap_or("-"),
-            s.launch_time.as_deref().unwrap_or("-"),
+            s.launch_time.map_or("-".into(), |t| t.to_string()),
             hours,
             phases,
             s.vpn_locations,

@@ -121,10 +121,7 @@ async fn older(ctx: &Ctx, args: &TeardownArgs, age: std::time::Duration) -> Resu
                 "  {:<10} {:<4} created {}  {}",
                 id.shop.as_str(),
                 id.env.as_str(),
-                s.created
-                    .as_deref()
-                    .or(s.launch_time.as_deref())
-                    .unwrap_or("?"),
+                s.created_at().map_or("?".into(), |t| t.to_string()),
                 s.instance.as_deref().unwrap_or("(no instance)")
             );
         }

@@ -155,7 +155,7 @@ pub async fn rollback(
         Some(r) if r.state == CutoverState::Done => {
             return Err(Error::usage(format!(
                 "the cutover of {id} finished at {}: the cloud POS has served since, and rolling back would lose what it recorded. Copy the data back to the physical server first (not automated), then start it by hand",
-                r.at(CutoverStep::Finish).unwrap_or("?")
+                r.at(CutoverStep::Finish).map_or("?".into(), |t| t.to_string())
             )));
         }
         Some(r) if r.state != CutoverState::Running => return Ok(RollbackReport::Unchanged(r)),

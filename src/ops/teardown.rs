@@ -159,7 +159,7 @@ pub async fn older(
             continue;
         }
         match s.created_at() {
-            Some(t) if t < cutoff => old.push((id, s)),
+            Some(t) if t.system() < cutoff => old.push((id, s)),
             Some(_) => {}
             None => ui.warn(format!(
                 "{id}: its creation time is unknown (no poscloud:created tag, no instance): left alone; tear it down by its shop code"

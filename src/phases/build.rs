@@ -33,7 +33,7 @@ pub struct CacheRecord {
     pub kickstart: String,
     pub sha256: String,
     pub bytes: u64,
-    pub built_at: String,
+    pub built_at: crate::time::Time,
     pub built_on: String,
 }
 

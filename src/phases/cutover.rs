@@ -14,6 +14,7 @@ use crate::remote::results::{
 use crate::remote::ssh::SshTarget;
 use crate::remote::{no_sink, Inputs, Script};
 use crate::spec::{CutoverSpec, StackId, StackSpec};
+use crate::time::Time;
 use crate::ui::Ui;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -125,18 +126,18 @@ const SPACE_FACTOR: f64 = 1.2;
 const HASH_RATE: f64 = 150e6;
 
 /// The cutover's record: SSM `/poscloud/<shop>/<env>/cutover`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
     pub source: String,
     pub state: CutoverState,
-    pub started_at: String,
+    pub started_at: crate::time::Time,
     pub by: String,
     /// Step → its result with `at` (when it completed). `freeze` has `started_at` first.
     pub steps: BTreeMap<CutoverStep, Value>,
     #[serde(default)]
     pub rollbacks: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rolled_back_at: Option<String>,
+    pub rolled_back_at: Option<crate::time::Time>,
 }
 
 impl Record {
@@ -145,8 +146,8 @@ impl Record {
     }
 
     /// When the step completed.
-    pub fn at(&self, step: CutoverStep) -> Option<&str> {
-        self.text(step, "at")
+    pub fn at(&self, step: CutoverStep) -> Option<Time> {
+        self.text(step, "at").and_then(|t| t.parse().ok())
     }
 
     /// The first step not done, if any.
@@ -165,8 +166,9 @@ impl Record {
     }
 
     /// When the freeze began (the downtime's start).
-    pub fn frozen_at(&self) -> Option<&str> {
+    pub fn frozen_at(&self) -> Option<Time> {
         self.text(CutoverStep::Freeze, "started_at")
+            .and_then(|t| t.parse().ok())
     }
 
     /// Seconds from the freeze to the cloud POS up, once the switch is done.
@@ -775,7 +777,7 @@ impl Cutover<'_, '_> {
         ui.done("");
         stage::check_ready(self.site, self.ui, self.spec).await?;
         let up_at = now();
-        let downtime = rec.frozen_at().and_then(|s| seconds_between(s, &up_at));
+        let downtime = rec.frozen_at().and_then(|t| t.secs_until(up_at));
         self.mark(
             rec,
             CutoverStep::Switch,
@@ -792,7 +794,7 @@ impl Cutover<'_, '_> {
     }
 
     async fn finish(&self) -> Result<Value> {
-        let at = now();
+        let at = now().to_string();
         self.src
             .run::<SrcMark>(
                 "src-mark",
@@ -896,11 +898,6 @@ fn finish_step<T>(ui: crate::ui::Step, r: Result<T>, detail: impl Fn(&T) -> Stri
     }
 }
 
-fn seconds_between(a: &str, b: &str) -> Option<u64> {
-    let t = |s: &str| humantime::parse_rfc3339(s).ok();
-    t(b)?.duration_since(t(a)?).ok().map(|d| d.as_secs())
-}
-
 fn human_duration_exact(s: u64) -> String {
     format!("{} min {} s", s / 60, s % 60)
 }
@@ -963,19 +960,33 @@ mod tests {
         assert!(compare(src, src).is_empty());
     }
 
+    const T: &str = "2026-11-23T00:00:00Z";
+
+    fn record() -> Record {
+        Record {
+            source: "ssh://root@10.5.0.9:22".into(),
+            state: CutoverState::Running,
+            started_at: "2026-11-23T00:00:00Z".parse().unwrap(),
+            by: "tester@here".into(),
+            steps: BTreeMap::new(),
+            rollbacks: 0,
+            rolled_back_at: None,
+        }
+    }
+
     #[test]
     fn the_next_step_is_the_first_not_done() {
-        let mut r = Record::default();
+        let mut r = record();
         assert_eq!(r.next_step(), Some(CutoverStep::Preflight));
-        r.steps.insert(CutoverStep::Preflight, json!({"at": "t"}));
-        r.steps.insert(CutoverStep::PreSync, json!({"at": "t"}));
+        r.steps.insert(CutoverStep::Preflight, json!({"at": T}));
+        r.steps.insert(CutoverStep::PreSync, json!({"at": T}));
         // A freeze begun but not finished is not done, but the POS may be stopped.
         r.steps
-            .insert(CutoverStep::Freeze, json!({"started_at": "t"}));
+            .insert(CutoverStep::Freeze, json!({"started_at": T}));
         assert_eq!(r.next_step(), Some(CutoverStep::Freeze));
         assert!(r.frozen());
         for s in CutoverStep::ALL {
-            r.steps.insert(s, json!({"at": "t"}));
+            r.steps.insert(s, json!({"at": T}));
         }
         assert_eq!(r.next_step(), None);
     }
@@ -984,14 +995,14 @@ mod tests {
     /// earlier poscloud still reads, and `--until` takes the same names.
     #[test]
     fn a_record_keeps_its_wire_names() {
-        let old = r#"{"source":"ssh://root@h:22","state":"rolled-back","started_at":"t","by":"u@h",
-            "steps":{"final-sync":{"at":"t"},"pre-sync":{"at":"t"},"preflight":{"at":"t"}}}"#;
+        let old = r#"{"source":"ssh://root@h:22","state":"rolled-back","started_at":"2026-11-23T00:00:00Z","by":"u@h",
+            "steps":{"final-sync":{"at":"2026-11-23T00:00:00Z"},"pre-sync":{"at":"2026-11-23T00:00:00Z"},"preflight":{"at":"2026-11-23T00:00:00Z"}}}"#;
         let r: Record = serde_json::from_str(old).unwrap();
         assert_eq!(r.state, CutoverState::RolledBack);
         assert_eq!(r.next_step(), Some(CutoverStep::Freeze));
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["state"], "rolled-back");
-        assert_eq!(v["steps"]["pre-sync"]["at"], "t", "{v}");
+        assert_eq!(v["steps"]["pre-sync"]["at"], T, "{v}");
         for s in CutoverStep::ALL {
             assert_eq!(serde_json::to_value(s).unwrap(), s.name());
             assert_eq!(
@@ -1003,10 +1014,11 @@ mod tests {
 
     #[test]
     fn downtime_is_measured_between_two_times() {
-        assert_eq!(
-            seconds_between("2026-11-23T01:00:00Z", "2026-11-23T01:04:05Z"),
-            Some(245)
-        );
+        let mut r = record();
+        let freeze = json!({"started_at": "2026-11-23T01:00:00Z"});
+        r.steps.insert(CutoverStep::Freeze, freeze);
+        let up: Time = "2026-11-23T01:04:05Z".parse().unwrap();
+        assert_eq!(r.frozen_at().and_then(|t| t.secs_until(up)), Some(245));
         assert_eq!(human_duration_exact(245), "4 min 5 s");
         assert!(estimate_downtime(15_000_000_000).contains("checksums of 15000000000 bytes"));
     }

@@ -88,7 +88,7 @@ impl std::fmt::Display for Phase {
 /// What is recorded (SSM, or the host for --target) when a phase completes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PhaseState {
-    pub done_at: String,
+    pub done_at: crate::time::Time,
     pub by: String,
     pub target: String,
     pub result: serde_json::Value,

@@ -9,6 +9,7 @@ use crate::remote::results::{self, Typed, VpnApply, VpnStatus};
 use crate::remote::{Inputs, Remote, Script};
 use crate::spec::vpn::Location;
 use crate::spec::{StackId, StackSpec};
+use crate::time::Time;
 use crate::ui::Ui;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -18,12 +19,12 @@ use std::time::Duration;
 pub struct LocationRecord {
     #[serde(flatten)]
     pub location: Location,
-    pub created_at: String,
+    pub created_at: Time,
     /// When the current key was made (key age is a compliance item).
-    pub psk_rotated_at: String,
+    pub psk_rotated_at: Time,
     /// A rotation waiting for the router: since when the next key exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub psk_next_since: Option<String>,
+    pub psk_next_since: Option<Time>,
 }
 
 pub fn config_path(id: &StackId) -> String {
@@ -173,17 +174,17 @@ pub async fn ensure(
     let psk = psk_name(id, &location.name);
     let now = crate::journal::now();
     let rotated = match (prior, aws.get_secret(&psk).await?.is_some()) {
-        (Some(p), true) => p.psk_rotated_at.clone(),
+        (Some(p), true) => p.psk_rotated_at,
         _ => {
             aws.put_secret(&psk, &crate::spec::vpn::new_psk()?).await?;
-            now.clone()
+            now
         }
     };
     let rec = LocationRecord {
         location: location.clone(),
-        created_at: prior.map(|p| p.created_at.clone()).unwrap_or(now),
+        created_at: prior.map_or(now, |p| p.created_at),
         psk_rotated_at: rotated,
-        psk_next_since: prior.and_then(|p| p.psk_next_since.clone()),
+        psk_next_since: prior.and_then(|p| p.psk_next_since),
     };
     save(aws, id, &rec).await?;
     Ok(rec)

@@ -5,6 +5,7 @@ use crate::aws::Aws;
 use crate::error::Result;
 use crate::resources::eni::EniQuery;
 use crate::spec::StackId;
+use crate::time::{sdk_time, Time};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -421,13 +422,13 @@ impl Aws {
 pub struct StackSummary {
     pub vpc: Option<String>,
     /// The VPC's creation time tag (stacks made before it existed have none).
-    pub created: Option<String>,
+    pub created: Option<Time>,
     pub instance: Option<String>,
     pub state: Option<InstanceState>,
     pub instance_type: Option<String>,
-    pub launch_time: Option<String>,
+    pub launch_time: Option<Time>,
     /// When a stopped instance stopped (EC2 keeps only its latest stop, in the state reason).
-    pub stopped_at: Option<String>,
+    pub stopped_at: Option<Time>,
     pub public_ips: Vec<String>,
     /// The host's (eth0) and the POS's (eth1) public address, by their role tags.
     pub host_ip: Option<String>,
@@ -443,21 +444,17 @@ pub struct StackSummary {
 }
 
 /// The time in EC2's "User initiated (2026-11-20 10:00:00 GMT)" state reason, as RFC 3339.
-fn stopped_at(reason: &str) -> Option<String> {
+fn stopped_at(reason: &str) -> Option<Time> {
     let inner = reason.split_once('(')?.1.split_once(')')?.0;
     let (date, time) = inner.split_once(' ')?;
     let time = time.split(' ').next()?;
-    let t = format!("{date}T{time}Z");
-    humantime::parse_rfc3339(&t).ok().map(|_| t)
+    format!("{date}T{time}Z").parse().ok()
 }
 
 impl StackSummary {
     /// When the stack was created: its VPC's tag, else the instance's launch time.
-    pub fn created_at(&self) -> Option<std::time::SystemTime> {
-        self.created
-            .as_deref()
-            .or(self.launch_time.as_deref())
-            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+    pub fn created_at(&self) -> Option<Time> {
+        self.created.or(self.launch_time)
     }
 }
 
@@ -479,7 +476,8 @@ impl Aws {
             if let Some((id, _)) = tags::stack_of(v.tags()) {
                 let s = out.entry(id).or_default();
                 s.vpc = v.vpc_id().map(str::to_string);
-                s.created = tags::get(v.tags(), tags::CREATED).map(str::to_string);
+                // A tag edited into something else reads as unknown.
+                s.created = tags::get(v.tags(), tags::CREATED).and_then(|t| t.parse().ok());
             }
         }
         let reservations = self
@@ -505,7 +503,7 @@ impl Aws {
                 s.instance = i.instance_id().map(str::to_string);
                 s.state = state;
                 s.instance_type = i.instance_type().map(|t| t.as_str().to_string());
-                s.launch_time = i.launch_time().map(|t| t.to_string());
+                s.launch_time = i.launch_time().and_then(sdk_time);
                 s.stopped_at = i.state_transition_reason().and_then(stopped_at);
             }
         }
@@ -602,7 +600,10 @@ mod tests {
             "User initiated (2026-11-20 10:00:05 GMT)",
             "User initiated (2026-11-20 10:00:05 UTC)",
         ] {
-            assert_eq!(stopped_at(reason).as_deref(), Some("2026-11-20T10:00:05Z"));
+            assert_eq!(
+                stopped_at(reason).map(|t| t.to_string()).as_deref(),
+                Some("2026-11-20T10:00:05Z")
+            );
         }
         assert_eq!(stopped_at(""), None);
         assert_eq!(stopped_at("Server.SpotInstanceTermination"), None);

@@ -11,6 +11,7 @@ use crate::aws::Aws;
 use crate::error::{Error, Result};
 use crate::resources::discover::Discovered;
 use crate::spec::{StackId, StackSpec};
+use crate::time::{sdk_time, Time};
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, BlockDeviceMapping, EbsBlockDevice, HttpTokensState,
@@ -136,7 +137,7 @@ pub struct Instance {
     pub state: InstanceState,
     pub instance_type: String,
     pub image_id: String,
-    pub launch_time: Option<String>,
+    pub launch_time: Option<Time>,
     /// (device index, ENI id, private IP)
     pub interfaces: Vec<(i32, String, String)>,
     pub profile_arn: Option<String>,
@@ -174,7 +175,7 @@ impl Instance {
                 .map(|t| t.as_str().to_string())
                 .unwrap_or_default(),
             image_id: i.image_id().unwrap_or_default().to_string(),
-            launch_time: i.launch_time().map(|t| t.to_string()),
+            launch_time: i.launch_time().and_then(sdk_time),
             interfaces,
             profile_arn: i
                 .iam_instance_profile()

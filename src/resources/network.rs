@@ -96,7 +96,7 @@ impl Aws {
                     id,
                     Role::Vpc,
                     ResourceType::Vpc,
-                    Some((tags::CREATED, crate::journal::now())),
+                    Some((tags::CREATED, crate::journal::now().to_string())),
                 ))
                 .customize()
                 .config_override(v.ec2())
