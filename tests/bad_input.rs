@@ -41,6 +41,16 @@ impl Files<'_> {
         )
     }
 
+    /// A stack whose POS media come from a kickstart beside it that never ends its
+    /// %packages section.
+    fn kickstart_stack(&self) -> String {
+        std::fs::write(self.0.home.path().join("bad.ks"), "%packages\nbash\n").unwrap();
+        self.stack(
+            "termination_protection = false",
+            &Self::pos("kickstart = \"bad.ks\"\n"),
+        )
+    }
+
     /// A TOML type error (disk_gb a string).
     fn bad4(&self) -> String {
         self.0
@@ -124,6 +134,9 @@ refused! {
             "termination_protection = false",
             "termination_protection = false\n[pos]\napp = \"rti\"\nversion = \"1.0\"\n",
         )] => format!("{}:13:1: [pos]: missing field `artifact_url`", f.stack_path());
+    /// A kickstart is read when the stack loads, not on the host after the infrastructure.
+    a_kickstart_with_an_unended_section(f): [P, "--shop", S, "--stack", f.kickstart_stack()]
+        => "`pos.kickstart`";
     an_unknown_size(f): [P, "--shop", S, "--size", "huge"] => "invalid value 'huge'";
     an_unknown_output_format(f): [P, "--shop", S, "--output", "yaml"] => "invalid value 'yaml'";
     a_region_that_is_no_region(f): [P, "--shop", S, "--region", "moon-base"] => "not an AWS region";

@@ -65,16 +65,14 @@ pub async fn run(
         ));
         return Ok(None);
     };
-    // Read here, so the host gets ready lists and a bad kickstart fails before it.
-    let ks = super::kickstart::parse(&media.kickstart)
-        .map_err(|e| Error::usage(format!("{}: {e}", media.kickstart_source)))?;
     let mut inputs = Inputs::new()
         .set("APP", &pos.app.name)?
         .set("VERSION", &media.version)?
         .set("KEY", &media.key)?
         .set("IMAGE", &media.image)?
         .set("FORCE", if force { "1" } else { "0" })?;
-    for (name, value) in ks.inputs() {
+    // Read when the stack loaded: the host gets ready lists, not a kickstart to parse.
+    for (name, value) in media.parsed.inputs() {
         inputs = inputs.set(&name, value)?;
     }
     // The region's cache (stacks in AWS only; a --target host keeps its media to itself).

@@ -4,7 +4,6 @@
 pub mod bootstrap;
 pub mod build;
 pub mod cutover;
-pub mod kickstart;
 pub mod restore;
 pub mod stage;
 pub mod vpn;

@@ -668,6 +668,9 @@ pub struct Media {
     pub kickstart_source: String,
     #[serde(skip)]
     pub kickstart: String,
+    /// The kickstart as read (what build.sh is sent): a bad one fails when the stack loads.
+    #[serde(skip)]
+    pub parsed: super::kickstart::Kickstart,
     /// SHA-256 of app, version and kickstart: the same media anywhere has the same key.
     pub key: String,
     /// The tag the host gives the media: poscloud/<app>:<version>-<key prefix>.
@@ -719,6 +722,8 @@ impl Media {
                 format!("{kickstart_source}: a `rootpw` line other than `rootpw --lock` (line not shown: it may hold a password); media must use `rootpw --lock`"),
             ));
         }
+        let parsed = super::kickstart::parse(&text)
+            .map_err(|e| ("pos.kickstart", format!("{kickstart_source}: {e}")))?;
         use sha2::Digest;
         let digest = sha2::Sha256::new()
             .chain_update(app.name.as_bytes())
@@ -733,6 +738,7 @@ impl Media {
             image: format!("poscloud/{app}:{version}-{}", &key[..12]),
             kickstart_source,
             kickstart: text,
+            parsed,
             key,
         })
     }
