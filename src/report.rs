@@ -133,36 +133,43 @@ pub fn load_journal(path: Option<&Path>) -> Result<Journal> {
         }
     };
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let Ok(v) = serde_json::from_str::<Value>(line) else {
+        let Ok(l) = serde_json::from_str::<Line>(line) else {
             j.skipped += 1;
             continue;
         };
-        let at = v["time"].as_str().and_then(parse_time);
+        let at = l.time.as_deref().and_then(parse_time);
         if let Some(t) = at {
             j.first = Some(j.first.map_or(t, |f| f.min(t)));
             j.last = Some(j.last.map_or(t, |l| l.max(t)));
         }
-        if v["event"] != "write" || v["result"] != "ok" {
+        if l.event.as_deref() != Some("write") || l.result.as_deref() != Some("ok") {
             continue;
         }
-        let fields = (
-            at,
-            v["command"].as_str().and_then(stack_of_command),
-            v["op"].as_str(),
-            v["resource"].as_str(),
-        );
-        match fields {
+        let id = l.command.as_deref().and_then(stack_of_command);
+        match (at, id, l.op, l.resource) {
             (Some(at), Some(id), Some(op), Some(resource)) => j.writes.push(Write {
                 at,
                 id,
-                op: op.to_string(),
-                resource: resource.to_string(),
+                op,
+                resource,
             }),
             _ => j.skipped += 1,
         }
     }
     j.writes.sort_by_key(|w| w.at);
     Ok(j)
+}
+
+/// What billing reads of a journal line (journal.rs writes them): every field optional, so
+/// that a line of any poscloud version, or of another event, still reads.
+#[derive(Deserialize)]
+struct Line {
+    time: Option<String>,
+    event: Option<String>,
+    result: Option<String>,
+    command: Option<String>,
+    op: Option<String>,
+    resource: Option<String>,
 }
 
 fn rfc3339(t: SystemTime) -> String {

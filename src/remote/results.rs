@@ -498,6 +498,37 @@ mod tests {
     use std::path::Path;
     use std::process::{Command, Stdio};
 
+    /// Every result type names its script and actions (`what!`), and each action is a case
+    /// of that script: a result type for an action a script lost fails here.
+    #[test]
+    fn every_result_type_is_of_an_action_its_script_has() {
+        let src = include_str!("results.rs");
+        let bootstrap = Path::new(env!("CARGO_MANIFEST_DIR")).join("bootstrap");
+        let mut seen = 0;
+        for line in src.lines().filter(|l| l.starts_with("what!(")) {
+            let what = line.split('"').nth(1).unwrap();
+            let (script, actions) = what.split_once(' ').unwrap_or((what, ""));
+            let text = std::fs::read_to_string(bootstrap.join(script)).unwrap();
+            // Case labels (`a | b)`) and the actions a script checks its ACTION against
+            // (`=~ ^(a|b)$`: pos.sh stages after its case).
+            let labels: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter_map(|l| match l.split_once("=~ ^(") {
+                    Some((_, rest)) => rest.split_once(')').map(|(group, _)| group),
+                    None => l.split_once(')').map(|(label, _)| label),
+                })
+                .flat_map(|label| label.split('|').map(str::trim))
+                .collect();
+            let actions = actions.split(" (").next().unwrap();
+            for action in actions.split('/').filter(|a| !a.is_empty()) {
+                assert!(labels.contains(&action), "{script} has no `{action})` case");
+            }
+            seen += 1;
+        }
+        assert!(seen >= 25, "{seen} result types read");
+    }
+
     /// Runs a script as a host does (the runner, the payload), below `root`; returns its exit
     /// code and result line.
     fn run(script: Script, inputs: Inputs, root: &Path) -> (i32, Value) {
