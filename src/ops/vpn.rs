@@ -6,7 +6,7 @@ use crate::aws::Aws;
 use crate::error::{Error, Result};
 use crate::phases::vpn::{self, LocationRecord, Tunnel};
 use crate::phases::{Reach, Site};
-use crate::remote::results::{self, Typed, VpnApply, VpnStatus};
+use crate::remote::results::{Typed, VpnApply, VpnDelete, VpnStart, VpnStatus, VpnStop};
 use crate::spec::vpn::{Location, LocationInput};
 use crate::spec::{StackId, StackSpec};
 use crate::ui::Ui;
@@ -55,7 +55,7 @@ pub async fn delete(site: &Site<'_>, ui: &Ui, location: &str, break_lock: bool) 
     let id = &site.id;
     locked_site(site, ui, break_lock, async {
         let step = ui.step(format!("vpn: delete {location}"));
-        if let Err(e) = vpn::host(site, "delete", Some(location)).await {
+        if let Err(e) = vpn::host::<VpnDelete>(site, "delete", Some(location)).await {
             step.failed();
             return Err(e);
         }
@@ -102,7 +102,15 @@ pub async fn switch(
     let (action, what) = (switch.name(), location.unwrap_or("every tunnel"));
     locked_site(site, ui, break_lock, async {
         let step = ui.step(format!("vpn: {action} {what}"));
-        match vpn::host(site, action, location).await {
+        let r = match switch {
+            Switch::Start => vpn::host::<VpnStart>(site, action, location)
+                .await
+                .map(|r| r.json),
+            Switch::Stop => vpn::host::<VpnStop>(site, action, location)
+                .await
+                .map(|r| r.json),
+        };
+        match r {
             Ok(r) => {
                 step.done("");
                 Ok(r)
@@ -265,5 +273,5 @@ pub async fn list(aws: &Aws, id: &StackId) -> Result<Vec<LocationRecord>> {
 
 /// `vpn status`: the tunnels as the host's charon reports them (one location, or all).
 pub async fn status(site: &Site<'_>, location: Option<&str>) -> Result<Typed<VpnStatus>> {
-    results::typed(vpn::host(site, "status", location).await?)
+    vpn::host::<VpnStatus>(site, "status", location).await
 }

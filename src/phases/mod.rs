@@ -294,7 +294,7 @@ impl<'a> Site<'a> {
     /// Runs a script of bootstrap/ on the host, records the run in the journal and returns
     /// the script's POSCLOUD_RESULT. A non-zero exit becomes an error: `explain(code)` gives
     /// what happened and what to do next, and the script's stderr follows.
-    pub async fn run_script(
+    async fn run_script(
         &self,
         script: Script,
         inputs: &Inputs,

@@ -5,7 +5,7 @@
 use super::Site;
 use crate::aws::Aws;
 use crate::error::{Error, Result};
-use crate::remote::results::{self, Typed, VpnApply, VpnStatus};
+use crate::remote::results::{ScriptResult, Typed, VpnApply, VpnStatus};
 use crate::remote::{Inputs, Remote, Script};
 use crate::spec::vpn::Location;
 use crate::spec::{StackId, StackSpec};
@@ -292,20 +292,21 @@ pub fn current(spec: &StackSpec, st: &super::PhaseState) -> bool {
 
 /// vpn.sh status, typed: each location (or the one named) as charon sees it.
 pub async fn status(site: &Site<'_>, location: Option<&str>) -> Result<VpnStatus> {
-    results::parse(&host(site, "status", location).await?)
+    Ok(host::<VpnStatus>(site, "status", location).await?.fields)
 }
 
-/// Runs vpn.sh with ACTION (status, delete) for one location or all.
-pub async fn host(
+/// Runs vpn.sh with ACTION (status, delete, start, stop) for one location or all; its
+/// result read as `T`.
+pub async fn host<T: ScriptResult>(
     site: &Site<'_>,
     action: &'static str,
     location: Option<&str>,
-) -> Result<serde_json::Value> {
+) -> Result<Typed<T>> {
     let mut inputs = Inputs::new().set("ACTION", action)?;
     if let Some(l) = location {
         inputs = inputs.set("LOCATION", l)?;
     }
-    site.run_script(
+    site.run_script_as::<T>(
         Script::Vpn,
         &inputs,
         Duration::from_secs(120),
