@@ -1,5 +1,5 @@
-//! The workflows, one function each (provision, batch, teardown, pos, image, vpn, cutover,
-//! reports): each takes a validated request and returns a typed report. Commands
+//! The workflows, one function each (provision, batch, teardown, status, pos, image, vpn,
+//! cutover, reports): each takes a validated request and returns a typed report. Commands
 //! (src/commands/) only turn arguments into requests and render reports; no command calls
 //! another, and nothing here prints a result.
 
@@ -9,6 +9,7 @@ pub mod image;
 pub mod pos;
 pub mod provision;
 pub mod report;
+pub mod status;
 pub mod teardown;
 pub mod vpn;
 
