@@ -25,151 +25,159 @@ fn load(args: &PosArgs) -> Result<(StackSpec, Reach)> {
 }
 
 pub async fn run(ctx: &Ctx, command: &VpnCommand) -> Result<()> {
-    let ui = &ctx.ui;
     match command {
-        VpnCommand::Create(a) => {
-            let (spec, reach) = load(&a.pos)?;
-            let input = LocationInput {
-                name: &a.location,
-                peer_ip: &a.peer_ip,
-                peer_nets: &a.peer_net,
-                ike_version: a.ike_version,
-                proposals: a.proposal.as_deref(),
-                esp_proposals: a.esp_proposal.as_deref(),
-                allow_weak: a.allow_weak,
-            };
-            // Everything but the other locations is checked before any AWS call.
-            Location::new(&input, &spec.network, &[])?;
-            let aws = ctx
-                .connect(&super::command_line("vpn create", &spec.id))
-                .await?;
-            let c = ops::vpn::create(&aws, ui, &spec, &reach, &input, a.pos.break_lock).await?;
-            let l = &c.record.location;
-            let text = format!(
-                "vpn {}: {} (peer {}); `poscloud vpn sheet --location {}` for the router admin\n",
-                l.name,
-                c.tunnel.state(),
-                l.peer_ip,
-                l.name
-            );
-            ctx.result(
-                json!({"location": c.record, "tunnel": c.tunnel.into_json()}),
-                &text,
-            );
-            Ok(())
-        }
-        VpnCommand::List(a) => {
-            let (spec, _) = load(a)?;
-            let aws = ctx
-                .connect(&super::command_line("vpn list", &spec.id))
-                .await?;
-            let locs = ops::vpn::list(&aws, &spec.id).await?;
-            let mut text = format!(
-                "{:<20} {:<16} {:<28} {:<4} KEY SINCE\n",
-                "LOCATION", "PEER", "NETWORKS", "IKE"
-            );
-            for r in &locs {
-                let l = &r.location;
-                let nets: Vec<String> = l.peer_nets.iter().map(|n| n.to_string()).collect();
-                let _ = writeln!(
-                    text,
-                    "{:<20} {:<16} {:<28} v{:<3} {}",
-                    l.name,
-                    l.peer_ip,
-                    nets.join(","),
-                    l.ike_version,
-                    r.psk_rotated_at
-                );
-            }
-            ctx.result(json!({"locations": locs}), &text);
-            Ok(())
-        }
-        VpnCommand::Status(a) => {
-            let (spec, reach) = load(&a.pos)?;
-            if let Some(l) = &a.location {
-                check_name(l)?;
-            }
-            let mut slot = None;
-            let site = super::open_site(ctx, &reach, &spec.id, "vpn status", &mut slot).await?;
-            let r = ops::vpn::status(&site, a.location.as_deref()).await?;
-            let mut text = String::new();
-            for l in &r.fields.locations {
-                let _ = writeln!(
-                    text,
-                    "{:<20} {:<7} IKE {:<12} CHILD {:<10} in {} B, out {} B{}",
-                    l.location,
-                    if l.up {
-                        "up"
-                    } else if l.stopped {
-                        "stopped"
-                    } else {
-                        "DOWN"
-                    },
-                    l.ike_sa,
-                    l.child_sa,
-                    l.bytes_in,
-                    l.bytes_out,
-                    match (l.established_s, l.rekey_in_s) {
-                        (Some(e), Some(r)) => format!(", established {e} s ago, rekey in {r} s"),
-                        (Some(e), None) => format!(", established {e} s ago"),
-                        _ => String::new(),
-                    }
-                );
-            }
-            if text.is_empty() {
-                text = "no tunnels on the host\n".into();
-            }
-            ctx.result(r.json, &text);
-            Ok(())
-        }
-        VpnCommand::Delete(a) => {
-            let (spec, reach) = load(&a.pos)?;
-            check_name(&a.location)?;
-            let mut slot = None;
-            let site = super::open_site(ctx, &reach, &spec.id, "vpn delete", &mut slot).await?;
-            ctx.confirm_site(
-                &site,
-                a.approve.yes,
-                &format!(
-                    "vpn delete: the tunnel to {} goes, with its key and settings",
-                    a.location
-                ),
-            )?;
-            ops::vpn::delete(&site, ui, &a.location, a.pos.break_lock).await?;
-            ctx.result(
-                json!({"deleted": a.location}),
-                &format!(
-                    "vpn {}: deleted (the other locations keep running)\n",
-                    a.location
-                ),
-            );
-            Ok(())
-        }
+        VpnCommand::Create(a) => create(ctx, a).await,
+        VpnCommand::List(a) => list(ctx, a).await,
+        VpnCommand::Status(a) => status(ctx, a).await,
+        VpnCommand::Delete(a) => delete(ctx, a).await,
         VpnCommand::Sheet(a) => sheet(ctx, a).await,
         VpnCommand::Rotate(a) => rotate(ctx, a).await,
-        VpnCommand::Start(a) | VpnCommand::Stop(a) => {
-            let switch = match command {
-                VpnCommand::Start(_) => Switch::Start,
-                _ => Switch::Stop,
-            };
-            let action = switch.name();
-            let (spec, reach) = load(&a.pos)?;
-            if let Some(l) = &a.location {
-                check_name(l)?;
-            }
-            let what = a.location.as_deref().unwrap_or("every tunnel");
-            let mut slot = None;
-            let site = super::open_site(ctx, &reach, &spec.id, &format!("vpn {action}"), &mut slot)
-                .await?;
-            let r = ops::vpn::switch(&site, ui, switch, a.location.as_deref(), a.pos.break_lock)
-                .await?;
-            ctx.result(
-                r,
-                &format!("vpn {action}: done for {what} of {}\n", spec.id),
-            );
-            Ok(())
-        }
+        VpnCommand::Start(a) => switch(ctx, a, Switch::Start).await,
+        VpnCommand::Stop(a) => switch(ctx, a, Switch::Stop).await,
     }
+}
+
+async fn create(ctx: &Ctx, a: &crate::cli::VpnCreateArgs) -> Result<()> {
+    let ui = &ctx.ui;
+    let (spec, reach) = load(&a.pos)?;
+    let input = LocationInput {
+        name: &a.location,
+        peer_ip: &a.peer_ip,
+        peer_nets: &a.peer_net,
+        ike_version: a.ike_version,
+        proposals: a.proposal.as_deref(),
+        esp_proposals: a.esp_proposal.as_deref(),
+        allow_weak: a.allow_weak,
+    };
+    // Everything but the other locations is checked before any AWS call.
+    Location::new(&input, &spec.network, &[])?;
+    let aws = ctx
+        .connect(&super::command_line("vpn create", &spec.id))
+        .await?;
+    let c = ops::vpn::create(&aws, ui, &spec, &reach, &input, a.pos.break_lock).await?;
+    let l = &c.record.location;
+    let text = format!(
+        "vpn {}: {} (peer {}); `poscloud vpn sheet --location {}` for the router admin\n",
+        l.name,
+        c.tunnel.state(),
+        l.peer_ip,
+        l.name
+    );
+    ctx.result(
+        json!({"location": c.record, "tunnel": c.tunnel.into_json()}),
+        &text,
+    );
+    Ok(())
+}
+
+async fn list(ctx: &Ctx, a: &crate::cli::PosArgs) -> Result<()> {
+    let (spec, _) = load(a)?;
+    let aws = ctx
+        .connect(&super::command_line("vpn list", &spec.id))
+        .await?;
+    let locs = ops::vpn::list(&aws, &spec.id).await?;
+    let mut text = format!(
+        "{:<20} {:<16} {:<28} {:<4} KEY SINCE\n",
+        "LOCATION", "PEER", "NETWORKS", "IKE"
+    );
+    for r in &locs {
+        let l = &r.location;
+        let nets: Vec<String> = l.peer_nets.iter().map(|n| n.to_string()).collect();
+        let _ = writeln!(
+            text,
+            "{:<20} {:<16} {:<28} v{:<3} {}",
+            l.name,
+            l.peer_ip,
+            nets.join(","),
+            l.ike_version,
+            r.psk_rotated_at
+        );
+    }
+    ctx.result(json!({"locations": locs}), &text);
+    Ok(())
+}
+
+async fn status(ctx: &Ctx, a: &crate::cli::VpnArgs) -> Result<()> {
+    let (spec, reach) = load(&a.pos)?;
+    if let Some(l) = &a.location {
+        check_name(l)?;
+    }
+    let mut slot = None;
+    let site = super::open_site(ctx, &reach, &spec.id, "vpn status", &mut slot).await?;
+    let r = ops::vpn::status(&site, a.location.as_deref()).await?;
+    let mut text = String::new();
+    for l in &r.fields.locations {
+        let _ = writeln!(
+            text,
+            "{:<20} {:<7} IKE {:<12} CHILD {:<10} in {} B, out {} B{}",
+            l.location,
+            if l.up {
+                "up"
+            } else if l.stopped {
+                "stopped"
+            } else {
+                "DOWN"
+            },
+            l.ike_sa,
+            l.child_sa,
+            l.bytes_in,
+            l.bytes_out,
+            match (l.established_s, l.rekey_in_s) {
+                (Some(e), Some(r)) => format!(", established {e} s ago, rekey in {r} s"),
+                (Some(e), None) => format!(", established {e} s ago"),
+                _ => String::new(),
+            }
+        );
+    }
+    if text.is_empty() {
+        text = "no tunnels on the host\n".into();
+    }
+    ctx.result(r.json, &text);
+    Ok(())
+}
+
+async fn delete(ctx: &Ctx, a: &crate::cli::VpnLocationArgs) -> Result<()> {
+    let ui = &ctx.ui;
+    let (spec, reach) = load(&a.pos)?;
+    check_name(&a.location)?;
+    let mut slot = None;
+    let site = super::open_site(ctx, &reach, &spec.id, "vpn delete", &mut slot).await?;
+    ctx.confirm_site(
+        &site,
+        a.approve.yes,
+        &format!(
+            "vpn delete: the tunnel to {} goes, with its key and settings",
+            a.location
+        ),
+    )?;
+    ops::vpn::delete(&site, ui, &a.location, a.pos.break_lock).await?;
+    ctx.result(
+        json!({"deleted": a.location}),
+        &format!(
+            "vpn {}: deleted (the other locations keep running)\n",
+            a.location
+        ),
+    );
+    Ok(())
+}
+
+/// `vpn start|stop`: one location, or every tunnel.
+async fn switch(ctx: &Ctx, a: &crate::cli::VpnArgs, switch: Switch) -> Result<()> {
+    let ui = &ctx.ui;
+    let action = switch.name();
+    let (spec, reach) = load(&a.pos)?;
+    if let Some(l) = &a.location {
+        check_name(l)?;
+    }
+    let what = a.location.as_deref().unwrap_or("every tunnel");
+    let mut slot = None;
+    let site = super::open_site(ctx, &reach, &spec.id, &format!("vpn {action}"), &mut slot).await?;
+    let r = ops::vpn::switch(&site, ui, switch, a.location.as_deref(), a.pos.break_lock).await?;
+    ctx.result(
+        r,
+        &format!("vpn {action}: done for {what} of {}\n", spec.id),
+    );
+    Ok(())
 }
 
 /// `vpn rotate`: a new key. Without a flag it waits in SSM for the router (the sheet shows
