@@ -35,9 +35,9 @@ impl BatchReport {
     }
 }
 
-/// Provisions every run, `parallel` at a time; `connect` gives a shop its connection (the
-/// batch's clients with the shop's journal). A shop's progress is not shown (they would
-/// interleave): one line on `ui` as each ends.
+/// Provisions every run, `parallel` at a time; `connect` gives a shop its clients (the
+/// batch's configuration, with the shop's journal, its notes going to the `Notify` given).
+/// A shop's progress is not shown (they would interleave): one line on `ui` as each ends.
 pub async fn provision(
     ui: &Ui,
     connect: &dyn Fn(&StackId, Notify) -> Result<Aws>,
