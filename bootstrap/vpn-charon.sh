@@ -256,8 +256,9 @@ loc_json() {
     "$(json "${ike/#-/none}")" "$(json "${child/#-/none}")" "$bin" "$bout" "$est" "$rekey"
 }
 
-# reason LOCATION SINCE [TEXT]: why a location is not up, from charon's lines for it since
-# byte SINCE of its log and TEXT (swanctl's output).
+# reason LOCATION SINCE [TEXT [IKE]]: why a location is not up, from charon's lines for it
+# since byte SINCE of its log and TEXT (swanctl's output); IKE, the IKE_SA's state when
+# nothing else tells (CONNECTING: a request of ours still unanswered).
 reason() {
   local since=$2 text peer
   peer=$(awk -F'= *' '/remote_addrs/ { print $2; exit }' "$conf/conf.d/$1.conf" 2>/dev/null || true)
@@ -273,6 +274,8 @@ reason() {
     echo "identity not accepted by the peer"
   elif grep -qiE 'retransmit|giving up|peer not responding' <<<"$text"; then
     echo "no answer from the peer $peer"
+  elif [[ -n ${4:-} && $4 != - ]]; then
+    echo "the tunnel did not come up in time (its IKE_SA is $4)"
   else
     echo "the tunnel did not come up in time"
   fi
@@ -297,7 +300,7 @@ bring_up() {
     fi
     sleep 0.2
   done
-  reason "$l" "$since" "${out:-}"
+  reason "$l" "$since" "${out:-}" "$ike"
   return 1
 }
 
