@@ -20,8 +20,9 @@ pub mod html;
 
 const HOUR: f64 = 3600.0;
 
+/// A time as records and journals write it (`time::Time`'s reading).
 fn parse_time(t: &str) -> Option<SystemTime> {
-    humantime::parse_rfc3339_weak(t).ok()
+    t.parse::<Time>().ok().map(Time::system)
 }
 
 /// `YYYY-MM` → [first second of the month, first second of the next), the end clipped to
@@ -173,7 +174,7 @@ struct Line {
 }
 
 fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+    Time::from(t).to_string()
 }
 
 /// Notes for a month the journal covers only in part: it begins after the month began, or

@@ -666,8 +666,6 @@ pub struct Media {
     pub version: String,
     /// Where the kickstart came from (built-in name or file), for messages.
     pub kickstart_source: String,
-    #[serde(skip)]
-    pub kickstart: String,
     /// The kickstart as read (what build.sh is sent): a bad one fails when the stack loads.
     #[serde(skip)]
     pub parsed: super::kickstart::Kickstart,
@@ -737,7 +735,6 @@ impl Media {
             version: version.to_string(),
             image: format!("poscloud/{app}:{version}-{}", &key[..12]),
             kickstart_source,
-            kickstart: text,
             parsed,
             key,
         })
