@@ -57,3 +57,18 @@ container_pid() {
 # The host's python, for what bash cannot do well (bytes, HTTP signing). CentOS 7 has 2.7
 # (3.6 where installed): host-side python runs under both.
 python_bin() { command -v python3 || command -v python2 || command -v python; }
+
+# Whether a container runs.
+running() { [[ $(docker inspect -f '{{.State.Running}}' "$1" 2>/dev/null) == true ]]; }
+
+# put FILE MODE CONTENT-FILE: replaces $root/FILE when its content differs, by a rename (a
+# process reading the old file, such as a script running from it, keeps reading it); sets
+# changed=1 when it did. Uses the caller's root (POSCLOUD_ROOT) and changed.
+# shellcheck disable=SC2154,SC2034 # root and changed are the caller's
+put() {
+  if ! cmp -s "$3" "$root$1"; then
+    install -D -m "$2" "$3" "$root$1.new"
+    mv -f "$root$1.new" "$root$1"
+    changed=1
+  fi
+}

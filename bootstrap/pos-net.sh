@@ -5,7 +5,6 @@
 # eth1, root and the POS_IP, PREFIX, GATEWAY inputs.
 # shellcheck disable=SC2154 # those are set by pos.sh
 
-running() { [[ $(docker inspect -f '{{.State.Running}}' "$1" 2>/dev/null) == true ]]; }
 
 netns_of() { readlink "/proc/$1/ns/net"; }
 has_eth1() { nsenter -t "$1" -n ip link show "$eth1" >/dev/null 2>&1; }

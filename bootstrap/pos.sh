@@ -247,15 +247,8 @@ hook_env=/etc/poscloud/pos-net.env
 hook_unit=/etc/systemd/system/poscloud-pos-net.service
 [[ -f $0 ]] || fail "cannot install the eth1 hook: this script is not a file ($0)"
 changed=0
-# put FILE MODE CONTENT-FILE: replaces FILE when its content differs, by a rename: a hook
-# running from the old file keeps reading it (bash reads scripts as it goes).
-put() {
-  if ! cmp -s "$3" "$root$1"; then
-    install -D -m "$2" "$3" "$root$1.new"
-    mv -f "$root$1.new" "$root$1"
-    changed=1
-  fi
-}
+# put (lib.sh) replaces each file by a rename: a hook running from the old file keeps
+# reading it (bash reads scripts as it goes).
 put "$hook_bin" 0755 "$0"
 printf 'ACTION=watch\nCONTAINER=%s\nETH1=%s\nPOS_IP=%s\nPREFIX=%s\nGATEWAY=%s\n' \
   "$container" "$eth1" "$POS_IP" "$PREFIX" "$GATEWAY" >"$work/env"

@@ -71,6 +71,8 @@ if ! declare -F poscloud_lib >/dev/null; then # run from a checkout, not sent by
   . "${BASH_SOURCE[0]%/*}/lib.sh"
   # shellcheck source=vpn-charon.sh
   . "${BASH_SOURCE[0]%/*}/vpn-charon.sh"
+  # shellcheck source=aws-py.sh
+  . "${BASH_SOURCE[0]%/*}/aws-py.sh"
   # shellcheck source=vpn-ssm.sh
   . "${BASH_SOURCE[0]%/*}/vpn-ssm.sh"
 fi

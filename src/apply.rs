@@ -33,7 +33,9 @@ fn needs(a: &Change, b: &Change) -> bool {
         C::CreateSecurityGroup { .. } | C::Authorize { .. } | C::Revoke { .. } => {
             security_groups::needs(a, b)
         }
-        C::CreateOutputBucket { .. } | C::SecureOutputBucket => bucket::needs(a, b),
+        C::CreateOutputBucket { .. } | C::SecureOutputBucket | C::BackupLifecycle { .. } => {
+            bucket::needs(a, b)
+        }
         C::CreateRole
         | C::PutScopePolicy
         | C::AttachPolicy { .. }
@@ -213,7 +215,9 @@ async fn one(x: &Apply<'_>, change: &Change) -> Result<Made> {
         C::CreateSecurityGroup { .. } | C::Authorize { .. } | C::Revoke { .. } => {
             security_groups::apply(x, change).await
         }
-        C::CreateOutputBucket { .. } | C::SecureOutputBucket => bucket::apply(x, change).await,
+        C::CreateOutputBucket { .. } | C::SecureOutputBucket | C::BackupLifecycle { .. } => {
+            bucket::apply(x, change).await
+        }
         C::CreateRole
         | C::PutScopePolicy
         | C::AttachPolicy { .. }

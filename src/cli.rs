@@ -70,6 +70,11 @@ pub enum Command {
         #[command(subcommand)]
         command: PosCommand,
     },
+    /// The POS data's off-host backups: run one now, list them, verify one
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
     /// The shop's Docker host itself: a shell on it
     Host {
         #[command(subcommand)]
@@ -420,6 +425,25 @@ pub enum PosCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Back the POS data up now, as the host's daily timer does (the POS is held for the copy)
+    Run(PosArgs),
+    /// The stack's backups in S3: time, kind, files, size, result (no host needed)
+    List(PosArgs),
+    /// Download a backup and check every file against its manifest (no host needed)
+    Verify(BackupVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupVerifyArgs {
+    #[command(flatten)]
+    pub pos: PosArgs,
+    /// Which backup: its time as `backup list` shows it (2026-12-02T02:30:00Z) [default: the newest good one]
+    #[arg(long, value_name = "TIME")]
+    pub backup: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ImageCommand {
     /// POS images on the host (OS media and snapshots) and the containers using them
     List(PosArgs),
@@ -472,8 +496,9 @@ pub struct PosChangeArgs {
 pub struct PosRestoreArgs {
     #[command(flatten)]
     pub stack: StackArgs,
-    /// Backup source: ssh://user@host[:port]/path/ (rsync over SSH), s3://bucket/key.tar.gz
-    /// (an archive holding the data and its manifest) or file:///path/ on the host
+    /// Backup source: latest or backup:TIME (the stack's own backups, `backup list`),
+    /// ssh://user@host[:port]/path/ (rsync over SSH), s3://bucket/key.tar.gz (an archive
+    /// holding the data and its manifest) or file:///path/ on the host
     #[arg(long, value_name = "SOURCE")]
     pub from: String,
     /// POS application whose data this is (one of the stack's apps: rti, daisy, or an
@@ -800,7 +825,21 @@ poscloud pos restart --shop 12345678 --env prod --stack shop-12345678.toml --pro
 # From the backup server over SSH (the key file is a path on the host)
 poscloud pos restore --shop 12345678 --env prod --from ssh://backup@backup-server/backups/tfrsync-12345678/ --source-key-file /etc/poscloud/backup_key --source-host-key-file backup-server.pub --profile ops --region us-east-1
 # From an archive in S3, for a Daisy shop
-poscloud pos restore --shop 12345678 --env prod --app daisy --from s3://florist-backups/tfrsync/12345678.tar.gz --profile ops --region us-east-1"),
+poscloud pos restore --shop 12345678 --env prod --app daisy --from s3://florist-backups/tfrsync/12345678.tar.gz --profile ops --region us-east-1
+# The stack's newest good backup, or one of them by its time (`backup list`)
+poscloud pos restore --shop 12345678 --env prod --from latest --profile ops --region us-east-1
+poscloud pos restore --shop 12345678 --env prod --from backup:2026-12-02T02:30:00Z --profile ops --region us-east-1"),
+    ("backup", "\
+poscloud backup list --shop 12345678 --env prod --profile ops --region us-east-1"),
+    ("backup run", "\
+poscloud backup run --shop 12345678 --env prod --stack shop-12345678.toml --profile ops --region us-east-1"),
+    ("backup list", "\
+poscloud backup list --shop 12345678 --env prod --profile ops --region us-east-1
+poscloud backup list --shop 12345678 --env prod --output json --profile ops --region us-east-1"),
+    ("backup verify", "\
+# The newest good backup
+poscloud backup verify --shop 12345678 --env prod --profile ops --region us-east-1
+poscloud backup verify --shop 12345678 --env prod --backup 2026-12-02T02:30:00Z --profile ops --region us-east-1"),
     ("pos connect", "\
 poscloud pos connect --shop 12345678 --env prod --profile ops --region us-east-1
 poscloud pos connect --shop 12345678 --env prod --transport ssh --profile ops --region us-east-1"),

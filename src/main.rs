@@ -57,6 +57,7 @@ fn main() {
             Command::List => commands::list::run(&ctx).await,
             Command::Teardown(a) => commands::teardown::run(&ctx, a).await,
             Command::Pos { command } => commands::pos::run(&ctx, command).await,
+            Command::Backup { command } => commands::backup::run(&ctx, command).await,
             Command::Host { command } => commands::host::run(&ctx, command).await,
             Command::Image { command } => commands::image::run(&ctx, command).await,
             Command::Vpn { command } => commands::vpn::run(&ctx, command).await,

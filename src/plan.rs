@@ -14,7 +14,7 @@ pub fn build(spec: &StackSpec, d: &Discovered, region: &str) -> Plan {
     steps.extend(network::plan(spec, d));
     steps.extend(subnet::plan(spec, d));
     steps.extend(security_groups::plan(spec, d));
-    steps.extend(bucket::plan(d));
+    steps.extend(bucket::plan(spec, d));
     steps.extend(iam::plan(spec, d, region));
     steps.extend(eni::plan(spec, d));
     steps.extend(instance::plan(spec, d));

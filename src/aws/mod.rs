@@ -388,6 +388,7 @@ const WRITES: &[&str] = &[
     "ModifyInstanceAttribute",
     "ModifyInstanceMetadataOptions",
     "PutBucketEncryption",
+    "PutBucketLifecycleConfiguration",
     "PutObject",
     "PutParameter",
     "PutPublicAccessBlock",

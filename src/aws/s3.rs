@@ -188,7 +188,12 @@ impl Aws {
     /// Deletes every object under `prefix`; returns how many.
     pub async fn delete_prefix(&self, bucket: &str, prefix: &str) -> Result<usize> {
         let keys = self.list_keys(bucket, prefix, usize::MAX).await?;
-        for key in &keys {
+        self.delete_keys(bucket, &keys).await
+    }
+
+    /// Deletes these objects; returns how many.
+    pub async fn delete_keys(&self, bucket: &str, keys: &[String]) -> Result<usize> {
+        for key in keys {
             self.s3
                 .delete_object()
                 .bucket(bucket)
@@ -199,6 +204,77 @@ impl Aws {
             self.wrote("DeleteObject", key);
         }
         Ok(keys.len())
+    }
+
+    /// Downloads an object into `path` (streamed: a backup can be large).
+    pub async fn download(&self, bucket: &str, key: &str, path: &std::path::Path) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let what = format!("s3://{bucket}/{key}");
+        let o = self
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.err("GetObject", Some(&what), e))?;
+        let io = |e: std::io::Error| Error::failed(format!("writing {}: {e}", path.display()));
+        let mut f = tokio::fs::File::create(path).await.map_err(io)?;
+        let mut body = o.body;
+        while let Some(chunk) = body
+            .try_next()
+            .await
+            .map_err(|e| Error::failed(format!("downloading {what}: {e}")))?
+        {
+            f.write_all(&chunk).await.map_err(io)?;
+        }
+        f.flush().await.map_err(io)
+    }
+
+    /// The lifecycle rules of the bucket (none: an empty list).
+    pub async fn lifecycle_rules(
+        &self,
+        bucket: &str,
+    ) -> Result<Vec<aws_sdk_s3::types::LifecycleRule>> {
+        match self
+            .s3
+            .get_bucket_lifecycle_configuration()
+            .bucket(bucket)
+            .send()
+            .await
+        {
+            Ok(o) => Ok(o.rules().to_vec()),
+            Err(e)
+                if e.as_service_error().and_then(|s| s.meta().code())
+                    == Some("NoSuchLifecycleConfiguration")
+                    || e.as_service_error().and_then(|s| s.meta().code())
+                        == Some("NoSuchBucket") =>
+            {
+                Ok(Vec::new())
+            }
+            Err(e) => Err(self.err("GetBucketLifecycleConfiguration", Some(bucket), e)),
+        }
+    }
+
+    /// Replaces the bucket's lifecycle rules (S3 has no call to add one).
+    pub async fn put_lifecycle_rules(
+        &self,
+        bucket: &str,
+        rules: Vec<aws_sdk_s3::types::LifecycleRule>,
+    ) -> Result<()> {
+        let conf = aws_sdk_s3::types::BucketLifecycleConfiguration::builder()
+            .set_rules(Some(rules))
+            .build()
+            .map_err(|e| Error::failed(format!("a lifecycle configuration: {e}")))?;
+        self.s3
+            .put_bucket_lifecycle_configuration()
+            .bucket(bucket)
+            .lifecycle_configuration(conf)
+            .send()
+            .await
+            .map_err(|e| self.err("PutBucketLifecycleConfiguration", Some(bucket), e))?;
+        self.wrote("PutBucketLifecycleConfiguration", bucket);
+        Ok(())
     }
 
     /// The object's size, or None when there is no such object.

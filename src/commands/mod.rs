@@ -1,5 +1,6 @@
 //! One function per subcommand: build options, call the library, render the result.
 
+pub mod backup;
 pub mod batch;
 pub mod cutover;
 pub mod host;

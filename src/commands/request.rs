@@ -112,7 +112,13 @@ pub fn restore_spec(
         ))
     })?;
     let data_dir = stage::data_dir(pos);
-    source_spec(&pos.app, from, Some(&data_dir), &args.auth, reach).map(Some)
+    let r = source_spec(&pos.app, from, Some(&data_dir), &args.auth, reach)?;
+    if r.backup().is_some() {
+        return Err(Error::usage(format!(
+            "--restore-from {from}: a stack's own backups are restored into a running stack: `poscloud pos restore --from {from}`"
+        )));
+    }
+    Ok(Some(r))
 }
 
 /// A restore source with its options, validated (also for `pos restore`).

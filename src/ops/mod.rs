@@ -3,6 +3,7 @@
 //! (src/commands/) only turn arguments into requests and render reports; no command calls
 //! another, and nothing here prints a result.
 
+pub mod backup;
 pub mod batch;
 pub mod cutover;
 pub mod image;

@@ -140,6 +140,20 @@ pub async fn restore(
     source: &RestoreSpec,
     break_lock: bool,
 ) -> Result<(PhaseState, results::Restore)> {
+    // `latest` / `backup:TIME`: the backup's archive found first, before the POS stops.
+    let mut source = source.clone();
+    if let Some(stamp) = source.backup() {
+        let aws = site
+            .aws()
+            .ok_or_else(|| Error::usage("backups are in S3: not on --target hosts"))?;
+        let (bucket, b) = crate::ops::backup::find(aws, &site.id, stamp).await?;
+        ui.info(format!(
+            "restoring backup {} ({}, {} files, {} bytes)",
+            b.stamp, b.time, b.files, b.bytes
+        ));
+        source.source = format!("s3://{bucket}/{}", b.archive);
+    }
+    let source = &source;
     locked_site(site, ui, break_lock, async {
         if stack.pos.is_some() {
             stop(site, ui).await?;

@@ -119,6 +119,10 @@ pub fn wanted(spec: &StackSpec, until: Until, restore: bool, target: bool, ui: &
         } else if !spec.vpn.is_empty() {
             w.push(Phase::Vpn);
         }
+        // Backups go to S3 with the instance role: a --target host has none.
+        if !target {
+            w.push(Phase::Backup);
+        }
         w.push(Phase::Ready);
     }
     w
@@ -132,6 +136,7 @@ fn current(spec: &StackSpec, restore: Option<&RestoreSpec>, p: Phase, st: &Phase
         Phase::Stage => stage::current(spec, st),
         Phase::Restore => restore.is_some_and(|r| restore::current(r, st)),
         Phase::Vpn => phases::vpn::current(spec, st),
+        Phase::Backup => phases::backup::current(spec, st),
         Phase::Bootstrap | Phase::Ready => true,
     }
 }
@@ -147,7 +152,7 @@ pub fn pending(wanted: &[Phase], redo: &[Phase], is_current: impl Fn(Phase) -> b
             // A new stage may have a new network namespace for charon to move to.
             Phase::Vpn => out.contains(&Phase::Stage),
             Phase::Ready => !out.is_empty(),
-            Phase::Bootstrap | Phase::Build | Phase::Restore => false,
+            Phase::Bootstrap | Phase::Build | Phase::Restore | Phase::Backup => false,
         };
         if !is_current(p) || cascade || redo.contains(&p) {
             out.push(p);
@@ -207,6 +212,7 @@ async fn run_phases(
                     pos_public_ip.ok_or_else(|| Error::failed("the POS has no Elastic IP"))?;
                 Some(phases::vpn::run(site, ui, spec, eip).await?)
             }
+            Phase::Backup => Some(phases::backup::run(site, ui, spec).await?),
             Phase::Ready => Some(stage::ready(site, ui, spec).await?),
         };
         if let Some(st) = st {
@@ -394,7 +400,7 @@ mod tests {
     use super::*;
     use Phase::*;
 
-    const EVERY: &[Phase] = &[Bootstrap, Build, Restore, Stage, Vpn, Ready];
+    const EVERY: &[Phase] = &[Bootstrap, Build, Restore, Stage, Vpn, Backup, Ready];
 
     #[test]
     fn nothing_runs_when_every_record_is_current() {
@@ -419,6 +425,8 @@ mod tests {
         );
         assert_eq!(pending(EVERY, &[], |p| p != Stage), [Stage, Vpn, Ready]);
         assert_eq!(pending(EVERY, &[], |p| p != Vpn), [Vpn, Ready]);
+        // The backup job depends on no other phase's outcome.
+        assert_eq!(pending(EVERY, &[], |p| p != Backup), [Backup, Ready]);
         // Build and bootstrap carry nothing over to stage (the image is its input).
         assert_eq!(pending(EVERY, &[], |p| p != Build), [Build, Ready]);
         assert_eq!(pending(EVERY, &[], |p| p != Bootstrap), [Bootstrap, Ready]);

@@ -72,6 +72,18 @@ pub fn listing(remaining: &[String]) -> String {
     remaining.iter().map(|r| format!("  - {r}\n")).collect()
 }
 
+/// Whether the stack's backups stay after its teardown: as its backup job was installed
+/// (the stack file's `backup.keep_after_teardown`), else prod's default (kept).
+fn keep_backups(id: &StackId, d: &Discovered) -> bool {
+    crate::phases::phase_state_in(d, id, crate::phases::Phase::Backup)
+        .and_then(|st| {
+            st.result
+                .pointer("/settings/backup/keep_after_teardown")?
+                .as_bool()
+        })
+        .unwrap_or(id.env == Env::Prod)
+}
+
 /// Removes the stack under its lock, then verifies that nothing tagged is left.
 async fn remove(aws: &Aws, ui: &Ui, id: &StackId, break_lock: bool, d: &Discovered) -> Result<()> {
     let failures = locked(aws, ui, id, break_lock, async {
@@ -84,7 +96,9 @@ async fn remove(aws: &Aws, ui: &Ui, id: &StackId, break_lock: bool, d: &Discover
         } else {
             d
         };
-        Ok(Teardown::new(aws, ui, id).run(d).await)
+        let mut t = Teardown::new(aws, ui, id);
+        t.keep_backups = keep_backups(id, d);
+        Ok(t.run(d).await)
     })
     .await?;
 

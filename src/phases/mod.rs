@@ -1,6 +1,7 @@
 //! Remote phases: work on the host through a `Remote`, each recorded as done (a marker on
 //! the host and a parameter in SSM) and skipped when done unless redone on request.
 
+pub mod backup;
 pub mod bootstrap;
 pub mod build;
 pub mod cutover;
@@ -51,18 +52,20 @@ pub enum Phase {
     Stage,
     #[value(skip)]
     Vpn,
+    Backup,
     Ready,
 }
 
 impl Phase {
     /// In the order they run (restore only with --restore-from; it runs before stage so
     /// that the POS starts on verified data). Every one is recorded; status shows them all.
-    pub const ALL: [Phase; 6] = [
+    pub const ALL: [Phase; 7] = [
         Phase::Bootstrap,
         Phase::Build,
         Phase::Restore,
         Phase::Stage,
         Phase::Vpn,
+        Phase::Backup,
         Phase::Ready,
     ];
 
@@ -73,6 +76,7 @@ impl Phase {
             Phase::Restore => "restore",
             Phase::Stage => "stage",
             Phase::Vpn => "vpn",
+            Phase::Backup => "backup",
             Phase::Ready => "ready",
         }
     }

@@ -53,7 +53,14 @@ fn s3_location(rest: &str) -> Option<(&str, &str)> {
 impl RestoreSpec {
     /// Whether the source is an S3 archive (then it needs AWS: not on --target hosts).
     pub fn is_s3(&self) -> bool {
-        self.source.starts_with("s3://")
+        self.source.starts_with("s3://") || self.backup().is_some()
+    }
+
+    /// A backup of the stack's own (`latest`, `backup:TIME`): Some(None) for the newest,
+    /// Some(Some(stamp)) for one; resolved to its s3:// archive before the restore runs.
+    pub fn backup(&self) -> Option<Option<&str>> {
+        let b = self.source.strip_prefix("backup:")?;
+        Some((b != "latest").then_some(b))
     }
 
     pub fn new(
@@ -73,6 +80,24 @@ impl RestoreSpec {
             return Err(Error::usage(format!(
                 "--manifest {manifest:?} must be a plain file name in the source"
             )));
+        }
+        if source == "latest" || source.starts_with("backup:") {
+            let which = match source.strip_prefix("backup:") {
+                None | Some("latest") => "latest".to_string(),
+                Some(t) => super::backup::stamp_of(t).ok_or_else(|| {
+                    Error::usage(format!(
+                        "{source:?}: backup:TIME takes the time `backup list` shows (2026-12-02T01:35:00Z or 20261202T013500Z)"
+                    ))
+                })?,
+            };
+            return Ok(RestoreSpec {
+                app: app.name.clone(),
+                source: format!("backup:{which}"),
+                data_dir,
+                source_key_file: None,
+                source_host_key: None,
+                manifest: manifest.to_string(),
+            });
         }
         if let Some(rest) = source.strip_prefix("ssh://") {
             let (userhost, path) = rest.split_once('/').ok_or_else(|| {
@@ -103,7 +128,7 @@ impl RestoreSpec {
             })?;
         } else {
             return Err(Error::usage(format!(
-                "{source:?}: a restore source is ssh://user@host[:port]/path/, s3://bucket/key.tar.gz or file:///path/"
+                "{source:?}: a restore source is latest, backup:TIME, ssh://user@host[:port]/path/, s3://bucket/key.tar.gz or file:///path/"
             )));
         }
         Ok(RestoreSpec {

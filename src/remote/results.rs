@@ -490,6 +490,45 @@ pub struct CloudPos {
 }
 what!(CloudPos, "cutover.sh cloud-pos");
 
+// ---- backup.sh ---------------------------------------------------------------------------
+
+/// backup.sh install: the job's settings, script and timer written (and enabled where systemd
+/// runs).
+#[derive(Debug, Clone, Deserialize)]
+pub struct BackupInstall {
+    pub installed: bool,
+    /// "enabled", or "written" on a host without systemd (test hosts).
+    pub timer: String,
+    pub schedule: String,
+    pub changed: bool,
+}
+what!(BackupInstall, "backup.sh install");
+
+/// backup.sh run: the summary it uploaded next to the archive (`<stamp>.json`), which is also
+/// what `backup list` reads back from S3.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct BackupRun {
+    pub stamp: String,
+    pub time: crate::time::Time,
+    /// "daily" or "monthly" (the first of its month, kept longer).
+    pub kind: String,
+    pub keep_days: u32,
+    pub app: String,
+    /// The archive's key in the bucket.
+    pub archive: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub files: u64,
+    /// The data directory's size and its disk's use (for `report performance`).
+    pub data_bytes: u64,
+    pub disk_used_pct: u32,
+    pub consistency: String,
+    /// Seconds the POS was stopped or quiesced.
+    pub held_s: u64,
+    pub result: String,
+}
+what!(BackupRun, "backup.sh run");
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -591,6 +630,52 @@ mod tests {
     /// A result line as the script printed it (copied from a run on a test host).
     fn line(l: &str) -> Value {
         serde_json::from_str(l.strip_prefix("POSCLOUD_RESULT ").unwrap()).unwrap()
+    }
+
+    #[test]
+    fn backup_sh_results() {
+        let d = tempfile::tempdir().unwrap();
+        let (code, r) = run(
+            Script::Backup,
+            inputs(&[
+                ("ACTION", "install"),
+                ("SHOP", "12345678"),
+                ("ENV", "qa"),
+                ("APP", "rti"),
+                ("DATA_DIR", "/var/lib/poscloud/data/rti"),
+                ("CONSISTENCY", "stop"),
+                ("BUCKET", "poscloud-output-123456789012-us-east-1"),
+                ("PREFIX", "12345678/qa/backups/"),
+                ("REGION", "us-east-1"),
+                ("SCHEDULE", "*-*-* 02:30:00"),
+                ("DAILY_DAYS", "7"),
+                ("MONTHLY_DAYS", "0"),
+            ]),
+            d.path(),
+        );
+        assert_eq!(code, 0, "{r}");
+        let i = check::<BackupInstall>(&r, &[]);
+        assert!(i.installed && i.changed && i.timer == "written", "{r}");
+        let timer =
+            std::fs::read_to_string(d.path().join("etc/systemd/system/poscloud-backup.timer"))
+                .unwrap();
+        for line in [
+            "OnCalendar=*-*-* 02:30:00",
+            "Persistent=true",
+            "WantedBy=timers.target",
+        ] {
+            assert!(timer.lines().any(|l| l == line), "{line} in {timer}");
+        }
+        // The installed copy is the whole script as sent (lib.sh and its parts included).
+        let copy =
+            std::fs::read_to_string(d.path().join("usr/local/libexec/poscloud/backup.sh")).unwrap();
+        assert_eq!(copy, Script::Backup.body());
+        check::<BackupRun>(
+            &line(
+                r#"POSCLOUD_RESULT {"stamp":"20261202T013500Z","time":"2026-12-02T01:35:00Z","kind":"daily","keep_days":7,"app":"rti","archive":"12345678/qa/backups/20261202T013500Z.tar.gz","bytes":389,"sha256":"acacb3d37d47ee49e5ae64377f941c338851189cdc8053879345589074e191a6","files":3,"data_bytes":8196,"disk_used_pct":79,"consistency":"stop","held_s":0,"result":"ok"}"#,
+            ),
+            &[],
+        );
     }
 
     #[test]

@@ -40,6 +40,10 @@ pub enum Change {
         name: String,
     },
     SecureOutputBucket,
+    /// Lifecycle rules that expire backups tagged `poscloud:keep=<N>d` after N days.
+    BackupLifecycle {
+        days: Vec<u32>,
+    },
     CreateRole,
     PutScopePolicy,
     AttachPolicy {
@@ -101,6 +105,14 @@ impl fmt::Display for Change {
             Change::SecureOutputBucket => {
                 write!(f, "encrypt by default and block all public access")
             }
+            Change::BackupLifecycle { days } => write!(
+                f,
+                "expire backups after {} days (lifecycle rules)",
+                days.iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ),
             Change::CreateRole => write!(f, "create IAM role"),
             Change::PutScopePolicy => {
                 write!(f, "allow its own S3 prefix and SSM path (inline policy)")

@@ -120,6 +120,8 @@ pub struct Teardown<'a> {
     pub aws: &'a Aws,
     pub ui: &'a Ui,
     pub id: &'a StackId,
+    /// Leave the stack's backups in the bucket (the stack file's `backup.keep_after_teardown`).
+    pub keep_backups: bool,
     pub(crate) failures: Mutex<Vec<String>>,
 }
 
@@ -129,6 +131,7 @@ impl<'a> Teardown<'a> {
             aws,
             ui,
             id,
+            keep_backups: false,
             failures: Mutex::new(Vec::new()),
         }
     }

@@ -43,6 +43,18 @@ pub struct App {
     pub services: Vec<String>,
     /// Cutover defaults for the physical server.
     pub cutover: AppCutover,
+    /// How a backup gets a consistent copy of the data.
+    pub consistency: Consistency,
+}
+
+/// How the backup job gets a consistent copy of the app's data (the app file's `[backup]`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Consistency {
+    /// The POS container is stopped while the archive is made (seconds for a florist's data).
+    Stop,
+    /// The app's own quiesce command runs in the container before, its resume command after.
+    Command { quiesce: String, resume: String },
 }
 
 /// How cutover handles the app on the physical server when the stack's `[cutover]` does not
@@ -65,6 +77,17 @@ struct RawApp {
     #[serde(default)]
     services: Vec<String>,
     cutover: RawCutover,
+    #[serde(default)]
+    backup: RawAppBackup,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAppBackup {
+    /// "stop" (the default) or "command" (with quiesce and resume).
+    consistency: Option<String>,
+    quiesce: Option<String>,
+    resume: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,6 +221,31 @@ impl App {
             start: service_cmd("start", raw.cutover.start, "start")?,
             check: service_cmd("check", raw.cutover.check, "status")?,
         };
+        let b = raw.backup;
+        let consistency = match (b.consistency.as_deref(), b.quiesce, b.resume) {
+            (None | Some("stop"), None, None) => Consistency::Stop,
+            (Some("command"), Some(q), Some(r)) if one_line(&q) && one_line(&r) => {
+                Consistency::Command { quiesce: q, resume: r }
+            }
+            (Some("command"), ..) => {
+                return Err(bad(
+                    "backup",
+                    "consistency = \"command\" needs quiesce and resume, each a one-line shell command run in the POS container".into(),
+                ))
+            }
+            (None | Some("stop"), ..) => {
+                return Err(bad(
+                    "backup",
+                    "quiesce and resume are for consistency = \"command\"".into(),
+                ))
+            }
+            (Some(other), ..) => {
+                return Err(bad(
+                    "backup.consistency",
+                    format!("{other:?}: \"stop\" (the POS stopped while the archive is made) or \"command\""),
+                ))
+            }
+        };
         let (kickstart_source, kickstart) =
             kickstart(&raw.kickstart).map_err(|r| bad("kickstart", r))?;
         Ok(App {
@@ -209,6 +257,7 @@ impl App {
             health_check: raw.health_check,
             services: raw.services,
             cutover,
+            consistency,
         })
     }
 

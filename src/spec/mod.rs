@@ -2,6 +2,7 @@
 //! Everything here is checked before the first AWS call.
 
 pub mod app;
+pub mod backup;
 pub mod kickstart;
 mod profile;
 pub mod vpn;

@@ -46,6 +46,9 @@ struct RawProfile {
     /// The physical server's POS application, for `cutover`.
     #[serde(default)]
     cutover: CutoverConf,
+    /// The host's daily backups to S3 (defaults per env).
+    #[serde(default)]
+    backup: super::backup::RawBackup,
 }
 
 /// How `cutover` handles the POS application on the shop's physical server. Commands run
@@ -259,6 +262,7 @@ pub struct StackSpec {
     /// Florist locations the vpn phase keeps up (others may be added with `vpn create`).
     pub vpn: Vec<super::vpn::Location>,
     pub cutover: CutoverConf,
+    pub backup: super::backup::BackupSpec,
     /// The POS apps the stack may name: built in, and apps/*.toml beside the stack file.
     pub apps: Apps,
 }
@@ -631,6 +635,8 @@ impl StackSpec {
         }
 
         raw.cutover.check().map_err(|(k, why)| bad(&k, why))?;
+        let backup = super::backup::BackupSpec::for_env(id.env, raw.backup)
+            .map_err(|(k, why)| bad(k, why))?;
 
         Ok(StackSpec {
             id,
@@ -655,6 +661,7 @@ impl StackSpec {
             pos,
             vpn,
             cutover: raw.cutover,
+            backup,
             apps,
         })
     }
