@@ -174,25 +174,33 @@ fn check_archive(path: &std::path::Path, summary: &BackupRun) -> Result<(usize, 
         ));
     }
     let f = std::fs::File::open(path).map_err(io)?;
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(f));
     let mut files: BTreeMap<Vec<u8>, String> = BTreeMap::new();
     let mut manifest: Option<Vec<u8>> = None;
-    for entry in tar.entries().map_err(io)? {
-        let mut entry = entry.map_err(io)?;
-        let name = normalized(&entry.path_bytes()).to_vec();
-        if !entry.header().entry_type().is_file() {
-            continue;
+    // An archive that cannot be read is a finding, not an error of this command.
+    let read = (|| -> std::io::Result<()> {
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(f));
+        for entry in tar.entries()? {
+            let mut entry = entry?;
+            let name = normalized(&entry.path_bytes()).to_vec();
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
+            if name == b"MANIFEST.sha256" {
+                let mut m = Vec::new();
+                entry.read_to_end(&mut m)?;
+                manifest = Some(m);
+                continue;
+            }
+            let sha = sha256_of(&mut entry)?;
+            if files.insert(name.clone(), sha).is_some() {
+                problems.push(format!("twice in the archive: {}", shown(&name)));
+            }
         }
-        if name == b"MANIFEST.sha256" {
-            let mut m = Vec::new();
-            entry.read_to_end(&mut m).map_err(io)?;
-            manifest = Some(m);
-            continue;
-        }
-        let sha = sha256_of(&mut entry).map_err(io)?;
-        if files.insert(name.clone(), sha).is_some() {
-            problems.push(format!("twice in the archive: {}", shown(&name)));
-        }
+        Ok(())
+    })();
+    if let Err(e) = read {
+        problems.push(format!("the archive cannot be read as a .tar.gz: {e}"));
+        return Ok((files.len(), problems));
     }
     let Some(manifest) = manifest else {
         problems.push("no MANIFEST.sha256 in the archive".into());
