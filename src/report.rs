@@ -490,7 +490,11 @@ pub const RULES: &[&str] = &[
     "vpn-proposals",
     "os-patched",
     "host-key-pinned",
+    "backup-age",
 ];
+
+/// A stack's newest good backup at most this old (a day's timer, plus slack).
+pub const MAX_BACKUP_AGE_H: u64 = 26;
 
 /// What compliance reads of one stack besides its resources.
 pub struct Evidence<'a> {
@@ -502,6 +506,11 @@ pub struct Evidence<'a> {
     pub now: SystemTime,
     pub max_psk_age: Duration,
     pub max_patch_age: Duration,
+    /// The stack's backup job is installed (its phase record), its POS staged (stage record).
+    pub backup_job: bool,
+    pub staged: bool,
+    /// When the newest complete, good backup in S3 was taken.
+    pub last_backup: Option<crate::time::Time>,
     /// `--profile P --region R` (the profile when one was given): a fix's commands reach
     /// the stack's account with them.
     pub aws_args: &'a str,
@@ -675,6 +684,29 @@ pub fn compliance(e: &Evidence) -> Vec<Check> {
         ),
         (None, false) => na("host-key-pinned", "no SSH inbound"),
     });
+    // Every env's host backs up daily: each one's newest good backup is checked.
+    out.push(match (e.staged || e.backup_job, e.last_backup) {
+        (false, _) => na("backup-age", "no POS: no data to back up"),
+        (true, None) if !e.backup_job => check(
+            "backup-age",
+            Status::Fail,
+            "the POS has no backup job on its host".into(),
+        ),
+        (true, None) => check(
+            "backup-age",
+            Status::Fail,
+            "no complete backup in S3".into(),
+        ),
+        (true, Some(t)) => {
+            let h = t.age_at(e.now).as_secs() / 3600;
+            verdict(
+                "backup-age",
+                h <= MAX_BACKUP_AGE_H,
+                format!("last good backup {t} ({h} h ago)"),
+                format!("last good backup {t}, {h} h ago (more than {MAX_BACKUP_AGE_H})"),
+            )
+        }
+    });
     for c in out.iter_mut().filter(|c| c.status == Status::Fail) {
         c.fix = Some(fix(c.rule, e));
     }
@@ -693,6 +725,7 @@ fn fix(rule: &str, e: &Evidence) -> String {
     let aws = e.aws_args;
     match rule {
         "imdsv2" => format!("`poscloud provision {stack} {aws}` requires it again in place (the instance keeps running)"),
+        "backup-age" => format!("`poscloud backup run {stack} {aws}` now (provision installs a missing job); if it fails, follow its message and docs/runbooks/duties.md"),
         "volume-encrypted" => "rebuild on an encrypted volume (EBS cannot encrypt one in place): provision a new stack, move the shop to it (cutover or pos restore), tear this one down".into(),
         "sg-exposure" => format!("`poscloud provision {stack} {aws}` revokes inbound IPv4 rules the stack does not define (rules naming groups, prefix lists or IPv6: remove them in the console); CloudTrail says who added it"),
         "termination-protection" => format!("`poscloud provision {stack} {aws}` turns it back on"),

@@ -127,6 +127,30 @@ fn backup_then_damage_then_restore_latest_gives_the_data_back() {
     std::fs::write(data.join("-leading"), b"").unwrap();
     let original = tree(&data);
 
+    // No backup yet: the compliance rule says so (exit 1), and passes after the first.
+    let rule = |out: &common::Run| {
+        let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        let checks = doc["stacks"][0]["checks"].as_array().unwrap().clone();
+        checks
+            .into_iter()
+            .find(|c| c["rule"] == "backup-age")
+            .unwrap()
+    };
+    let c = s
+        .rig
+        .poscloud(["report", "compliance", "--shop", SHOP, "--output", "json"])
+        .run()
+        .status(1);
+    assert_eq!(rule(&c)["status"], "fail", "{}", c.stdout);
+    assert!(
+        rule(&c)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no complete backup"),
+        "{}",
+        c.stdout
+    );
+
     let before = started_at(&s.h);
     let out = s.run(&["backup", "run"]).ok();
     assert!(
@@ -196,6 +220,12 @@ fn backup_then_damage_then_restore_latest_gives_the_data_back() {
     assert_eq!(b["files"], original.len() as u64, "{doc}");
     assert_eq!(b["result"], "ok");
     let stamp = b["stamp"].as_str().unwrap().to_string();
+
+    let c = s
+        .rig
+        .poscloud(["report", "compliance", "--shop", SHOP, "--output", "json"])
+        .run();
+    assert_eq!(rule(&c)["status"], "pass", "{}", c.stdout);
 
     // verify: good.
     let v = s.run(&["backup", "verify"]).ok();

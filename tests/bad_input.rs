@@ -205,6 +205,30 @@ refused! {
     a_cutover_rollback_on_a_target_host(f): ["cutover", "rollback", "--shop", S, "--stack", f.pos_stack(),
         "--from", "ssh://root@10.5.0.9", "--from-host-key-file", f.host_key(),
         "--target", "ssh://root@10.0.0.1", "--host-key-file", f.host_key()] => "--target is not supported";
+    a_backup_schedule_centos_7_cannot_read(f): [P, "--shop", S, "--stack", f.stack(
+            "termination_protection = false",
+            "termination_protection = false\n[backup]\nschedule = \"*-*-* 02:30 UTC\"",
+        )] => "`backup.schedule`";
+    a_backup_kept_no_day(f): [P, "--shop", S, "--stack", f.stack(
+            "termination_protection = false",
+            "termination_protection = false\n[backup]\ndaily_days = 0",
+        )] => "`backup.daily_days`";
+    too_many_monthly_backups(f): [P, "--shop", S, "--stack", f.stack(
+            "termination_protection = false",
+            "termination_protection = false\n[backup]\nmonthly = 500",
+        )] => "`backup.monthly`";
+    an_unknown_backup_setting(f): [P, "--shop", S, "--stack", f.stack(
+            "termination_protection = false",
+            "termination_protection = false\n[backup]\nkeep = 3",
+        )] => "unknown field `keep`";
+    a_restore_from_a_backup_time_that_is_no_time(f): ["pos", "restore", "--shop", S, "--stack", f.pos_stack(),
+        "--from", "backup:yesterday"] => "backup:TIME takes the time";
+    a_provision_restoring_the_stacks_own_backup(f): [P, "--shop", S, "--stack", f.pos_stack(),
+        "--restore-from", "latest"] => "poscloud pos restore --from latest";
+    a_backup_verify_of_a_time_that_is_no_time(f): ["backup", "verify", "--shop", S, "--backup", "noon"]
+        => "--backup \"noon\"";
+    a_backup_run_on_a_target_host(f): ["backup", "run", "--shop", S, "--stack", f.pos_stack(),
+        "--target", "ssh://root@10.0.0.1", "--host-key-file", f.host_key()] => "not for --target hosts";
     a_billing_month_that_is_no_month(f): ["report", "billing", "--month", "2026-13"] => "use YYYY-MM";
     a_billing_month_to_come(f): ["report", "billing", "--month", "2999-01"] => "has not begun";
     billing_of_a_bad_stack(f): ["report", "billing", "--stack",

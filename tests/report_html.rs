@@ -416,7 +416,7 @@ fn compliance_page_shows_the_grid_and_each_fix() {
         .filter(|(a, _)| a.contains_key("data-rule"))
         .map(|(a, t)| (a["class"].clone(), a["data-rule"].clone(), t))
         .collect();
-    assert_eq!(cells.len(), 16, "two stacks × eight rules: {cells:?}");
+    assert_eq!(cells.len(), 18, "two stacks × nine rules: {cells:?}");
     let fails: Vec<_> = cells.iter().filter(|c| c.0 == "fail").collect();
     assert_eq!(fails.len(), 1, "{cells:?}");
     assert_eq!(

@@ -147,6 +147,14 @@ pub async fn compliance(aws: &Aws, ui: &Ui, req: &ComplianceRequest<'_>) -> Resu
         let locations = vpn::locations(aws, &id).await?;
         let bootstrap = phase_state(aws, &id, Phase::Bootstrap).await?;
         let host_key = aws.get_param(&host_key_name(&id)).await?;
+        let backup_job = crate::phases::phase_state_in(&d, &id, Phase::Backup).is_some();
+        let staged = crate::phases::phase_state_in(&d, &id, Phase::Stage).is_some();
+        let last_backup = if backup_job {
+            let (_, all) = crate::ops::backup::list(aws, &id).await?;
+            all.iter().find_map(|l| l.good()).map(|b| b.time)
+        } else {
+            None
+        };
         step.done("");
         let spec = profile_for(req.profiles, &id);
         let checks = report::compliance(&report::Evidence {
@@ -158,6 +166,9 @@ pub async fn compliance(aws: &Aws, ui: &Ui, req: &ComplianceRequest<'_>) -> Resu
             now: req.now,
             max_psk_age: req.max_psk_age,
             max_patch_age: req.max_patch_age,
+            backup_job,
+            staged,
+            last_backup,
             aws_args: &req.aws_args,
         });
         stacks.push(Checked {

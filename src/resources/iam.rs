@@ -55,15 +55,16 @@ fn iam_tags(id: &StackId, role: Role) -> Vec<aws_sdk_iam::types::Tag> {
 /// Name of the role's inline policy: its own S3 prefix and SSM path, nothing else.
 pub const SCOPE_POLICY: &str = "poscloud-stack-scope";
 
-/// What the host may do besides SSM core: write command output under its own prefix of the
-/// output bucket, and read its own stack's parameters (VPN keys arrive that way).
+/// What the host may do besides SSM core: write command output and its backups (tagged with
+/// their retention: PutObject with tags needs PutObjectTagging too) under its own prefix of
+/// the output bucket, and read its own stack's parameters (VPN keys arrive that way).
 pub fn scope_policy(id: &StackId, account: &str, region: &str, bucket: &str) -> serde_json::Value {
     let prefix = crate::aws::s3::stack_prefix(id);
     serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [
             {"Sid": "SsmOutputOwnPrefix", "Effect": "Allow",
-             "Action": ["s3:PutObject"],
+             "Action": ["s3:PutObject", "s3:PutObjectTagging"],
              "Resource": format!("arn:aws:s3:::{bucket}/{prefix}*")},
             {"Sid": "SsmOutputBucketEncryption", "Effect": "Allow",
              "Action": ["s3:GetEncryptionConfiguration"],
