@@ -95,6 +95,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ReportCommand,
     },
+    /// The region's VPC and Elastic IP quotas (Service Quotas), and raising them
+    Quota {
+        #[command(subcommand)]
+        command: QuotaCommand,
+    },
     /// Print the host's rendered user-data (cloud-config) for a stack; no AWS call
     #[command(name = "userdata")]
     UserData(StackArgs),
@@ -363,6 +368,25 @@ pub struct ComplianceArgs {
     /// Flag hosts whose OS was last updated longer ago than this (PCI DSS: critical patches within a month)
     #[arg(long, value_name = "AGE", default_value = "30d")]
     pub max_patch_age: humantime::Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuotaCommand {
+    /// Each quota's value (applied or AWS's default), its use, and its increase requests
+    Show,
+    /// Ask AWS to raise a quota (one open request a quota: an open one is shown instead)
+    Request(QuotaRequestArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("quota").required(true).multiple(true).args(["vpcs", "eips"])))]
+pub struct QuotaRequestArgs {
+    /// The VPCs per Region wanted (one a stack); more than the current value
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub vpcs: Option<u32>,
+    /// The EC2-VPC Elastic IPs wanted (two a stack); more than the current value
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub eips: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -871,6 +895,17 @@ poscloud report billing --month 2026-11 --csv --journal all-journals.jsonl --pro
 poscloud report compliance --profile ops --region us-east-1
 # From cron: exit 1 when any stack fails a rule
 poscloud report compliance --output json --quiet --profile ops --region us-east-1"),
+    ("quota", "\
+poscloud quota show --profile ops --region us-east-1
+poscloud quota request --vpcs 20 --eips 40 --profile ops --region us-east-1"),
+    ("quota show", "\
+# Value, use and open requests of the region's VPC and Elastic IP quotas
+poscloud quota show --profile ops --region us-east-1
+poscloud quota show --output json --profile ops --region us-east-1"),
+    ("quota request", "\
+# Room for 20 shops in the region: 20 VPCs, 40 Elastic IPs
+poscloud quota request --vpcs 20 --eips 40 --profile ops --region us-east-1
+poscloud quota request --eips 10 --profile ops --region eu-west-1"),
     ("userdata", "\
 # What the host gets at launch; no AWS call
 poscloud userdata --shop 12345678 --env qa --stack stacks/examples/daisy.toml --region us-east-1"),

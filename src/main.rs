@@ -62,6 +62,7 @@ fn main() {
             Command::Vpn { command } => commands::vpn::run(&ctx, command).await,
             Command::Cutover { command } => commands::cutover::run(&ctx, command).await,
             Command::Report { command } => commands::report::run(&ctx, command).await,
+            Command::Quota { command } => commands::quota::run(&ctx, command).await,
             Command::UserData(a) => commands::userdata::run(&ctx, a),
             Command::Completions { shell } => {
                 // clap_complete panics on a failed write (`| head -1`): render first.

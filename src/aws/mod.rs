@@ -2,6 +2,7 @@
 
 pub mod ec2;
 pub mod preflight;
+pub mod quotas;
 pub mod retry;
 pub mod s3;
 pub mod ssm;
@@ -394,6 +395,7 @@ const WRITES: &[&str] = &[
     "PutRolePolicy",
     "ReleaseAddress",
     "RemoveRoleFromInstanceProfile",
+    "RequestServiceQuotaIncrease",
     "RevokeSecurityGroupEgress",
     "RevokeSecurityGroupIngress",
     "RunInstances",
@@ -457,6 +459,13 @@ pub(crate) fn classify(code: &str, message: &str) -> Kind {
         c if c.ends_with(".InUse") => Kind::InUse,
         // A detach of a gateway that is detached already: what it would remove is gone.
         "NoSuchEntity" | "ParameterNotFound" | "Gateway.NotAttached" => Kind::NotFound,
+        // Service Quotas: no applied value (the default applies), or no such quota.
+        "NoSuchResourceException" => Kind::NotFound,
+        "TooManyRequestsException" => Kind::Throttled,
+        "DependencyAccessDeniedException" => Kind::Denied,
+        // Service Quotas: a request of this quota is open already.
+        "ResourceAlreadyExistsException" => Kind::Conflict,
+        "IllegalArgumentException" => Kind::Rejected,
         c if c.ends_with(".NotFound") => Kind::NotFound,
         "EntityAlreadyExists"
         | "RouteAlreadyExists"
@@ -601,6 +610,7 @@ mod tests {
             include_str!("ssm.rs"),
             include_str!("ssm_run.rs"),
             include_str!("ec2.rs"),
+            include_str!("quotas.rs"),
         ];
         let mut seen = 0;
         for src in sources {

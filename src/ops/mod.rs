@@ -8,6 +8,7 @@ pub mod cutover;
 pub mod image;
 pub mod pos;
 pub mod provision;
+pub mod quota;
 pub mod report;
 pub mod status;
 pub mod teardown;
