@@ -61,8 +61,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Every resource of a stack, its state, and any drift
     Status(StatusArgs),
-    /// Every shop and env found in the region
-    List,
+    /// Every shop and env found in the region (or in every region and several accounts)
+    List(ListArgs),
     /// Remove everything of a stack, then verify nothing is left
     Teardown(TeardownArgs),
     /// Operate the POS on a shop's host
@@ -368,6 +368,17 @@ pub struct ComplianceArgs {
     /// Flag hosts whose OS was last updated longer ago than this (PCI DSS: critical patches within a month)
     #[arg(long, value_name = "AGE", default_value = "30d")]
     pub max_patch_age: humantime::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Every region the account has enabled (EC2 DescribeRegions), not only --region
+    #[arg(long)]
+    pub all_regions: bool,
+    /// These AWS profiles, one per customer account, as one table (comma-separated or
+    /// repeated; instead of --profile, which names one)
+    #[arg(long, value_name = "PROFILE,...", value_delimiter = ',')]
+    pub profiles: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -801,7 +812,9 @@ poscloud status --shop 12345678 --env prod --output json --profile ops --region 
     ("list", "\
 # Every shop and env: instance, state, phases done, public IPs
 poscloud list --profile ops --region us-east-1
-poscloud list --output json --profile ops --region us-east-1"),
+poscloud list --output json --profile ops --region us-east-1
+# The fleet: every region of two customer accounts, one table
+poscloud list --all-regions --profiles florist-a,florist-b --region us-east-1"),
     ("teardown", "\
 # Look first, then remove (asks for `yes`)
 poscloud teardown --shop 12345678 --env qa --dry-run --profile ops --region us-east-1

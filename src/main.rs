@@ -54,7 +54,7 @@ fn main() {
             },
             Command::Plan(a) => commands::plan::run(&ctx, a).await,
             Command::Status(a) => commands::status::run(&ctx, a).await,
-            Command::List => commands::list::run(&ctx).await,
+            Command::List(a) => commands::list::run(&ctx, a).await,
             Command::Teardown(a) => commands::teardown::run(&ctx, a).await,
             Command::Pos { command } => commands::pos::run(&ctx, command).await,
             Command::Host { command } => commands::host::run(&ctx, command).await,

@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod cutover;
+pub mod fleet;
 pub mod image;
 pub mod pos;
 pub mod provision;
