@@ -27,7 +27,16 @@ const HEADER: [&str; 11] = [
 fn line(cols: &[String]) -> String {
     format!(
         "{:<10} {:<5} {:<21} {:<10} {:<10} {:<20} {:>7} {:<12} {:<3} {:<15} {}",
-        cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], cols[9],
+        cols[0],
+        cols[1],
+        cols[2],
+        cols[3],
+        cols[4],
+        cols[5],
+        cols[6],
+        cols[7],
+        cols[8],
+        cols[9],
         cols[10]
     )
 }
@@ -154,15 +163,39 @@ async fn fleet(ctx: &Ctx, a: &ListArgs, rows: &Rows<'_>) -> Result<()> {
         connected.push(Account { profile, aws });
     }
     let reads = fleet::read_all(connected, a.all_regions, |aws, home| async move {
-        let stacks = aws.list_stacks().await?;
-        // IAM is global: a stack whose only trace is its role is shown in its account's
-        // home region, not in every region.
-        Ok(stacks
-            .into_iter()
-            .filter(|(_, s)| home || regional(s))
-            .collect::<Vec<_>>())
+        Ok((home, aws.list_stacks().await?))
     })
     .await;
+    // IAM is global: every region lists every stack's role. A stack is shown where it has
+    // more than that, and one with nothing else anywhere in its account (a leftover role)
+    // in the account's home region.
+    let somewhere: std::collections::BTreeSet<(Option<String>, StackId)> = reads
+        .iter()
+        .filter_map(|r| r.result.as_ref().ok().map(|(_, st)| (r, st)))
+        .flat_map(|(r, st)| {
+            st.iter()
+                .filter(|(_, s)| regional(s))
+                .map(move |(id, _)| (r.place.profile.clone(), id.clone()))
+        })
+        .collect();
+    let reads: Vec<_> = reads
+        .into_iter()
+        .map(|r| {
+            let profile = r.place.profile.clone();
+            let result = r.result.map(|(home, stacks)| {
+                stacks
+                    .into_iter()
+                    .filter(|(id, s)| {
+                        regional(s) || (home && !somewhere.contains(&(profile.clone(), id.clone())))
+                    })
+                    .collect::<Vec<_>>()
+            });
+            fleet::Read {
+                place: r.place,
+                result,
+            }
+        })
+        .collect();
     let head = |p: &str, a: &str, r: &str| format!("{p:<14} {a:<12} {r:<15} ");
     let mut text = format!(
         "{}{}\n",

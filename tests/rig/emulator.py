@@ -59,6 +59,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import aws_model  # noqa: E402  (next to this file)
 from moto.core.exceptions import JsonRESTError, ServiceException
 from moto.core.responses import ActionResult
+from moto.ec2.models import amis as ec2_amis
 from moto.ec2.models import ec2_backends
 from moto.ec2.responses import general as ec2_general
 from moto.s3.models import s3_backends
@@ -564,7 +565,20 @@ def list_requested_service_quota_change_history_by_quota(self):
     return json.dumps({"RequestedQuotas": out})
 
 
+_original_parse_timestamp = ec2_amis.parse_timestamp
+
+
+def parse_timestamp(value):
+    """moto parses the AMI fixture's creation dates in place when a region's EC2 backend is
+    made, so the second region's backend met datetimes and failed every call there; a date
+    parsed already is kept."""
+    if isinstance(value, datetime.datetime):
+        return value
+    return _original_parse_timestamp(value)
+
+
 def patch():
+    ec2_amis.parse_timestamp = parse_timestamp
     r = ssm_responses.SimpleSystemManagerResponse
     r.send_command = send_command
     r.get_command_invocation = get_command_invocation
