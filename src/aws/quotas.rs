@@ -190,7 +190,7 @@ impl Aws {
                 )
             })?;
         let mut out: Vec<QuotaRequest> = all.iter().map(request_of).collect();
-        out.sort_by(|a, b| b.created.cmp(&a.created));
+        out.sort_by_key(|r| std::cmp::Reverse(r.created));
         Ok(out)
     }
 
