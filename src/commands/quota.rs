@@ -35,9 +35,17 @@ async fn show(ctx: &Ctx) -> Result<()> {
         "QUOTA", "CODE", "VALUE", "SOURCE", "IN USE", "FREE", "STACKS MORE", "REQUESTS"
     );
     for q in &shown.quotas {
-        let requests = match q.requests.as_slice() {
-            [] => "-".to_string(),
-            rs => rs.iter().map(request_text).collect::<Vec<_>>().join("; "),
+        // The open requests, else the newest decided one (--output json has them all).
+        let open: Vec<String> = q
+            .requests
+            .iter()
+            .filter(|r| r.open)
+            .map(request_text)
+            .collect();
+        let requests = match (open.is_empty(), q.requests.first()) {
+            (false, _) => open.join("; "),
+            (true, Some(last)) => request_text(last),
+            (true, None) => "-".to_string(),
         };
         let _ = writeln!(
             text,
@@ -86,7 +94,7 @@ async fn request(ctx: &Ctx, a: &QuotaRequestArgs) -> Result<()> {
         );
     }
     text.push_str(&format!(
-        "AWS decides each request (small raises often within minutes, others through the support case); `{}` shows their status\n",
+        "AWS decides each request (some at once, others after a support case); `{}` shows their status\n",
         aws.quota_command("show", "")
     ));
     ctx.result(json!({"region": aws.region, "requests": done}), &text);
