@@ -161,6 +161,15 @@ fn several_profiles_are_one_table_and_a_failing_one_is_named() {
         .status(2)
         .stderr_has("names florist-a twice")
         .no_aws_call();
+    run(&["list", "--all-regions", "--profile", "florist-x"])
+        .status(2)
+        .stderr_has("AWS profile `florist-x` is not in")
+        .no_aws_call();
+    // One account whose credentials fail is the run's error, as for every command.
+    run(&["list", "--profiles", "expired"])
+        .status(2)
+        .stderr_has("no usable AWS credentials")
+        .no_aws_call();
     run(&["list", "--profile", "florist-a", "--profiles", "florist-b"])
         .status(2)
         .stderr_has("name every account in --profiles")

@@ -119,6 +119,9 @@ pub async fn run(ctx: &Ctx, a: &ListArgs) -> Result<()> {
 /// default credentials). Checked before any AWS call.
 async fn accounts(ctx: &Ctx, a: &ListArgs) -> Result<Vec<Option<String>>> {
     if a.profiles.is_empty() {
+        if let Some(p) = &ctx.global.profile {
+            crate::aws::check_profiles(std::slice::from_ref(p)).await?;
+        }
         return Ok(vec![ctx.global.profile.clone()]);
     }
     // --profile on the command line beside --profiles: which one was meant? (AWS_PROFILE
@@ -161,6 +164,13 @@ async fn fleet(ctx: &Ctx, a: &ListArgs, rows: &Rows<'_>) -> Result<()> {
         }
         .await;
         connected.push(Account { profile, aws });
+    }
+    // One account: its connect error (no region, no credentials) is the run's, as for
+    // every command; among several, one account's is its row.
+    if let [Account { aws: Err(_), .. }] = connected.as_slice() {
+        if let Some(Account { aws: Err(e), .. }) = connected.pop() {
+            return Err(e);
+        }
     }
     let reads = fleet::read_all(connected, a.all_regions, |aws, home| async move {
         Ok((home, aws.list_stacks().await?))
