@@ -61,8 +61,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Every resource of a stack, its state, and any drift
     Status(StatusArgs),
-    /// Every shop and env found in the region
-    List,
+    /// Every shop and env found in the region (or in every region and several accounts)
+    List(ListArgs),
     /// Remove everything of a stack, then verify nothing is left
     Teardown(TeardownArgs),
     /// Operate the POS on a shop's host
@@ -99,6 +99,11 @@ pub enum Command {
     Report {
         #[command(subcommand)]
         command: ReportCommand,
+    },
+    /// The region's VPC and Elastic IP quotas (Service Quotas), and raising them
+    Quota {
+        #[command(subcommand)]
+        command: QuotaCommand,
     },
     /// Print the host's rendered user-data (cloud-config) for a stack; no AWS call
     #[command(name = "userdata")]
@@ -368,6 +373,36 @@ pub struct ComplianceArgs {
     /// Flag hosts whose OS was last updated longer ago than this (PCI DSS: critical patches within a month)
     #[arg(long, value_name = "AGE", default_value = "30d")]
     pub max_patch_age: humantime::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Every region the account has enabled (EC2 DescribeRegions), not only --region
+    #[arg(long)]
+    pub all_regions: bool,
+    /// These AWS profiles, one per customer account, as one table (comma-separated or
+    /// repeated; instead of --profile, which names one)
+    #[arg(long, value_name = "PROFILE,...", value_delimiter = ',')]
+    pub profiles: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuotaCommand {
+    /// Each quota's value (applied or AWS's default), its use, and its increase requests
+    Show,
+    /// Ask AWS to raise a quota (one open request a quota: an open one is shown instead)
+    Request(QuotaRequestArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("quota").required(true).multiple(true).args(["vpcs", "eips"])))]
+pub struct QuotaRequestArgs {
+    /// The VPCs per Region wanted (one a stack); more than the current value
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub vpcs: Option<u32>,
+    /// The EC2-VPC Elastic IPs wanted (two a stack); more than the current value
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub eips: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -802,7 +837,9 @@ poscloud status --shop 12345678 --env prod --output json --profile ops --region 
     ("list", "\
 # Every shop and env: instance, state, phases done, public IPs
 poscloud list --profile ops --region us-east-1
-poscloud list --output json --profile ops --region us-east-1"),
+poscloud list --output json --profile ops --region us-east-1
+# The fleet: every region of two customer accounts, one table
+poscloud list --all-regions --profiles florist-a,florist-b --region us-east-1"),
     ("teardown", "\
 # Look first, then remove (asks for `yes`)
 poscloud teardown --shop 12345678 --env qa --dry-run --profile ops --region us-east-1
@@ -910,6 +947,17 @@ poscloud report billing --month 2026-11 --csv --journal all-journals.jsonl --pro
 poscloud report compliance --profile ops --region us-east-1
 # From cron: exit 1 when any stack fails a rule
 poscloud report compliance --output json --quiet --profile ops --region us-east-1"),
+    ("quota", "\
+poscloud quota show --profile ops --region us-east-1
+poscloud quota request --vpcs 20 --eips 40 --profile ops --region us-east-1"),
+    ("quota show", "\
+# Value, use and open requests of the region's VPC and Elastic IP quotas
+poscloud quota show --profile ops --region us-east-1
+poscloud quota show --output json --profile ops --region us-east-1"),
+    ("quota request", "\
+# Room for 20 shops in the region: 20 VPCs, 40 Elastic IPs
+poscloud quota request --vpcs 20 --eips 40 --profile ops --region us-east-1
+poscloud quota request --eips 10 --profile ops --region eu-west-1"),
     ("userdata", "\
 # What the host gets at launch; no AWS call
 poscloud userdata --shop 12345678 --env qa --stack stacks/examples/daisy.toml --region us-east-1"),

@@ -54,7 +54,7 @@ fn main() {
             },
             Command::Plan(a) => commands::plan::run(&ctx, a).await,
             Command::Status(a) => commands::status::run(&ctx, a).await,
-            Command::List => commands::list::run(&ctx).await,
+            Command::List(a) => commands::list::run(&ctx, a).await,
             Command::Teardown(a) => commands::teardown::run(&ctx, a).await,
             Command::Pos { command } => commands::pos::run(&ctx, command).await,
             Command::Backup { command } => commands::backup::run(&ctx, command).await,
@@ -63,6 +63,7 @@ fn main() {
             Command::Vpn { command } => commands::vpn::run(&ctx, command).await,
             Command::Cutover { command } => commands::cutover::run(&ctx, command).await,
             Command::Report { command } => commands::report::run(&ctx, command).await,
+            Command::Quota { command } => commands::quota::run(&ctx, command).await,
             Command::UserData(a) => commands::userdata::run(&ctx, a),
             Command::Completions { shell } => {
                 // clap_complete panics on a failed write (`| head -1`): render first.

@@ -2,8 +2,9 @@
 //! infra`): ten shops, one made to fail (its stack names an image that does not exist). The
 //! other nine converge, each exactly once; the failure is named; the exit code says so.
 //!
-//! Looser than AWS: moto reports a fixed limit of 5 Elastic IPs, so the stack sets
-//! `quotas.elastic_ips_per_region`; moto does not throttle: the proxy throttles one call, to
+//! Ten shops need 10 VPCs and 20 Elastic IPs, past AWS's defaults (5 and 5): the rig's
+//! Service Quotas has raised values applied (`Rig::set_quotas`, as after an approved
+//! `quota request`), which the preflight reads; moto does not throttle: the proxy throttles one call, to
 //! show that a quiet shop's retry notes reach the batch's output under the shop's name.
 
 mod common;
@@ -12,11 +13,8 @@ use common::{FaultKind, Faults, Rig};
 #[test]
 fn a_shops_retries_are_shown_under_its_name_in_a_batch() {
     let rig = Rig::new();
-    let stack = rig.stack_file(
-        "batch.toml",
-        "vpcs_per_region = 5",
-        "vpcs_per_region = 50\nelastic_ips_per_region = 100",
-    );
+    let stack = common::repo().join("stacks/qa.toml");
+    let stack = stack.to_string_lossy();
     let file = rig.home.path().join("shops.csv");
     std::fs::write(
         &file,
@@ -55,9 +53,11 @@ fn a_shops_retries_are_shown_under_its_name_in_a_batch() {
 #[test]
 fn ten_shops_at_four_at_a_time_one_failure_is_reported_and_the_others_converge() {
     let rig = Rig::new();
-    let quotas = "vpcs_per_region = 5";
-    let more = "vpcs_per_region = 50\nelastic_ips_per_region = 100";
-    let good = rig.stack_file("batch.toml", quotas, more);
+    rig.set_quotas(&[("vpc/L-F678F1CE", 50), ("ec2/L-0263D0A3", 100)]);
+    let good = common::repo()
+        .join("stacks/qa.toml")
+        .to_string_lossy()
+        .into_owned();
     let base = std::fs::read_to_string(&good).unwrap();
     let broken = rig.home.path().join("noimage.toml");
     std::fs::write(
@@ -229,11 +229,9 @@ fn age(rig: &Rig, shop: &str, env: &str, days: u64) {
 #[test]
 fn bulk_teardown_removes_only_old_enough_stacks_of_the_env_and_never_prod() {
     let rig = Rig::new();
-    let stack = rig.stack_file(
-        "bulk.toml",
-        "vpcs_per_region = 5",
-        "vpcs_per_region = 50\nelastic_ips_per_region = 100",
-    );
+    rig.set_quotas(&[("vpc/L-F678F1CE", 50), ("ec2/L-0263D0A3", 100)]);
+    let stack = common::repo().join("stacks/qa.toml");
+    let stack = stack.to_string_lossy();
     let mix = [
         ("85000001", "qa", 10),
         ("85000002", "qa", 2),

@@ -64,7 +64,8 @@ fn every_command_has_examples_that_parse() {
             let offline = ["poscloud man", "poscloud completions", "poscloud userdata"];
             if !offline.iter().any(|o| line.starts_with(o)) {
                 assert!(
-                    line.contains(" --profile ") && line.contains(" --region "),
+                    (line.contains(" --profile ") || line.contains(" --profiles "))
+                        && line.contains(" --region "),
                     "no --profile/--region: {line}"
                 );
             }

@@ -1,4 +1,4 @@
-//! EC2 calls that belong to no resource of the plan: the console output, EBS snapshots of
+//! EC2 calls that belong to no resource of the plan: the account's regions, the console output, EBS snapshots of
 //! the host (`pos snapshot`). The stack's resources are in resources/.
 
 use super::tags::{self, Role};
@@ -8,6 +8,23 @@ use crate::spec::StackId;
 use aws_sdk_ec2::types::ResourceType;
 
 impl Aws {
+    /// The regions enabled for this account (DescribeRegions answers them all at once).
+    pub async fn regions(&self) -> Result<Vec<String>> {
+        let out = self
+            .ec2
+            .describe_regions()
+            .send()
+            .await
+            .map_err(|e| self.err("DescribeRegions", None, e))?;
+        let mut names: Vec<String> = out
+            .regions()
+            .iter()
+            .filter_map(|r| r.region_name().map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// The instance's console output (cloud-init prints the SSH host keys there).
     pub async fn console_output(&self, instance_id: &str) -> Result<String> {
         let out = self

@@ -2,6 +2,7 @@
 
 pub mod ec2;
 pub mod preflight;
+pub mod quotas;
 pub mod retry;
 pub mod s3;
 pub mod ssm;
@@ -211,6 +212,36 @@ impl Aws {
         Aws::with_clients(shared, journal, notes)
     }
 
+    /// The same account and credentials in another region (a fleet read region by region):
+    /// its clients share this run's journal file and notes.
+    pub fn in_region(&self, region: &str, journal: Journal) -> Aws {
+        let conf = self
+            .shared
+            .conf
+            .to_builder()
+            .region(Region::new(region.to_string()))
+            .build();
+        let at = crate::journal::Whereabouts {
+            region: region.to_string(),
+            credentials: self.at.credentials.clone(),
+            account: self.at.account.clone(),
+        };
+        journal.set_whereabouts(at.clone());
+        let endpoint = match self.shared.path_style {
+            // A custom endpoint answers for every region.
+            true => self.shared.endpoint.clone(),
+            false => format!("the {region} AWS endpoints"),
+        };
+        let shared = Shared {
+            conf,
+            path_style: self.shared.path_style,
+            region: region.to_string(),
+            endpoint,
+            at,
+        };
+        Aws::with_clients(shared, journal, self.notes.clone())
+    }
+
     /// A line about the calls of this run (a retry, a wait), for the user.
     pub(crate) fn note(&self, msg: impl AsRef<str>) {
         self.notes.note(msg)
@@ -290,6 +321,14 @@ fn config_files() -> (String, String) {
         file("AWS_CONFIG_FILE", "~/.aws/config"),
         file("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
     )
+}
+
+/// Each profile must exist (as `check_profile`): a fleet's accounts checked before any call.
+pub async fn check_profiles(names: &[String]) -> Result<()> {
+    for n in names {
+        check_profile(n).await?;
+    }
+    Ok(())
 }
 
 /// A profile named with --profile or AWS_PROFILE must exist: otherwise the SDK quietly falls
@@ -395,6 +434,7 @@ const WRITES: &[&str] = &[
     "PutRolePolicy",
     "ReleaseAddress",
     "RemoveRoleFromInstanceProfile",
+    "RequestServiceQuotaIncrease",
     "RevokeSecurityGroupEgress",
     "RevokeSecurityGroupIngress",
     "RunInstances",
@@ -458,6 +498,13 @@ pub(crate) fn classify(code: &str, message: &str) -> Kind {
         c if c.ends_with(".InUse") => Kind::InUse,
         // A detach of a gateway that is detached already: what it would remove is gone.
         "NoSuchEntity" | "ParameterNotFound" | "Gateway.NotAttached" => Kind::NotFound,
+        // Service Quotas: no applied value (the default applies), or no such quota.
+        "NoSuchResourceException" => Kind::NotFound,
+        "TooManyRequestsException" => Kind::Throttled,
+        "DependencyAccessDeniedException" => Kind::Denied,
+        // Service Quotas: a request of this quota is open already.
+        "ResourceAlreadyExistsException" => Kind::Conflict,
+        "IllegalArgumentException" => Kind::Rejected,
         c if c.ends_with(".NotFound") => Kind::NotFound,
         "EntityAlreadyExists"
         | "RouteAlreadyExists"
@@ -602,6 +649,7 @@ mod tests {
             include_str!("ssm.rs"),
             include_str!("ssm_run.rs"),
             include_str!("ec2.rs"),
+            include_str!("quotas.rs"),
         ];
         let mut seen = 0;
         for src in sources {

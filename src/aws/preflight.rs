@@ -1,5 +1,7 @@
-//! Read-only checks before the first write: the image exists, the region has room.
+//! Read-only checks before the first write: the image exists, the region has room (its
+//! quotas from Service Quotas, see quotas.rs).
 
+use super::quotas::{Quota, QuotaKind, QuotaRequest};
 use super::tags;
 use super::Aws;
 use crate::error::{Error, Result};
@@ -51,89 +53,81 @@ impl Aws {
     }
 
     /// Fails when creating `vpcs` more VPCs and `eips` more Elastic IPs would pass the
-    /// region's limits. The VPC limit is not in the EC2 API, so the stack profile gives it;
-    /// the Elastic IP limit is EC2's account attribute unless the profile gives it.
-    /// The region's VPC and Elastic IP headroom for `vpcs` and `eips` more (read at once).
-    pub async fn check_quotas(
-        &self,
-        vpcs: usize,
-        eips: usize,
-        vpc_limit: u32,
-        eip_limit: Option<u32>,
-    ) -> Result<()> {
-        let vpc_check = async {
-            if vpcs == 0 {
+    /// region's quotas (Service Quotas' values, their use from EC2; each read at once),
+    /// naming the quota, its value, its use, the need and the request that raises it.
+    pub async fn check_quotas(&self, vpcs: usize, eips: usize) -> Result<()> {
+        let check = |kind: QuotaKind, need: usize| async move {
+            if need == 0 {
                 return Ok(());
             }
-            let used = self
-                .ec2
-                .describe_vpcs()
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
+            let (quota, used) = tokio::try_join!(self.quota(kind), self.quota_in_use(kind))?;
+            if used + need <= quota.value as usize {
+                return Ok(());
+            }
+            // Refused: is a raise on its way already?
+            let open = self
+                .quota_requests(kind)
                 .await
-                .map_err(|e| self.err("DescribeVpcs", None, e))?
-                .len();
-            if used + vpcs > vpc_limit as usize {
-                return Err(Error::failed(format!(
-                    "{} has {used} of {vpc_limit} VPCs in use; this stack needs {vpcs} more",
-                    self.region
-                ))
-                .next("remove unused VPCs or raise the quota (then `quotas.vpcs_per_region` in the stack file)"));
-            }
-            Ok(())
+                .ok()
+                .and_then(|rs| rs.into_iter().find(|r| r.open));
+            Err(self.quota_refusal(&quota, used, need, open.as_ref()))
         };
-        let eip_check = async {
-            if eips == 0 {
-                return Ok(());
-            }
-            let limit = async {
-                match eip_limit {
-                    Some(l) => Ok(l as usize),
-                    None => self.eip_limit().await,
-                }
-            };
-            let used = async {
-                Ok(self
-                    .ec2
-                    .describe_addresses()
-                    .send()
-                    .await
-                    .map_err(|e| self.err("DescribeAddresses", None, e))?
-                    .addresses()
-                    .len())
-            };
-            let (limit, used) = tokio::try_join!(limit, used)?;
-            if used + eips > limit {
-                return Err(Error::failed(format!(
-                    "{} has {used} of {limit} Elastic IPs in use; this stack needs {eips} more",
-                    self.region
-                ))
-                .next("release unused Elastic IPs (they cost money idle too) or ask AWS for a higher quota (then `quotas.elastic_ips_per_region` in the stack file)"));
-            }
-            Ok(())
-        };
-        tokio::try_join!(vpc_check, eip_check).map(|_| ())
+        tokio::try_join!(check(QuotaKind::Vpcs, vpcs), check(QuotaKind::Eips, eips)).map(|_| ())
     }
 
-    async fn eip_limit(&self) -> Result<usize> {
-        let attrs = self
-            .ec2
-            .describe_account_attributes()
-            .attribute_names(aws_sdk_ec2::types::AccountAttributeName::from(
-                "vpc-max-elastic-ips",
-            ))
-            .send()
-            .await
-            .map_err(|e| self.err("DescribeAccountAttributes", None, e))?;
-        Ok(attrs
-            .account_attributes()
-            .iter()
-            .find(|a| a.attribute_name() == Some("vpc-max-elastic-ips"))
-            .and_then(|a| a.attribute_values().first())
-            .and_then(|v| v.attribute_value())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(5))
+    /// The preflight's refusal: quota, value, use, need, and what to run.
+    fn quota_refusal(
+        &self,
+        quota: &Quota,
+        used: usize,
+        need: usize,
+        open: Option<&QuotaRequest>,
+    ) -> Error {
+        let msg = format!(
+            "{}: quota {} ({} {}) is {} ({}), {used} in use; this provision needs {need} more",
+            self.region,
+            quota.name,
+            quota.service,
+            quota.code,
+            quota.value,
+            if quota.source == "applied" {
+                "applied to this account"
+            } else {
+                "AWS's default"
+            },
+        );
+        let next = match open {
+            Some(r) => format!(
+                "a request to raise it to {} is open ({}, request {}): once AWS approves it, run this again; `{}` shows it",
+                r.desired,
+                r.status,
+                r.id,
+                self.quota_command("show", "")
+            ),
+            None => {
+                let want = (used + need).max(quota.value as usize * 2);
+                let free = match quota.kind {
+                    QuotaKind::Vpcs => "remove unused VPCs",
+                    QuotaKind::Eips => "release unused Elastic IPs (they cost money idle too)",
+                };
+                format!(
+                    "ask AWS for more: `{}`, then run this again once approved; or {free}",
+                    self.quota_command("request", &format!(" {} {want}", quota.kind.flag()))
+                )
+            }
+        };
+        Error::failed(msg).next(next)
+    }
+
+    /// A `poscloud quota ...` command line for this account and region.
+    pub fn quota_command(&self, verb: &str, args: &str) -> String {
+        let profile = match self.at.credentials.strip_prefix("profile ") {
+            Some(p) => format!(" --profile {p}"),
+            None => String::new(),
+        };
+        format!(
+            "poscloud quota {verb}{args}{profile} --region {}",
+            self.region
+        )
     }
 }

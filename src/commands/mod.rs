@@ -10,6 +10,7 @@ pub mod man;
 pub mod plan;
 pub mod pos;
 pub mod provision;
+pub mod quota;
 pub mod report;
 pub mod request;
 pub mod status;

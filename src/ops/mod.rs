@@ -6,9 +6,11 @@
 pub mod backup;
 pub mod batch;
 pub mod cutover;
+pub mod fleet;
 pub mod image;
 pub mod pos;
 pub mod provision;
+pub mod quota;
 pub mod report;
 pub mod status;
 pub mod teardown;

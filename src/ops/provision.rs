@@ -292,8 +292,6 @@ pub async fn stack(aws: &Aws, ui: &Ui, approve: Approve<'_>, req: &Request) -> R
         let quotas = aws.check_quotas(
             plan.count(|c| matches!(c, Change::CreateVpc { .. })),
             plan.count(|c| matches!(c, Change::AllocateEip { .. })),
-            spec.vpc_quota,
-            spec.eip_quota,
         );
         match tokio::try_join!(image, quotas) {
             Ok((image, ())) => {

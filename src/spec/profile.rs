@@ -36,7 +36,10 @@ struct RawProfile {
     termination_protection: bool,
     sizes: BTreeMap<String, String>,
     ami: RawAmi,
-    quotas: RawQuotas,
+    /// No longer read: the quotas come from Service Quotas. Kept in the schema only to
+    /// refuse it with what to change (a stack file from before would else fail as unknown).
+    #[serde(default)]
+    quotas: Option<toml::Value>,
     price: RawPrice,
     #[serde(default)]
     pos: Option<RawPos>,
@@ -197,15 +200,6 @@ struct RawAmi {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawQuotas {
-    vpcs_per_region: u32,
-    /// Instead of EC2's account attribute `vpc-max-elastic-ips` (e.g. after a Service
-    /// Quotas increase, or on an emulator that reports a fixed 5).
-    elastic_ips_per_region: Option<u32>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawPrice {
     gp3_gb_month: f64,
     public_ipv4_hour: f64,
@@ -252,9 +246,6 @@ pub struct StackSpec {
     pub pos_egress_cidrs: Vec<Ipv4Net>,
     pub termination_protection: bool,
     pub ami: AmiSpec,
-    pub vpc_quota: u32,
-    /// None: EC2's account attribute gives the Elastic IP limit.
-    pub eip_quota: Option<u32>,
     pub price: Price,
     pub rates: Rates,
     /// None: the stack has no POS configured yet, provision stops after bootstrap.
@@ -490,8 +481,14 @@ impl StackSpec {
             }
         };
 
-        if raw.quotas.vpcs_per_region == 0 {
-            return Err(bad("quotas.vpcs_per_region", "must be at least 1".into()));
+        if raw.quotas.is_some() {
+            return Err(bad(
+                "quotas",
+                "is no longer read: poscloud reads the region's VPC and Elastic IP quotas from \
+                 Service Quotas (`poscloud quota show`); delete the [quotas] section and its \
+                 lines from the stack file"
+                    .into(),
+            ));
         }
 
         let p = &raw.price;
@@ -650,8 +647,6 @@ impl StackSpec {
             pos_egress_cidrs,
             termination_protection: raw.termination_protection,
             ami,
-            vpc_quota: raw.quotas.vpcs_per_region,
-            eip_quota: raw.quotas.elastic_ips_per_region,
             price,
             rates: Rates {
                 instance_hour: raw.price.instance_hour,

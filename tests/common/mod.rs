@@ -800,6 +800,19 @@ impl Rig {
         self.emu.set_model(json);
     }
 
+    /// The account's applied quota values in the emulator's Service Quotas (the AWS model's
+    /// `quotas`, beside `STRICT`): `[("vpc/L-F678F1CE", 20)]`, a key may start with
+    /// `REGION/`. Quotas not named have no applied value (AWS's default holds).
+    pub fn set_quotas(&self, applied: &[(&str, u32)]) {
+        let mut model: serde_json::Value = serde_json::from_str(STRICT).unwrap();
+        model["quotas"] = applied
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        self.set_model(&model.to_string());
+    }
+
     /// The emulator's registry of test hosts standing for instances.
     pub fn hosts(&self) -> PathBuf {
         self.home.path().join("hosts")

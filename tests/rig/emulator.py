@@ -29,6 +29,15 @@ extension answers for a bound instance (everything else is moto's own):
 - GetConsoleOutput: HOST_DIR/console.log (written by the rig when the host's "boot" ends),
   base64-encoded as EC2 returns it; empty before.
 
+- Service Quotas (every region): GetServiceQuota answers the account's applied value where
+  the AWS model file sets one (`"quotas": {"vpc/L-F678F1CE": 20}`, or
+  `"REGION/vpc/L-F678F1CE"` for one region) and NoSuchResourceException otherwise, as AWS does
+  for a quota never changed; GetAWSDefaultServiceQuota answers the default (VPCs per Region 5,
+  EC2-VPC Elastic IPs 5); RequestServiceQuotaIncrease records a request (PENDING, then
+  CASE_OPENED when listed) and refuses a second open one of the same quota
+  (ResourceAlreadyExistsException); ListRequestedServiceQuotaChangeHistoryByQuota lists them.
+  No request is ever decided (approval and support cases are AWS's people).
+
 Unbound instances get moto's behaviour except SendCommand, which AWS refuses for an instance
 without a registered agent (InvalidInstanceId), and DescribeInstanceInformation, which lists
 them not at all.
@@ -48,11 +57,13 @@ from moto import server
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import aws_model  # noqa: E402  (next to this file)
-from moto.core.exceptions import ServiceException
+from moto.core.exceptions import JsonRESTError, ServiceException
 from moto.core.responses import ActionResult
+from moto.ec2.models import amis as ec2_amis
 from moto.ec2.models import ec2_backends
 from moto.ec2.responses import general as ec2_general
 from moto.s3.models import s3_backends
+from moto.servicequotas import responses as sq_responses
 from moto.ssm import models as ssm_models
 from moto.ssm import responses as ssm_responses
 
@@ -445,7 +456,129 @@ def get_console_output(self):
     return ActionResult(result)
 
 
+# --- Service Quotas ----------------------------------------------------------------------
+
+# The quotas poscloud reads: (service, code) → what AWS's default answer holds.
+QUOTA_DEFAULTS = {
+    ("vpc", "L-F678F1CE"): {"QuotaName": "VPCs per Region",
+                            "ServiceName": "Amazon Virtual Private Cloud (Amazon VPC)",
+                            "Value": 5.0},
+    ("ec2", "L-0263D0A3"): {"QuotaName": "EC2-VPC Elastic IPs",
+                            "ServiceName": "Amazon Elastic Compute Cloud (Amazon EC2)",
+                            "Value": 5.0},
+}
+# (account, region, service, code) → the requests filed, oldest first.
+QUOTA_REQUESTS = {}
+OPEN_STATUSES = ("PENDING", "CASE_OPENED")
+CASE_NUMBERS = [17000000000]
+
+
+def quota_body(resp, service, code, value):
+    d = QUOTA_DEFAULTS[(service, code)]
+    return {
+        "ServiceCode": service, "ServiceName": d["ServiceName"],
+        "QuotaArn": f"arn:aws:servicequotas:{resp.region}:{resp.current_account}:{service}/{code}",
+        "QuotaCode": code, "QuotaName": d["QuotaName"], "Value": float(value),
+        "Unit": "None", "Adjustable": True, "GlobalQuota": False,
+    }
+
+
+def quota_params(resp):
+    p = json.loads(resp.body or "{}")
+    service, code = p.get("ServiceCode"), p.get("QuotaCode")
+    if (service, code) not in QUOTA_DEFAULTS:
+        raise JsonRESTError("NoSuchResourceException",
+                            f"The quota {service}/{code} does not exist in the rig.")
+    return p, service, code
+
+
+def applied_quota(resp, service, code):
+    """The value the AWS model file applies to the account, or None (AWS's default holds)."""
+    q = aws_model.model().get("quotas", {})
+    for key in (f"{resp.region}/{service}/{code}", f"{service}/{code}"):
+        if key in q:
+            return q[key]
+    return None
+
+
+def get_service_quota(self):
+    _, service, code = quota_params(self)
+    value = applied_quota(self, service, code)
+    if value is None:
+        # A quota the account never changed has no applied value.
+        raise JsonRESTError("NoSuchResourceException",
+                            "The request failed because the specified resource does not exist.")
+    return json.dumps({"Quota": quota_body(self, service, code, value)})
+
+
+def get_aws_default_service_quota(self):
+    _, service, code = quota_params(self)
+    value = QUOTA_DEFAULTS[(service, code)]["Value"]
+    return json.dumps({"Quota": quota_body(self, service, code, value)})
+
+
+def request_body(resp, r):
+    d = QUOTA_DEFAULTS[(r["service"], r["code"])]
+    return {
+        "Id": r["id"], "CaseId": r["case"], "ServiceCode": r["service"],
+        "ServiceName": d["ServiceName"], "QuotaCode": r["code"], "QuotaName": d["QuotaName"],
+        "DesiredValue": float(r["desired"]), "Status": r["status"],
+        "Created": r["created"], "LastUpdated": r["updated"],
+        "Requester": f"arn:aws:iam::{resp.current_account}:user/poscloud",
+        "QuotaArn": f"arn:aws:servicequotas:{resp.region}:{resp.current_account}:"
+                    f"{r['service']}/{r['code']}",
+        "GlobalQuota": False, "Unit": "None",
+    }
+
+
+def request_service_quota_increase(self):
+    p, service, code = quota_params(self)
+    desired = p.get("DesiredValue")
+    if not isinstance(desired, (int, float)) or desired <= 0:
+        raise JsonRESTError("IllegalArgumentException", "DesiredValue must be a positive number.")
+    key = (self.current_account, self.region, service, code)
+    with LOCK:
+        requests = QUOTA_REQUESTS.setdefault(key, [])
+        if any(r["status"] in OPEN_STATUSES for r in requests):
+            raise JsonRESTError("ResourceAlreadyExistsException",
+                                "Only one open service quota increase request is allowed per quota.")
+        t = time.time()
+        r = {"id": os.urandom(16).hex(), "case": None, "service": service, "code": code,
+             "desired": desired, "status": "PENDING", "created": t, "updated": t}
+        requests.append(r)
+    return json.dumps({"RequestedQuota": request_body(self, r)})
+
+
+def list_requested_service_quota_change_history_by_quota(self):
+    p, service, code = quota_params(self)
+    key = (self.current_account, self.region, service, code)
+    with LOCK:
+        requests = QUOTA_REQUESTS.get(key, [])
+        for r in requests:
+            if r["status"] == "PENDING":
+                # AWS opens a support case for the request right after it is filed.
+                CASE_NUMBERS[0] += 1
+                r["status"], r["updated"] = "CASE_OPENED", time.time()
+                r["case"] = str(CASE_NUMBERS[0])
+        out = [request_body(self, r) for r in requests
+               if p.get("Status") in (None, r["status"])]
+    return json.dumps({"RequestedQuotas": out})
+
+
+_original_parse_timestamp = ec2_amis.parse_timestamp
+
+
+def parse_timestamp(value):
+    """moto parses the AMI fixture's creation dates in place when a region's EC2 backend is
+    made, so the second region's backend met datetimes and failed every call there; a date
+    parsed already is kept."""
+    if isinstance(value, datetime.datetime):
+        return value
+    return _original_parse_timestamp(value)
+
+
 def patch():
+    ec2_amis.parse_timestamp = parse_timestamp
     r = ssm_responses.SimpleSystemManagerResponse
     r.send_command = send_command
     r.get_command_invocation = get_command_invocation
@@ -453,6 +586,12 @@ def patch():
     r.list_commands = list_commands
     r.describe_instance_information = describe_instance_information
     ec2_general.General.get_console_output = get_console_output
+    q = sq_responses.ServiceQuotasResponse
+    q.get_service_quota = get_service_quota
+    q.get_aws_default_service_quota = get_aws_default_service_quota
+    q.request_service_quota_increase = request_service_quota_increase
+    q.list_requested_service_quota_change_history_by_quota = \
+        list_requested_service_quota_change_history_by_quota
 
 
 def main():
