@@ -219,7 +219,7 @@ fn backup_then_damage_then_restore_latest_gives_the_data_back() {
     let b = &doc["backups"][0]["summary"];
     assert_eq!(b["files"], original.len() as u64, "{doc}");
     assert_eq!(b["result"], "ok");
-    let stamp = b["stamp"].as_str().unwrap().to_string();
+    let first = b["stamp"].as_str().unwrap().to_string();
 
     let c = s
         .rig
@@ -230,6 +230,43 @@ fn backup_then_damage_then_restore_latest_gives_the_data_back() {
     // verify: good.
     let v = s.run(&["backup", "verify"]).ok();
     assert!(v.stdout.contains("good"), "{}", v.stdout);
+
+    // Killed while the host backs up: its command goes on there; the same command is stopped
+    // by the dead run's lock (exit 3), and with --break-lock makes a complete backup (its copy
+    // of the script waits for the first); the data is untouched and the POS runs.
+    let sent = s.h.agent_commands("poscloud backup.sh").len();
+    let mut child = s
+        .poscloud(["backup", "run"])
+        .command()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = common::eventually(common::SETTLE, || {
+        s.h.agent_commands("poscloud backup.sh").len() > sent || child.try_wait().unwrap().is_some()
+    });
+    assert!(
+        running && child.try_wait().unwrap().is_none(),
+        "backup.sh never ran"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    s.run(&["backup", "run"]).status(3);
+    s.run(&["backup", "run", "--break-lock"]).ok();
+    let runs = s.h.agent_commands("poscloud backup.sh");
+    assert!(runs.iter().all(|(_, ended)| *ended), "{runs:?}");
+    assert_eq!(tree(&data), original, "a backup never changes the data");
+    assert!(s.h.pos_answers(), "the POS answers after the killed backup");
+    let json = s
+        .poscloud(["backup", "list", "--output", "json"])
+        .run()
+        .ok();
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let stamp = doc["backups"][0]["summary"]["stamp"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(stamp > first, "the newest backup first: {doc}");
 
     // Damage: a file deleted, one corrupted, one added.
     std::fs::remove_file(data.join("sub dir/ünï/order 3.dat")).unwrap();
