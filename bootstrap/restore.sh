@@ -236,7 +236,8 @@ fi
 
 mkdir -p "$state/phases"
 exec 9>"$state/restore.lock"
-flock -n 9 || fail "another restore is running on this host (lock $state/restore.lock)"
+# backup.sh takes the same lock: a restore never swaps the directory a backup is reading.
+flock -n 9 || fail "another restore or a backup is running on this host (lock $state/restore.lock): run this again once it ends (a backup takes minutes)"
 
 # ---- the manifest (restore-manifest.sh reads and checks it) ---------------------------
 names=()            # manifest order

@@ -342,11 +342,19 @@ case $action in
       if ! why=$(missing_groups "$(location_proposals "$l")"); then
         echo "vpn: $l is not up: $why" >&2
         failed=1
-      elif why=$(bring_up "$l" "$since"); then
-        echo "vpn: $l is up"
       else
-        echo "vpn: $l is not up: $why" >&2
-        failed=1
+        # An IKE_SA still trying from before (the router had no key yet) retransmits on
+        # charon's backoff, 24 s and more apart by now: start afresh instead of waiting.
+        read -r ike child _ <<<"$(sa_info "$l")"
+        if [[ $child != INSTALLED && $ike != - && $ike != ESTABLISHED ]]; then
+          sw --terminate --ike "$l" --timeout 10 >/dev/null 2>&1 || true
+        fi
+        if why=$(bring_up "$l" "$since"); then
+          echo "vpn: $l is up"
+        else
+          echo "vpn: $l is not up: $why" >&2
+          failed=1
+        fi
       fi
       list+=${list:+,}$(loc_json "$l")
     done < <(locations)

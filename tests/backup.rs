@@ -45,28 +45,32 @@ fn setup(rig: Rig, shop: &'static str, name: &str, index: u8, pos: &str) -> (Set
 
 const RTI: &str = "\n[pos]\napp = \"rti\"\nimage = \"poscloud/base:test\"\nartifact_url = \"file:///srv/pos-rti.tar\"\nartifact_sha256 = \"SUM\"\nmemory = \"256m\"\n";
 
-/// Every file below `dir` (relative name → content), MANIFEST.sha256 aside.
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-                if rel != "MANIFEST.sha256" {
-                    out.insert(rel, std::fs::read(&p).unwrap());
-                }
-            }
-        }
-    }
-    out
+/// Every entry below `dir` (names, content, modes), MANIFEST.sha256 aside (a restore adds it).
+fn tree(dir: &Path) -> BTreeMap<Vec<u8>, common::data::Entry> {
+    let mut t = common::data::snapshot(dir);
+    t.remove(b"MANIFEST.sha256".as_slice());
+    t
 }
 
 fn bucket() -> String {
     poscloud::aws::s3::output_bucket_name("123456789012", REGION)
+}
+
+/// The keys under `prefix` of the region's bucket, as the test's own S3 client sees them.
+fn keys(rig: &Rig, prefix: &str) -> Vec<String> {
+    rig.rt
+        .block_on(
+            rig.s3
+                .list_objects_v2()
+                .bucket(bucket())
+                .prefix(prefix)
+                .send(),
+        )
+        .unwrap()
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(String::from))
+        .collect()
 }
 
 fn started_at(h: &TestHost) -> String {
@@ -88,7 +92,7 @@ fn backup_then_damage_then_restore_latest_gives_the_data_back() {
     // The job as systemd would run it: the script, its settings, a daily timer.
     let timer = s.h.root.join("etc/systemd/system/poscloud-backup.timer");
     let t = std::fs::read_to_string(&timer).unwrap();
-    assert!(t.contains("OnCalendar=*-*-* 02:30:00"), "{t}");
+    assert!(t.contains("OnCalendar=*-*-* 08:00:00"), "{t}");
     let conf = std::fs::read_to_string(s.h.root.join("etc/poscloud/backup.conf")).unwrap();
     assert!(
         conf.contains("DAILY_DAYS=7\n") && conf.contains(&format!("PREFIX={SHOP}/qa/backups/\n")),
@@ -126,6 +130,10 @@ fn backup_then_damage_then_restore_latest_gives_the_data_back() {
     std::fs::write(data.join("back\\slash"), b"b").unwrap();
     std::fs::write(data.join("-leading"), b"").unwrap();
     let original = tree(&data);
+    let files = original
+        .values()
+        .filter(|e| matches!(e, common::data::Entry::File { .. }))
+        .count();
 
     // No backup yet: the compliance rule says so (exit 1), and passes after the first.
     let rule = |out: &common::Run| {
@@ -154,7 +162,7 @@ fn backup_then_damage_then_restore_latest_gives_the_data_back() {
     let before = started_at(&s.h);
     let out = s.run(&["backup", "run"]).ok();
     assert!(
-        out.stdout.contains(&format!("{} files", original.len())),
+        out.stdout.contains(&format!("{files} files")),
         "{}",
         out.stdout
     );
@@ -163,24 +171,9 @@ fn backup_then_damage_then_restore_latest_gives_the_data_back() {
     assert!(s.h.pos_answers(), "the POS answers after the backup");
 
     // In S3, under the shop's prefix: the archive and its summary, encrypted and tagged.
-    let keys: Vec<String> = s
-        .rig
-        .rt
-        .block_on(
-            s.rig
-                .s3
-                .list_objects_v2()
-                .bucket(bucket())
-                .prefix(format!("{SHOP}/qa/backups/"))
-                .send(),
-        )
-        .unwrap()
-        .contents()
-        .iter()
-        .filter_map(|o| o.key().map(String::from))
-        .collect();
-    assert_eq!(keys.len(), 2, "{keys:?}");
-    for k in &keys {
+    let objects = keys(&s.rig, &format!("{SHOP}/qa/backups/"));
+    assert_eq!(objects.len(), 2, "{objects:?}");
+    for k in &objects {
         let head = s
             .rig
             .rt
@@ -217,7 +210,7 @@ fn backup_then_damage_then_restore_latest_gives_the_data_back() {
         .ok();
     let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     let b = &doc["backups"][0]["summary"];
-    assert_eq!(b["files"], original.len() as u64, "{doc}");
+    assert_eq!(b["files"], files as u64, "{doc}");
     assert_eq!(b["result"], "ok");
     let first = b["stamp"].as_str().unwrap().to_string();
 
@@ -321,19 +314,8 @@ fn backup_then_damage_then_restore_latest_gives_the_data_back() {
 
     // Teardown of a qa stack removes its backups too (qa keeps none after it).
     s.run(&["teardown", "--yes"]).ok();
-    let left = s
-        .rig
-        .rt
-        .block_on(
-            s.rig
-                .s3
-                .list_objects_v2()
-                .bucket(bucket())
-                .prefix(format!("{SHOP}/"))
-                .send(),
-        )
-        .unwrap();
-    assert_eq!(left.key_count(), Some(0), "{left:?}");
+    let left = keys(&s.rig, &format!("{SHOP}/"));
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// An app whose rule is its own quiesce command: the writer in the container stops between
@@ -390,21 +372,8 @@ resume = "rm -f /ledger/.quiesce /ledger/.quiesced"
     );
 
     // The archive, read as the test's own S3 client sees it: a == b.
-    let keys: Vec<String> = s
-        .rig
-        .rt
-        .block_on(
-            s.rig
-                .s3
-                .list_objects_v2()
-                .bucket(bucket())
-                .prefix(format!("{SHOP2}/qa/backups/"))
-                .send(),
-        )
-        .unwrap()
-        .contents()
-        .iter()
-        .filter_map(|o| o.key().map(String::from))
+    let archives: Vec<String> = keys(&s.rig, &format!("{SHOP2}/qa/backups/"))
+        .into_iter()
         .filter(|k| k.ends_with(".tar.gz"))
         .collect();
     let body = s
@@ -415,7 +384,7 @@ resume = "rm -f /ledger/.quiesce /ledger/.quiesced"
                 .s3
                 .get_object()
                 .bucket(bucket())
-                .key(&keys[0])
+                .key(&archives[0])
                 .send()
                 .await
                 .unwrap()

@@ -160,8 +160,8 @@ fn provision_stages_the_pos_and_pos_commands_operate_it() {
     );
     assert_eq!(
         s.rig.count_parameters(),
-        5,
-        "host key, bootstrap, stage, ready and restore state; no lock left"
+        6,
+        "host key, bootstrap, stage, backup, ready and restore state; no lock left"
     );
 
     // pos connect over SSH as centos: docker exec through sudo (the socket is root's), with

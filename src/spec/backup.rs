@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBackup {
-    /// systemd OnCalendar (host time; CentOS AMIs run in UTC). Default `*-*-* 02:30:00`.
+    /// systemd OnCalendar in host time, which is UTC on CentOS AMIs (systemd 219 reads no
+    /// time zone). Default `*-*-* 08:00:00`: 03:00 US Eastern, 00:00 US Pacific (shops closed).
     schedule: Option<String>,
     /// How long a daily backup is kept (days).
     daily_days: Option<i64>,
@@ -34,7 +35,7 @@ impl BackupSpec {
     /// prod: 30 daily + 12 monthly, kept after a teardown; qa/dev: 7 daily, removed with it.
     pub fn for_env(env: Env, raw: RawBackup) -> Result<BackupSpec, (&'static str, String)> {
         let prod = env == Env::Prod;
-        let schedule = raw.schedule.unwrap_or_else(|| "*-*-* 02:30:00".into());
+        let schedule = raw.schedule.unwrap_or_else(|| "*-*-* 08:00:00".into());
         check_schedule(&schedule).map_err(|r| ("backup.schedule", r))?;
         let daily_days = raw.daily_days.unwrap_or(if prod { 30 } else { 7 });
         if !(1..=MAX_DAYS).contains(&daily_days) {
