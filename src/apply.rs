@@ -44,6 +44,10 @@ fn needs(a: &Change, b: &Change) -> bool {
             instance::needs(a, b)
         }
         C::AllocateEip { .. } | C::AssociateEip { .. } => eips::needs(a, b),
+        C::CreateAlertTopic
+        | C::SubscribeAlerts { .. }
+        | C::UnsubscribeAlerts { .. }
+        | C::PutAlarm { .. } => alarms::needs(a, b),
     }
 }
 
@@ -224,6 +228,10 @@ async fn one(x: &Apply<'_>, change: &Change) -> Result<Made> {
             instance::apply(x, change).await
         }
         C::AllocateEip { .. } | C::AssociateEip { .. } => eips::apply(x, change).await,
+        C::CreateAlertTopic
+        | C::SubscribeAlerts { .. }
+        | C::UnsubscribeAlerts { .. }
+        | C::PutAlarm { .. } => alarms::apply(x, change).await,
     }
 }
 

@@ -318,6 +318,18 @@ pub enum ReportCommand {
     Billing(BillingArgs),
     /// Check every stack's security controls; exits 1 when any stack fails a rule
     Compliance(ComplianceArgs),
+    /// CPU (average, p95), network and status-check failures per shop for one month (CloudWatch)
+    Performance(PerformanceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PerformanceArgs {
+    /// The month, YYYY-MM (UTC) [default: this month, up to now]
+    #[arg(long, value_name = "YYYY-MM")]
+    pub month: Option<String>,
+    /// Print CSV instead of the table (--output json for JSON)
+    #[arg(long)]
+    pub csv: bool,
 }
 
 #[derive(Debug, Args)]
@@ -871,6 +883,9 @@ poscloud report billing --month 2026-11 --csv --journal all-journals.jsonl --pro
 poscloud report compliance --profile ops --region us-east-1
 # From cron: exit 1 when any stack fails a rule
 poscloud report compliance --output json --quiet --profile ops --region us-east-1"),
+    ("report performance", "\
+poscloud report performance --month 2026-11 --profile ops --region us-east-1
+poscloud report performance --month 2026-11 --csv --profile ops --region us-east-1 > perf-2026-11.csv"),
     ("userdata", "\
 # What the host gets at launch; no AWS call
 poscloud userdata --shop 12345678 --env qa --stack stacks/examples/daisy.toml --region us-east-1"),

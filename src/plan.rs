@@ -19,6 +19,7 @@ pub fn build(spec: &StackSpec, d: &Discovered, region: &str) -> Plan {
     steps.extend(eni::plan(spec, d));
     steps.extend(instance::plan(spec, d));
     steps.extend(eips::plan(d));
+    steps.extend(alarms::plan(spec, d, region));
     Plan { steps }
 }
 

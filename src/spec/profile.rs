@@ -46,6 +46,9 @@ struct RawProfile {
     /// The physical server's POS application, for `cutover`.
     #[serde(default)]
     cutover: CutoverConf,
+    /// Where the stack's alarms (hardware recovery, instance checks) are e-mailed.
+    #[serde(default)]
+    alert_email: Option<String>,
 }
 
 /// How `cutover` handles the POS application on the shop's physical server. Commands run
@@ -261,6 +264,9 @@ pub struct StackSpec {
     pub cutover: CutoverConf,
     /// The POS apps the stack may name: built in, and apps/*.toml beside the stack file.
     pub apps: Apps,
+    /// The address subscribed (SNS, protocol email) to the stack's alert topic; None: the
+    /// topic and alarms exist, nobody is told (`report compliance` fails "alarms").
+    pub alert_email: Option<String>,
 }
 
 /// A TOML error as an editor names a place: `file:line:column: [table] key: message`.
@@ -631,6 +637,10 @@ impl StackSpec {
         }
 
         raw.cutover.check().map_err(|(k, why)| bad(&k, why))?;
+        let alert_email = match &raw.alert_email {
+            None => None,
+            Some(a) => Some(validate_email(a).map_err(|r| bad("alert_email", r))?),
+        };
 
         Ok(StackSpec {
             id,
@@ -656,6 +666,7 @@ impl StackSpec {
             vpn,
             cutover: raw.cutover,
             apps,
+            alert_email,
         })
     }
 }
@@ -806,6 +817,38 @@ fn validate_public_key(k: &str) -> std::result::Result<String, String> {
 }
 
 /// Instance types look like `t3.large`, `m5.xlarge`, `c6i.2xlarge`, `u-6tb1.metal`.
+/// An address SNS can mail: one `@`, a local part of printable ASCII without spaces,
+/// quotes, commas or angle brackets (a display name or a list is refused, not mailed), a
+/// domain of at least two DNS labels. Lower-case domain kept as written.
+pub fn validate_email(a: &str) -> std::result::Result<String, String> {
+    let bad = |why: &str| Err(format!("{a:?} is not an e-mail address: {why}"));
+    if a.len() > 254 {
+        return bad("longer than 254 characters");
+    }
+    let Some((local, domain)) = a.split_once('@') else {
+        return bad("no @");
+    };
+    if local.is_empty() || local.len() > 64 {
+        return bad("the part before @ must be 1 to 64 characters");
+    }
+    let odd = |c: char| !c.is_ascii_graphic() || "\"(),:;<>@[\\]".contains(c);
+    if local.chars().any(odd) || local.starts_with('.') || local.ends_with('.') {
+        return bad("the part before @ has a space, quote, comma, bracket or stray dot");
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    let label_ok = |l: &&str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if labels.len() < 2 || !labels.iter().all(label_ok) {
+        return bad("the domain must be DNS names joined by dots, like example.com");
+    }
+    Ok(a.to_string())
+}
+
 fn validate_instance_type(t: &str) -> std::result::Result<(), String> {
     let ok = match t.split_once('.') {
         Some((family, size)) => {
