@@ -277,6 +277,17 @@ mod tests {
             },
             Change::AssociateEip { role: Role::EipPos },
             Change::RequireImdsv2,
+            Change::CreateAlertTopic,
+            Change::SubscribeAlerts { email: "e".into() },
+            Change::UnsubscribeAlerts { email: "o".into() },
+            Change::PutAlarm {
+                role: Role::AlarmSystem,
+                why: String::new(),
+            },
+            Change::PutAlarm {
+                role: Role::AlarmInstance,
+                why: String::new(),
+            },
         ];
         // Depth-first: a change reachable from itself would be a cycle.
         fn reaches(all: &[Change], from: usize, to: usize, seen: &mut Vec<usize>) -> bool {

@@ -213,6 +213,10 @@ refused! {
     compliance_of_a_short_shop_code(f): ["report", "compliance", "--shop", "1234"] => "exactly 8 digits";
     compliance_of_a_stack_open_to_the_world(f): ["report", "compliance", "--stack",
         f.stack("admin_cidrs = []", "admin_cidrs = [\"0.0.0.0/0\"]")] => "0.0.0.0/0";
+    an_alert_email_that_is_no_address(f): [P, "--shop", S, "--stack", f.stack("termination_protection = false",
+        "termination_protection = false\nalert_email = \"Ops <ops@example.com>\"")] => "`alert_email`";
+    a_performance_month_that_is_no_month(f): ["report", "performance", "--month", "2026-1"] => "use YYYY-MM";
+    a_performance_month_to_come(f): ["report", "performance", "--month", "2999-01"] => "has not begun";
 }
 
 #[test]

@@ -392,7 +392,11 @@ fn failing(rig: &Rig) -> (i32, Vec<String>) {
 fn compliance_passes_a_fresh_stack_and_flags_each_broken_rule() {
     let rig = Rig::new();
     const SHOP: &str = "55555555";
-    rig.provision_infra(SHOP, "prod").ok();
+    // With an alert e-mail: the alarms rule passes only when someone is told.
+    let stack = rig.stack_with_alerts("prod", "ops@example.com");
+    let mut args = common::infra_args(SHOP, "prod");
+    args.extend(["--stack", &stack]);
+    rig.run(&args).ok();
 
     let fresh = rig.run(&["report", "compliance"]).ok();
     for rule in [
@@ -573,6 +577,17 @@ fn compliance_passes_a_fresh_stack_and_flags_each_broken_rule() {
     });
     broke(&["volume-encrypted"], &rig);
 
+    // An alarm deleted (the test's own CloudWatch client).
+    rig.block(async {
+        rig.cloudwatch
+            .delete_alarms()
+            .alarm_names(format!("poscloud-{SHOP}-prod-alarm-system"))
+            .send()
+            .await
+            .unwrap();
+    });
+    broke(&["alarms"], &rig);
+
     // Every rule fails now. The text starts with a stacks × rules grid; each FAIL line of the
     // details says the fix, with the stack's own names in it.
     let text = rig.run(&["report", "compliance"]).status(1);
@@ -589,14 +604,15 @@ fn compliance_passes_a_fresh_stack_and_flags_each_broken_rule() {
             "vpn-psk-age",
             "vpn-proposals",
             "os-patched",
-            "host-key-pinned"
+            "host-key-pinned",
+            "alarms"
         ],
         "{}",
         text.stdout
     );
     let cells: Vec<&str> = lines[1].split_whitespace().collect();
     assert_eq!(cells[0], format!("{SHOP}/prod"), "{}", text.stdout);
-    assert_eq!(cells[1..], ["FAIL"; 8], "{}", text.stdout);
+    assert_eq!(cells[1..], ["FAIL"; 9], "{}", text.stdout);
     // Each cell under its rule's name.
     assert_eq!(
         lines[1].find("FAIL").unwrap(),
@@ -604,14 +620,14 @@ fn compliance_passes_a_fresh_stack_and_flags_each_broken_rule() {
     );
     assert_eq!(
         lines[1].rfind("FAIL").unwrap(),
-        lines[0].find("host-key-pinned").unwrap()
+        lines[0].find("alarms").unwrap()
     );
     let fails: Vec<&str> = lines
         .iter()
         .copied()
         .filter(|l| l.trim_start().starts_with("FAIL "))
         .collect();
-    assert_eq!(fails.len(), 8, "{}", text.stdout);
+    assert_eq!(fails.len(), 9, "{}", text.stdout);
     for l in &fails {
         assert!(l.contains("; fix: "), "{l}");
     }
@@ -645,7 +661,7 @@ fn compliance_passes_a_fresh_stack_and_flags_each_broken_rule() {
         "{}",
         csv.stdout
     );
-    assert_eq!(rows.len(), 9, "{}", csv.stdout);
+    assert_eq!(rows.len(), 10, "{}", csv.stdout);
     for r in &rows[1..] {
         assert_eq!((r[0].as_str(), r[1].as_str()), (SHOP, "prod"), "{r:?}");
         assert_eq!(r[3], "FAIL", "{r:?}");

@@ -877,6 +877,30 @@ mod tests {
     use super::*;
     use crate::spec::Env;
 
+    #[test]
+    fn alert_emails_are_checked() {
+        for ok in ["ops@example.com", "a.b+pos@mail.example.co.uk", "x@a-b.io"] {
+            assert_eq!(validate_email(ok).as_deref(), Ok(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "ops",
+            "@example.com",
+            "ops@",
+            "ops@localhost",
+            "ops@@example.com",
+            "o ps@example.com",
+            "Ops <ops@example.com>",
+            "a@example.com,b@example.com",
+            "ops@-example.com",
+            "ops@example..com",
+            ".ops@example.com",
+            "\"ops\"@example.com",
+        ] {
+            assert!(validate_email(bad).is_err(), "{bad:?}");
+        }
+    }
+
     fn id() -> StackId {
         StackId {
             shop: "12345678".parse().unwrap(),

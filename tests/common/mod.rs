@@ -892,6 +892,18 @@ impl Rig {
         })
     }
 
+    /// stacks/<env>.toml with an `alert_email` (the alarms' topic has it subscribed), in
+    /// the scratch dir; its path.
+    pub fn stack_with_alerts(&self, env: &str, email: &str) -> String {
+        let base = std::fs::read_to_string(repo().join(format!("stacks/{env}.toml"))).unwrap();
+        let p = self
+            .home
+            .path()
+            .join(format!("{env}-alerts-{}.toml", email.len()));
+        std::fs::write(&p, format!("alert_email = \"{email}\"\n{base}")).unwrap();
+        p.to_string_lossy().into_owned()
+    }
+
     pub fn stack_file(&self, name: &str, from: &str, to: &str) -> String {
         let base = std::fs::read_to_string(repo().join("stacks/qa.toml")).unwrap();
         assert!(base.contains(from), "{from} not in stacks/qa.toml");
