@@ -216,10 +216,10 @@ fn alarms_and_topic_lifecycle() {
         .run(&[
             "--output", "json", "status", "--shop", SHOP, "--env", "qa", "--stack", &stack,
         ])
-        .status(2);
+        .ok();
     assert_eq!(st.json()["drifted"], 1, "{}", st.stdout);
     rig.run(&["status", "--shop", SHOP, "--env", "qa", "--stack", &stack])
-        .status(2)
+        .ok()
         .stdout_has(&format!(
             "watches i-0123456789abcdef0, not the stack's {instance}"
         ));
