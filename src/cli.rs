@@ -885,7 +885,7 @@ poscloud report compliance --profile ops --region us-east-1
 poscloud report compliance --output json --quiet --profile ops --region us-east-1"),
     ("report performance", "\
 poscloud report performance --month 2026-11 --profile ops --region us-east-1
-poscloud report performance --month 2026-11 --csv --profile ops --region us-east-1 > perf-2026-11.csv"),
+poscloud report performance --month 2026-11 --csv --profile ops --region us-east-1"),
     ("userdata", "\
 # What the host gets at launch; no AWS call
 poscloud userdata --shop 12345678 --env qa --stack stacks/examples/daisy.toml --region us-east-1"),
