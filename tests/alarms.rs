@@ -166,7 +166,7 @@ fn alarms_and_topic_lifecycle() {
         let mut want = actions;
         want.sort();
         assert_eq!(got, want, "{name}");
-        assert_eq!(a.ok_actions(), [arn.clone()], "{name}");
+        assert_eq!(a.ok_actions(), std::slice::from_ref(&arn), "{name}");
         assert_eq!(a.period(), Some(60));
         assert_eq!(a.evaluation_periods(), Some(2));
         assert_eq!(a.threshold(), Some(1.0));
