@@ -231,7 +231,8 @@ async fn one(x: &Apply<'_>, change: &Change) -> Result<Made> {
         C::CreateAlertTopic
         | C::SubscribeAlerts { .. }
         | C::UnsubscribeAlerts { .. }
-        | C::PutAlarm { .. } => alarms::apply(x, change).await,
+        // Boxed: its SDK futures are large, and a batch runs many provisions in one task.
+        | C::PutAlarm { .. } => Box::pin(alarms::apply(x, change)).await,
     }
 }
 

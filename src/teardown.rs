@@ -45,7 +45,7 @@ impl Teardown<'_> {
             subnet::delete_route_tables(t, d),
             snapshots,
             bucket::delete(t, d),
-            alarms::delete(t, d)
+            Box::pin(alarms::delete(t, d))
         );
         network::delete_vpcs(t, d).await;
         // The records go only once everything they name is gone.

@@ -269,7 +269,8 @@ impl Aws {
             self.find_parameters(id),
             self.find_output(id),
             self.find_snapshots(id),
-            self.find_alerts(id),
+            // Boxed, as the largest of them (a batch runs many discoveries in one task).
+            Box::pin(self.find_alerts(id)),
         )?;
         let records: Vec<Record> = params
             .iter()
