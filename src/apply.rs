@@ -46,6 +46,10 @@ fn needs(a: &Change, b: &Change) -> bool {
             instance::needs(a, b)
         }
         C::AllocateEip { .. } | C::AssociateEip { .. } => eips::needs(a, b),
+        C::CreateAlertTopic
+        | C::SubscribeAlerts { .. }
+        | C::UnsubscribeAlerts { .. }
+        | C::PutAlarm { .. } => alarms::needs(a, b),
     }
 }
 
@@ -228,6 +232,11 @@ async fn one(x: &Apply<'_>, change: &Change) -> Result<Made> {
             instance::apply(x, change).await
         }
         C::AllocateEip { .. } | C::AssociateEip { .. } => eips::apply(x, change).await,
+        C::CreateAlertTopic
+        | C::SubscribeAlerts { .. }
+        | C::UnsubscribeAlerts { .. }
+        // Boxed: its SDK futures are large, and a batch runs many provisions in one task.
+        | C::PutAlarm { .. } => Box::pin(alarms::apply(x, change)).await,
     }
 }
 
@@ -273,6 +282,17 @@ mod tests {
             },
             Change::AssociateEip { role: Role::EipPos },
             Change::RequireImdsv2,
+            Change::CreateAlertTopic,
+            Change::SubscribeAlerts { email: "e".into() },
+            Change::UnsubscribeAlerts { email: "o".into() },
+            Change::PutAlarm {
+                role: Role::AlarmSystem,
+                why: String::new(),
+            },
+            Change::PutAlarm {
+                role: Role::AlarmInstance,
+                why: String::new(),
+            },
         ];
         // Depth-first: a change reachable from itself would be a cycle.
         fn reaches(all: &[Change], from: usize, to: usize, seen: &mut Vec<usize>) -> bool {

@@ -328,6 +328,18 @@ pub enum ReportCommand {
     Billing(BillingArgs),
     /// Check every stack's security controls; exits 1 when any stack fails a rule
     Compliance(ComplianceArgs),
+    /// CPU (average, p95), network and status-check failures per shop for one month (CloudWatch)
+    Performance(PerformanceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PerformanceArgs {
+    /// The month, YYYY-MM (UTC) [default: this month, up to now]
+    #[arg(long, value_name = "YYYY-MM")]
+    pub month: Option<String>,
+    /// Print CSV instead of the table (--output json for JSON)
+    #[arg(long)]
+    pub csv: bool,
 }
 
 #[derive(Debug, Args)]
@@ -958,6 +970,9 @@ poscloud quota show --output json --profile ops --region us-east-1"),
 # Room for 20 shops in the region: 20 VPCs, 40 Elastic IPs
 poscloud quota request --vpcs 20 --eips 40 --profile ops --region us-east-1
 poscloud quota request --eips 10 --profile ops --region eu-west-1"),
+    ("report performance", "\
+poscloud report performance --month 2026-11 --profile ops --region us-east-1
+poscloud report performance --month 2026-11 --csv --profile ops --region us-east-1"),
     ("userdata", "\
 # What the host gets at launch; no AWS call
 poscloud userdata --shop 12345678 --env qa --stack stacks/examples/daisy.toml --region us-east-1"),

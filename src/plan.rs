@@ -19,6 +19,7 @@ pub fn build(spec: &StackSpec, d: &Discovered, region: &str) -> Plan {
     steps.extend(eni::plan(spec, d));
     steps.extend(instance::plan(spec, d));
     steps.extend(eips::plan(d));
+    steps.extend(alarms::plan(spec, d, region));
     Plan { steps }
 }
 
@@ -160,7 +161,36 @@ mod tests {
             name: name.clone(),
             roles: vec![name],
         });
+        let topic = crate::resources::alarms::topic_arn(&spec.id, &d.account, REGION);
+        d.alert_topic = Some(AlertTopic {
+            arn: topic.clone(),
+            subscriptions: vec![],
+        });
+        for role in crate::resources::alarms::ROLES {
+            d.alarms.push(alarm(spec, role, &topic, "i-1"));
+        }
         d
+    }
+
+    /// An alarm as PutMetricAlarm leaves it.
+    fn alarm(spec: &StackSpec, role: Role, topic: &str, instance: &str) -> Alarm {
+        let w = crate::resources::alarms::wanted(role, topic, REGION);
+        Alarm {
+            role,
+            name: crate::aws::tags::name(&spec.id, role),
+            namespace: "AWS/EC2".into(),
+            metric: w.metric.into(),
+            instance: Some(instance.into()),
+            statistic: Some(w.statistic.into()),
+            period: Some(w.period),
+            evaluation_periods: Some(w.evaluation_periods),
+            threshold: Some(w.threshold),
+            comparison: Some(w.comparison.into()),
+            alarm_actions: w.alarm_actions,
+            ok_actions: w.ok_actions,
+            actions_enabled: true,
+            state: "OK".into(),
+        }
     }
 
     fn step_of(plan: &Plan, role: Role) -> &Step {
@@ -200,6 +230,9 @@ mod tests {
                 Role::Host,
                 Role::EipHost,
                 Role::EipPos,
+                Role::AlertTopic,
+                Role::AlarmSystem,
+                Role::AlarmInstance,
             ]
         );
         for s in &plan.steps {
@@ -281,12 +314,24 @@ mod tests {
             assert!(s.id.is_some() && s.drift.is_empty(), "{s:#?}");
         }
         assert_eq!(step_of(&plan, Role::Host).id.as_deref(), Some("i-1"));
-        // The scope policy names the region: another region's is a change.
+        // The scope policy names the region: another region's is a change (as are the
+        // alarms, whose recover action and topic name it; the fixture's topic is REGION's).
+        let mut d = d;
+        d.alert_topic = None;
+        d.alarms.clear();
         let elsewhere = build(&spec, &d, "eu-west-1");
         assert_eq!(
-            only(&elsewhere, Role::IamRole).changes,
+            step_of(&elsewhere, Role::IamRole).changes,
             [Change::PutScopePolicy]
         );
+        for s in elsewhere.steps.iter().filter(|s| {
+            !matches!(
+                s.resource,
+                Role::IamRole | Role::AlertTopic | Role::AlarmSystem | Role::AlarmInstance
+            )
+        }) {
+            assert_eq!(s.action, Action::Exists, "{s:#?}");
+        }
     }
 
     #[test]
@@ -515,5 +560,97 @@ mod tests {
                 "turn termination protection off",
             ]
         );
+    }
+
+    #[test]
+    fn alarms_follow_the_instance_and_the_topic_the_stack_file() {
+        let mut spec = spec();
+        // A new stack: the topic, the address, both alarms after the launch.
+        spec.alert_email = Some("ops@example.com".into());
+        let plan = build(&spec, &Discovered::default(), REGION);
+        assert_eq!(
+            step_of(&plan, Role::AlertTopic).changes,
+            [
+                Change::CreateAlertTopic,
+                Change::SubscribeAlerts {
+                    email: "ops@example.com".into()
+                }
+            ]
+        );
+        let put = |role| Change::PutAlarm {
+            role,
+            why: String::new(),
+        };
+        assert_eq!(
+            step_of(&plan, Role::AlarmSystem).changes,
+            [put(Role::AlarmSystem)]
+        );
+        let launch = Change::Launch {
+            instance_type: "t".into(),
+            disk_gb: 1,
+        };
+        let system = put(Role::AlarmSystem);
+        assert!(crate::resources::alarms::needs(&system, &launch));
+        assert!(crate::resources::alarms::needs(
+            &system,
+            &Change::CreateAlertTopic
+        ));
+
+        // The instance replaced: the alarm is set again, naming the new one.
+        let mut d = provisioned(&spec);
+        d.alert_topic
+            .as_mut()
+            .unwrap()
+            .subscriptions
+            .push(Subscription {
+                protocol: "email".into(),
+                endpoint: "ops@example.com".into(),
+                arn: Some("arn:aws:sns:us-east-1:123456789012:t:1".into()),
+            });
+        assert_eq!(build(&spec, &d, REGION).writes(), 0);
+        d.alarms[0].instance = Some("i-old".into());
+        let plan = build(&spec, &d, REGION);
+        let step = only(&plan, Role::AlarmSystem);
+        assert_eq!(step.action, Action::Update);
+        assert_eq!(
+            step.changes,
+            [Change::PutAlarm {
+                role: Role::AlarmSystem,
+                why: "watches i-old, not the stack's i-1".into()
+            }]
+        );
+
+        // Its recover action removed by hand: set again.
+        let mut d2 = d.clone();
+        d2.alarms[0].instance = Some("i-1".into());
+        d2.alarms[0]
+            .alarm_actions
+            .retain(|a| !a.ends_with(":ec2:recover"));
+        assert!(matches!(
+            only(&build(&spec, &d2, REGION), Role::AlarmSystem).changes[..],
+            [Change::PutAlarm { .. }]
+        ));
+
+        // Another address in the stack file: the new one subscribed, the old one removed.
+        spec.alert_email = Some("night@example.com".into());
+        d.alarms[0].instance = Some("i-1".into());
+        let plan = build(&spec, &d, REGION);
+        assert_eq!(
+            only(&plan, Role::AlertTopic).changes,
+            [
+                Change::SubscribeAlerts {
+                    email: "night@example.com".into()
+                },
+                Change::UnsubscribeAlerts {
+                    email: "ops@example.com".into()
+                }
+            ]
+        );
+        // A pending one has no ARN to unsubscribe: drift for a person.
+        d.alert_topic.as_mut().unwrap().subscriptions[0].arn = None;
+        let plan = build(&spec, &d, REGION);
+        let topic = only(&plan, Role::AlertTopic);
+        assert_eq!(topic.drift.len(), 1, "{topic:#?}");
+        assert_eq!(topic.changes.len(), 1, "{topic:#?}");
     }
 }

@@ -17,6 +17,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 pub mod html;
+pub mod performance;
 
 const HOUR: f64 = 3600.0;
 
@@ -491,6 +492,7 @@ pub const RULES: &[&str] = &[
     "os-patched",
     "host-key-pinned",
     "backup-age",
+    "alarms",
 ];
 
 /// A stack's newest good backup at most this old (a day's timer, plus slack).
@@ -707,10 +709,83 @@ pub fn compliance(e: &Evidence) -> Vec<Check> {
             )
         }
     });
+    out.push(alarms_in_place(e));
     for c in out.iter_mut().filter(|c| c.status == Status::Fail) {
         c.fix = Some(fix(c.rule, e));
     }
     out
+}
+
+/// "alarms": both alarms watch the stack's instance with their actions (the system one
+/// recovers it), and the topic they tell has an e-mail subscribed (confirmed or pending).
+fn alarms_in_place(e: &Evidence) -> Check {
+    use crate::resources::alarms;
+    let check = |status, detail: String| Check {
+        rule: "alarms",
+        status,
+        detail,
+        fix: None,
+    };
+    let Some(instance) = e.d.instance() else {
+        return check(Status::Na, "no instance".into());
+    };
+    let mut wrong = Vec::new();
+    let topic = e.d.alert_topic.as_ref();
+    let arn = topic.map(|t| t.arn.clone()).unwrap_or_default();
+    for role in alarms::ROLES {
+        let name = crate::resources::change::resource_label(role);
+        let Some(a) = e.d.alarms.iter().find(|a| a.role == role) else {
+            wrong.push(format!("{name} missing"));
+            continue;
+        };
+        // Only what makes the alarm do its job: the instance, the metric, the actions (the
+        // region is the recover action's own: any region's `…:ec2:recover` is EC2's).
+        let w = alarms::wanted(role, &arn, "");
+        if a.instance.as_deref() != Some(instance.id.as_str()) {
+            wrong.push(format!(
+                "{name} watches {}, not {}",
+                a.instance.as_deref().unwrap_or("no instance"),
+                instance.id
+            ));
+        }
+        if a.metric != w.metric {
+            wrong.push(format!("{name} watches {}, not {}", a.metric, w.metric));
+        }
+        if !a.actions_enabled {
+            wrong.push(format!("{name}: actions disabled"));
+        }
+        if topic.is_some() && !a.alarm_actions.contains(&arn) {
+            wrong.push(format!("{name} does not tell the alert topic"));
+        }
+        let recovers = a.alarm_actions.iter().any(|x| x.ends_with(":ec2:recover"));
+        if role == crate::aws::tags::Role::AlarmSystem && !recovers {
+            wrong.push(format!("{name} does not recover the instance"));
+        }
+    }
+    match topic {
+        None => wrong.push("no alert topic".into()),
+        Some(t) => {
+            let subs: Vec<String> = t
+                .emails()
+                .map(|s| {
+                    let how = if s.pending() { "pending" } else { "confirmed" };
+                    format!("{} ({how})", s.endpoint)
+                })
+                .collect();
+            if subs.is_empty() {
+                wrong.push(match &e.spec.alert_email {
+                    None => "nobody is told: the stack file has no alert_email".into(),
+                    Some(a) => format!("{a} is not subscribed to the alert topic"),
+                });
+            } else if wrong.is_empty() {
+                return check(
+                    Status::Pass,
+                    format!("both alarms on {}; told: {}", instance.id, subs.join(", ")),
+                );
+            }
+        }
+    }
+    check(Status::Fail, wrong.join("; "))
 }
 
 /// The fix of a failing rule, with the stack's own names filled in (docs/runbooks/reports.md).
@@ -732,6 +807,7 @@ fn fix(rule: &str, e: &Evidence) -> String {
         "vpn-psk-age" => format!("`poscloud vpn rotate {stack} --location NAME {aws}` for each location named, give the router the new key, then the same with `--confirm` (runbook vpn.md)"),
         "vpn-proposals" => format!("agree stronger proposals with the router, then `poscloud vpn create {stack} --location NAME {aws}` again with the same peer, the new --proposal/--esp-proposal and no --allow-weak (the key is kept)"),
         "os-patched" => format!("patch the host (`aws ssm start-session --target {instance} {aws}`, `sudo yum -y update`, reboot for a new kernel) or rebuild it; this rule reads the date user-data patched it, so only a rebuild clears it"),
+        "alarms" => format!("`poscloud provision {stack} {aws}` puts the alarms and the topic back (set `alert_email` in the stack file first if it has none); the recipient confirms SNS's e-mail (runbook alarms.md)"),
         "host-key-pinned" => format!("pin the key checked out of band: any remote command over SSH with it, e.g. `poscloud pos status {stack} --transport ssh --host-key-file KEY.pub {aws}`; or remove the tcp/22 inbound rule"),
         _ => "see docs/runbooks/reports.md".into(),
     }

@@ -11,7 +11,7 @@ pub use crate::resources::{in_use, Teardown};
 impl Teardown<'_> {
     /// Deletes everything in `d`, independent deletes at once (each resource's module knows
     /// how; the order is here): the addresses, the instance's termination, the route tables,
-    /// snapshots and command output start together; the interfaces, groups and subnet follow
+    /// snapshots, command output, alarms and alert topic start together; the interfaces, groups and subnet follow
     /// the termination, the gateway follows the addresses, the VPC comes last, then the
     /// stack's parameters (its records among them, kept until here so that a run killed
     /// midway still finds every id). The lock parameter is left for the caller to release.
@@ -44,7 +44,8 @@ impl Teardown<'_> {
             hosts,
             subnet::delete_route_tables(t, d),
             snapshots,
-            bucket::delete(t, d)
+            bucket::delete(t, d),
+            Box::pin(alarms::delete(t, d))
         );
         network::delete_vpcs(t, d).await;
         // The records go only once everything they name is gone.

@@ -245,6 +245,10 @@ refused! {
     a_quota_request_of_words(f): ["quota", "request", "--vpcs", "ten"] => "invalid value 'ten'";
     a_quota_request_of_negative_eips(f): ["quota", "request", "--eips", "-3"] => "'-3'";
     a_quota_request_past_any_quota(f): ["quota", "request", "--eips", "100001"] => "100001 is not in 1..=100000";
+    an_alert_email_that_is_no_address(f): [P, "--shop", S, "--stack", f.stack("termination_protection = false",
+        "termination_protection = false\nalert_email = \"Ops <ops@example.com>\"")] => "`alert_email`";
+    a_performance_month_that_is_no_month(f): ["report", "performance", "--month", "2026-1"] => "use YYYY-MM";
+    a_performance_month_to_come(f): ["report", "performance", "--month", "2999-01"] => "has not begun";
 }
 
 #[test]

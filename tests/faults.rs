@@ -52,6 +52,8 @@ const LOSE_ON_PROVISION: &[(&str, FaultKind)] = &[
     ("RunInstances", FaultKind::Reset),
     ("AllocateAddress", FaultKind::Throttle),
     ("AssociateAddress", FaultKind::Reset),
+    ("CreateTopic", FaultKind::Reset),
+    ("PutMetricAlarm", FaultKind::Status500),
 ];
 
 const LOSE_ON_TEARDOWN: &[(&str, FaultKind)] = &[
@@ -73,6 +75,8 @@ const LOSE_ON_TEARDOWN: &[(&str, FaultKind)] = &[
     ("DeleteRolePolicy", FaultKind::Status500),
     ("DeleteRole", FaultKind::Reset),
     ("DeleteParameter", FaultKind::Reset),
+    ("DeleteAlarms", FaultKind::Reset),
+    ("DeleteTopic", FaultKind::Throttle),
 ];
 
 fn faults(seed: u64, lose_first: &[(String, FaultKind)]) -> Faults {
@@ -215,7 +219,12 @@ fn provision_and_teardown_converge_with_a_fifth_of_calls_failing() {
     // to do (every rule, route, association and policy is there).
     rig.proxy.reset();
     let again = rig.run(&up_args).ok();
-    assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
+    assert!(
+        again.stdout.contains("nothing to do"),
+        "{}\n{}",
+        again.stdout,
+        again.stderr
+    );
     assert_eq!(rig.proxy.writes(), Vec::<String>::new());
 
     rig.proxy.reset();

@@ -392,7 +392,11 @@ fn failing(rig: &Rig) -> (i32, Vec<String>) {
 fn compliance_passes_a_fresh_stack_and_flags_each_broken_rule() {
     let rig = Rig::new();
     const SHOP: &str = "55555555";
-    rig.provision_infra(SHOP, "prod").ok();
+    // With an alert e-mail: the alarms rule passes only when someone is told.
+    let stack = rig.stack_with_alerts("prod", "ops@example.com");
+    let mut args = common::infra_args(SHOP, "prod");
+    args.extend(["--stack", &stack]);
+    rig.run(&args).ok();
 
     let fresh = rig.run(&["report", "compliance"]).ok();
     for rule in [
@@ -573,6 +577,17 @@ fn compliance_passes_a_fresh_stack_and_flags_each_broken_rule() {
     });
     broke(&["volume-encrypted"], &rig);
 
+    // An alarm deleted (the test's own CloudWatch client).
+    rig.block(async {
+        rig.cloudwatch
+            .delete_alarms()
+            .alarm_names(format!("poscloud-{SHOP}-prod-alarm-system"))
+            .send()
+            .await
+            .unwrap();
+    });
+    broke(&["alarms"], &rig);
+
     // Every rule fails now. The text starts with a stacks × rules grid; each FAIL line of the
     // details says the fix, with the stack's own names in it.
     let text = rig.run(&["report", "compliance"]).status(1);
@@ -590,7 +605,8 @@ fn compliance_passes_a_fresh_stack_and_flags_each_broken_rule() {
             "vpn-proposals",
             "os-patched",
             "host-key-pinned",
-            "backup-age"
+            "backup-age",
+            "alarms"
         ],
         "{}",
         text.stdout
@@ -600,6 +616,7 @@ fn compliance_passes_a_fresh_stack_and_flags_each_broken_rule() {
     // backup-age: n/a, the stack has no POS (tests/backup.rs breaks and passes it).
     assert_eq!(cells[1..9], ["FAIL"; 8], "{}", text.stdout);
     assert_eq!(cells[9], "n/a", "{}", text.stdout);
+    assert_eq!(cells[10], "FAIL", "{}", text.stdout);
     // Each cell under its rule's name.
     assert_eq!(
         lines[1].find("FAIL").unwrap(),
@@ -607,14 +624,14 @@ fn compliance_passes_a_fresh_stack_and_flags_each_broken_rule() {
     );
     assert_eq!(
         lines[1].rfind("FAIL").unwrap(),
-        lines[0].find("host-key-pinned").unwrap()
+        lines[0].find("alarms").unwrap()
     );
     let fails: Vec<&str> = lines
         .iter()
         .copied()
         .filter(|l| l.trim_start().starts_with("FAIL "))
         .collect();
-    assert_eq!(fails.len(), 8, "{}", text.stdout);
+    assert_eq!(fails.len(), 9, "{}", text.stdout);
     for l in &fails {
         assert!(l.contains("; fix: "), "{l}");
     }
@@ -652,7 +669,7 @@ fn compliance_passes_a_fresh_stack_and_flags_each_broken_rule() {
         "{}",
         csv.stdout
     );
-    assert_eq!(rows.len(), 9, "{}", csv.stdout);
+    assert_eq!(rows.len(), 10, "{}", csv.stdout);
     for r in &rows[1..] {
         assert_eq!((r[0].as_str(), r[1].as_str()), (SHOP, "prod"), "{r:?}");
         assert_eq!(r[3], "FAIL", "{r:?}");

@@ -381,8 +381,13 @@ fn billing_page_charts_each_env_month_over_month() {
 #[test]
 fn compliance_page_shows_the_grid_and_each_fix() {
     let rig = Rig::new();
-    rig.provision_infra("55555555", "prod").ok();
-    rig.provision_infra("66666666", "qa").ok();
+    // With alert e-mails, so that only the rule broken below fails.
+    for (shop, env) in [("55555555", "prod"), ("66666666", "qa")] {
+        let stack = rig.stack_with_alerts(env, "ops@example.com");
+        let mut args = common::infra_args(shop, env);
+        args.extend(["--stack", &stack]);
+        rig.run(&args).ok();
+    }
     let instance = rig.instance_id("55555555", "prod");
     rig.block(async {
         rig.ec2
@@ -416,7 +421,7 @@ fn compliance_page_shows_the_grid_and_each_fix() {
         .filter(|(a, _)| a.contains_key("data-rule"))
         .map(|(a, t)| (a["class"].clone(), a["data-rule"].clone(), t))
         .collect();
-    assert_eq!(cells.len(), 18, "two stacks × nine rules: {cells:?}");
+    assert_eq!(cells.len(), 20, "two stacks × ten rules: {cells:?}");
     let fails: Vec<_> = cells.iter().filter(|c| c.0 == "fail").collect();
     assert_eq!(fails.len(), 1, "{cells:?}");
     assert_eq!(

@@ -1,6 +1,7 @@
 //! The only layer that calls the AWS SDK. Everything above it works with plain values.
 
 pub mod ec2;
+pub mod metrics;
 pub mod preflight;
 pub mod quotas;
 pub mod retry;
@@ -408,6 +409,7 @@ const WRITES: &[&str] = &[
     "CreateSnapshot",
     "CreateSubnet",
     "CreateVpc",
+    "CreateTopic",
     "DeleteInstanceProfile",
     "DeleteInternetGateway",
     "DeleteNetworkInterface",
@@ -440,6 +442,12 @@ const WRITES: &[&str] = &[
     "RunInstances",
     "SendCommand",
     "TerminateInstances",
+    // Alerts (resources/alarms.rs).
+    "DeleteAlarms",
+    "DeleteTopic",
+    "PutMetricAlarm",
+    "Subscribe",
+    "Unsubscribe",
 ];
 
 fn is_write(op: &str) -> bool {
@@ -505,6 +513,8 @@ pub(crate) fn classify(code: &str, message: &str) -> Kind {
         // Service Quotas: a request of this quota is open already.
         "ResourceAlreadyExistsException" => Kind::Conflict,
         "IllegalArgumentException" => Kind::Rejected,
+        // SNS's NotFoundException, CloudWatch's DeleteAlarms of a name it does not know.
+        "NotFound" | "ResourceNotFound" => Kind::NotFound,
         c if c.ends_with(".NotFound") => Kind::NotFound,
         "EntityAlreadyExists"
         | "RouteAlreadyExists"
@@ -636,6 +646,7 @@ mod tests {
         // The call sites that record a success (`wrote("Op", …)`, or `wrote(op, …)` with the
         // op named a line above): a failure of the same op must be journaled too.
         let sources = [
+            include_str!("../resources/alarms.rs"),
             include_str!("../resources/bucket.rs"),
             include_str!("../resources/eips.rs"),
             include_str!("../resources/eni.rs"),

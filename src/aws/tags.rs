@@ -30,6 +30,12 @@ pub enum Role {
     Parameter,
     OutputBucket,
     Snapshot,
+    /// The stack's SNS topic for its alarms (with the stack's alert e-mail subscribed).
+    AlertTopic,
+    /// CloudWatch alarm on StatusCheckFailed_System: recovers the instance, tells the topic.
+    AlarmSystem,
+    /// CloudWatch alarm on StatusCheckFailed_Instance: tells the topic.
+    AlarmInstance,
 }
 
 impl Role {
@@ -52,6 +58,9 @@ impl Role {
             Role::Parameter => "parameter",
             Role::OutputBucket => "output-bucket",
             Role::Snapshot => "snapshot",
+            Role::AlertTopic => "alerts",
+            Role::AlarmSystem => "alarm-system",
+            Role::AlarmInstance => "alarm-instance",
         }
     }
 
@@ -60,7 +69,7 @@ impl Role {
     }
 }
 
-const ALL_ROLES: [Role; 17] = [
+const ALL_ROLES: [Role; 20] = [
     Role::Vpc,
     Role::Igw,
     Role::Subnet,
@@ -78,6 +87,9 @@ const ALL_ROLES: [Role; 17] = [
     Role::Parameter,
     Role::OutputBucket,
     Role::Snapshot,
+    Role::AlertTopic,
+    Role::AlarmSystem,
+    Role::AlarmInstance,
 ];
 
 /// `Name` tag value: poscloud-<shop>-<env>-<role>.

@@ -1,6 +1,6 @@
 use super::request::profiles;
 use super::Ctx;
-use crate::cli::{BillingArgs, ComplianceArgs, ReportCommand};
+use crate::cli::{BillingArgs, ComplianceArgs, PerformanceArgs, ReportCommand};
 use crate::error::{Error, Result};
 use crate::ops;
 use crate::report::{self, html, Status, Totals, Usage};
@@ -14,6 +14,96 @@ pub async fn run(ctx: &Ctx, command: &ReportCommand) -> Result<()> {
     match command {
         ReportCommand::Billing(a) => billing(ctx, a).await,
         ReportCommand::Compliance(a) => compliance(ctx, a).await,
+        ReportCommand::Performance(a) => performance(ctx, a).await,
+    }
+}
+
+async fn performance(ctx: &Ctx, a: &PerformanceArgs) -> Result<()> {
+    use crate::report::performance::{cells, HEADER};
+    let now = SystemTime::now();
+    let month = a.month.clone().unwrap_or_else(|| report::this_month(now));
+    // The month checked before any AWS call.
+    report::month_window(&month, now)?;
+    let aws = ctx.connect("report performance").await?;
+    let p = ops::report::performance(
+        &aws,
+        &ctx.ui,
+        &ops::report::PerformanceRequest {
+            month: month.clone(),
+            now,
+        },
+    )
+    .await?;
+    let text = if a.csv {
+        for n in &p.notes {
+            ctx.ui.warn(n);
+        }
+        let mut out = format!("{}\n", HEADER.join(","));
+        for r in &p.rows {
+            csv_line(&mut out, &cells(r));
+        }
+        out
+    } else {
+        let mut out = format!(
+            "performance {} ({}) in {}, from CloudWatch (AWS/EC2, hourly)\n",
+            p.month, p.period, p.at
+        );
+        if p.rows.is_empty() {
+            out.push_str("no poscloud stack in this region\n");
+        } else {
+            const WIDTH: [usize; 9] = [10, 5, 20, 5, 8, 8, 10, 10, 6];
+            let head = [
+                "SHOP", "ENV", "INSTANCE", "HOURS", "CPU AVG%", "CPU P95%", "NET IN", "NET OUT",
+                "CHECKS",
+            ];
+            let line = |cells: &[String]| {
+                let mut l = String::new();
+                for (i, (c, w)) in cells.iter().zip(WIDTH).enumerate() {
+                    let _ = if i < 3 {
+                        write!(l, "{c:<w$} ")
+                    } else {
+                        write!(l, "{c:>w$} ")
+                    };
+                }
+                l.trim_end().to_string()
+            };
+            let _ = writeln!(out, "{}", line(&head.map(String::from)));
+            for r in &p.rows {
+                let mut c = cells(r);
+                if c[2].is_empty() {
+                    c[2] = "-".into();
+                }
+                for i in [4, 5] {
+                    if c[i].is_empty() {
+                        c[i] = "-".into();
+                    }
+                }
+                c[6] = bytes(r.network_in_bytes);
+                c[7] = bytes(r.network_out_bytes);
+                let _ = writeln!(out, "{}", line(&c));
+            }
+            out.push_str("CHECKS: failed one-minute status checks (system + instance)\n");
+        }
+        for n in &p.notes {
+            let _ = writeln!(out, "note: {n}");
+        }
+        out
+    };
+    ctx.result(
+        json!({"month": p.month, "period": p.period, "region": aws.region,
+               "account": aws.at.account.get(), "stacks": p.rows, "notes": p.notes}),
+        &text,
+    );
+    Ok(())
+}
+
+/// Bytes at a glance (decimal units, as AWS bills data).
+fn bytes(b: f64) -> String {
+    match b {
+        b if b >= 1e9 => format!("{:.2} GB", b / 1e9),
+        b if b >= 1e6 => format!("{:.2} MB", b / 1e6),
+        b if b >= 1e3 => format!("{:.2} kB", b / 1e3),
+        b => format!("{b:.0} B"),
     }
 }
 

@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::phases::{phase_state, vpn, Phase};
 use crate::report::{self, Check, Totals, Usage};
 use crate::spec::{Env, ShopCode, StackId, StackSpec};
+use crate::time::Time;
 use crate::ui::Ui;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
@@ -178,4 +179,63 @@ pub async fn compliance(aws: &Aws, ui: &Ui, req: &ComplianceRequest<'_>) -> Resu
         });
     }
     Ok(Compliance { at, stacks })
+}
+
+pub struct PerformanceRequest {
+    pub month: String,
+    pub now: SystemTime,
+}
+
+pub struct PerformanceReport {
+    pub month: String,
+    pub period: String,
+    pub at: String,
+    pub rows: Vec<report::performance::Performance>,
+    pub notes: Vec<String>,
+}
+
+/// `report performance`: every stack of the region (by env, then shop), its instance's
+/// month from CloudWatch. A stack with no instance now has a row without figures; an
+/// instance replaced during the month is read for the current one only (noted).
+pub async fn performance(
+    aws: &Aws,
+    ui: &Ui,
+    req: &PerformanceRequest,
+) -> Result<PerformanceReport> {
+    let (from, to) = report::month_window(&req.month, req.now)?;
+    let at = aws.whereabouts().await?.to_string();
+    let mut stacks: Vec<_> = aws.list_stacks().await?.into_iter().collect();
+    stacks.sort_by(|(x, _), (y, _)| (x.env, &x.shop).cmp(&(y.env, &y.shop)));
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    for (id, s) in stacks {
+        let step = ui.step(format!("performance: {id}"));
+        let m = match &s.instance {
+            Some(i) => aws.instance_metrics(i, from, to).await?,
+            None => Default::default(),
+        };
+        step.done("");
+        if let Some(t) = s
+            .launch_time
+            .map(Time::system)
+            .filter(|t| *t > from && *t < to)
+        {
+            notes.push(format!(
+                "{id}: instance launched {}: read from then (an earlier instance of the stack, if any, is not)",
+                humantime::format_rfc3339_seconds(t)
+            ));
+        }
+        rows.push(report::performance::row(&id, s.instance.as_deref(), &m));
+    }
+    Ok(PerformanceReport {
+        month: req.month.clone(),
+        period: format!(
+            "{} to {}",
+            humantime::format_rfc3339_seconds(from),
+            humantime::format_rfc3339_seconds(to)
+        ),
+        at,
+        rows,
+        notes,
+    })
 }

@@ -106,6 +106,24 @@ pub async fn status(aws: &Aws, spec: &StackSpec) -> Result<StatusReport> {
                 Role::Host => d.instance().map(|i| i.state.to_string()),
                 Role::EipHost | Role::EipPos => d.eip(st.resource).map(|e| e.public_ip.clone()),
                 Role::EniPos => d.eni_pos().and_then(|e| e.private_ip.clone()),
+                Role::AlertTopic => d.alert_topic.as_ref().map(|t| {
+                    let subs: Vec<String> = t
+                        .emails()
+                        .map(|s| match s.pending() {
+                            true => format!("{} (pending)", s.endpoint),
+                            false => s.endpoint.clone(),
+                        })
+                        .collect();
+                    match subs.is_empty() {
+                        true => "no e-mail subscribed".to_string(),
+                        false => subs.join(", "),
+                    }
+                }),
+                Role::AlarmSystem | Role::AlarmInstance => d
+                    .alarms
+                    .iter()
+                    .find(|a| a.role == st.resource)
+                    .map(|a| a.state.clone()),
                 _ => None,
             }
             .unwrap_or_default();

@@ -69,6 +69,21 @@ pub enum Change {
     AssociateEip {
         role: Role,
     },
+    CreateAlertTopic,
+    /// The stack file's alert e-mail subscribed to the topic (SNS mails a confirmation).
+    SubscribeAlerts {
+        email: String,
+    },
+    /// An address the stack file no longer names.
+    UnsubscribeAlerts {
+        email: String,
+    },
+    /// PutMetricAlarm: creates the alarm, or sets it again (another instance, other settings).
+    PutAlarm {
+        role: Role,
+        /// Why an existing alarm is set again (empty for a new one).
+        why: String,
+    },
 }
 
 impl fmt::Display for Change {
@@ -146,6 +161,21 @@ impl fmt::Display for Change {
                     "eth1"
                 }
             ),
+            Change::CreateAlertTopic => write!(f, "create SNS topic"),
+            Change::SubscribeAlerts { email } => write!(f, "subscribe {email} (e-mail)"),
+            Change::UnsubscribeAlerts { email } => write!(f, "unsubscribe {email}"),
+            Change::PutAlarm { role, why } => {
+                let metric = if *role == Role::AlarmSystem {
+                    "StatusCheckFailed_System (recover, notify)"
+                } else {
+                    "StatusCheckFailed_Instance (notify)"
+                };
+                if why.is_empty() {
+                    write!(f, "put alarm on {metric}")
+                } else {
+                    write!(f, "put alarm on {metric} again: {why}")
+                }
+            }
         }
     }
 }
@@ -237,5 +267,8 @@ pub fn resource_label(role: Role) -> &'static str {
         Role::Parameter => "SSM parameter",
         Role::OutputBucket => "SSM output bucket",
         Role::Snapshot => "EBS snapshot",
+        Role::AlertTopic => "alert topic (SNS)",
+        Role::AlarmSystem => "alarm: system check (recover)",
+        Role::AlarmInstance => "alarm: instance check",
     }
 }

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 // The resource types, each defined with its module in resources/.
+pub use crate::resources::alarms::{Alarm, AlertTopic, Subscription};
 pub use crate::resources::bucket::OutputBucket;
 pub use crate::resources::eips::Eip;
 pub use crate::resources::eni::Eni;
@@ -48,6 +49,10 @@ pub struct Discovered {
     /// Every parameter's value and last change (phase records, the lock, the records).
     #[serde(skip)]
     pub values: BTreeMap<String, (String, Option<SystemTime>)>,
+    /// The SNS topic the alarms tell, with its subscriptions.
+    pub alert_topic: Option<AlertTopic>,
+    /// The stack's CloudWatch alarms (found by name).
+    pub alarms: Vec<Alarm>,
 }
 
 impl Discovered {
@@ -138,6 +143,12 @@ impl Discovered {
                 .map(|v| format!("Elastic IP {} ({})", v.public_ip, v.allocation_id)),
         );
         out.extend(self.iam_role.iter().map(|v| format!("IAM role {}", v.name)));
+        out.extend(
+            self.alert_topic
+                .iter()
+                .map(|t| format!("SNS topic {}", t.arn)),
+        );
+        out.extend(self.alarms.iter().map(|a| format!("alarm {}", a.name)));
         out.extend(
             self.instance_profile
                 .iter()
@@ -245,6 +256,7 @@ impl Aws {
             params,
             output,
             snapshots,
+            alerts,
         ) = tokio::try_join!(
             network,
             self.find_igws(id, None),
@@ -257,6 +269,8 @@ impl Aws {
             self.find_parameters(id),
             self.find_output(id),
             self.find_snapshots(id),
+            // Boxed, as the largest of them (a batch runs many discoveries in one task).
+            Box::pin(self.find_alerts(id)),
         )?;
         let records: Vec<Record> = params
             .iter()
@@ -290,6 +304,8 @@ impl Aws {
             parameters: params.into_iter().map(|(name, _, _)| name).collect(),
             snapshots,
             records: records.clone(),
+            alert_topic: alerts.0,
+            alarms: alerts.1,
         };
         // What the lists left out, looked up by its recorded id, all at once (with the
         // interfaces of a VPC only its record found).

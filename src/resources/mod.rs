@@ -4,6 +4,7 @@
 //! `apply::run` and `teardown` only put them together and in order. Part of the AWS layer:
 //! the SDK calls for a resource are in its module.
 
+pub mod alarms;
 pub mod bucket;
 pub mod change;
 pub mod discover;

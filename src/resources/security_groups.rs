@@ -216,7 +216,14 @@ impl Aws {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        (crate::aws::kind_of(&e) == own, self.err(op, Some(sg_id), e))
+        // A revoke meets its own effect only as the rule's InvalidPermission.NotFound: the
+        // group's InvalidGroup.NotFound (EC2 not knowing a group made moments ago) means
+        // nothing was revoked, and is retried as every fresh write is (apply::settling).
+        let met = match own {
+            Kind::NotFound => e.code() == Some("InvalidPermission.NotFound"),
+            k => crate::aws::kind_of(&e) == k,
+        };
+        (met, self.err(op, Some(sg_id), e))
     }
 
     /// Adds rules. A retry after an add whose answer was lost meets its own rules

@@ -52,6 +52,9 @@ struct RawProfile {
     /// The host's daily backups to S3 (defaults per env).
     #[serde(default)]
     backup: super::backup::RawBackup,
+    /// Where the stack's alarms (hardware recovery, instance checks) are e-mailed.
+    #[serde(default)]
+    alert_email: Option<String>,
 }
 
 /// How `cutover` handles the POS application on the shop's physical server. Commands run
@@ -256,6 +259,9 @@ pub struct StackSpec {
     pub backup: super::backup::BackupSpec,
     /// The POS apps the stack may name: built in, and apps/*.toml beside the stack file.
     pub apps: Apps,
+    /// The address subscribed (SNS, protocol email) to the stack's alert topic; None: the
+    /// topic and alarms exist, nobody is told (`report compliance` fails "alarms").
+    pub alert_email: Option<String>,
 }
 
 /// A TOML error as an editor names a place: `file:line:column: [table] key: message`.
@@ -634,6 +640,10 @@ impl StackSpec {
         raw.cutover.check().map_err(|(k, why)| bad(&k, why))?;
         let backup = super::backup::BackupSpec::for_env(id.env, raw.backup)
             .map_err(|(k, why)| bad(k, why))?;
+        let alert_email = match &raw.alert_email {
+            None => None,
+            Some(a) => Some(validate_email(a).map_err(|r| bad("alert_email", r))?),
+        };
 
         Ok(StackSpec {
             id,
@@ -658,6 +668,7 @@ impl StackSpec {
             cutover: raw.cutover,
             backup,
             apps,
+            alert_email,
         })
     }
 }
@@ -808,6 +819,38 @@ fn validate_public_key(k: &str) -> std::result::Result<String, String> {
 }
 
 /// Instance types look like `t3.large`, `m5.xlarge`, `c6i.2xlarge`, `u-6tb1.metal`.
+/// An address SNS can mail: one `@`, a local part of printable ASCII without spaces,
+/// quotes, commas or angle brackets (a display name or a list is refused, not mailed), a
+/// domain of at least two DNS labels. Lower-case domain kept as written.
+pub fn validate_email(a: &str) -> std::result::Result<String, String> {
+    let bad = |why: &str| Err(format!("{a:?} is not an e-mail address: {why}"));
+    if a.len() > 254 {
+        return bad("longer than 254 characters");
+    }
+    let Some((local, domain)) = a.split_once('@') else {
+        return bad("no @");
+    };
+    if local.is_empty() || local.len() > 64 {
+        return bad("the part before @ must be 1 to 64 characters");
+    }
+    let odd = |c: char| !c.is_ascii_graphic() || "\"(),:;<>@[\\]".contains(c);
+    if local.chars().any(odd) || local.starts_with('.') || local.ends_with('.') {
+        return bad("the part before @ has a space, quote, comma, bracket or stray dot");
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    let label_ok = |l: &&str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if labels.len() < 2 || !labels.iter().all(label_ok) {
+        return bad("the domain must be DNS names joined by dots, like example.com");
+    }
+    Ok(a.to_string())
+}
+
 fn validate_instance_type(t: &str) -> std::result::Result<(), String> {
     let ok = match t.split_once('.') {
         Some((family, size)) => {
@@ -835,6 +878,30 @@ fn validate_instance_type(t: &str) -> std::result::Result<(), String> {
 mod tests {
     use super::*;
     use crate::spec::Env;
+
+    #[test]
+    fn alert_emails_are_checked() {
+        for ok in ["ops@example.com", "a.b+pos@mail.example.co.uk", "x@a-b.io"] {
+            assert_eq!(validate_email(ok).as_deref(), Ok(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "ops",
+            "@example.com",
+            "ops@",
+            "ops@localhost",
+            "ops@@example.com",
+            "o ps@example.com",
+            "Ops <ops@example.com>",
+            "a@example.com,b@example.com",
+            "ops@-example.com",
+            "ops@example..com",
+            ".ops@example.com",
+            "\"ops\"@example.com",
+        ] {
+            assert!(validate_email(bad).is_err(), "{bad:?}");
+        }
+    }
 
     fn id() -> StackId {
         StackId {

@@ -724,6 +724,8 @@ pub struct Rig {
     pub iam: aws_sdk_iam::Client,
     pub ssm: aws_sdk_ssm::Client,
     pub s3: aws_sdk_s3::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub sns: aws_sdk_sns::Client,
 }
 
 impl Rig {
@@ -765,6 +767,8 @@ impl Rig {
                     .force_path_style(true)
                     .build(),
             ),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&conf),
+            sns: aws_sdk_sns::Client::new(&conf),
             emu,
             proxy,
             home,
@@ -899,6 +903,18 @@ impl Rig {
                 .and_then(|a| a.public_ip().map(str::to_string))
                 .expect("a POS Elastic IP")
         })
+    }
+
+    /// stacks/<env>.toml with an `alert_email` (the alarms' topic has it subscribed), in
+    /// the scratch dir; its path.
+    pub fn stack_with_alerts(&self, env: &str, email: &str) -> String {
+        let base = std::fs::read_to_string(repo().join(format!("stacks/{env}.toml"))).unwrap();
+        let p = self
+            .home
+            .path()
+            .join(format!("{env}-alerts-{}.toml", email.len()));
+        std::fs::write(&p, format!("alert_email = \"{email}\"\n{base}")).unwrap();
+        p.to_string_lossy().into_owned()
     }
 
     pub fn stack_file(&self, name: &str, from: &str, to: &str) -> String {
@@ -1127,8 +1143,62 @@ impl Rig {
             for s in snaps.snapshots() {
                 out.push(format!("snapshot {}", s.snapshot_id().unwrap()));
             }
+            out.extend(self.tagged_alerts(shop, env).await);
             out
         })
+    }
+
+    /// SNS topics and CloudWatch alarms carrying the stack's tags (every one in the region
+    /// read with its tags: neither service filters by tag).
+    async fn tagged_alerts(&self, shop: &str, env: &str) -> Vec<String> {
+        let ours = |tags: Vec<(String, String)>| {
+            tags.contains(&("poscloud:shop".into(), shop.into()))
+                && tags.contains(&("poscloud:env".into(), env.into()))
+        };
+        let mut out = Vec::new();
+        let topics = self.sns.list_topics().send().await.unwrap();
+        for t in topics.topics() {
+            let arn = t.topic_arn().unwrap();
+            let tags = self
+                .sns
+                .list_tags_for_resource()
+                .resource_arn(arn)
+                .send()
+                .await
+                .unwrap();
+            let tags = tags
+                .tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect();
+            if ours(tags) {
+                out.push(format!("topic {arn}"));
+            }
+        }
+        let alarms = self.cloudwatch.describe_alarms().send().await.unwrap();
+        for a in alarms.metric_alarms() {
+            let tags = self
+                .cloudwatch
+                .list_tags_for_resource()
+                .resource_arn(a.alarm_arn().unwrap())
+                .send()
+                .await
+                .unwrap();
+            let tags = tags
+                .tags()
+                .iter()
+                .map(|t| {
+                    (
+                        t.key().unwrap_or_default().to_string(),
+                        t.value().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect();
+            if ours(tags) {
+                out.push(format!("alarm {}", a.alarm_name().unwrap()));
+            }
+        }
+        out
     }
 }
 
@@ -1157,6 +1227,8 @@ impl Rig {
             ("eip", 2),
             ("role", 1),
             ("profile", 1),
+            ("topic", 1),
+            ("alarm", 2),
             // The lock is released; each created id is recorded once.
             ("parameter", 0),
             ("record", 10),
