@@ -444,8 +444,9 @@ fn performance_report_equals_the_hand_computed_figures() {
     assert_eq!(
         lines,
         [
-            "shop,env,instance,hours,cpu_avg_percent,cpu_p95_percent,network_in_bytes,network_out_bytes,status_check_failures".to_string(),
-            format!("{SHOP},qa,{instance},21,{mean:.2},20.00,4000000,4000,3"),
+            "shop,env,instance,hours,cpu_avg_percent,cpu_p95_percent,network_in_bytes,network_out_bytes,status_check_failures,data_bytes,disk_used_percent".to_string(),
+            // No backup job on an infra-only stack: no data-volume figures (backup.rs has them).
+            format!("{SHOP},qa,{instance},21,{mean:.2},20.00,4000000,4000,3,,"),
         ]
     );
 
@@ -472,7 +473,9 @@ fn performance_report_equals_the_hand_computed_figures() {
             "MB",
             "4.00",
             "kB",
-            "3"
+            "3",
+            "-",
+            "-"
         ],
         "{}",
         text.stdout

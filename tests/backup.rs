@@ -220,6 +220,22 @@ fn backup_then_damage_then_restore_latest_gives_the_data_back() {
         .run();
     assert_eq!(rule(&c)["status"], "pass", "{}", c.stdout);
 
+    // report performance: the data volume as this month's newest backup measured it.
+    let perf = s
+        .rig
+        .poscloud(["report", "performance", "--output", "json"])
+        .run()
+        .ok();
+    let doc: serde_json::Value = serde_json::from_str(&perf.stdout).unwrap();
+    let row = doc["stacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["shop"] == SHOP)
+        .unwrap_or_else(|| panic!("{doc}"));
+    assert_eq!(row["data_bytes"], b["data_bytes"], "{doc}");
+    assert_eq!(row["disk_used_percent"], b["disk_used_pct"], "{doc}");
+
     // verify: good.
     let v = s.run(&["backup", "verify"]).ok();
     assert!(v.stdout.contains("good"), "{}", v.stdout);

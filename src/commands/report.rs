@@ -51,10 +51,10 @@ async fn performance(ctx: &Ctx, a: &PerformanceArgs) -> Result<()> {
         if p.rows.is_empty() {
             out.push_str("no poscloud stack in this region\n");
         } else {
-            const WIDTH: [usize; 9] = [10, 5, 20, 5, 8, 8, 10, 10, 6];
+            const WIDTH: [usize; 11] = [10, 5, 20, 5, 8, 8, 10, 10, 6, 10, 5];
             let head = [
                 "SHOP", "ENV", "INSTANCE", "HOURS", "CPU AVG%", "CPU P95%", "NET IN", "NET OUT",
-                "CHECKS",
+                "CHECKS", "DATA", "DISK%",
             ];
             let line = |cells: &[String]| {
                 let mut l = String::new();
@@ -73,16 +73,17 @@ async fn performance(ctx: &Ctx, a: &PerformanceArgs) -> Result<()> {
                 if c[2].is_empty() {
                     c[2] = "-".into();
                 }
-                for i in [4, 5] {
+                for i in [4, 5, 10] {
                     if c[i].is_empty() {
                         c[i] = "-".into();
                     }
                 }
                 c[6] = bytes(r.network_in_bytes);
                 c[7] = bytes(r.network_out_bytes);
+                c[9] = r.data_bytes.map_or("-".into(), |b| bytes(b as f64));
                 let _ = writeln!(out, "{}", line(&c));
             }
-            out.push_str("CHECKS: failed one-minute status checks (system + instance)\n");
+            out.push_str("CHECKS: failed one-minute status checks (system + instance); DATA, DISK%: the POS data and its disk's use at the month's newest good backup\n");
         }
         for n in &p.notes {
             let _ = writeln!(out, "note: {n}");

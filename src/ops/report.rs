@@ -214,6 +214,21 @@ pub async fn performance(
             Some(i) => aws.instance_metrics(i, from, to).await?,
             None => Default::default(),
         };
+        // The month's newest good backup, for the data volume (stacks with a backup job).
+        let mut data = report::performance::DataVolume::default();
+        if crate::phases::phase_state(aws, &id, Phase::Backup)
+            .await?
+            .is_some()
+        {
+            let (_, all) = crate::ops::backup::list(aws, &id).await?;
+            if let Some(b) = all.iter().filter_map(|l| l.good()).find(|b| {
+                let t = b.time.system();
+                t >= from && t < to
+            }) {
+                data.data_bytes = Some(b.data_bytes);
+                data.disk_used_percent = Some(b.disk_used_pct);
+            }
+        }
         step.done("");
         if let Some(t) = s
             .launch_time
@@ -225,7 +240,12 @@ pub async fn performance(
                 humantime::format_rfc3339_seconds(t)
             ));
         }
-        rows.push(report::performance::row(&id, s.instance.as_deref(), &m));
+        rows.push(report::performance::row(
+            &id,
+            s.instance.as_deref(),
+            &m,
+            data,
+        ));
     }
     Ok(PerformanceReport {
         month: req.month.clone(),

@@ -13,13 +13,14 @@
 //! - Network in/out: bytes, the month's sums.
 //! - Status-check failures: failed one-minute checks of both StatusCheckFailed_System and
 //!   StatusCheckFailed_Instance, summed.
+//! - Data volume: the POS data directory's size and its disk's use as the month's newest
+//!   good backup recorded them (the host's backup job measures both).
 
 use crate::aws::metrics::InstanceMetrics;
 use crate::spec::StackId;
 use serde::Serialize;
 
-/// One shop's month. A struct so that columns can be added (the backup job's data-volume
-/// use is one to come).
+/// One shop's month.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Performance {
     pub shop: String,
@@ -33,6 +34,16 @@ pub struct Performance {
     pub network_in_bytes: f64,
     pub network_out_bytes: f64,
     pub status_check_failures: u64,
+    /// From the month's newest good backup (None: none this month).
+    pub data_bytes: Option<u64>,
+    pub disk_used_percent: Option<u32>,
+}
+
+/// What the month's newest good backup recorded of the data volume.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DataVolume {
+    pub data_bytes: Option<u64>,
+    pub disk_used_percent: Option<u32>,
 }
 
 /// Nearest-rank percentile `p` (0 < p ≤ 100) of `values`; None for no values.
@@ -46,7 +57,12 @@ pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
     Some(v[rank.clamp(1, v.len()) - 1])
 }
 
-pub fn row(id: &StackId, instance: Option<&str>, m: &InstanceMetrics) -> Performance {
+pub fn row(
+    id: &StackId,
+    instance: Option<&str>,
+    m: &InstanceMetrics,
+    data: DataVolume,
+) -> Performance {
     let sum = |v: &[f64]| v.iter().sum::<f64>();
     let samples = sum(&m.cpu_samples);
     Performance {
@@ -60,10 +76,12 @@ pub fn row(id: &StackId, instance: Option<&str>, m: &InstanceMetrics) -> Perform
         network_out_bytes: sum(&m.network_out),
         status_check_failures: (sum(&m.check_failed_system) + sum(&m.check_failed_instance)).round()
             as u64,
+        data_bytes: data.data_bytes,
+        disk_used_percent: data.disk_used_percent,
     }
 }
 
-pub const HEADER: [&str; 9] = [
+pub const HEADER: [&str; 11] = [
     "shop",
     "env",
     "instance",
@@ -73,10 +91,12 @@ pub const HEADER: [&str; 9] = [
     "network_in_bytes",
     "network_out_bytes",
     "status_check_failures",
+    "data_bytes",
+    "disk_used_percent",
 ];
 
 /// A row's values for the CSV (bytes whole, percentages to two places, "" for none).
-pub fn cells(p: &Performance) -> [String; 9] {
+pub fn cells(p: &Performance) -> [String; 11] {
     let pct = |v: Option<f64>| v.map(|v| format!("{v:.2}")).unwrap_or_default();
     [
         p.shop.clone(),
@@ -88,6 +108,10 @@ pub fn cells(p: &Performance) -> [String; 9] {
         format!("{:.0}", p.network_in_bytes),
         format!("{:.0}", p.network_out_bytes),
         p.status_check_failures.to_string(),
+        p.data_bytes.map(|b| b.to_string()).unwrap_or_default(),
+        p.disk_used_percent
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
     ]
 }
 
@@ -124,7 +148,7 @@ mod tests {
             check_failed_system: vec![2.0],
             check_failed_instance: vec![1.0, 1.0],
         };
-        let r = row(&id, Some("i-1"), &m);
+        let r = row(&id, Some("i-1"), &m, DataVolume::default());
         assert_eq!(r.cpu_avg_percent, Some(20.0));
         assert_eq!(r.cpu_p95_percent, Some(50.0));
         assert_eq!(r.network_in_bytes, 3e6);
