@@ -4,7 +4,8 @@
 # veth (so the host can reach it, as a real host reaches S3), provisions shop 12345678 (qa)
 # through every phase (bootstrap; build of OS media from a small kickstart, stored in the
 # region's cache; stage of the POS container on eth1; ready), shows the POS, its images,
-# status and the region's list, takes a snapshot, tears it down, stops everything it started.
+# status and the region's list, takes a snapshot and a backup (listed and verified), tears it
+# down, stops everything it started.
 # No AWS account is used: credentials are dummies and every call goes to the emulator
 # (tests/rig/emulator.py: moto, plus SSM Run Command that runs on the test host through an
 # agent stand-in, and the host's console). The emulator's instance is not a machine, so the
@@ -84,6 +85,8 @@ echo "sandbox: running the stack's user-data on the test host" >&2
 "$bin" userdata --shop 12345678 --env qa --stack "$stack" --region us-east-1 >"$work/userdata.yaml"
 bash "$root/tests/rig/el7/run-userdata.sh" run "$host" "$work/userdata.yaml" >"$work/userdata.log" 2>&1 ||
   { tail -n 30 "$work/userdata.log" >&2; echo "sandbox: the user-data failed" >&2; exit 1; }
+# The host's own AWS calls (its backups to S3) reach the emulator's IMDS and S3 on the veth.
+printf 'POSCLOUD_IMDS_URL=%s\nPOSCLOUD_S3_URL=%s/\n' "$AWS_ENDPOINT_URL" "$AWS_ENDPOINT_URL" >>"$host/agent.env"
 bash "$root/tests/rig/testhost.sh" agent-start sandbox "$host"
 bash "$root/tests/rig/testhost.sh" console sandbox "$host"
 
@@ -93,6 +96,11 @@ run provision --shop 12345678 --env qa --stack "$stack"
 run pos status --shop 12345678 --env qa --stack "$stack"
 run image list --shop 12345678 --env qa --stack "$stack"
 run pos snapshot --shop 12345678 --env qa --stack "$stack"
+# A little shop data for the backup (the POS's data directory on the host, at /usr2 inside).
+for i in 1 2 3; do printf 'order %s\n' "$i" >"$host_root/var/lib/poscloud/data/rti/order-$i.txt"; done
+run backup run --shop 12345678 --env qa --stack "$stack"
+run backup list --shop 12345678 --env qa
+run backup verify --shop 12345678 --env qa
 run status --shop 12345678 --env qa --stack "$stack"
 run list
 run teardown --shop 12345678 --env qa --yes
