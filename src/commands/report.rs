@@ -56,17 +56,7 @@ async fn performance(ctx: &Ctx, a: &PerformanceArgs) -> Result<()> {
                 "SHOP", "ENV", "INSTANCE", "HOURS", "CPU AVG%", "CPU P95%", "NET IN", "NET OUT",
                 "CHECKS", "DATA", "DISK%",
             ];
-            let line = |cells: &[String]| {
-                let mut l = String::new();
-                for (i, (c, w)) in cells.iter().zip(WIDTH).enumerate() {
-                    let _ = if i < 3 {
-                        write!(l, "{c:<w$} ")
-                    } else {
-                        write!(l, "{c:>w$} ")
-                    };
-                }
-                l.trim_end().to_string()
-            };
+            let line = |cells: &[String]| table_line(cells, &WIDTH);
             let _ = writeln!(out, "{}", line(&head.map(String::from)));
             for r in &p.rows {
                 let mut c = cells(r);
@@ -99,6 +89,19 @@ async fn performance(ctx: &Ctx, a: &PerformanceArgs) -> Result<()> {
 }
 
 /// Bytes at a glance (decimal units, as AWS bills data).
+/// A table's line: the first three columns (names) left, the figures right, in `width`s.
+fn table_line(cells: &[String], width: &[usize]) -> String {
+    let mut l = String::new();
+    for (i, (c, w)) in cells.iter().zip(width).enumerate() {
+        let _ = if i < 3 {
+            write!(l, "{c:<w$} ")
+        } else {
+            write!(l, "{c:>w$} ")
+        };
+    }
+    l.trim_end().to_string()
+}
+
 fn bytes(b: f64) -> String {
     match b {
         b if b >= 1e9 => format!("{:.2} GB", b / 1e9),
@@ -292,18 +295,7 @@ fn table(
         let head = [
             "SHOP", "ENV", "TYPE", "RUN H", "DISK H", "IPV4 H", "INSTANCE", "EBS", "IPV4", "TOTAL",
         ];
-        let line = |cells: &[String]| {
-            let mut l = String::new();
-            for (i, (c, w)) in cells.iter().zip(WIDTH).enumerate() {
-                // Names left, figures right.
-                let _ = if i < 3 {
-                    write!(l, "{c:<w$} ")
-                } else {
-                    write!(l, "{c:>w$} ")
-                };
-            }
-            l.trim_end().to_string()
-        };
+        let line = |cells: &[String]| table_line(cells, &WIDTH);
         let _ = writeln!(out, "{}", line(&head.map(String::from)));
         for r in rows {
             let _ = writeln!(out, "{}", line(&cells(r)));
