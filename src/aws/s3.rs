@@ -19,6 +19,11 @@ pub fn stack_prefix(id: &crate::spec::StackId) -> String {
 }
 
 impl Aws {
+    /// This account's shared output bucket in this region (the account asked if not yet).
+    pub async fn output_bucket(&self) -> Result<String> {
+        Ok(output_bucket_name(&self.account_id().await?, &self.region))
+    }
+
     /// Region, credentials and account (asked if not yet), for a header.
     pub async fn whereabouts(&self) -> Result<&crate::journal::Whereabouts> {
         self.account_id().await?;

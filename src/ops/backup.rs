@@ -38,9 +38,16 @@ impl Listed {
     }
 }
 
-/// The stack's backups, newest first (read from the region's bucket: no host needed).
-pub async fn list(aws: &Aws, id: &StackId) -> Result<(String, Vec<Listed>)> {
-    let bucket = crate::aws::s3::output_bucket_name(&aws.account_id().await?, &aws.region);
+/// A backup's objects as listed: its stamp, whether the archive and the summary are there.
+struct Stamp {
+    stamp: String,
+    archive: bool,
+    summary: bool,
+}
+
+/// The bucket and the stack's backups by stamp, newest first (one listing, no object read).
+async fn stamps(aws: &Aws, id: &StackId) -> Result<(String, Vec<Stamp>)> {
+    let bucket = aws.output_bucket().await?;
     let prefix = backup::prefix(id);
     let keys = aws.list_keys(&bucket, &prefix, usize::MAX).await?;
     let mut by_stamp: BTreeMap<String, (bool, bool)> = BTreeMap::new();
@@ -52,47 +59,76 @@ pub async fn list(aws: &Aws, id: &StackId) -> Result<(String, Vec<Listed>)> {
             by_stamp.entry(s.to_string()).or_default().1 = true;
         }
     }
-    let listed: Vec<Listed> = stream::iter(by_stamp.into_iter().rev())
-        .map(|(stamp, (archive, has_summary))| {
-            let (bucket, prefix) = (&bucket, &prefix);
-            async move {
-                let summary = if has_summary {
-                    let key = format!("{prefix}{stamp}.json");
-                    match aws.get_object_text(bucket, &key).await? {
-                        Some(text) => serde_json::from_str::<BackupRun>(&text).ok(),
-                        None => None,
-                    }
-                } else {
-                    None
-                };
-                Ok::<_, Error>(Listed {
-                    stamp,
-                    summary,
-                    archive,
-                })
-            }
+    let stamps = by_stamp
+        .into_iter()
+        .rev()
+        .map(|(stamp, (archive, summary))| Stamp {
+            stamp,
+            archive,
+            summary,
         })
+        .collect();
+    Ok((bucket, stamps))
+}
+
+/// A listed backup with its summary read (None: it has none, or none that reads).
+async fn listed(aws: &Aws, id: &StackId, bucket: &str, s: Stamp) -> Result<Listed> {
+    let summary = if s.summary {
+        let key = format!("{}{}.json", backup::prefix(id), s.stamp);
+        aws.get_object_text(bucket, &key)
+            .await?
+            .and_then(|text| serde_json::from_str::<BackupRun>(&text).ok())
+    } else {
+        None
+    };
+    Ok(Listed {
+        stamp: s.stamp,
+        summary,
+        archive: s.archive,
+    })
+}
+
+/// The stack's backups, newest first (read from the region's bucket: no host needed).
+pub async fn list(aws: &Aws, id: &StackId) -> Result<(String, Vec<Listed>)> {
+    let (bucket, stamps) = stamps(aws, id).await?;
+    let all = stream::iter(stamps)
+        .map(|s| listed(aws, id, &bucket, s))
         .buffered(8)
         .try_collect()
         .await?;
-    Ok((bucket, listed))
+    Ok((bucket, all))
+}
+
+/// The newest good backup that `accept` takes, reading summaries newest first and stopping
+/// at it (a year of backups is some 80 objects: most runs want one); with the bucket and
+/// how many backups are listed.
+pub async fn newest_good(
+    aws: &Aws,
+    id: &StackId,
+    accept: impl Fn(&BackupRun) -> bool,
+) -> Result<(String, Option<BackupRun>, usize)> {
+    let (bucket, stamps) = stamps(aws, id).await?;
+    let n = stamps.len();
+    for s in stamps.into_iter().filter(|s| s.archive && s.summary) {
+        if let Some(b) = listed(aws, id, &bucket, s).await?.good() {
+            if accept(b) {
+                return Ok((bucket, Some(b.clone()), n));
+            }
+        }
+    }
+    Ok((bucket, None, n))
 }
 
 /// Which backup: the newest good one, or the one of a stamp (`backup:TIME`).
 pub async fn find(aws: &Aws, id: &StackId, stamp: Option<&str>) -> Result<(String, BackupRun)> {
-    let (bucket, all) = list(aws, id).await?;
-    let found = match stamp {
-        None => all.iter().find_map(Listed::good),
-        Some(s) => all.iter().filter(|l| l.stamp == s).find_map(Listed::good),
-    };
+    let (bucket, found, n) = newest_good(aws, id, |b| stamp.is_none_or(|s| b.stamp == s)).await?;
     let what = stamp.map_or("no complete backup".to_string(), |s| {
         format!("no complete backup {s}")
     });
-    found.cloned().map(|b| (bucket.clone(), b)).ok_or_else(|| {
+    found.map(|b| (bucket.clone(), b)).ok_or_else(|| {
         Error::usage(format!(
-            "{what} of {id} in s3://{bucket}/{} ({} listed)",
+            "{what} of {id} in s3://{bucket}/{} ({n} listed)",
             backup::prefix(id),
-            all.len()
         ))
         .next(format!(
             "poscloud backup list --shop {} --env {}",
@@ -116,13 +152,14 @@ pub struct Verified {
 pub async fn verify(aws: &Aws, id: &StackId, stamp: Option<&str>) -> Result<Verified> {
     let (bucket, b) = match stamp {
         Some(s) => {
-            let (bucket, all) = list(aws, id).await?;
-            let l = all.into_iter().find(|l| l.stamp == s).ok_or_else(|| {
+            let (bucket, stamps) = stamps(aws, id).await?;
+            let st = stamps.into_iter().find(|l| l.stamp == s).ok_or_else(|| {
                 Error::usage(format!("no backup {s} of {id}")).next(format!(
                     "poscloud backup list --shop {} --env {}",
                     id.shop, id.env
                 ))
             })?;
+            let l = listed(aws, id, &bucket, st).await?;
             match l.summary {
                 Some(b) if l.archive => (bucket, b),
                 _ => {

@@ -6,6 +6,7 @@ use crate::aws::ssm::host_key_name;
 use crate::aws::Aws;
 use crate::error::Result;
 use crate::phases::{phase_state, vpn, Phase};
+use crate::remote::results::BackupRun;
 use crate::report::{self, Check, Totals, Usage};
 use crate::spec::{Env, ShopCode, StackId, StackSpec};
 use crate::time::Time;
@@ -151,8 +152,8 @@ pub async fn compliance(aws: &Aws, ui: &Ui, req: &ComplianceRequest<'_>) -> Resu
         let backup_job = crate::phases::phase_state_in(&d, &id, Phase::Backup).is_some();
         let staged = crate::phases::phase_state_in(&d, &id, Phase::Stage).is_some();
         let last_backup = if backup_job {
-            let (_, all) = crate::ops::backup::list(aws, &id).await?;
-            all.iter().find_map(|l| l.good()).map(|b| b.time)
+            let (_, b, _) = crate::ops::backup::newest_good(aws, &id, |_| true).await?;
+            b.map(|b| b.time)
         } else {
             None
         };
@@ -220,11 +221,8 @@ pub async fn performance(
             .await?
             .is_some()
         {
-            let (_, all) = crate::ops::backup::list(aws, &id).await?;
-            if let Some(b) = all.iter().filter_map(|l| l.good()).find(|b| {
-                let t = b.time.system();
-                t >= from && t < to
-            }) {
+            let in_month = |b: &BackupRun| (from..to).contains(&b.time.system());
+            if let (_, Some(b), _) = crate::ops::backup::newest_good(aws, &id, in_month).await? {
                 data.data_bytes = Some(b.data_bytes);
                 data.disk_used_percent = Some(b.disk_used_pct);
             }

@@ -3,7 +3,6 @@
 //! now (`backup run`), the same script the timer runs.
 
 use super::{Phase, PhaseState, Site};
-use crate::aws::Aws;
 use crate::error::{Error, Result};
 use crate::remote::results::{self, BackupInstall, BackupRun};
 use crate::remote::{Inputs, Script};
@@ -69,19 +68,12 @@ fn settings(spec: &StackSpec) -> serde_json::Value {
     })
 }
 
-async fn bucket(aws: &Aws) -> Result<String> {
-    Ok(crate::aws::s3::output_bucket_name(
-        &aws.account_id().await?,
-        &aws.region,
-    ))
-}
-
 /// The phase: the job installed (or brought up to the stack's settings), then recorded.
 pub async fn run(site: &Site<'_>, ui: &Ui, spec: &StackSpec) -> Result<PhaseState> {
     let aws = site.aws().ok_or_else(|| {
         Error::usage("backups go to S3 with the instance role: not on --target hosts")
     })?;
-    let bucket = bucket(aws).await?;
+    let bucket = aws.output_bucket().await?;
     let step = ui.step("backup: the daily job (systemd timer) on the host");
     let out = site
         .run_script_as::<BackupInstall>(

@@ -78,7 +78,7 @@ pub async fn run(
     // The region's cache (stacks in AWS only; a --target host keeps its media to itself).
     let cache = match site.aws() {
         Some(aws) => {
-            let bucket = crate::aws::s3::output_bucket_name(&aws.account_id().await?, &aws.region);
+            let bucket = aws.output_bucket().await?;
             let (tarball, record) = cache_keys(&pos.app.name, media);
             let cached = match aws.get_object_text(&bucket, &record).await? {
                 Some(text) => serde_json::from_str::<CacheRecord>(&text).ok(),
